@@ -1,0 +1,420 @@
+//! Kafka RecordBatch v2, byte for byte (docs/FORMAT.md §1).
+//!
+//! A batch is a 61-byte big-endian header followed by varint-encoded records. The CRC-32C covers
+//! everything from `attributes` to the end, so the engine may rewrite `baseOffset` and
+//! `partitionLeaderEpoch` without recomputing it. Compressed batches are kept opaque: their counts
+//! and offsets live in the header.
+
+mod builder;
+mod record;
+pub(crate) mod varint;
+
+pub use builder::{BatchBuilder, BuildError};
+pub use record::{Header, HeaderIter, Record, RecordError, RecordIter};
+
+/// Bytes in a v2 batch header.
+pub const HEADER_BYTES: usize = 61;
+/// Bytes before the part that `batchLength` counts: `baseOffset` (8) and `batchLength` (4).
+pub const LOG_OVERHEAD_BYTES: usize = 12;
+/// The only magic value rill stores.
+pub const MAGIC_V2: i8 = 2;
+/// Smallest legal `batchLength`: a header with no records.
+pub const MIN_BATCH_LENGTH: i32 = (HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32;
+
+/// Byte offsets of the header fields.
+pub mod field {
+    /// `baseOffset: i64`, assigned by the engine.
+    pub const BASE_OFFSET: usize = 0;
+    /// `batchLength: i32`, bytes after this field.
+    pub const BATCH_LENGTH: usize = 8;
+    /// `partitionLeaderEpoch: i32`, assigned by the engine.
+    pub const PARTITION_LEADER_EPOCH: usize = 12;
+    /// `magic: i8`, always 2.
+    pub const MAGIC: usize = 16;
+    /// `crc: u32`, CRC-32C of bytes `ATTRIBUTES..`.
+    pub const CRC: usize = 17;
+    /// `attributes: i16`; the CRC starts here.
+    pub const ATTRIBUTES: usize = 21;
+    /// `lastOffsetDelta: i32`.
+    pub const LAST_OFFSET_DELTA: usize = 23;
+    /// `baseTimestamp: i64` (the first record's timestamp).
+    pub const BASE_TIMESTAMP: usize = 27;
+    /// `maxTimestamp: i64`.
+    pub const MAX_TIMESTAMP: usize = 35;
+    /// `producerId: i64`.
+    pub const PRODUCER_ID: usize = 43;
+    /// `producerEpoch: i16`.
+    pub const PRODUCER_EPOCH: usize = 51;
+    /// `baseSequence: i32`.
+    pub const BASE_SEQUENCE: usize = 53;
+    /// `recordsCount: i32`.
+    pub const RECORDS_COUNT: usize = 57;
+}
+
+/// Compression codec named by attribute bits 0–2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Compression {
+    /// Records are stored as they are.
+    None,
+    /// gzip.
+    Gzip,
+    /// snappy.
+    Snappy,
+    /// lz4.
+    Lz4,
+    /// zstd.
+    Zstd,
+}
+
+/// The batch `attributes` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attributes(pub i16);
+
+impl Attributes {
+    /// Bits 0–2: compression codec.
+    pub const COMPRESSION_MASK: i16 = 0x07;
+    /// Bit 3: timestamps are log-append time.
+    pub const TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
+    /// Bit 4: part of a transaction.
+    pub const TRANSACTIONAL: i16 = 0x10;
+    /// Bit 5: a control batch (transaction markers).
+    pub const CONTROL: i16 = 0x20;
+    /// Bit 6: `baseTimestamp` holds the delete horizon (KIP-534).
+    pub const DELETE_HORIZON: i16 = 0x40;
+    /// Every bit Kafka defines; anything else is rejected.
+    pub const KNOWN_BITS: i16 = 0x7f;
+
+    /// The codec, or `None` for the reserved values 5–7.
+    pub fn compression(self) -> Option<Compression> {
+        match self.0 & Self::COMPRESSION_MASK {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Gzip),
+            2 => Some(Compression::Snappy),
+            3 => Some(Compression::Lz4),
+            4 => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+    /// Whether the batch is part of a transaction.
+    pub fn is_transactional(self) -> bool {
+        self.0 & Self::TRANSACTIONAL != 0
+    }
+    /// Whether the batch holds control records.
+    pub fn is_control(self) -> bool {
+        self.0 & Self::CONTROL != 0
+    }
+    /// Whether timestamps are log-append time rather than create time.
+    pub fn is_log_append_time(self) -> bool {
+        self.0 & Self::TIMESTAMP_TYPE_LOG_APPEND != 0
+    }
+}
+
+/// Why a batch was refused. Each check a broker makes before storing has its own variant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// The buffer is shorter than a batch header.
+    #[error("batch is {len} bytes, shorter than the {HEADER_BYTES}-byte header")]
+    ShorterThanHeader {
+        /// Bytes available.
+        len: usize,
+    },
+    /// `batchLength` is below the header size or negative.
+    #[error("batchLength {batch_length} is below the minimum {MIN_BATCH_LENGTH}")]
+    InvalidLength {
+        /// The declared `batchLength`.
+        batch_length: i32,
+    },
+    /// The declared length disagrees with the buffer.
+    #[error("batch declares {declared} bytes but the buffer holds {actual}")]
+    LengthMismatch {
+        /// `12 + batchLength`.
+        declared: u64,
+        /// Bytes in the buffer.
+        actual: usize,
+    },
+    /// The batch exceeds the configured maximum.
+    #[error("batch of {bytes} bytes exceeds the maximum of {max_bytes}")]
+    TooLarge {
+        /// Batch size.
+        bytes: usize,
+        /// Configured limit.
+        max_bytes: usize,
+    },
+    /// `magic` is not 2.
+    #[error("unsupported magic {0} (only v2 batches are stored)")]
+    UnsupportedMagic(i8),
+    /// Attribute bits outside those Kafka defines, or a reserved codec.
+    #[error("unknown attribute bits {0:#06x}")]
+    UnknownAttributes(i16),
+    /// The stored CRC does not match the bytes.
+    #[error("CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch {
+        /// CRC in the header.
+        stored: u32,
+        /// CRC of the bytes.
+        computed: u32,
+    },
+    /// `recordsCount` is negative.
+    #[error("negative record count {0}")]
+    NegativeRecordCount(i32),
+    /// `recordsCount` is zero: a producer may not send an empty batch.
+    #[error("batch holds no records")]
+    EmptyBatch,
+    /// `lastOffsetDelta` disagrees with `recordsCount`.
+    #[error("lastOffsetDelta {last_offset_delta} does not match {records_count} records")]
+    OffsetDeltaMismatch {
+        /// `lastOffsetDelta`.
+        last_offset_delta: i32,
+        /// `recordsCount`.
+        records_count: i32,
+    },
+    /// A record of an uncompressed batch is malformed.
+    #[error("record {index}: {source}")]
+    Record {
+        /// Zero-based record index.
+        index: i32,
+        /// What is wrong with it.
+        source: RecordError,
+    },
+    /// A record's offset delta is not its position in the batch.
+    #[error("record {index} has offset delta {found}, expected {index}")]
+    RecordOffsetDelta {
+        /// Zero-based record index.
+        index: i32,
+        /// Its offset delta.
+        found: i32,
+    },
+    /// Bytes follow the last record of an uncompressed batch.
+    #[error("{0} bytes follow the last record")]
+    TrailingBytes(usize),
+    /// The batch is not at the offset the log expects (stored batches only).
+    #[error("batch has base offset {found}, expected {expected}")]
+    UnexpectedOffset {
+        /// Offset the log expected.
+        expected: i64,
+        /// Offset in the header.
+        found: i64,
+    },
+}
+
+/// A parsed v2 batch header. Parsing checks nothing but the size; see [`validate_for_append`]
+/// and [`check_stored`] for the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Offset of the first record.
+    pub base_offset: i64,
+    /// Bytes after the `batchLength` field.
+    pub batch_length: i32,
+    /// Leader epoch of the partition when it was appended.
+    pub partition_leader_epoch: i32,
+    /// Format version (2).
+    pub magic: i8,
+    /// CRC-32C of `attributes..end`.
+    pub crc: u32,
+    /// Codec and flags.
+    pub attributes: Attributes,
+    /// Offset of the last record minus `base_offset`.
+    pub last_offset_delta: i32,
+    /// Timestamp of the first record.
+    pub base_timestamp: i64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+    /// Idempotent producer id, or -1.
+    pub producer_id: i64,
+    /// Producer epoch, or -1.
+    pub producer_epoch: i16,
+    /// Sequence of the first record, or -1.
+    pub base_sequence: i32,
+    /// Number of records.
+    pub records_count: i32,
+}
+
+impl BatchHeader {
+    /// Reads the header at the front of `buf`.
+    pub fn parse(buf: &[u8]) -> Result<Self, BatchError> {
+        let Some(h) = buf.first_chunk::<HEADER_BYTES>() else {
+            return Err(BatchError::ShorterThanHeader { len: buf.len() });
+        };
+        Ok(Self {
+            base_offset: be_i64(h, field::BASE_OFFSET),
+            batch_length: be_i32(h, field::BATCH_LENGTH),
+            partition_leader_epoch: be_i32(h, field::PARTITION_LEADER_EPOCH),
+            magic: h[field::MAGIC] as i8,
+            crc: be_i32(h, field::CRC) as u32,
+            attributes: Attributes(be_i16(h, field::ATTRIBUTES)),
+            last_offset_delta: be_i32(h, field::LAST_OFFSET_DELTA),
+            base_timestamp: be_i64(h, field::BASE_TIMESTAMP),
+            max_timestamp: be_i64(h, field::MAX_TIMESTAMP),
+            producer_id: be_i64(h, field::PRODUCER_ID),
+            producer_epoch: be_i16(h, field::PRODUCER_EPOCH),
+            base_sequence: be_i32(h, field::BASE_SEQUENCE),
+            records_count: be_i32(h, field::RECORDS_COUNT),
+        })
+    }
+
+    /// Whole size of the batch on disk, `12 + batchLength` (meaningful once the length is checked).
+    pub fn total_bytes(&self) -> u64 {
+        LOG_OVERHEAD_BYTES as u64 + u64::from(self.batch_length.max(0).cast_unsigned())
+    }
+
+    /// Offset of the last record.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    /// Offset just after the batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    /// Checks that hold for every batch rill stores: length, magic, attributes, counts.
+    /// Needs only the header, so a scanner can decide how many bytes to read next.
+    pub fn check_shape(&self) -> Result<(), BatchError> {
+        if self.batch_length < MIN_BATCH_LENGTH {
+            return Err(BatchError::InvalidLength {
+                batch_length: self.batch_length,
+            });
+        }
+        if self.magic != MAGIC_V2 {
+            return Err(BatchError::UnsupportedMagic(self.magic));
+        }
+        if self.attributes.0 & !Attributes::KNOWN_BITS != 0 || self.attributes.compression().is_none()
+        {
+            return Err(BatchError::UnknownAttributes(self.attributes.0));
+        }
+        if self.records_count < 0 {
+            return Err(BatchError::NegativeRecordCount(self.records_count));
+        }
+        if self.records_count == 0 {
+            return Err(BatchError::EmptyBatch);
+        }
+        if i64::from(self.last_offset_delta) != i64::from(self.records_count) - 1 {
+            return Err(BatchError::OffsetDeltaMismatch {
+                last_offset_delta: self.last_offset_delta,
+                records_count: self.records_count,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// CRC-32C (Castagnoli) over `attributes..end`, as stored in the header.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(batch.get(field::ATTRIBUTES..).unwrap_or(&[]))
+}
+
+/// Validates a batch a producer sent, as a broker does before storing it: size, length, magic,
+/// attributes, counts, CRC, and for uncompressed batches every record (bounds, count, offset
+/// deltas). Returns the parsed header.
+pub fn validate_for_append(batch: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    header.check_shape()?;
+    check_length(&header, batch.len())?;
+    if batch.len() > max_batch_bytes {
+        return Err(BatchError::TooLarge {
+            bytes: batch.len(),
+            max_bytes: max_batch_bytes,
+        });
+    }
+    check_crc(&header, batch)?;
+    if header.attributes.compression() == Some(Compression::None) {
+        check_records(&header, batch)?;
+    }
+    Ok(header)
+}
+
+/// Checks a batch read back from a segment: shape, exact length, CRC, and that it sits at
+/// `expected_offset`. Records are not decoded: the CRC covers them.
+pub fn check_stored(batch: &[u8], expected_offset: i64) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    header.check_shape()?;
+    check_length(&header, batch.len())?;
+    if header.base_offset != expected_offset {
+        return Err(BatchError::UnexpectedOffset {
+            expected: expected_offset,
+            found: header.base_offset,
+        });
+    }
+    check_crc(&header, batch)?;
+    Ok(header)
+}
+
+fn check_length(header: &BatchHeader, len: usize) -> Result<(), BatchError> {
+    if header.total_bytes() != len as u64 {
+        return Err(BatchError::LengthMismatch {
+            declared: header.total_bytes(),
+            actual: len,
+        });
+    }
+    Ok(())
+}
+
+fn check_crc(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
+    let computed = compute_crc(batch);
+    if computed != header.crc {
+        return Err(BatchError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
+    }
+    Ok(())
+}
+
+fn check_records(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
+    let mut records = RecordIter::new(header, &batch[HEADER_BYTES..]);
+    let mut index = 0;
+    for record in &mut records {
+        let record = record.map_err(|source| BatchError::Record { index, source })?;
+        if record.offset_delta != index {
+            return Err(BatchError::RecordOffsetDelta {
+                index,
+                found: record.offset_delta,
+            });
+        }
+        index += 1;
+    }
+    // The iterator stops after `records_count` records or at the first error.
+    match records.remaining_bytes() {
+        0 => Ok(()),
+        n => Err(BatchError::TrailingBytes(n)),
+    }
+}
+
+/// Sets `baseOffset` in place. The CRC does not cover it.
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    if let Some(slot) = batch.get_mut(field::BASE_OFFSET..field::BASE_OFFSET + 8) {
+        slot.copy_from_slice(&base_offset.to_be_bytes());
+    }
+}
+
+/// Sets `partitionLeaderEpoch` in place. The CRC does not cover it.
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    let at = field::PARTITION_LEADER_EPOCH;
+    if let Some(slot) = batch.get_mut(at..at + 4) {
+        slot.copy_from_slice(&epoch.to_be_bytes());
+    }
+}
+
+/// Iterates the records of an uncompressed batch. Compressed batches yield
+/// [`RecordError::Compressed`] once.
+pub fn records(batch: &[u8]) -> Result<RecordIter<'_>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    check_length(&header, batch.len())?;
+    Ok(RecordIter::new(&header, &batch[HEADER_BYTES..]))
+}
+
+fn be_i64(h: &[u8; HEADER_BYTES], at: usize) -> i64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[at..at + 8]);
+    i64::from_be_bytes(b)
+}
+
+fn be_i32(h: &[u8; HEADER_BYTES], at: usize) -> i32 {
+    i32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
+}
+
+fn be_i16(h: &[u8; HEADER_BYTES], at: usize) -> i16 {
+    i16::from_be_bytes([h[at], h[at + 1]])
+}

@@ -1,0 +1,255 @@
+//! Records inside an uncompressed v2 batch, decoded without copying or allocating.
+//!
+//! ```text
+//! length: varint | attributes: i8 | timestampDelta: varlong | offsetDelta: varint
+//! keyLength: varint | key | valueLength: varint | value | headersCount: varint | headers
+//! header: keyLength: varint | key | valueLength: varint | value      (-1 length = null)
+//! ```
+
+use super::varint::{get_varint, get_varlong};
+use super::{BatchHeader, Compression};
+
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The bytes end inside a record.
+    #[error("record truncated")]
+    Truncated,
+    /// A varint is longer than its type allows.
+    #[error("varint overflows its type")]
+    VarintOverflow,
+    /// A record's length prefix is negative.
+    #[error("negative record length {0}")]
+    NegativeLength(i32),
+    /// A key, value or header length below -1 (or a null header key).
+    #[error("invalid field length {0}")]
+    InvalidFieldLength(i32),
+    /// A negative header count.
+    #[error("negative header count {0}")]
+    NegativeHeaderCount(i32),
+    /// The fields did not fill the record's declared length exactly.
+    #[error("record declares {declared} bytes but its fields take {used}")]
+    SizeMismatch {
+        /// The length prefix.
+        declared: usize,
+        /// Bytes the fields took.
+        used: usize,
+    },
+    /// The batch is compressed; rill keeps compressed records opaque.
+    #[error("records are compressed ({0:?}) and kept opaque")]
+    Compressed(Compression),
+}
+
+/// One decoded record, borrowing the batch's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Record attributes (unused by Kafka today, always 0).
+    pub attributes: i8,
+    /// Offset relative to the batch's base offset.
+    pub offset_delta: i32,
+    /// Absolute offset: base offset + delta.
+    pub offset: i64,
+    /// Timestamp relative to the batch's base timestamp.
+    pub timestamp_delta: i64,
+    /// Absolute timestamp: base timestamp + delta.
+    pub timestamp: i64,
+    /// Key, `None` when null.
+    pub key: Option<&'a [u8]>,
+    /// Value, `None` when null.
+    pub value: Option<&'a [u8]>,
+    headers: &'a [u8],
+    header_count: i32,
+}
+
+impl<'a> Record<'a> {
+    /// The record's headers, in order. They were checked when the record was decoded.
+    pub fn headers(&self) -> HeaderIter<'a> {
+        HeaderIter {
+            buf: self.headers,
+            remaining: self.header_count,
+        }
+    }
+
+    /// Number of headers.
+    pub fn header_count(&self) -> usize {
+        self.header_count as usize
+    }
+}
+
+/// One record header. Keys are UTF-8 by Kafka's rules; rill hands out the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// Header key (never null).
+    pub key: &'a [u8],
+    /// Header value, `None` when null.
+    pub value: Option<&'a [u8]>,
+}
+
+/// Iterator over a record's headers.
+#[derive(Debug, Clone)]
+pub struct HeaderIter<'a> {
+    buf: &'a [u8],
+    remaining: i32,
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = Result<Header<'a>, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining <= 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let mut cursor = Cursor { buf: self.buf, pos: 0 };
+        let header = cursor.header();
+        self.buf = &self.buf[cursor.pos.min(self.buf.len())..];
+        if header.is_err() {
+            self.remaining = 0;
+        }
+        Some(header)
+    }
+}
+
+/// Iterator over the records of a batch. It stops after `recordsCount` records or at the first
+/// error; [`RecordIter::remaining_bytes`] then tells whether bytes were left over.
+#[derive(Debug, Clone)]
+pub struct RecordIter<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    remaining: i32,
+    base_offset: i64,
+    base_timestamp: i64,
+    compressed: Option<Compression>,
+}
+
+impl<'a> RecordIter<'a> {
+    /// Records of the batch whose header is `header` and whose records section is `records`.
+    pub fn new(header: &BatchHeader, records: &'a [u8]) -> Self {
+        let compressed = match header.attributes.compression() {
+            Some(Compression::None) => None,
+            Some(codec) => Some(codec),
+            None => Some(Compression::None),
+        };
+        Self {
+            buf: records,
+            pos: 0,
+            remaining: header.records_count.max(0),
+            base_offset: header.base_offset,
+            base_timestamp: header.base_timestamp,
+            compressed,
+        }
+    }
+
+    /// Bytes not consumed by the records decoded so far.
+    pub fn remaining_bytes(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn decode(&mut self) -> Result<Record<'a>, RecordError> {
+        let mut outer = Cursor {
+            buf: self.buf,
+            pos: self.pos,
+        };
+        let length = outer.varint()?;
+        let declared = usize::try_from(length).map_err(|_| RecordError::NegativeLength(length))?;
+        let body_start = outer.pos;
+        let body = outer.take(declared)?;
+        let mut c = Cursor { buf: body, pos: 0 };
+        let attributes = c.take(1)?[0] as i8;
+        let timestamp_delta = c.varlong()?;
+        let offset_delta = c.varint()?;
+        let key = c.nullable_bytes()?;
+        let value = c.nullable_bytes()?;
+        let header_count = c.varint()?;
+        if header_count < 0 {
+            return Err(RecordError::NegativeHeaderCount(header_count));
+        }
+        let headers_start = c.pos;
+        for _ in 0..header_count {
+            c.header()?;
+        }
+        if c.pos != body.len() {
+            return Err(RecordError::SizeMismatch {
+                declared,
+                used: c.pos,
+            });
+        }
+        self.pos = body_start + declared;
+        Ok(Record {
+            attributes,
+            offset_delta,
+            offset: self.base_offset.wrapping_add(i64::from(offset_delta)),
+            timestamp_delta,
+            timestamp: self.base_timestamp.wrapping_add(timestamp_delta),
+            key,
+            value,
+            headers: &body[headers_start..],
+            header_count,
+        })
+    }
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<Record<'a>, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining <= 0 {
+            return None;
+        }
+        if let Some(codec) = self.compressed {
+            self.remaining = 0;
+            return Some(Err(RecordError::Compressed(codec)));
+        }
+        self.remaining -= 1;
+        let record = self.decode();
+        if record.is_err() {
+            self.remaining = 0;
+        }
+        Some(record)
+    }
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn varint(&mut self) -> Result<i32, RecordError> {
+        let (value, used) = get_varint(&self.buf[self.pos..])?;
+        self.pos += used;
+        Ok(value)
+    }
+
+    fn varlong(&mut self) -> Result<i64, RecordError> {
+        let (value, used) = get_varlong(&self.buf[self.pos..])?;
+        self.pos += used;
+        Ok(value)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        let end = self.pos.checked_add(n).ok_or(RecordError::Truncated)?;
+        let bytes = self.buf.get(self.pos..end).ok_or(RecordError::Truncated)?;
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    fn nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, RecordError> {
+        match self.varint()? {
+            -1 => Ok(None),
+            n if n < -1 => Err(RecordError::InvalidFieldLength(n)),
+            n => self.take(n as usize).map(Some),
+        }
+    }
+
+    fn header(&mut self) -> Result<Header<'a>, RecordError> {
+        let key_len = self.varint()?;
+        if key_len < 0 {
+            return Err(RecordError::InvalidFieldLength(key_len));
+        }
+        let key = self.take(key_len as usize)?;
+        let value = self.nullable_bytes()?;
+        Ok(Header { key, value })
+    }
+}

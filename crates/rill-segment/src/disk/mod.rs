@@ -1,0 +1,127 @@
+//! The file system as the log sees it.
+//!
+//! Everything the segment layer does to files goes through [`Disk`]: a real implementation
+//! ([`StdDisk`], plain syscalls) and a simulated one ([`SimDisk`], in memory, with the fault model
+//! of DESIGN §8). Files are named by [`FileId`] handles so that an executor can map them to its
+//! own resources (the io_uring executor registers the descriptor from [`Disk::raw_fd`]).
+
+mod sim;
+mod std_disk;
+
+pub use sim::{CrashKind, FaultConfig, SimDisk, SimStats};
+pub use std_disk::StdDisk;
+
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::os::fd::RawFd;
+use std::path::Path;
+
+/// A handle to an open file of a [`Disk`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId(pub u64);
+
+impl fmt::Display for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "file#{}", self.0)
+    }
+}
+
+/// How [`Disk::open`] treats an existing or missing file. Files are always opened read-write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the file; fail if it exists.
+    CreateNew,
+    /// Open the file, creating it if missing.
+    Create,
+    /// Open an existing file; fail if missing.
+    Existing,
+}
+
+/// File operations the log needs. Implementations must be usable from several threads.
+///
+/// Semantics follow POSIX with buffered I/O: a completed write is visible to reads but durable
+/// only after [`Disk::fdatasync`] of the file; a created, renamed or removed name is durable only
+/// after [`Disk::sync_dir`] of its directory.
+pub trait Disk: Send + Sync + fmt::Debug {
+    /// Creates a directory and its parents.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Names of the entries of a directory (not recursive), in no particular order.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Removes an empty directory.
+    fn remove_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Opens a file read-write.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<FileId>;
+    /// Closes a handle. Unknown handles are ignored.
+    fn close(&self, file: FileId);
+    /// Current length of the file.
+    fn file_len(&self, file: FileId) -> io::Result<u64>;
+    /// Reads at `pos`; may return fewer bytes than asked, 0 at end of file.
+    fn read_at(&self, file: FileId, pos: u64, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes the buffers in order at `pos`; may write fewer bytes than asked.
+    fn write_at(&self, file: FileId, pos: u64, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Sets the file length (truncates or extends with zeros).
+    fn set_len(&self, file: FileId, len: u64) -> io::Result<()>;
+    /// Reserves space so the file is at least `len` bytes long; new bytes read as zeros.
+    fn allocate(&self, file: FileId, len: u64) -> io::Result<()>;
+    /// Makes the file's data and length durable.
+    fn fdatasync(&self, file: FileId) -> io::Result<()>;
+    /// Drops clean cached pages so the next reads come from the medium. Used by recovery, after
+    /// an fdatasync, so that it never validates bytes that only the page cache still holds.
+    fn drop_cache(&self, file: FileId) -> io::Result<()>;
+    /// Renames a file (atomically replacing `to`).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file name.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// The OS descriptor behind a handle, for executors that submit I/O themselves.
+    fn raw_fd(&self, file: FileId) -> Option<RawFd>;
+}
+
+/// Reads exactly `buf.len()` bytes at `pos`, looping over short reads.
+pub fn read_exact_at(disk: &dyn Disk, file: FileId, mut pos: u64, mut buf: &mut [u8]) -> io::Result<()> {
+    // Each successful iteration consumes at least one byte, so the loop is bounded by buf.len().
+    while !buf.is_empty() {
+        match disk.read_at(file, pos, buf) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                pos += n as u64;
+                buf = &mut buf[n..];
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `bufs` at `pos`, resubmitting the remainder after short writes.
+pub fn write_all_at(disk: &dyn Disk, file: FileId, pos: u64, bufs: &[&[u8]]) -> io::Result<()> {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut done = 0usize;
+    // Each iteration writes at least one byte or returns, so it runs at most `total` times.
+    while done < total {
+        let slices = remaining_slices(bufs, done);
+        match disk.write_at(file, pos + done as u64, &slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The parts of `bufs` after the first `skip` bytes.
+pub fn remaining_slices<'a>(bufs: &[&'a [u8]], mut skip: usize) -> Vec<IoSlice<'a>> {
+    let mut out = Vec::with_capacity(bufs.len());
+    for buf in bufs {
+        if skip >= buf.len() {
+            skip -= buf.len();
+            continue;
+        }
+        out.push(IoSlice::new(&buf[skip..]));
+        skip = 0;
+    }
+    out
+}

@@ -1,0 +1,13 @@
+//! # rill-segment
+//!
+//! The storage format and the single-partition log logic of rill: Kafka RecordBatch v2 batches
+//! ([`batch`]), segment files with sparse offset and time indexes ([`index`], [`segment`]),
+//! checkpoints ([`checkpoint`]), crash recovery ([`recovery`]), and the partition log itself
+//! ([`partition`]), which *plans* its data I/O as [`plan::Round`]s for an executor to run.
+//!
+//! All file access goes through the [`disk::Disk`] trait, with a real implementation
+//! ([`disk::StdDisk`]) and a deterministic simulated one with a fault model ([`disk::SimDisk`]),
+//! on which recovery is property-tested. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
+
+pub mod batch;
+pub mod disk;
