@@ -11,3 +11,17 @@
 
 pub mod batch;
 pub mod disk;
+pub mod index;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod partition;
+pub mod plan;
+pub mod recovery;
+mod scan;
+pub mod segment;
+
+pub use config::{LogConfig, Preallocate};
+pub use error::{Corruption, FailReason, LogError};
+pub use partition::{AppendInfo, Durability, Offsets, PartitionLog};
+pub use recovery::{OpenOptions, RecoveryReport};

@@ -364,8 +364,7 @@ fn check_crc(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
 
 fn check_records(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
     let mut records = RecordIter::new(header, &batch[HEADER_BYTES..]);
-    let mut index = 0;
-    for record in &mut records {
+    for (index, record) in (0..).zip(&mut records) {
         let record = record.map_err(|source| BatchError::Record { index, source })?;
         if record.offset_delta != index {
             return Err(BatchError::RecordOffsetDelta {
@@ -373,7 +372,6 @@ fn check_records(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
                 found: record.offset_delta,
             });
         }
-        index += 1;
     }
     // The iterator stops after `records_count` records or at the first error.
     match records.remaining_bytes() {

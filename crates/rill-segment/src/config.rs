@@ -1,0 +1,82 @@
+//! Per-partition log settings.
+
+use crate::error::LogError;
+
+/// How segment files are preallocated when created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preallocate {
+    /// Files grow with each append.
+    #[default]
+    None,
+    /// `fallocate` the whole segment (unwritten extents; the file length is the segment size).
+    Fallocate,
+    /// Write zeros over the whole segment and sync them, so appends overwrite an already
+    /// allocated, already synced region and fdatasync needs no metadata journalling.
+    Zeroed,
+}
+
+/// Settings of one partition's log. Units are in the names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll to a new segment before a segment would exceed this size. At most `i32::MAX`.
+    pub segment_bytes: u64,
+    /// Roll a segment this old (measured from its creation or from open), if set.
+    pub segment_ms: Option<i64>,
+    /// Bytes of log between two index entries.
+    pub index_interval_bytes: u64,
+    /// Entries an offset index may hold before the segment rolls.
+    pub max_index_entries: usize,
+    /// Largest batch accepted by append, in bytes.
+    pub max_batch_bytes: usize,
+    /// Delete the oldest sealed segments while the log is larger than this, if set.
+    pub retention_bytes: Option<u64>,
+    /// Delete sealed segments whose newest timestamp is older than this, if set.
+    pub retention_ms: Option<i64>,
+    /// Preallocation of new segment files.
+    pub preallocate: Preallocate,
+    /// Write the recovery-point checkpoint at most this often while appending; lower values
+    /// shorten recovery scans and narrow the window in which damage counts as a torn tail.
+    pub checkpoint_interval_ms: i64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: Some(7 * 24 * 3600 * 1000),
+            index_interval_bytes: 4096,
+            max_index_entries: (10 << 20) / 8,
+            max_batch_bytes: 1_048_588,
+            retention_bytes: None,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            preallocate: Preallocate::None,
+            checkpoint_interval_ms: 1000,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the settings, naming the first one that is out of range.
+    pub fn validate(&self) -> Result<(), LogError> {
+        let bad = |what: &str| Err(LogError::Config(what.to_owned()));
+        if self.segment_bytes < 1024 || self.segment_bytes > i32::MAX as u64 {
+            return bad("segment_bytes must be in 1024..=i32::MAX");
+        }
+        if self.index_interval_bytes == 0 {
+            return bad("index_interval_bytes must be positive");
+        }
+        if self.max_index_entries == 0 {
+            return bad("max_index_entries must be positive");
+        }
+        if self.max_batch_bytes < crate::batch::HEADER_BYTES || self.max_batch_bytes as u64 > self.segment_bytes {
+            return bad("max_batch_bytes must be at least a batch header and at most segment_bytes");
+        }
+        if self.segment_ms.is_some_and(|ms| ms <= 0) || self.retention_ms.is_some_and(|ms| ms < 0) {
+            return bad("segment_ms must be positive and retention_ms non-negative");
+        }
+        if self.checkpoint_interval_ms < 0 {
+            return bad("checkpoint_interval_ms must be non-negative");
+        }
+        Ok(())
+    }
+}

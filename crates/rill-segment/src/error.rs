@@ -1,0 +1,115 @@
+//! Errors of the segment layer.
+
+use crate::batch::BatchError;
+use std::io;
+use std::ops::Range;
+use std::path::PathBuf;
+
+/// Damage found in data the log had acknowledged as durable (below the recovery point), or read
+/// back wrong: where it is and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt data in {} bytes {}..{} (near offset {offset}): {detail}", path.display(), byte_range.start, byte_range.end)]
+pub struct Corruption {
+    /// The damaged file.
+    pub path: PathBuf,
+    /// The damaged byte range in it.
+    pub byte_range: Range<u64>,
+    /// The offset expected at the start of the range.
+    pub offset: i64,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// Why a partition stopped accepting appends (fail-stop after an I/O error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{op} failed on {}: {kind} (os error {os_error:?})", path.display())]
+pub struct FailReason {
+    /// The operation that failed.
+    pub op: &'static str,
+    /// The file it failed on.
+    pub path: PathBuf,
+    /// The error kind.
+    pub kind: io::ErrorKind,
+    /// The raw OS error, if any.
+    pub os_error: Option<i32>,
+}
+
+impl FailReason {
+    pub(crate) fn new(op: &'static str, path: PathBuf, error: &io::Error) -> Self {
+        Self {
+            op,
+            path,
+            kind: error.kind(),
+            os_error: error.raw_os_error(),
+        }
+    }
+}
+
+/// Errors of [`crate::partition::PartitionLog`] and recovery.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// The batch failed validation; nothing was written.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// An I/O operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Acknowledged data is damaged. The partition refuses to open (unless repair was asked
+    /// for) and reads of the range fail; it is never silently truncated or served.
+    #[error(transparent)]
+    Corrupt(Box<Corruption>),
+    /// The offset is outside `[log_start, log_end]`.
+    #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: i64,
+        /// First offset in the log.
+        log_start: i64,
+        /// Offset after the last readable batch.
+        log_end: i64,
+    },
+    /// The partition has failed (an fsync or write error) and accepts nothing more until it is
+    /// reopened, which recovers from what is durable.
+    #[error("partition failed, reopen to recover: {0}")]
+    Failed(FailReason),
+    /// Another round is in flight on this partition; rounds are sequential.
+    #[error("a round is already in flight on this partition")]
+    RoundInFlight,
+    /// The round was not made by this partition.
+    #[error("the round belongs to another partition")]
+    ForeignRound,
+    /// The offset space (`i64`) or a segment's relative offsets would overflow.
+    #[error("offset overflow")]
+    OffsetOverflow,
+    /// A setting is out of range.
+    #[error("invalid config: {0}")]
+    Config(String),
+}
+
+impl LogError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(path: PathBuf, byte_range: Range<u64>, offset: i64, detail: impl Into<String>) -> Self {
+        Self::Corrupt(Box::new(Corruption {
+            path,
+            byte_range,
+            offset,
+            detail: detail.into(),
+        }))
+    }
+}

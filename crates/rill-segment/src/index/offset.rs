@@ -1,0 +1,198 @@
+//! The sparse offset index: `relative offset: u32 | file position: u32`, big-endian.
+
+use super::{IndexError, SegmentBounds};
+
+/// Bytes per offset-index entry.
+pub const OFFSET_ENTRY_BYTES: usize = 8;
+
+/// One entry: the batch with base offset `base_offset + relative_offset` starts at `position`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetEntry {
+    /// Offset relative to the segment's base offset.
+    pub relative_offset: u32,
+    /// Byte position of the batch in the segment file.
+    pub position: u32,
+}
+
+/// Offset → file position, one entry per `index_interval_bytes` of log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetIndex {
+    base_offset: i64,
+    entries: Vec<OffsetEntry>,
+    max_entries: usize,
+}
+
+impl OffsetIndex {
+    /// An empty index for the segment starting at `base_offset`.
+    pub fn new(base_offset: i64, max_entries: usize) -> Self {
+        Self {
+            base_offset,
+            entries: Vec::new(),
+            max_entries,
+        }
+    }
+
+    /// The entries, in order.
+    pub fn entries(&self) -> &[OffsetEntry] {
+        &self.entries
+    }
+
+    /// Whether no more entries fit (the segment must roll).
+    pub fn is_full(&self) -> bool {
+        self.entries.len() >= self.max_entries
+    }
+
+    /// Records that the batch at `offset` starts at `position`. Entries must increase in both;
+    /// an entry that would not (or a full index) is refused and `false` returned.
+    pub fn append(&mut self, offset: i64, position: u32) -> bool {
+        let Ok(relative_offset) = u32::try_from(offset - self.base_offset) else {
+            return false;
+        };
+        if self.is_full() || position == 0 {
+            return false;
+        }
+        if let Some(last) = self.entries.last()
+            && (relative_offset <= last.relative_offset || position <= last.position)
+        {
+            return false;
+        }
+        self.entries.push(OffsetEntry {
+            relative_offset,
+            position,
+        });
+        true
+    }
+
+    /// The greatest entry at or below `offset`, as (absolute offset, position); the segment
+    /// start when there is none.
+    pub fn lookup(&self, offset: i64) -> (i64, u32) {
+        let relative = offset - self.base_offset;
+        let after = self
+            .entries
+            .partition_point(|e| i64::from(e.relative_offset) <= relative);
+        match after.checked_sub(1).map(|i| self.entries[i]) {
+            Some(e) => (self.base_offset + i64::from(e.relative_offset), e.position),
+            None => (self.base_offset, 0),
+        }
+    }
+
+    /// Drops entries for offsets at or after `offset`.
+    pub fn truncate_to_offset(&mut self, offset: i64) {
+        let relative = offset - self.base_offset;
+        let keep = self
+            .entries
+            .partition_point(|e| i64::from(e.relative_offset) < relative);
+        self.entries.truncate(keep);
+    }
+
+    /// The on-disk form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.entries.len() * OFFSET_ENTRY_BYTES);
+        for e in &self.entries {
+            out.extend_from_slice(&e.relative_offset.to_be_bytes());
+            out.extend_from_slice(&e.position.to_be_bytes());
+        }
+        out
+    }
+
+    /// Parses an index file and checks it against its segment: whole entries, strictly
+    /// increasing offsets and positions, no position 0 (so zero padding is caught), every entry
+    /// inside the segment.
+    pub fn parse(bytes: &[u8], bounds: SegmentBounds, max_entries: usize) -> Result<Self, IndexError> {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_BYTES) {
+            return Err(IndexError::PartialEntry {
+                len: bytes.len(),
+                entry_bytes: OFFSET_ENTRY_BYTES,
+            });
+        }
+        let count = bytes.len() / OFFSET_ENTRY_BYTES;
+        if count > max_entries {
+            return Err(IndexError::TooManyEntries {
+                entries: count,
+                max: max_entries,
+            });
+        }
+        let mut index = Self::new(bounds.base_offset, max_entries);
+        for (i, chunk) in bytes.chunks_exact(OFFSET_ENTRY_BYTES).enumerate() {
+            let relative_offset = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            let position = u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
+            let offset = bounds.base_offset + i64::from(relative_offset);
+            if offset >= bounds.next_offset || u64::from(position) >= bounds.size_bytes {
+                return Err(IndexError::OutOfRange { index: i });
+            }
+            if !index.append(offset, position) {
+                return Err(IndexError::NotMonotonic { index: i });
+            }
+        }
+        Ok(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUNDS: SegmentBounds = SegmentBounds {
+        base_offset: 100,
+        next_offset: 200,
+        size_bytes: 10_000,
+    };
+
+    #[test]
+    fn lookup_is_a_floor() {
+        let mut index = OffsetIndex::new(100, 10);
+        assert!(index.append(110, 500));
+        assert!(index.append(150, 4000));
+        assert_eq!(index.lookup(100), (100, 0));
+        assert_eq!(index.lookup(109), (100, 0));
+        assert_eq!(index.lookup(110), (110, 500));
+        assert_eq!(index.lookup(149), (110, 500));
+        assert_eq!(index.lookup(1000), (150, 4000));
+    }
+
+    #[test]
+    fn round_trips_and_rejects_damage() {
+        let mut index = OffsetIndex::new(100, 10);
+        index.append(110, 500);
+        index.append(150, 4000);
+        let bytes = index.encode();
+        assert_eq!(OffsetIndex::parse(&bytes, BOUNDS, 10).unwrap(), index);
+
+        let mut padded = bytes.clone();
+        padded.extend_from_slice(&[0; 16]);
+        assert_eq!(
+            OffsetIndex::parse(&padded, BOUNDS, 10),
+            Err(IndexError::NotMonotonic { index: 2 })
+        );
+        assert!(matches!(
+            OffsetIndex::parse(&bytes[..11], BOUNDS, 10),
+            Err(IndexError::PartialEntry { .. })
+        ));
+        let short = SegmentBounds {
+            size_bytes: 4000,
+            ..BOUNDS
+        };
+        assert_eq!(
+            OffsetIndex::parse(&bytes, short, 10),
+            Err(IndexError::OutOfRange { index: 1 })
+        );
+        assert!(matches!(
+            OffsetIndex::parse(&bytes, BOUNDS, 1),
+            Err(IndexError::TooManyEntries { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_non_increasing_and_full() {
+        let mut index = OffsetIndex::new(0, 2);
+        assert!(!index.append(5, 0), "position 0 is never indexed");
+        assert!(index.append(5, 100));
+        assert!(!index.append(5, 200));
+        assert!(!index.append(6, 100));
+        assert!(index.append(6, 200));
+        assert!(index.is_full());
+        assert!(!index.append(7, 300));
+        index.truncate_to_offset(6);
+        assert_eq!(index.entries().len(), 1);
+    }
+}

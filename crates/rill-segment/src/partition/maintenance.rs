@@ -1,0 +1,271 @@
+//! Changes to the log other than appends: truncation, deletion of old segments (explicit and
+//! by retention), checkpoints, and clean shutdown. Each multi-file change orders its steps so
+//! that a crash at any point leaves a state recovery completes: the checkpoint moves first when
+//! it must not lead the data (truncation lowers the recovery point before cutting), and
+//! files are removed only after the log start that makes them dead is durable.
+
+use super::{PartitionLog, create_segment, preallocate, write_index_files};
+use crate::checkpoint::{self, Checkpoint};
+use crate::error::LogError;
+use crate::scan;
+use crate::segment::FileKind;
+
+/// What retention or `delete_before` removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub segments_deleted: usize,
+    /// Bytes of batches deleted.
+    pub bytes_deleted: u64,
+    /// The log start offset afterwards.
+    pub log_start_offset: i64,
+}
+
+impl PartitionLog {
+    /// Drops every batch at or after `offset` (the whole batch containing it, if it falls inside
+    /// one), for a replica whose log diverged. Returns the new log end. The recovery point is
+    /// lowered durably before any byte is cut.
+    pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<i64, LogError> {
+        self.check_idle()?;
+        if offset >= self.written_offset {
+            return Ok(self.written_offset);
+        }
+        if offset < self.log_start_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.written_offset,
+            });
+        }
+        let Some(range) = self.locate(offset, 0, super::ReadLimit::Written)? else {
+            return Ok(self.written_offset);
+        };
+        let new_end = range.first_offset;
+        let keep_base = range.segment_base_offset;
+        if self.checkpoint.recovery_point > new_end {
+            self.durable_offset = self.durable_offset.min(new_end);
+            self.write_checkpoint_with(new_end, now_ms)?;
+        }
+        let doomed: Vec<i64> = self.segments.range(keep_base + 1..).map(|(b, _)| *b).collect();
+        self.remove_segments(&doomed)?;
+        let disk = std::sync::Arc::clone(&self.disk);
+        let path = self.path_of(keep_base, FileKind::Log);
+        let Some(segment) = self.segments.get(&keep_base) else {
+            return Ok(self.written_offset);
+        };
+        let file = segment.log;
+        let cut = disk
+            .set_len(file, range.position)
+            .and_then(|()| preallocate(disk.as_ref(), file, &self.config, range.position))
+            .and_then(|len| disk.fdatasync(file).map(|()| len));
+        let file_len = match cut {
+            Ok(len) => len,
+            Err(e) => return Err(self.fail("truncate", path, &e)),
+        };
+        // The segment is active again: its indexes are rebuilt from what remains.
+        for kind in [FileKind::OffsetIndex, FileKind::TimeIndex] {
+            let _ = disk.remove_file(&self.path_of(keep_base, kind));
+        }
+        let created_ms = segment.created_ms;
+        let mut rebuilt = scan::rebuild_segment(disk.as_ref(), file, keep_base, range.position, &self.config, now_ms).segment;
+        rebuilt.file_len = file_len;
+        rebuilt.created_ms = created_ms;
+        self.segments.insert(keep_base, rebuilt);
+        self.unsynced.retain(|b| *b < keep_base);
+        self.next_offset = new_end;
+        self.written_offset = new_end;
+        self.durable_offset = self.durable_offset.min(new_end);
+        if self.unsynced.is_empty() {
+            self.durable_offset = new_end;
+        }
+        Ok(new_end)
+    }
+
+    /// Advances the log start offset to `offset` (at most the log end) and deletes the segments
+    /// that lie entirely below it. Reads below the new start fail with `OffsetOutOfRange`.
+    pub fn delete_before(&mut self, offset: i64, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+        self.check_idle()?;
+        if offset > self.written_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.written_offset,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(RetentionOutcome {
+                log_start_offset: self.log_start_offset,
+                ..RetentionOutcome::default()
+            });
+        }
+        self.advance_log_start(offset, now_ms)
+    }
+
+    /// Deletes the oldest sealed segments that retention allows: those whose newest timestamp is
+    /// older than `retention_ms`, and those whose removal keeps the log at or above
+    /// `retention_bytes`. The active segment is never deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+        self.check_idle()?;
+        let mut remaining = self.size_bytes();
+        let mut new_start = self.log_start_offset;
+        let sealed = self.segments.len().saturating_sub(1);
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for (i, segment) in self.segments.values().take(sealed).enumerate() {
+            let too_old = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| segment.max_timestamp < now_ms.saturating_sub(ms));
+            let too_big = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| remaining - segment.size_bytes >= limit);
+            if !(too_old || too_big) {
+                break;
+            }
+            remaining -= segment.size_bytes;
+            new_start = new_start.max(bases[i + 1]);
+        }
+        if new_start <= self.log_start_offset {
+            return Ok(RetentionOutcome {
+                log_start_offset: self.log_start_offset,
+                ..RetentionOutcome::default()
+            });
+        }
+        self.advance_log_start(new_start, now_ms)
+    }
+
+    fn advance_log_start(&mut self, offset: i64, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+        self.log_start_offset = offset;
+        // The new start is durable before any file goes; a crash in between leaves files that
+        // recovery deletes because they lie below the start.
+        self.write_checkpoint(now_ms)?;
+        let doomed: Vec<i64> = self
+            .segments
+            .iter()
+            .zip(self.segments.keys().skip(1))
+            .filter(|(_, next_base)| **next_base <= offset)
+            .map(|((base, _), _)| *base)
+            .collect();
+        let bytes_deleted = doomed
+            .iter()
+            .filter_map(|b| self.segments.get(b))
+            .map(|s| s.size_bytes)
+            .sum();
+        self.remove_segments(&doomed)?;
+        Ok(RetentionOutcome {
+            segments_deleted: doomed.len(),
+            bytes_deleted,
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    /// Closes and removes the files of the given segments, then syncs the directory.
+    fn remove_segments(&mut self, bases: &[i64]) -> Result<(), LogError> {
+        if bases.is_empty() {
+            return Ok(());
+        }
+        let disk = std::sync::Arc::clone(&self.disk);
+        for base in bases {
+            if let Some(segment) = self.segments.remove(base) {
+                disk.close(segment.log);
+            }
+            self.unsynced.remove(base);
+            for kind in [FileKind::Log, FileKind::OffsetIndex, FileKind::TimeIndex] {
+                let path = self.path_of(*base, kind);
+                match disk.remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.fail("remove", path, &e)),
+                }
+            }
+        }
+        if let Err(e) = disk.sync_dir(&self.dir) {
+            let dir = self.dir.clone();
+            return Err(self.fail("sync dir", dir, &e));
+        }
+        if self.segments.is_empty() {
+            // Never reached by callers (they keep the active segment), but keep the invariant.
+            let base = self.next_offset;
+            match create_segment(disk.as_ref(), &self.dir, base, &self.config, 0) {
+                Ok(s) => {
+                    self.segments.insert(base, s);
+                }
+                Err((path, e)) => return Err(self.fail("create segment", path, &e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn write_checkpoint_with(&mut self, recovery_point: i64, now_ms: i64) -> Result<(), LogError> {
+        let saved = self.durable_offset;
+        self.durable_offset = recovery_point;
+        let result = self.write_checkpoint(now_ms);
+        self.durable_offset = saved;
+        result
+    }
+
+    /// Writes the checkpoint if the recovery point can advance and `checkpoint_interval_ms` has
+    /// passed since the last one. Returns whether it wrote.
+    pub fn maybe_checkpoint(&mut self, now_ms: i64) -> Result<bool, LogError> {
+        self.check_idle()?;
+        let due = now_ms.saturating_sub(self.last_checkpoint_ms) >= self.config.checkpoint_interval_ms;
+        if !due || self.durable_offset <= self.checkpoint.recovery_point {
+            return Ok(false);
+        }
+        self.write_checkpoint(now_ms)?;
+        Ok(true)
+    }
+
+    /// Clean shutdown: makes everything durable, trims the active segment's preallocation,
+    /// writes its indexes, and writes the checkpoint with the clean-shutdown flag, so the next
+    /// open loads without scanning. A failed partition is closed without the flag and the
+    /// failure returned.
+    pub fn close(&mut self) -> Result<(), LogError> {
+        if self.closed {
+            return Ok(());
+        }
+        let result = self.close_cleanly();
+        self.closed = true;
+        for segment in self.segments.values() {
+            self.disk.close(segment.log);
+        }
+        result
+    }
+
+    fn close_cleanly(&mut self) -> Result<(), LogError> {
+        self.check_idle()?;
+        let disk = std::sync::Arc::clone(&self.disk);
+        let active = self.active();
+        let (file, base, size, file_len) = (active.log, active.base_offset, active.size_bytes, active.file_len);
+        if file_len > size {
+            if let Err(e) = disk.set_len(file, size) {
+                return Err(self.fail("trim preallocation", self.path_of(base, FileKind::Log), &e));
+            }
+            self.unsynced.insert(base);
+        }
+        for base in self.unsynced.clone() {
+            let Some(segment) = self.segments.get(&base) else { continue };
+            if let Err(e) = disk.fdatasync(segment.log) {
+                return Err(self.fail("fdatasync", self.path_of(base, FileKind::Log), &e));
+            }
+            self.unsynced.remove(&base);
+        }
+        self.durable_offset = self.written_offset;
+        let dir = self.dir.clone();
+        let active = self.active_mut();
+        active.file_len = active.size_bytes;
+        active.finish_time_index();
+        let active = self.active();
+        if let Err((path, e)) = write_index_files(disk.as_ref(), &dir, active) {
+            return Err(self.fail("write index", path, &e));
+        }
+        let clean = Checkpoint {
+            log_start_offset: self.log_start_offset,
+            recovery_point: self.written_offset,
+            clean_shutdown: true,
+        };
+        checkpoint::write(disk.as_ref(), &dir, &clean)?;
+        self.checkpoint = clean;
+        Ok(())
+    }
+}

@@ -1,0 +1,255 @@
+//! Reads: locate whole batches by offset or timestamp, read and check them.
+
+use super::PartitionLog;
+use crate::batch::{self, BatchHeader, Compression, HEADER_BYTES};
+use crate::disk::{self, FileId};
+use crate::error::LogError;
+use crate::segment::{FileKind, Segment};
+
+/// How far reads may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadLimit {
+    /// Up to the end of completed writes.
+    #[default]
+    Written,
+    /// Up to the durable offset (a single node's high watermark).
+    Durable,
+}
+
+/// A run of whole batches in one segment file: what a read copies or a send splices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRange {
+    /// The segment's base offset.
+    pub segment_base_offset: i64,
+    /// The segment's log file.
+    pub file: FileId,
+    /// Byte position of the first batch.
+    pub position: u64,
+    /// Bytes of whole batches.
+    pub len: u64,
+    /// Base offset of the first batch (at or below the offset asked for).
+    pub first_offset: i64,
+    /// Offset after the last batch: where the next read starts.
+    pub next_offset: i64,
+}
+
+/// Batches read from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole, CRC-checked batches, back to back. Empty at the end of the log.
+    pub bytes: Vec<u8>,
+    /// Where the next read starts.
+    pub next_offset: i64,
+    /// The durable offset when the read was made.
+    pub high_watermark: i64,
+    /// The end of the written log when the read was made.
+    pub log_end_offset: i64,
+}
+
+impl PartitionLog {
+    fn read_end(&self, limit: ReadLimit) -> i64 {
+        // A failed partition serves only what is durable: anything else may vanish.
+        if limit == ReadLimit::Durable || self.failed.is_some() {
+            self.durable_offset
+        } else {
+            self.written_offset
+        }
+    }
+
+    fn header_at(&self, segment: &Segment, position: u64) -> Result<BatchHeader, LogError> {
+        let mut buf = [0u8; HEADER_BYTES];
+        let path = || self.path_of(segment.base_offset, FileKind::Log);
+        disk::read_exact_at(self.disk.as_ref(), segment.log, position, &mut buf)
+            .map_err(|e| LogError::corrupt(path(), position..position + HEADER_BYTES as u64, -1, format!("read error: {e}")))?;
+        let header = BatchHeader::parse(&buf)?;
+        header.check_shape().map_err(|e| {
+            LogError::corrupt(path(), position..position + HEADER_BYTES as u64, header.base_offset, e.to_string())
+        })?;
+        Ok(header)
+    }
+
+    /// Finds the whole batches to serve for a fetch at `offset`: starting with the batch that
+    /// contains it, adding batches while they fit in `max_bytes` (at least one, whatever its
+    /// size), within one segment and below the read limit. `None` at the end of the log.
+    pub fn locate(&self, offset: i64, max_bytes: u64, limit: ReadLimit) -> Result<Option<BatchRange>, LogError> {
+        let end = self.read_end(limit);
+        if offset < self.log_start_offset || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: end,
+            });
+        }
+        if offset == end {
+            return Ok(None);
+        }
+        let Some(segment) = self.segments.range(..=offset).next_back().map(|(_, s)| s) else {
+            return Ok(None);
+        };
+        let readable = segment.written_bytes;
+        let (_, position) = segment.offset_index.lookup(offset);
+        let mut position = u64::from(position);
+        // Bounded: each step moves past one batch of at least HEADER_BYTES within the segment.
+        let first = loop {
+            if position >= readable {
+                let path = self.path_of(segment.base_offset, FileKind::Log);
+                return Err(LogError::corrupt(path, position..readable, offset, "offset not found in its segment"));
+            }
+            let header = self.header_at(segment, position)?;
+            if header.next_offset() > offset {
+                break header;
+            }
+            position += header.total_bytes();
+        };
+        if first.base_offset > offset {
+            let path = self.path_of(segment.base_offset, FileKind::Log);
+            return Err(LogError::corrupt(path, position..position + first.total_bytes(), offset, "batch offsets skip the offset asked for"));
+        }
+        let start = position;
+        let mut len = first.total_bytes();
+        let mut next_offset = first.next_offset();
+        // Bounded by the segment size.
+        while start + len < readable {
+            let header = self.header_at(segment, start + len)?;
+            if header.next_offset() > end || len + header.total_bytes() > max_bytes {
+                break;
+            }
+            len += header.total_bytes();
+            next_offset = header.next_offset();
+        }
+        Ok(Some(BatchRange {
+            segment_base_offset: segment.base_offset,
+            file: segment.log,
+            position: start,
+            len,
+            first_offset: first.base_offset,
+            next_offset,
+        }))
+    }
+
+    /// Reads whole batches from `offset` (see [`PartitionLog::locate`]), checking every batch's
+    /// CRC and offset: damaged bytes give an error naming the range, never wrong data.
+    pub fn read(&self, offset: i64, max_bytes: u64, limit: ReadLimit) -> Result<ReadResult, LogError> {
+        let high_watermark = self.durable_offset;
+        let log_end_offset = self.read_end(ReadLimit::Written);
+        let Some(range) = self.locate(offset, max_bytes, limit)? else {
+            return Ok(ReadResult {
+                bytes: Vec::new(),
+                next_offset: offset,
+                high_watermark,
+                log_end_offset,
+            });
+        };
+        let bytes = self.read_range(&range)?;
+        Ok(ReadResult {
+            bytes,
+            next_offset: range.next_offset,
+            high_watermark,
+            log_end_offset,
+        })
+    }
+
+    /// Reads the bytes of `range` and checks each batch in it.
+    pub fn read_range(&self, range: &BatchRange) -> Result<Vec<u8>, LogError> {
+        let path = || self.path_of(range.segment_base_offset, FileKind::Log);
+        let mut bytes = vec![0u8; range.len as usize];
+        disk::read_exact_at(self.disk.as_ref(), range.file, range.position, &mut bytes).map_err(|e| {
+            LogError::corrupt(path(), range.position..range.position + range.len, range.first_offset, format!("read error: {e}"))
+        })?;
+        check_batches(&bytes, range.first_offset).map_err(|(at, len, offset, detail)| {
+            let start = range.position + at;
+            LogError::corrupt(path(), start..start + len, offset, detail)
+        })?;
+        Ok(bytes)
+    }
+
+    /// The offset of the first record whose timestamp is at or above `timestamp_ms`, Kafka's
+    /// `ListOffsets` by time: the first batch whose `maxTimestamp` reaches it, then the first
+    /// record in it that does (a compressed batch answers with its base offset).
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<i64>, LogError> {
+        let end = self.read_end(ReadLimit::Written);
+        let first = self
+            .segments
+            .range(..=self.log_start_offset)
+            .next_back()
+            .map_or(self.log_start_offset, |(base, _)| *base);
+        for segment in self.segments.range(first..).map(|(_, s)| s) {
+            if segment.written_bytes == 0 || segment.max_timestamp < timestamp_ms {
+                continue;
+            }
+            let start_offset = segment.time_index.lookup(timestamp_ms).max(self.log_start_offset);
+            let (_, position) = segment.offset_index.lookup(start_offset);
+            let mut position = u64::from(position);
+            // Bounded by the segment size: each step moves past one batch.
+            while position < segment.written_bytes {
+                let header = self.header_at(segment, position)?;
+                if header.next_offset() > end {
+                    return Ok(None);
+                }
+                if header.next_offset() > self.log_start_offset
+                    && header.max_timestamp >= timestamp_ms
+                    && let Some(found) = self.first_record_at_or_after(segment, position, &header, timestamp_ms)?
+                {
+                    return Ok(Some(found));
+                }
+                position += header.total_bytes();
+            }
+        }
+        Ok(None)
+    }
+
+    fn first_record_at_or_after(
+        &self,
+        segment: &Segment,
+        position: u64,
+        header: &BatchHeader,
+        timestamp_ms: i64,
+    ) -> Result<Option<i64>, LogError> {
+        if header.attributes.compression() != Some(Compression::None) {
+            return Ok(Some(header.base_offset.max(self.log_start_offset)));
+        }
+        let range = BatchRange {
+            segment_base_offset: segment.base_offset,
+            file: segment.log,
+            position,
+            len: header.total_bytes(),
+            first_offset: header.base_offset,
+            next_offset: header.next_offset(),
+        };
+        let bytes = self.read_range(&range)?;
+        let records = batch::records(&bytes)?;
+        for record in records {
+            let Ok(record) = record else { break };
+            if record.timestamp >= timestamp_ms && record.offset >= self.log_start_offset {
+                return Ok(Some(record.offset));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Checks that `bytes` holds whole valid batches with contiguous offsets from `first_offset`.
+/// On failure: (position in `bytes`, length of the bad range, expected offset, detail).
+pub(crate) fn check_batches(bytes: &[u8], first_offset: i64) -> Result<(), (u64, u64, i64, String)> {
+    let mut at = 0usize;
+    let mut expected = first_offset;
+    // Bounded: each iteration consumes one batch of at least HEADER_BYTES.
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        let fail = |len: usize, detail: String| Err((at as u64, len as u64, expected, detail));
+        let header = match BatchHeader::parse(rest) {
+            Ok(h) => h,
+            Err(e) => return fail(rest.len(), e.to_string()),
+        };
+        let total = header.total_bytes();
+        if header.batch_length < batch::MIN_BATCH_LENGTH || total > rest.len() as u64 {
+            return fail(rest.len(), format!("batch length {} runs past the read", header.batch_length));
+        }
+        if let Err(e) = batch::check_stored(&rest[..total as usize], expected) {
+            return fail(total as usize, e.to_string());
+        }
+        expected = header.next_offset();
+        at += total as usize;
+    }
+    Ok(())
+}

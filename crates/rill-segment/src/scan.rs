@@ -1,0 +1,191 @@
+//! Sequential validation of a segment's batches, shared by recovery, truncation and verify.
+//! Memory is bounded by one read window, whatever the batch sizes: the CRC is computed as the
+//! bytes stream past.
+
+use crate::batch::{self, BatchHeader, HEADER_BYTES};
+use crate::disk::{self, Disk, FileId};
+use crate::segment::Segment;
+use std::io;
+
+/// Bytes read per call while scanning.
+const WINDOW_BYTES: usize = 256 * 1024;
+
+/// Reads a segment file forward through a bounded window.
+pub(crate) struct Scanner<'a> {
+    disk: &'a dyn Disk,
+    file: FileId,
+    end: u64,
+    pos: u64,
+    window: Vec<u8>,
+    window_start: u64,
+}
+
+/// Where a scan stopped short of the end.
+#[derive(Debug, Clone)]
+pub(crate) struct Stop {
+    /// Position of the first byte not accepted.
+    pub position: u64,
+    /// End of the damaged range (the batch's declared end, or the scan end).
+    pub damage_end: u64,
+    /// What is wrong.
+    pub detail: String,
+    /// Every byte from `position` to the scan end is zero (a preallocated or zero-filled tail).
+    pub zero_tail: bool,
+    /// The stop was a read error, not bad bytes.
+    pub read_error: bool,
+}
+
+/// One step of a scan.
+pub(crate) enum Step {
+    /// A valid batch at the expected offset; the scanner moved past it.
+    Batch { header: BatchHeader, position: u64 },
+    /// Reached the scan end exactly.
+    End,
+    /// Stopped at invalid bytes or a read error.
+    Stop(Stop),
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(disk: &'a dyn Disk, file: FileId, start: u64, end: u64) -> Self {
+        Self {
+            disk,
+            file,
+            end,
+            pos: start,
+            window: Vec::new(),
+            window_start: start,
+        }
+    }
+
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The bytes `[pos, pos + len)`, `len <= WINDOW_BYTES`, from the window or a fresh read.
+    fn bytes(&mut self, pos: u64, len: usize) -> io::Result<&[u8]> {
+        let have = self.window_start..self.window_start + self.window.len() as u64;
+        if pos < have.start || pos + len as u64 > have.end {
+            let want = (WINDOW_BYTES as u64).max(len as u64).min(self.end - pos) as usize;
+            self.window.resize(want, 0);
+            disk::read_exact_at(self.disk, self.file, pos, &mut self.window)?;
+            self.window_start = pos;
+        }
+        let at = (pos - self.window_start) as usize;
+        Ok(&self.window[at..at + len])
+    }
+
+    /// Validates the batch at the current position, which must have base offset `expected`.
+    pub fn next(&mut self, expected: i64, max_batch_bytes: u64) -> Step {
+        match self.try_next(expected, max_batch_bytes) {
+            Ok(step) => step,
+            Err(e) => Step::Stop(Stop {
+                position: self.pos,
+                damage_end: self.end,
+                detail: format!("read error: {e}"),
+                zero_tail: false,
+                read_error: true,
+            }),
+        }
+    }
+
+    fn try_next(&mut self, expected: i64, max_batch_bytes: u64) -> io::Result<Step> {
+        let pos = self.pos;
+        if pos >= self.end {
+            return Ok(Step::End);
+        }
+        let remaining = self.end - pos;
+        if remaining < HEADER_BYTES as u64 {
+            return self.stop(pos, self.end, format!("{remaining} bytes, shorter than a batch header"));
+        }
+        let header = BatchHeader::parse(self.bytes(pos, HEADER_BYTES)?)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        if let Err(e) = header.check_shape() {
+            return self.stop(pos, self.end, e.to_string());
+        }
+        let total = header.total_bytes();
+        let damage_end = pos + total.min(remaining);
+        if header.base_offset != expected {
+            let detail = format!("batch has base offset {}, expected {expected}", header.base_offset);
+            return self.stop(pos, damage_end, detail);
+        }
+        if total > remaining {
+            return self.stop(pos, self.end, format!("batch of {total} bytes runs past the end"));
+        }
+        if total > max_batch_bytes {
+            return self.stop(pos, damage_end, format!("batch of {total} bytes exceeds the limit"));
+        }
+        let mut crc = 0u32;
+        let mut at = pos + batch::field::ATTRIBUTES as u64;
+        // Bounded: each iteration consumes up to WINDOW_BYTES of a batch at most total long.
+        while at < pos + total {
+            let len = (pos + total - at).min(WINDOW_BYTES as u64) as usize;
+            crc = crc32c::crc32c_append(crc, self.bytes(at, len)?);
+            at += len as u64;
+        }
+        if crc != header.crc {
+            let detail = format!("CRC mismatch: stored {:#010x}, computed {crc:#010x}", header.crc);
+            return self.stop(pos, damage_end, detail);
+        }
+        self.pos = pos + total;
+        Ok(Step::Batch { header, position: pos })
+    }
+
+    fn stop(&mut self, position: u64, damage_end: u64, detail: String) -> io::Result<Step> {
+        let zero_tail = self.is_zero_from(position)?;
+        Ok(Step::Stop(Stop {
+            position,
+            damage_end,
+            detail,
+            zero_tail,
+            read_error: false,
+        }))
+    }
+
+    fn is_zero_from(&mut self, mut pos: u64) -> io::Result<bool> {
+        // Bounded by the file: each iteration advances by up to WINDOW_BYTES.
+        while pos < self.end {
+            let len = (self.end - pos).min(WINDOW_BYTES as u64) as usize;
+            if self.bytes(pos, len)?.iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            pos += len as u64;
+        }
+        Ok(true)
+    }
+}
+
+/// The result of scanning a whole segment from its start.
+pub(crate) struct Rebuilt {
+    /// The segment with its size, next offset, indexes and timestamps rebuilt from the batches.
+    pub segment: Segment,
+    /// Why the scan stopped before `end`, if it did.
+    pub stop: Option<Stop>,
+}
+
+/// Scans the segment file `file` of `base_offset` over `[0, end)` and rebuilds its state.
+pub(crate) fn rebuild_segment(
+    disk: &dyn Disk,
+    file: FileId,
+    base_offset: i64,
+    end: u64,
+    config: &crate::config::LogConfig,
+    now_ms: i64,
+) -> Rebuilt {
+    let mut segment = Segment::new(base_offset, file, config.max_index_entries, now_ms);
+    let mut scanner = Scanner::new(disk, file, 0, end);
+    let max_batch = config.segment_bytes;
+    // Bounded: every step consumes a batch of at least HEADER_BYTES or ends the loop.
+    loop {
+        match scanner.next(segment.next_offset, max_batch) {
+            Step::Batch { header, .. } => segment.push_batch(&header, config.index_interval_bytes),
+            Step::End => return finish(segment, None),
+            Step::Stop(stop) => return finish(segment, Some(stop)),
+        }
+    }
+}
+
+fn finish(mut segment: Segment, stop: Option<Stop>) -> Rebuilt {
+    segment.written_bytes = segment.size_bytes;
+    Rebuilt { segment, stop }
+}
+

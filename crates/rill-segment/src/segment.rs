@@ -1,0 +1,157 @@
+//! Segment files and the in-memory state of one segment.
+//!
+//! A segment is three files named by its base offset, zero-padded to 20 digits:
+//! `00000000000000368769.log`, `.index` and `.timeindex` (Kafka's names).
+
+use crate::batch::BatchHeader;
+use crate::disk::FileId;
+use crate::index::{OffsetIndex, TimeIndex};
+
+/// The kinds of files a segment has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// The batches.
+    Log,
+    /// The sparse offset index.
+    OffsetIndex,
+    /// The sparse time index.
+    TimeIndex,
+}
+
+impl FileKind {
+    fn extension(self) -> &'static str {
+        match self {
+            FileKind::Log => "log",
+            FileKind::OffsetIndex => "index",
+            FileKind::TimeIndex => "timeindex",
+        }
+    }
+}
+
+/// The file name of a segment's file.
+pub fn file_name(base_offset: i64, kind: FileKind) -> String {
+    format!("{base_offset:020}.{}", kind.extension())
+}
+
+/// Parses a segment file name into its base offset and kind.
+pub fn parse_file_name(name: &str) -> Option<(i64, FileKind)> {
+    let (stem, ext) = name.split_once('.')?;
+    let kind = match ext {
+        "log" => FileKind::Log,
+        "index" => FileKind::OffsetIndex,
+        "timeindex" => FileKind::TimeIndex,
+        _ => return None,
+    };
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, kind))
+}
+
+/// One segment as the partition log keeps it in memory.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub base_offset: i64,
+    pub log: FileId,
+    /// Bytes of batches planned into the file (including writes still in flight).
+    pub size_bytes: u64,
+    /// Bytes of batches whose writes completed: what reads may see.
+    pub written_bytes: u64,
+    /// Physical file length when it differs from `size_bytes` (a preallocated tail).
+    pub file_len: u64,
+    /// Offset after the last planned batch.
+    pub next_offset: i64,
+    pub offset_index: OffsetIndex,
+    pub time_index: TimeIndex,
+    pub max_timestamp: i64,
+    pub offset_of_max_timestamp: i64,
+    pub bytes_since_index_entry: u64,
+    /// When the segment was created or, after a restart, opened (for `segment_ms`).
+    pub created_ms: i64,
+}
+
+impl Segment {
+    pub fn new(base_offset: i64, log: FileId, max_index_entries: usize, now_ms: i64) -> Self {
+        Self {
+            base_offset,
+            log,
+            size_bytes: 0,
+            written_bytes: 0,
+            file_len: 0,
+            next_offset: base_offset,
+            offset_index: OffsetIndex::new(base_offset, max_index_entries),
+            time_index: TimeIndex::new(base_offset, max_index_entries),
+            max_timestamp: i64::MIN,
+            offset_of_max_timestamp: base_offset,
+            bytes_since_index_entry: 0,
+            created_ms: now_ms,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size_bytes == 0
+    }
+
+    /// Accounts for a batch placed at the end of the segment, maintaining the sparse indexes by
+    /// Kafka's rule: an entry is added before a batch once more than `index_interval_bytes` were
+    /// appended since the previous entry.
+    pub fn push_batch(&mut self, header: &BatchHeader, index_interval_bytes: u64) {
+        let position = self.size_bytes;
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.offset_of_max_timestamp = header.last_offset();
+        }
+        if self.bytes_since_index_entry > index_interval_bytes {
+            // Positions fit: segments are at most i32::MAX bytes (checked by the config).
+            self.offset_index.append(header.base_offset, position as u32);
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, false);
+            self.bytes_since_index_entry = 0;
+        }
+        self.bytes_since_index_entry += header.total_bytes();
+        self.size_bytes += header.total_bytes();
+        self.file_len = self.file_len.max(self.size_bytes);
+        self.next_offset = header.next_offset();
+    }
+
+    /// Adds the final time-index entry (the segment's largest timestamp), as Kafka does when a
+    /// segment is sealed or the log closed.
+    pub fn finish_time_index(&mut self) {
+        if !self.is_empty() {
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true);
+        }
+    }
+
+    /// Whether a batch of `batch_bytes` ending at `last_offset` must go to a new segment.
+    pub fn must_roll(&self, batch_bytes: u64, last_offset: i64, config: &crate::config::LogConfig, now_ms: i64) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        self.size_bytes + batch_bytes > config.segment_bytes
+            || self.offset_index.is_full()
+            || self.time_index.is_full()
+            || last_offset - self.base_offset > i64::from(i32::MAX)
+            || config
+                .segment_ms
+                .is_some_and(|ms| now_ms.saturating_sub(self.created_ms) >= ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(file_name(368_769, FileKind::Log), "00000000000000368769.log");
+        assert_eq!(
+            parse_file_name("00000000000000368769.timeindex"),
+            Some((368_769, FileKind::TimeIndex))
+        );
+        assert_eq!(parse_file_name("0000000000000036876.log"), None);
+        assert_eq!(parse_file_name("0000000000000036876x.log"), None);
+        assert_eq!(parse_file_name("00000000000000368769.swap"), None);
+        assert_eq!(parse_file_name("99999999999999999999.log"), None, "overflows i64");
+    }
+}
