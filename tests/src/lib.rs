@@ -1,2 +1,129 @@
-//! Shared helpers for rill's cross-crate tests live in `tests/tests/*.rs`; this library is empty
-//! on purpose so that the test files are the crate's content.
+#![allow(clippy::expect_used, clippy::panic, reason = "test helpers: a failure is a test failure")]
+
+//! Helpers shared by rill's cross-crate tests (`tests/tests/*.rs`): batch generation, a
+//! small-segment configuration that makes rolls frequent, and whole-log reads.
+
+use bytes::BytesMut;
+use rill_segment::batch::{self, BatchBuilder, BatchHeader, Header};
+use rill_segment::disk::{Disk, SimDisk};
+use rill_segment::partition::ReadLimit;
+use rill_segment::recovery::{OpenOptions, RecoveryReport};
+use rill_segment::{LogConfig, LogError, PartitionLog};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The partition directory the tests use on a simulated disk.
+pub fn sim_dir() -> PathBuf {
+    PathBuf::from("/data/topic-0")
+}
+
+/// Small segments and index intervals, so that a few dozen batches roll several segments and
+/// fill indexes; checkpoints whenever a round makes data durable.
+pub fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 4096,
+        segment_ms: None,
+        index_interval_bytes: 200,
+        max_index_entries: 64,
+        max_batch_bytes: 2048,
+        retention_bytes: None,
+        retention_ms: None,
+        checkpoint_interval_ms: 0,
+        ..LogConfig::default()
+    }
+}
+
+/// A batch of `records` records whose values are `value_bytes` long and derived from `seed`,
+/// with timestamps from `timestamp_ms`.
+pub fn make_batch(records: usize, value_bytes: usize, timestamp_ms: i64, seed: u64) -> BytesMut {
+    let mut builder = BatchBuilder::new();
+    let mut value = vec![0u8; value_bytes];
+    for i in 0..records.max(1) {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64);
+        for b in &mut value {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let key = format!("k{seed}-{i}");
+        let headers = [Header {
+            key: b"h",
+            value: Some(&value[..value.len().min(3)]),
+        }];
+        builder
+            .append(timestamp_ms + i as i64, Some(key.as_bytes()), Some(&value), &headers)
+            .expect("test batch fits");
+    }
+    BytesMut::from(&builder.build().expect("non-empty")[..])
+}
+
+/// `batch` as the log stores it at `base_offset`.
+pub fn as_stored(batch: &[u8], base_offset: i64) -> Vec<u8> {
+    let mut stored = batch.to_vec();
+    batch::set_base_offset(&mut stored, base_offset);
+    stored
+}
+
+/// Opens the partition at [`sim_dir`] on `disk`.
+pub fn open(disk: &Arc<SimDisk>, config: &LogConfig, repair: bool) -> Result<(PartitionLog, RecoveryReport), LogError> {
+    let disk: Arc<dyn Disk> = disk.clone();
+    PartitionLog::open(
+        disk,
+        &sim_dir(),
+        config.clone(),
+        OpenOptions { repair, now_ms: 0 },
+    )
+}
+
+/// Every batch from the log start to the end, as (base offset, bytes), read through `read`.
+pub fn read_all(log: &PartitionLog) -> Result<Vec<(i64, Vec<u8>)>, LogError> {
+    let mut out = Vec::new();
+    let mut offset = log.offsets().log_start;
+    let end = log.offsets().log_end;
+    // Bounded: every read returns at least one batch until the end.
+    while offset < end {
+        let result = log.read(offset, 1 << 20, ReadLimit::Written)?;
+        assert!(!result.bytes.is_empty(), "read at {offset} < end {end} returned nothing");
+        out.extend(split_batches(&result.bytes));
+        offset = result.next_offset;
+    }
+    Ok(out)
+}
+
+/// Splits back-to-back batches into (base offset, bytes).
+pub fn split_batches(mut bytes: &[u8]) -> Vec<(i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let header = BatchHeader::parse(bytes).expect("whole batches");
+        let len = header.total_bytes() as usize;
+        out.push((header.base_offset, bytes[..len].to_vec()));
+        bytes = &bytes[len..];
+    }
+    out
+}
+
+/// Byte positions of the batches in a segment file's contents, as (position, header).
+pub fn batch_positions(contents: &[u8]) -> Vec<(usize, BatchHeader)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + batch::HEADER_BYTES <= contents.len() {
+        let Ok(header) = BatchHeader::parse(&contents[at..]) else { break };
+        if header.check_shape().is_err() {
+            break;
+        }
+        out.push((at, header));
+        at += header.total_bytes() as usize;
+    }
+    out
+}
+
+/// Path of a file in the simulated partition directory.
+pub fn sim_path(name: &str) -> PathBuf {
+    sim_dir().join(name)
+}
+
+/// The segment log file path for `base` in `dir`.
+pub fn log_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(rill_segment::segment::file_name(base, rill_segment::segment::FileKind::Log))
+}

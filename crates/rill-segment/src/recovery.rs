@@ -300,7 +300,11 @@ impl Recovery<'_> {
         for (i, o) in opened.iter().enumerate() {
             let next_offset = opened.get(i + 1).map_or(end, |n| n.base);
             let is_last = i + 1 == opened.len();
-            let mut segment = self.load_segment(o, next_offset)?;
+            // Anything inconsistent sends the whole partition through recovery, which
+            // classifies the damage; the clean path never reports errors of its own.
+            let Ok(mut segment) = self.load_segment(o, next_offset) else {
+                return Ok(None);
+            };
             if is_last && !self.tail_is_consistent(&mut segment, end) {
                 return Ok(None);
             }
@@ -426,9 +430,13 @@ impl Recovery<'_> {
 
     fn rescan(&mut self, o: &Opened) -> Result<scan::Rebuilt, LogError> {
         let path = self.path(o.base, FileKind::Log);
-        // Validate what the medium holds, not what only the page cache still shows.
+        // Validate what the medium holds, not what only the page cache still shows (after a
+        // failed fsync, cached pages may be clean without being durable). The length is read
+        // again: dropping the cache may change what the file holds.
         self.disk.drop_cache(o.file).map_err(io_err("drop cache", &path))?;
-        let rebuilt = scan::rebuild_segment(self.disk, o.file, o.base, o.file_len, self.config, self.options.now_ms);
+        let file_len = self.disk.file_len(o.file).map_err(io_err("stat", &path))?;
+        let mut rebuilt = scan::rebuild_segment(self.disk, o.file, o.base, file_len, self.config, self.options.now_ms);
+        rebuilt.segment.file_len = file_len;
         self.report.segments_scanned += 1;
         self.report.bytes_scanned += rebuilt.segment.size_bytes;
         Ok(rebuilt)
@@ -457,8 +465,7 @@ impl Recovery<'_> {
             }
             let rebuilt = self.rescan(o)?;
             scanned.push(o.base);
-            let mut segment = rebuilt.segment;
-            segment.file_len = o.file_len;
+            let segment = rebuilt.segment;
             let next = segment.next_offset;
             segments.insert(o.base, segment);
             if let Some(stop) = rebuilt.stop {
@@ -508,7 +515,8 @@ impl Recovery<'_> {
             self.report.repaired = Some(corruption);
         }
         if let Some((o, s)) = &stop {
-            let cut = o.file_len - s.position;
+            let file_len = segments.get(&o.base).map_or(o.file_len, |seg| seg.file_len);
+            let cut = file_len.saturating_sub(s.position);
             if s.zero_tail {
                 self.report.zero_tail_bytes += cut;
             } else {
