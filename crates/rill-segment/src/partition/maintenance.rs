@@ -23,8 +23,8 @@ pub struct RetentionOutcome {
 
 impl PartitionLog {
     /// Drops every batch at or after `offset` (the whole batch containing it, if it falls inside
-    /// one), for a replica whose log diverged. Returns the new log end. The recovery point is
-    /// lowered durably before any byte is cut.
+    /// one), for a replica whose log diverged. Returns the new log end. The recovery point (and
+    /// the log start, if the cut goes below it) is lowered durably before any byte is cut.
     pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<i64, LogError> {
         self.check_idle()?;
         if offset >= self.written_offset {
@@ -42,9 +42,12 @@ impl PartitionLog {
         };
         let new_end = range.first_offset;
         let keep_base = range.segment_base_offset;
-        if self.checkpoint.recovery_point > new_end {
+        if self.checkpoint.recovery_point > new_end || self.log_start_offset > new_end {
+            // As Kafka does, truncating below the log start moves the start down to the end.
+            self.log_start_offset = self.log_start_offset.min(new_end);
             self.durable_offset = self.durable_offset.min(new_end);
-            self.write_checkpoint_with(new_end, now_ms)?;
+            let recovery_point = self.checkpoint.recovery_point.min(new_end);
+            self.write_checkpoint_with(recovery_point, now_ms)?;
         }
         let doomed: Vec<i64> = self.segments.range(keep_base + 1..).map(|(b, _)| *b).collect();
         self.remove_segments(&doomed)?;
@@ -208,8 +211,7 @@ impl PartitionLog {
     /// passed since the last one. Returns whether it wrote.
     pub fn maybe_checkpoint(&mut self, now_ms: i64) -> Result<bool, LogError> {
         self.check_idle()?;
-        let due = now_ms.saturating_sub(self.last_checkpoint_ms) >= self.config.checkpoint_interval_ms;
-        if !due || self.durable_offset <= self.checkpoint.recovery_point {
+        if !self.checkpoint_interval_elapsed(now_ms) || self.durable_offset <= self.checkpoint.recovery_point {
             return Ok(false);
         }
         self.write_checkpoint(now_ms)?;

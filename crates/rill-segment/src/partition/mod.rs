@@ -351,7 +351,7 @@ impl PartitionLog {
         };
         // The round's data is safe whatever happens to the checkpoint; a checkpoint failure
         // fail-stops the partition for later calls.
-        let due = in_flight.rolled || now_ms.saturating_sub(self.last_checkpoint_ms) >= self.config.checkpoint_interval_ms;
+        let due = in_flight.rolled || self.checkpoint_interval_elapsed(now_ms);
         if due && self.durable_offset > self.checkpoint.recovery_point {
             let _ = self.write_checkpoint(now_ms);
         }
@@ -426,6 +426,13 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Whether `checkpoint_interval_ms` has passed since the last checkpoint. A clock that went
+    /// backwards counts as elapsed, so checkpoints never stop.
+    pub(crate) fn checkpoint_interval_elapsed(&self, now_ms: i64) -> bool {
+        now_ms < self.last_checkpoint_ms
+            || now_ms - self.last_checkpoint_ms >= self.config.checkpoint_interval_ms
+    }
+
     /// Writes the checkpoint with the current log start and durable offset.
     pub(crate) fn write_checkpoint(&mut self, now_ms: i64) -> Result<(), LogError> {
         let next = Checkpoint {
@@ -439,8 +446,7 @@ impl PartitionLog {
                 LogError::Io { source, .. } => std::io::Error::new(source.kind(), source.to_string()),
                 other => std::io::Error::other(other.to_string()),
             };
-            self.fail("write checkpoint", path, &io);
-            return Err(e);
+            return Err(self.fail("write checkpoint", path, &io));
         }
         self.checkpoint = next;
         self.last_checkpoint_ms = now_ms;
