@@ -56,15 +56,22 @@ impl PartitionLog {
         }
     }
 
-    fn header_at(&self, segment: &Segment, position: u64) -> Result<BatchHeader, LogError> {
+    /// The header of the batch at `position`, which must start at offset `expected`: offsets
+    /// are carried forward from the index entry, never taken from the (unprotected) field.
+    fn header_at(&self, segment: &Segment, position: u64, expected: i64) -> Result<BatchHeader, LogError> {
         let mut buf = [0u8; HEADER_BYTES];
         let path = || self.path_of(segment.base_offset, FileKind::Log);
         disk::read_exact_at(self.disk.as_ref(), segment.log, position, &mut buf)
             .map_err(|e| LogError::corrupt(path(), position..position + HEADER_BYTES as u64, -1, format!("read error: {e}")))?;
         let header = BatchHeader::parse(&buf)?;
-        header.check_shape().map_err(|e| {
-            LogError::corrupt(path(), position..position + HEADER_BYTES as u64, header.base_offset, e.to_string())
-        })?;
+        let range = position..position + HEADER_BYTES as u64;
+        header
+            .check_shape()
+            .map_err(|e| LogError::corrupt(path(), range.clone(), expected, e.to_string()))?;
+        if header.base_offset != expected {
+            let detail = format!("batch has base offset {}, expected {expected}", header.base_offset);
+            return Err(LogError::corrupt(path(), range, expected, detail));
+        }
         Ok(header)
     }
 
@@ -87,7 +94,7 @@ impl PartitionLog {
             return Ok(None);
         };
         let readable = segment.written_bytes;
-        let (_, position) = segment.offset_index.lookup(offset);
+        let (mut expected, position) = segment.offset_index.lookup(offset);
         let mut position = u64::from(position);
         // Bounded: each step moves past one batch of at least HEADER_BYTES within the segment.
         let first = loop {
@@ -95,22 +102,19 @@ impl PartitionLog {
                 let path = self.path_of(segment.base_offset, FileKind::Log);
                 return Err(LogError::corrupt(path, position..readable, offset, "offset not found in its segment"));
             }
-            let header = self.header_at(segment, position)?;
+            let header = self.header_at(segment, position, expected)?;
             if header.next_offset() > offset {
                 break header;
             }
+            expected = header.next_offset();
             position += header.total_bytes();
         };
-        if first.base_offset > offset {
-            let path = self.path_of(segment.base_offset, FileKind::Log);
-            return Err(LogError::corrupt(path, position..position + first.total_bytes(), offset, "batch offsets skip the offset asked for"));
-        }
         let start = position;
         let mut len = first.total_bytes();
         let mut next_offset = first.next_offset();
         // Bounded by the segment size.
         while start + len < readable {
-            let header = self.header_at(segment, start + len)?;
+            let header = self.header_at(segment, start + len, next_offset)?;
             if header.next_offset() > end || len + header.total_bytes() > max_bytes {
                 break;
             }
@@ -178,11 +182,12 @@ impl PartitionLog {
                 continue;
             }
             let start_offset = segment.time_index.lookup(timestamp_ms).max(self.log_start_offset);
-            let (_, position) = segment.offset_index.lookup(start_offset);
+            let (mut expected, position) = segment.offset_index.lookup(start_offset);
             let mut position = u64::from(position);
             // Bounded by the segment size: each step moves past one batch.
             while position < segment.written_bytes {
-                let header = self.header_at(segment, position)?;
+                let header = self.header_at(segment, position, expected)?;
+                expected = header.next_offset();
                 if header.next_offset() > end {
                     return Ok(None);
                 }
