@@ -143,6 +143,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rolls_before_relative_offsets_overflow() {
+        let config = crate::config::LogConfig::default();
+        let mut segment = Segment::new(1000, FileId(1), 10, 0);
+        segment.size_bytes = 100;
+        assert!(!segment.must_roll(10, 1000 + i64::from(i32::MAX), &config, 0));
+        assert!(segment.must_roll(10, 1001 + i64::from(i32::MAX), &config, 0));
+        let empty = Segment::new(1000, FileId(1), 10, 0);
+        assert!(!empty.must_roll(u64::MAX / 2, i64::MAX - 1, &config, i64::MAX), "an empty segment takes anything");
+    }
+
+    #[test]
     fn names_round_trip() {
         assert_eq!(file_name(368_769, FileKind::Log), "00000000000000368769.log");
         assert_eq!(

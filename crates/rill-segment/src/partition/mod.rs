@@ -517,3 +517,6 @@ pub(crate) fn write_index_files(disk: &dyn Disk, dir: &Path, segment: &Segment) 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! Unit tests of the partition log on the simulated disk.
+
+use super::*;
+use crate::batch::{BatchBuilder, BatchError};
+use crate::disk::SimDisk;
+use crate::partition::ReadLimit;
+use crate::recovery::OpenOptions;
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 2048,
+        segment_ms: None,
+        index_interval_bytes: 100,
+        max_index_entries: 100,
+        max_batch_bytes: 1024,
+        retention_bytes: None,
+        retention_ms: None,
+        checkpoint_interval_ms: 0,
+        ..LogConfig::default()
+    }
+}
+
+fn open_with(config: LogConfig) -> PartitionLog {
+    let disk: Arc<dyn Disk> = Arc::new(SimDisk::new(1));
+    PartitionLog::open(disk, Path::new("/p/t-0"), config, OpenOptions::default())
+        .unwrap()
+        .0
+}
+
+fn batch(records: usize, value_bytes: usize, timestamp: i64) -> BytesMut {
+    let mut b = BatchBuilder::new();
+    for i in 0..records {
+        b.append(timestamp + i as i64, None, Some(&vec![i as u8; value_bytes]), &[])
+            .unwrap();
+    }
+    BytesMut::from(&b.build().unwrap()[..])
+}
+
+#[test]
+fn offsets_are_assigned_contiguously_and_crc_is_untouched() {
+    let mut log = open_with(config());
+    log.set_leader_epoch(Some(7));
+    let a = log.append(batch(3, 10, 0), Durability::Written, 0).unwrap();
+    let b = log.append(batch(2, 10, 0), Durability::Durable, 0).unwrap();
+    assert_eq!((a.base_offset, a.last_offset), (0, 2));
+    assert_eq!((b.base_offset, b.last_offset), (3, 4));
+    let read = log.read(3, 1 << 20, ReadLimit::Durable).unwrap();
+    let header = batch::check_stored(&read.bytes, 3).unwrap();
+    assert_eq!(header.partition_leader_epoch, 7);
+    assert_eq!(read.next_offset, 5);
+    assert_eq!(log.offsets(), Offsets { log_start: 0, log_end: 5, durable: 5 });
+}
+
+#[test]
+fn invalid_batches_get_typed_errors_and_change_nothing() {
+    let mut log = open_with(config());
+    log.append(batch(1, 10, 0), Durability::Durable, 0).unwrap();
+    let size = log.size_bytes();
+    let mut bad = batch(2, 10, 0);
+    bad[40] ^= 1;
+    assert!(matches!(
+        log.append(bad, Durability::Written, 0),
+        Err(LogError::InvalidBatch(BatchError::CrcMismatch { .. }))
+    ));
+    assert!(matches!(
+        log.append(batch(20, 100, 0), Durability::Written, 0),
+        Err(LogError::InvalidBatch(BatchError::TooLarge { .. }))
+    ));
+    assert!(matches!(
+        log.append(BytesMut::from(&[0u8; 10][..]), Durability::Written, 0),
+        Err(LogError::InvalidBatch(BatchError::ShorterThanHeader { .. }))
+    ));
+    assert_eq!(log.size_bytes(), size);
+    assert_eq!(log.offsets().log_end, 1);
+    log.verify().unwrap();
+}
+
+#[test]
+fn rolls_on_size() {
+    let mut log = open_with(config());
+    for _ in 0..20 {
+        log.append(batch(2, 100, 0), Durability::Written, 0).unwrap();
+    }
+    let bases = log.segment_base_offsets();
+    assert!(bases.len() > 2);
+    for segment in log.segments.values() {
+        assert!(segment.size_bytes <= 2048);
+    }
+    log.verify().unwrap();
+}
+
+#[test]
+fn rolls_on_age() {
+    let mut log = open_with(LogConfig {
+        segment_ms: Some(1000),
+        ..config()
+    });
+    log.append(batch(1, 10, 0), Durability::Written, 0).unwrap();
+    log.append(batch(1, 10, 0), Durability::Written, 999).unwrap();
+    assert_eq!(log.segment_base_offsets(), vec![0]);
+    log.append(batch(1, 10, 0), Durability::Written, 1000).unwrap();
+    assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+}
+
+#[test]
+fn rolls_when_the_index_is_full() {
+    let mut log = open_with(LogConfig {
+        max_index_entries: 2,
+        index_interval_bytes: 1,
+        ..config()
+    });
+    for _ in 0..6 {
+        log.append(batch(1, 10, 0), Durability::Written, 0).unwrap();
+    }
+    assert!(log.segment_base_offsets().len() >= 2);
+    for segment in log.segments.values() {
+        assert!(segment.offset_index.entries().len() <= 2);
+    }
+    log.verify().unwrap();
+}
+
+#[test]
+fn reads_return_whole_batches_within_one_segment() {
+    let mut log = open_with(config());
+    let mut sizes = Vec::new();
+    for i in 0..30 {
+        let info = log.append(batch(1 + i % 3, 50, i as i64 * 10), Durability::Written, 0).unwrap();
+        sizes.push(info);
+    }
+    // At least one batch even when it exceeds max_bytes.
+    let one = log.read(0, 1, ReadLimit::Written).unwrap();
+    assert_eq!(one.bytes.len() as u64, sizes[0].batch_bytes);
+    // An offset inside a batch returns that whole batch.
+    let mid = log.read(sizes[1].base_offset + 1, 1, ReadLimit::Written).unwrap();
+    assert_eq!(batch::BatchHeader::parse(&mid.bytes).unwrap().base_offset, sizes[1].base_offset);
+    // Never more than max_bytes when more than one batch, never across a segment boundary.
+    let read = log.read(0, 1 << 20, ReadLimit::Written).unwrap();
+    let second_segment = log.segment_base_offsets()[1];
+    assert_eq!(read.next_offset, second_segment);
+    let capped = log.read(0, 300, ReadLimit::Written).unwrap();
+    assert!(capped.bytes.len() <= 300);
+    // The end of the log and beyond.
+    let end = log.offsets().log_end;
+    assert!(log.read(end, 100, ReadLimit::Written).unwrap().bytes.is_empty());
+    assert!(matches!(log.read(end + 1, 100, ReadLimit::Written), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(log.read(-1, 100, ReadLimit::Written), Err(LogError::OffsetOutOfRange { .. })));
+}
+
+#[test]
+fn lookups_agree_with_a_linear_scan() {
+    let mut log = open_with(config());
+    let mut batches = Vec::new();
+    for i in 0..60i64 {
+        // Timestamps go up and down, so the time index matters.
+        let ts = 1000 + (i * 37) % 500;
+        let info = log.append(batch(1 + (i as usize % 4), 30, ts), Durability::Written, 0).unwrap();
+        batches.push(info);
+    }
+    for info in &batches {
+        for offset in info.base_offset..=info.last_offset {
+            let range = log.locate(offset, 0, ReadLimit::Written).unwrap().unwrap();
+            assert_eq!(range.first_offset, info.base_offset, "offset {offset}");
+        }
+    }
+    for target in (900..1600).step_by(7) {
+        let expected = batches
+            .iter()
+            .find(|b| b.max_timestamp >= target)
+            .map(|b| {
+                // Records of a batch have timestamps ts, ts+1, ...: the first reaching target.
+                let first_ts = b.max_timestamp - (b.last_offset - b.base_offset);
+                b.base_offset + (target - first_ts).max(0)
+            });
+        assert_eq!(log.offset_for_timestamp(target).unwrap(), expected, "timestamp {target}");
+    }
+}
+
+#[test]
+fn rounds_are_sequential_and_owned() {
+    let mut log = open_with(config());
+    let mut other = open_with(config());
+    let mut round = log.begin_round().unwrap();
+    assert!(matches!(log.begin_round(), Err(LogError::RoundInFlight)));
+    assert!(matches!(log.truncate_to(0, 0), Err(LogError::RoundInFlight)));
+    log.plan_append(&mut round, batch(1, 1, 0), 0).unwrap();
+    let mut foreign = other.begin_round().unwrap();
+    assert!(matches!(log.plan_append(&mut foreign, batch(1, 1, 0), 0), Err(LogError::ForeignRound)));
+    // Nothing is visible before the round completes.
+    assert_eq!(log.offsets().log_end, 0);
+    let disk = Arc::clone(log.disk());
+    DiskExecutor::new(disk.as_ref()).execute(&mut [&mut round]);
+    let outcome = log.complete_round(round, 0).unwrap();
+    assert_eq!(outcome, RoundOutcome { written_offset: 1, durable_offset: 0 });
+    assert_eq!(log.flush(0).unwrap().durable_offset, 1);
+}
+
+#[test]
+fn retention_by_size_deletes_only_whole_sealed_segments() {
+    let mut log = open_with(LogConfig {
+        retention_bytes: Some(3000),
+        ..config()
+    });
+    for _ in 0..40 {
+        log.append(batch(2, 100, 0), Durability::Written, 0).unwrap();
+    }
+    let before = log.segment_base_offsets();
+    let outcome = log.apply_retention(0).unwrap();
+    assert!(outcome.segments_deleted > 0);
+    assert!(log.size_bytes() >= 3000);
+    assert_eq!(log.offsets().log_start, log.segment_base_offsets()[0]);
+    assert_eq!(log.segment_base_offsets(), before[outcome.segments_deleted..].to_vec());
+    assert!(matches!(log.read(0, 10, ReadLimit::Written), Err(LogError::OffsetOutOfRange { .. })));
+    log.verify().unwrap();
+}
+
+#[test]
+fn delete_before_and_truncate_keep_the_log_consistent() {
+    let mut log = open_with(config());
+    for _ in 0..30 {
+        log.append(batch(3, 60, 0), Durability::Durable, 0).unwrap();
+    }
+    log.delete_before(40, 0).unwrap();
+    assert_eq!(log.offsets().log_start, 40);
+    assert!(log.segment_base_offsets()[0] <= 40);
+    // 40 is inside the batch [39, 41]: reading it returns that batch.
+    assert_eq!(log.read(40, 1, ReadLimit::Written).unwrap().next_offset, 42);
+    assert!(matches!(log.delete_before(1000, 0), Err(LogError::OffsetOutOfRange { .. })));
+    // Truncating inside a batch drops the whole batch.
+    assert_eq!(log.truncate_to(61, 0).unwrap(), 60);
+    assert_eq!(log.offsets(), Offsets { log_start: 40, log_end: 60, durable: 60 });
+    assert!(log.last_checkpoint().recovery_point <= 60);
+    log.verify().unwrap();
+    let next = log.append(batch(1, 1, 0), Durability::Durable, 0).unwrap();
+    assert_eq!(next.base_offset, 60);
+}
