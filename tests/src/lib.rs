@@ -1,4 +1,8 @@
-#![allow(clippy::expect_used, clippy::panic, reason = "test helpers: a failure is a test failure")]
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a failure is a test failure"
+)]
 
 //! Helpers shared by rill's cross-crate tests (`tests/tests/*.rs`): batch generation, a
 //! small-segment configuration that makes rolls frequent, and whole-log reads.
@@ -39,7 +43,9 @@ pub fn make_batch(records: usize, value_bytes: usize, timestamp_ms: i64, seed: u
     let mut builder = BatchBuilder::new();
     let mut value = vec![0u8; value_bytes];
     for i in 0..records.max(1) {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64);
+        let mut x = seed
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(i as u64);
         for b in &mut value {
             x ^= x << 13;
             x ^= x >> 7;
@@ -52,7 +58,12 @@ pub fn make_batch(records: usize, value_bytes: usize, timestamp_ms: i64, seed: u
             value: Some(&value[..value.len().min(3)]),
         }];
         builder
-            .append(timestamp_ms + i as i64, Some(key.as_bytes()), Some(&value), &headers)
+            .append(
+                timestamp_ms + i as i64,
+                Some(key.as_bytes()),
+                Some(&value),
+                &headers,
+            )
             .expect("test batch fits");
     }
     BytesMut::from(&builder.build().expect("non-empty")[..])
@@ -66,7 +77,11 @@ pub fn as_stored(batch: &[u8], base_offset: i64) -> Vec<u8> {
 }
 
 /// Opens the partition at [`sim_dir`] on `disk`.
-pub fn open(disk: &Arc<SimDisk>, config: &LogConfig, repair: bool) -> Result<(PartitionLog, RecoveryReport), LogError> {
+pub fn open(
+    disk: &Arc<SimDisk>,
+    config: &LogConfig,
+    repair: bool,
+) -> Result<(PartitionLog, RecoveryReport), LogError> {
     let disk: Arc<dyn Disk> = disk.clone();
     PartitionLog::open(
         disk,
@@ -84,7 +99,10 @@ pub fn read_all(log: &PartitionLog) -> Result<Vec<(i64, Vec<u8>)>, LogError> {
     // Bounded: every read returns at least one batch until the end.
     while offset < end {
         let result = log.read(offset, 1 << 20, ReadLimit::Written)?;
-        assert!(!result.bytes.is_empty(), "read at {offset} < end {end} returned nothing");
+        assert!(
+            !result.bytes.is_empty(),
+            "read at {offset} < end {end} returned nothing"
+        );
         out.extend(split_batches(&result.bytes));
         offset = result.next_offset;
     }
@@ -108,7 +126,9 @@ pub fn batch_positions(contents: &[u8]) -> Vec<(usize, BatchHeader)> {
     let mut out = Vec::new();
     let mut at = 0;
     while at + batch::HEADER_BYTES <= contents.len() {
-        let Ok(header) = BatchHeader::parse(&contents[at..]) else { break };
+        let Ok(header) = BatchHeader::parse(&contents[at..]) else {
+            break;
+        };
         if header.check_shape().is_err() {
             break;
         }
@@ -125,5 +145,8 @@ pub fn sim_path(name: &str) -> PathBuf {
 
 /// The segment log file path for `base` in `dir`.
 pub fn log_path(dir: &Path, base: i64) -> PathBuf {
-    dir.join(rill_segment::segment::file_name(base, rill_segment::segment::FileKind::Log))
+    dir.join(rill_segment::segment::file_name(
+        base,
+        rill_segment::segment::FileKind::Log,
+    ))
 }

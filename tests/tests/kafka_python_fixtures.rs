@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failure is a test failure"
+)]
+
 //! The batch codec checked against batches written by kafka-python, a Kafka implementation
 //! nobody on this project wrote (`tests/fixtures/kafka-python/`, made by `gen_fixtures.py`).
 
@@ -42,7 +49,11 @@ fn headers_match_the_manifest() {
         let h = BatchHeader::parse(&bytes).unwrap();
         let n = name(&case);
         assert_eq!(h.base_offset, case["base_offset"].as_i64().unwrap(), "{n}");
-        assert_eq!(i64::from(h.batch_length), case["batch_length"].as_i64().unwrap(), "{n}");
+        assert_eq!(
+            i64::from(h.batch_length),
+            case["batch_length"].as_i64().unwrap(),
+            "{n}"
+        );
         assert_eq!(h.total_bytes(), bytes.len() as u64, "{n}");
         assert_eq!(
             i64::from(h.partition_leader_epoch),
@@ -51,8 +62,16 @@ fn headers_match_the_manifest() {
         );
         assert_eq!(i64::from(h.magic), 2, "{n}");
         assert_eq!(i64::from(h.crc), case["crc"].as_i64().unwrap(), "{n}");
-        assert_eq!(batch::compute_crc(&bytes), h.crc, "{n}: CRC-32C over attributes..end");
-        assert_eq!(i64::from(h.attributes.0), case["attributes"].as_i64().unwrap(), "{n}");
+        assert_eq!(
+            batch::compute_crc(&bytes),
+            h.crc,
+            "{n}: CRC-32C over attributes..end"
+        );
+        assert_eq!(
+            i64::from(h.attributes.0),
+            case["attributes"].as_i64().unwrap(),
+            "{n}"
+        );
         assert_eq!(
             h.attributes.is_transactional(),
             case["is_transactional"].as_bool().unwrap(),
@@ -69,8 +88,16 @@ fn headers_match_the_manifest() {
             case["base_sequence"].as_i64().unwrap(),
             "{n}"
         );
-        assert_eq!(h.base_timestamp, case["base_timestamp"].as_i64().unwrap(), "{n}");
-        assert_eq!(h.max_timestamp, case["max_timestamp"].as_i64().unwrap(), "{n}");
+        assert_eq!(
+            h.base_timestamp,
+            case["base_timestamp"].as_i64().unwrap(),
+            "{n}"
+        );
+        assert_eq!(
+            h.max_timestamp,
+            case["max_timestamp"].as_i64().unwrap(),
+            "{n}"
+        );
         assert_eq!(
             i64::from(h.last_offset_delta),
             case["last_offset_delta"].as_i64().unwrap(),
@@ -104,12 +131,36 @@ fn records_decode_record_for_record() {
             .unwrap_or_else(|e| panic!("{n}: {e}"));
         assert_eq!(records.len(), expected.len(), "{n}");
         for (i, (got, want)) in records.iter().zip(expected).enumerate() {
-            assert_eq!(i64::from(got.offset_delta), want["offset_delta"].as_i64().unwrap(), "{n}#{i}");
-            assert_eq!(got.timestamp_delta, want["timestamp_delta"].as_i64().unwrap(), "{n}#{i}");
-            assert_eq!(got.timestamp, want["timestamp"].as_i64().unwrap(), "{n}#{i}");
-            assert_eq!(i64::from(got.attributes), want["attributes"].as_i64().unwrap(), "{n}#{i}");
-            assert_eq!(got.key.map(<[u8]>::to_vec), hex_or_null(&want["key"]), "{n}#{i} key");
-            assert_eq!(got.value.map(<[u8]>::to_vec), hex_or_null(&want["value"]), "{n}#{i} value");
+            assert_eq!(
+                i64::from(got.offset_delta),
+                want["offset_delta"].as_i64().unwrap(),
+                "{n}#{i}"
+            );
+            assert_eq!(
+                got.timestamp_delta,
+                want["timestamp_delta"].as_i64().unwrap(),
+                "{n}#{i}"
+            );
+            assert_eq!(
+                got.timestamp,
+                want["timestamp"].as_i64().unwrap(),
+                "{n}#{i}"
+            );
+            assert_eq!(
+                i64::from(got.attributes),
+                want["attributes"].as_i64().unwrap(),
+                "{n}#{i}"
+            );
+            assert_eq!(
+                got.key.map(<[u8]>::to_vec),
+                hex_or_null(&want["key"]),
+                "{n}#{i} key"
+            );
+            assert_eq!(
+                got.value.map(<[u8]>::to_vec),
+                hex_or_null(&want["value"]),
+                "{n}#{i} value"
+            );
             let headers: Vec<Header> = got.headers().collect::<Result<_, _>>().unwrap();
             let want_headers = want["headers"].as_array().unwrap();
             assert_eq!(headers.len(), want_headers.len(), "{n}#{i}");
@@ -135,7 +186,8 @@ fn validation_accepts_what_a_broker_accepts() {
             "non_contiguous_offsets" | "first_offset_delta_nonzero" => assert!(
                 matches!(
                     result,
-                    Err(BatchError::OffsetDeltaMismatch { .. } | BatchError::RecordOffsetDelta { .. })
+                    Err(BatchError::OffsetDeltaMismatch { .. }
+                        | BatchError::RecordOffsetDelta { .. })
                 ),
                 "{n}: {result:?}"
             ),
@@ -173,7 +225,12 @@ fn builder_output_is_byte_identical() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|h| (h[0].as_str().unwrap().as_bytes().to_vec(), hex_or_null(&h[1])))
+                .map(|h| {
+                    (
+                        h[0].as_str().unwrap().as_bytes().to_vec(),
+                        hex_or_null(&h[1]),
+                    )
+                })
                 .collect();
             let headers: Vec<Header> = header_data
                 .iter()
@@ -183,7 +240,12 @@ fn builder_output_is_byte_identical() {
                 })
                 .collect();
             builder
-                .append(r["timestamp"].as_i64().unwrap(), key.as_deref(), value.as_deref(), &headers)
+                .append(
+                    r["timestamp"].as_i64().unwrap(),
+                    key.as_deref(),
+                    value.as_deref(),
+                    &headers,
+                )
                 .unwrap();
         }
         let built = builder.build().unwrap();

@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failure is a test failure"
+)]
+
 //! Targeted recovery scenarios on the simulated disk (issue #2's list, drawn from Kafka,
 //! TigerBeetle, Redpanda, Iggy and the ALICE study; see shared/notes/reliability.md §5c).
 
@@ -7,7 +14,9 @@ use rill_segment::partition::ReadLimit;
 use rill_segment::recovery::CheckpointState;
 use rill_segment::segment::{FileKind, file_name};
 use rill_segment::{Durability, LogConfig, LogError, PartitionLog};
-use rill_tests::{as_stored, batch_positions, make_batch, open, read_all, sim_dir, sim_path, small_config};
+use rill_tests::{
+    as_stored, batch_positions, make_batch, open, read_all, sim_dir, sim_path, small_config,
+};
 use std::sync::Arc;
 
 type Batches = Vec<(i64, Vec<u8>)>;
@@ -54,11 +63,18 @@ fn torn_last_batch_is_truncated_to_the_previous_one() {
     assert_eq!(report.bytes_truncated, (cut - last_pos) as u64);
     assert!(report.torn_tail.is_some());
     log.verify().unwrap();
-    assert_eq!(log.offsets().log_end, durable.last().map(|(o, b)| o + count(b)).unwrap());
+    assert_eq!(
+        log.offsets().log_end,
+        durable.last().map(|(o, b)| o + count(b)).unwrap()
+    );
 }
 
 fn count(batch: &[u8]) -> i64 {
-    i64::from(rill_segment::batch::BatchHeader::parse(batch).unwrap().records_count)
+    i64::from(
+        rill_segment::batch::BatchHeader::parse(batch)
+            .unwrap()
+            .records_count,
+    )
 }
 
 #[test]
@@ -77,7 +93,10 @@ fn zero_filled_tail_is_recognised_and_cut() {
 
     let (mut log, report) = reopen(&disk);
     assert_eq!(read_all(&log).unwrap(), durable);
-    assert_eq!(report.zero_tail_bytes, (contents.len() - first_unsynced) as u64);
+    assert_eq!(
+        report.zero_tail_bytes,
+        (contents.len() - first_unsynced) as u64
+    );
     assert_eq!(report.bytes_truncated, 0);
     log.verify().unwrap();
     // The log continues at the right offset.
@@ -90,7 +109,10 @@ fn garbage_after_the_log_and_its_indexes_is_removed() {
     for (seed, garbage_bytes) in [(3u64, 1usize), (4, 7), (5, 61), (6, 100), (7, 1024)] {
         let (disk, mut log) = fresh(seed);
         let all = append(&mut log, 30, Durability::Durable, seed * 100);
-        assert!(log.segment_base_offsets().len() > 2, "the test needs sealed segments");
+        assert!(
+            log.segment_base_offsets().len() > 2,
+            "the test needs sealed segments"
+        );
         log.close().unwrap();
         let mut x = seed;
         let mut garbage = vec![0u8; garbage_bytes];
@@ -99,8 +121,10 @@ fn garbage_after_the_log_and_its_indexes_is_removed() {
             *b = (x >> 33) as u8 | 1;
         }
         for name in disk.paths() {
-            let n = name.file_name().unwrap().to_string_lossy().to_string();
-            if n.ends_with(".log") && name == sim_path(&active_log_name(&log)) || n.ends_with("index") {
+            let is_index = name
+                .extension()
+                .is_some_and(|e| e == "index" || e == "timeindex");
+            if name == sim_path(&active_log_name(&log)) || is_index {
                 let mut contents = disk.contents(&name).unwrap();
                 contents.extend_from_slice(&garbage);
                 disk.plant(&name, &contents).unwrap();
@@ -108,7 +132,11 @@ fn garbage_after_the_log_and_its_indexes_is_removed() {
         }
         disk.crash(CrashKind::Process);
         let (log, report) = reopen(&disk);
-        assert_eq!(read_all(&log).unwrap(), all, "garbage of {garbage_bytes} bytes");
+        assert_eq!(
+            read_all(&log).unwrap(),
+            all,
+            "garbage of {garbage_bytes} bytes"
+        );
         assert!(report.indexes_rebuilt > 0);
         assert_eq!(report.bytes_truncated, garbage_bytes as u64);
         log.verify().unwrap();
@@ -198,7 +226,10 @@ fn zero_padded_time_index_never_drives_retention() {
     assert_eq!(read_all(&log).unwrap(), all);
     // Much later, every sealed segment goes, and only sealed ones.
     let outcome = log.apply_retention(10_000_000).unwrap();
-    assert_eq!(outcome.segments_deleted, log.segment_base_offsets().len().max(1) + outcome.segments_deleted - 1);
+    assert_eq!(
+        outcome.segments_deleted,
+        log.segment_base_offsets().len().max(1) + outcome.segments_deleted - 1
+    );
     assert_eq!(log.segment_base_offsets().len(), 1);
 }
 
@@ -226,7 +257,8 @@ fn crash_at_every_step_of_a_roll_loses_nothing_acknowledged() {
         for (i, (_, b)) in acked_before.iter().enumerate() {
             let mut batch = bytes::BytesMut::from(&b[..]);
             rill_segment::batch::set_base_offset(&mut batch, 0);
-            log.append(batch, Durability::Durable, 0).unwrap_or_else(|e| panic!("batch {i}: {e}"));
+            log.append(batch, Durability::Durable, 0)
+                .unwrap_or_else(|e| panic!("batch {i}: {e}"));
         }
         disk.power_cut_after(k);
         let last = make_batch(3, 80, 5_000, 999);
@@ -237,7 +269,11 @@ fn crash_at_every_step_of_a_roll_loses_nothing_acknowledged() {
         let (log, _) = reopen(&disk);
         let mut got = read_all(&log).unwrap();
         if let Ok(info) = &result {
-            assert_eq!(got.last().unwrap(), &(info.base_offset, as_stored(&last, info.base_offset)), "k={k}");
+            assert_eq!(
+                got.last().unwrap(),
+                &(info.base_offset, as_stored(&last, info.base_offset)),
+                "k={k}"
+            );
         }
         got.truncate(acked_before.len());
         assert_eq!(got, acked_before, "k={k}: acknowledged batches lost");
@@ -282,7 +318,11 @@ fn crash_at_every_step_of_recovery_gives_the_same_log() {
         drop(first);
         disk.crash(CrashKind::Power);
         let (log, _) = reopen(&disk);
-        assert_eq!(read_all(&log).unwrap(), expected, "power cut after {k} operations of recovery");
+        assert_eq!(
+            read_all(&log).unwrap(),
+            expected,
+            "power cut after {k} operations of recovery"
+        );
         log.verify().unwrap();
         if completed {
             return;
@@ -309,7 +349,10 @@ fn second_recovery_changes_nothing() {
     drop(log);
     disk.crash(CrashKind::Power);
     let (log, third) = reopen(&disk);
-    assert_eq!(third.bytes_truncated, 0, "recovery made everything it kept durable");
+    assert_eq!(
+        third.bytes_truncated, 0,
+        "recovery made everything it kept durable"
+    );
     assert_eq!(read_all(&log).unwrap(), expected);
 }
 
@@ -320,9 +363,30 @@ fn torn_checkpoint_means_a_full_scan() {
         let all = append(&mut log, 20, Durability::Durable, 5);
         log.close().unwrap();
         disk.plant(&sim_path(CHECKPOINT_FILE), damage).unwrap();
+        // Everything is scanned; the watermark still tells which damage would be corruption.
         let (log, report) = reopen(&disk);
-        assert!(matches!(report.checkpoint, CheckpointState::Invalid(_)), "{:?}", report.checkpoint);
+        assert!(
+            matches!(report.checkpoint, CheckpointState::Invalid(_)),
+            "{:?}",
+            report.checkpoint
+        );
         assert!(!report.clean_load);
+        // It lags one round: it records what was durable before the last durable round.
+        let end = log.offsets().log_end;
+        assert!(
+            report.watermark.is_some_and(|w| w > 0 && w < end),
+            "{:?}",
+            report.watermark
+        );
+        assert_eq!(report.segments_scanned, log.segment_base_offsets().len());
+        assert_eq!(read_all(&log).unwrap(), all);
+        drop(log);
+        // Without checkpoint and watermark: a full scan too.
+        disk.plant(&sim_path(CHECKPOINT_FILE), damage).unwrap();
+        disk.remove_file(&sim_path(rill_segment::watermark::WATERMARK_FILE))
+            .unwrap();
+        let (log, report) = reopen(&disk);
+        assert_eq!(report.watermark, None);
         assert_eq!(report.segments_scanned, log.segment_base_offsets().len());
         assert_eq!(read_all(&log).unwrap(), all);
     }
@@ -338,8 +402,11 @@ fn leftover_temp_checkpoint_is_ignored_and_removed() {
         recovery_point: 99,
         clean_shutdown: true,
     };
-    let temp = disk.open(&sim_path(CHECKPOINT_TEMP_FILE), OpenMode::CreateNew).unwrap();
-    disk.write_at(temp, 0, &[std::io::IoSlice::new(&bogus.encode())]).unwrap();
+    let temp = disk
+        .open(&sim_path(CHECKPOINT_TEMP_FILE), OpenMode::CreateNew)
+        .unwrap();
+    disk.write_at(temp, 0, &[std::io::IoSlice::new(&bogus.encode())])
+        .unwrap();
     disk.close(temp);
     let (log, report) = reopen(&disk);
     assert!(report.clean_load);
@@ -359,6 +426,9 @@ fn stale_checkpoint_scans_from_its_recovery_point() {
         clean_shutdown: false,
     };
     checkpoint::write(disk.as_ref(), &sim_dir(), &stale).unwrap();
+    disk.remove_file(&sim_path(rill_segment::watermark::WATERMARK_FILE))
+        .unwrap();
+    disk.sync_dir(&sim_dir()).unwrap();
     disk.crash(CrashKind::Power);
     let (log, report) = reopen(&disk);
     assert_eq!(report.segments_scanned, log.segment_base_offsets().len());
@@ -388,7 +458,10 @@ fn checkpoint_ahead_of_the_data_is_reported_not_trusted() {
         ..ahead
     };
     checkpoint::write(disk.as_ref(), &sim_dir(), &ahead_clean).unwrap();
-    assert!(matches!(open(&disk, &small_config(), false), Err(LogError::Corrupt(_))));
+    assert!(matches!(
+        open(&disk, &small_config(), false),
+        Err(LogError::Corrupt(_))
+    ));
     let (log, _) = open(&disk, &small_config(), true).unwrap();
     assert_eq!(read_all(&log).unwrap(), all);
 }
@@ -407,7 +480,10 @@ fn bit_flip_in_durable_data_is_reported_not_truncated() {
         Err(LogError::Corrupt(c)) => assert_eq!(c.path, path),
         other => panic!("expected corruption, got {other:?}"),
     }
-    assert_eq!(log.read(all[0].0, 1, ReadLimit::Written).unwrap().bytes, all[0].1);
+    assert_eq!(
+        log.read(all[0].0, 1, ReadLimit::Written).unwrap().bytes,
+        all[0].1
+    );
     drop(log);
     disk.crash(CrashKind::Power);
     match open(&disk, &small_config(), false) {
@@ -420,7 +496,10 @@ fn bit_flip_in_durable_data_is_reported_not_truncated() {
         other => panic!("expected corruption, got {other:?}"),
     }
     // Refusal changed nothing: opening again refuses again.
-    assert!(matches!(open(&disk, &small_config(), false), Err(LogError::Corrupt(_))));
+    assert!(matches!(
+        open(&disk, &small_config(), false),
+        Err(LogError::Corrupt(_))
+    ));
     // Explicit repair truncates at the damage and says so.
     let (log, report) = open(&disk, &small_config(), true).unwrap();
     assert_eq!(read_all(&log).unwrap(), all[..2].to_vec());
@@ -443,7 +522,11 @@ fn bit_flip_in_an_unsynced_tail_is_a_torn_tail() {
     let (log, report) = reopen(&disk);
     let got = read_all(&log).unwrap();
     assert_eq!(&got[..4], &durable[..]);
-    assert_eq!(got.len(), 5, "the intact unsynced batch before the damage stays");
+    assert_eq!(
+        got.len(),
+        5,
+        "the intact unsynced batch before the damage stays"
+    );
     assert!(report.torn_tail.is_some());
 }
 
@@ -452,15 +535,25 @@ fn fsync_failure_fail_stops_the_partition() {
     let (disk, mut log) = fresh(60);
     let acked = append(&mut log, 5, Durability::Durable, 5);
     disk.fail_next_fsyncs(1);
-    let err = log.append(make_batch(2, 50, 9, 9), Durability::Durable, 0).unwrap_err();
+    let err = log
+        .append(make_batch(2, 50, 9, 9), Durability::Durable, 0)
+        .unwrap_err();
     assert!(matches!(err, LogError::Failed(_)), "{err}");
     // Nothing more is acknowledged, even though the next fsync would succeed.
-    assert!(matches!(log.append(make_batch(2, 50, 9, 10), Durability::Written, 0), Err(LogError::Failed(_))));
+    assert!(matches!(
+        log.append(make_batch(2, 50, 9, 10), Durability::Written, 0),
+        Err(LogError::Failed(_))
+    ));
     assert!(matches!(log.flush(0), Err(LogError::Failed(_))));
     assert!(log.failure().is_some());
     // Reads serve only what is durable.
     let end = log.offsets().durable;
-    assert!(log.read(end, 1 << 20, ReadLimit::Written).unwrap().bytes.is_empty());
+    assert!(
+        log.read(end, 1 << 20, ReadLimit::Written)
+            .unwrap()
+            .bytes
+            .is_empty()
+    );
     drop(log);
     disk.crash(CrashKind::Power);
     let (log, _) = reopen(&disk);
@@ -485,7 +578,11 @@ fn failed_fsync_then_process_crash_never_serves_phantom_data() {
         drop(log);
         disk.crash(CrashKind::Power);
         let (log, _) = reopen(&disk);
-        assert_eq!(read_all(&log).unwrap(), after_restart, "seed {seed}: data served after restart vanished");
+        assert_eq!(
+            read_all(&log).unwrap(),
+            after_restart,
+            "seed {seed}: data served after restart vanished"
+        );
     }
 }
 
@@ -512,7 +609,10 @@ fn enospc_during_append_acknowledges_nothing_and_recovers() {
         write_enospc_ppm: 1_000_000,
         ..FaultConfig::default()
     });
-    assert!(matches!(log.append(make_batch(2, 50, 9, 9), Durability::Durable, 0), Err(LogError::Failed(_))));
+    assert!(matches!(
+        log.append(make_batch(2, 50, 9, 9), Durability::Durable, 0),
+        Err(LogError::Failed(_))
+    ));
     disk.set_faults(FaultConfig::default());
     drop(log);
     disk.crash(CrashKind::Process);
@@ -600,7 +700,10 @@ fn clean_flag_with_a_damaged_tail_falls_back_to_recovery() {
     let contents = disk.contents(&path).unwrap();
     disk.plant(&path, &contents[..contents.len() - 10]).unwrap();
     // Everything was acknowledged at clean shutdown, so a short tail is corruption.
-    assert!(matches!(open(&disk, &small_config(), false), Err(LogError::Corrupt(_))));
+    assert!(matches!(
+        open(&disk, &small_config(), false),
+        Err(LogError::Corrupt(_))
+    ));
     let (log, report) = open(&disk, &small_config(), true).unwrap();
     assert!(!report.clean_load);
     assert_eq!(read_all(&log).unwrap(), all[..5].to_vec());

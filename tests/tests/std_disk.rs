@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failure is a test failure"
+)]
+
 //! The partition log on the real file system (ext4 here): Kafka file names, preallocation,
 //! clean and unclean reopen, damage planted with ordinary file writes.
 
@@ -50,7 +57,10 @@ fn files_have_kafka_names_and_survive_a_clean_restart() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert!(names.contains(&"00000000000000000000.log".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"00000000000000000000.log".to_string()),
+        "{names:?}"
+    );
     assert!(names.contains(&"00000000000000000000.index".to_string()));
     assert!(names.contains(&"00000000000000000000.timeindex".to_string()));
     assert!(names.contains(&"partition.checkpoint".to_string()));
@@ -70,7 +80,11 @@ fn preallocated_segments_recover_with_their_zero_tail() {
         let all = fill(&mut log, 30);
         let active = *log.segment_base_offsets().last().unwrap();
         let active_path = log_path(&dir, active);
-        assert_eq!(std::fs::metadata(&active_path).unwrap().len(), 64 * 1024, "{mode:?}");
+        assert_eq!(
+            std::fs::metadata(&active_path).unwrap().len(),
+            64 * 1024,
+            "{mode:?}"
+        );
         // Sealed segments were trimmed to their batches.
         let first = log_path(&dir, 0);
         assert!(std::fs::metadata(first).unwrap().len() < 64 * 1024);
@@ -150,7 +164,18 @@ fn read_limit_durable_hides_unsynced_data() {
     let (mut log, _) = open(&tmp.path().join("t-0"), &config(Preallocate::None)).unwrap();
     fill(&mut log, 2);
     let durable_end = log.offsets().durable;
-    log.append(make_batch(2, 10, 0, 1), Durability::Written, 0).unwrap();
-    assert!(log.read(durable_end, 1 << 20, ReadLimit::Durable).unwrap().bytes.is_empty());
-    assert!(!log.read(durable_end, 1 << 20, ReadLimit::Written).unwrap().bytes.is_empty());
+    log.append(make_batch(2, 10, 0, 1), Durability::Written, 0)
+        .unwrap();
+    assert!(
+        log.read(durable_end, 1 << 20, ReadLimit::Durable)
+            .unwrap()
+            .bytes
+            .is_empty()
+    );
+    assert!(
+        !log.read(durable_end, 1 << 20, ReadLimit::Written)
+            .unwrap()
+            .bytes
+            .is_empty()
+    );
 }

@@ -55,7 +55,11 @@ impl Checkpoint {
         let mut out = [0u8; CHECKPOINT_BYTES];
         out[0..8].copy_from_slice(MAGIC);
         out[8..10].copy_from_slice(&VERSION.to_be_bytes());
-        let flags = if self.clean_shutdown { FLAG_CLEAN_SHUTDOWN } else { 0 };
+        let flags = if self.clean_shutdown {
+            FLAG_CLEAN_SHUTDOWN
+        } else {
+            0
+        };
         out[10..12].copy_from_slice(&flags.to_be_bytes());
         out[12..20].copy_from_slice(&self.log_start_offset.to_be_bytes());
         out[20..28].copy_from_slice(&self.recovery_point.to_be_bytes());
@@ -101,7 +105,10 @@ impl Checkpoint {
 
 /// Reads the checkpoint of the partition in `dir`: `Ok(None)` if there is none, the parse
 /// error if it is damaged.
-pub fn read(disk: &dyn Disk, dir: &Path) -> Result<Option<Result<Checkpoint, CheckpointError>>, LogError> {
+pub fn read(
+    disk: &dyn Disk,
+    dir: &Path,
+) -> Result<Option<Result<Checkpoint, CheckpointError>>, LogError> {
     let path = dir.join(CHECKPOINT_FILE);
     let file = match disk.open(&path, OpenMode::Existing) {
         Ok(f) => f,
@@ -135,7 +142,8 @@ pub fn write(disk: &dyn Disk, dir: &Path, checkpoint: &Checkpoint) -> Result<(),
     let path = dir.join(CHECKPOINT_FILE);
     disk.rename(&temp, &path)
         .map_err(|e| LogError::io("rename", &path, e))?;
-    disk.sync_dir(dir).map_err(|e| LogError::io("sync dir", dir, e))
+    disk.sync_dir(dir)
+        .map_err(|e| LogError::io("sync dir", dir, e))
 }
 
 #[cfg(test)]
@@ -151,12 +159,21 @@ mod tests {
         };
         let bytes = c.encode();
         assert_eq!(Checkpoint::parse(&bytes), Ok(c));
-        assert_eq!(Checkpoint::parse(&bytes[..31]), Err(CheckpointError::WrongLength(31)));
-        assert_eq!(Checkpoint::parse(&[0u8; 32]), Err(CheckpointError::BadMagic));
+        assert_eq!(
+            Checkpoint::parse(&bytes[..31]),
+            Err(CheckpointError::WrongLength(31))
+        );
+        assert_eq!(
+            Checkpoint::parse(&[0u8; 32]),
+            Err(CheckpointError::BadMagic)
+        );
         for i in 8..32 {
             let mut bad = bytes;
             bad[i] ^= 0x10;
-            assert!(Checkpoint::parse(&bad).is_err(), "flip in byte {i} went unnoticed");
+            assert!(
+                Checkpoint::parse(&bad).is_err(),
+                "flip in byte {i} went unnoticed"
+            );
         }
     }
 }

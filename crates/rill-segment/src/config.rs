@@ -35,8 +35,17 @@ pub struct LogConfig {
     /// Preallocation of new segment files.
     pub preallocate: Preallocate,
     /// Write the recovery-point checkpoint at most this often while appending; lower values
-    /// shorten recovery scans and narrow the window in which damage counts as a torn tail.
+    /// shorten recovery scans.
     pub checkpoint_interval_ms: i64,
+    /// Most bytes a partition keeps written but not yet fdatasynced: before planning more, a
+    /// round must sync. This bounds what a crash can tear, so recovery can tell a torn tail
+    /// (damage within this window of the end) from damage to acknowledged data followed by
+    /// more data (reported, never truncated). See docs/ARCHITECTURE.md, "Recovery".
+    pub max_unsynced_bytes: u64,
+    /// Record the durable offset in the watermark file with every durable round (one small
+    /// in-place write and fdatasync more per round), so that recovery reports damage to any
+    /// acknowledged data older than the last round instead of taking it for a torn tail.
+    pub track_durable_watermark: bool,
 }
 
 impl Default for LogConfig {
@@ -51,11 +60,19 @@ impl Default for LogConfig {
             retention_ms: Some(7 * 24 * 3600 * 1000),
             preallocate: Preallocate::None,
             checkpoint_interval_ms: 1000,
+            max_unsynced_bytes: 16 << 20,
+            track_durable_watermark: true,
         }
     }
 }
 
 impl LogConfig {
+    /// The most bytes a crash can leave torn at the end of a log written with these settings:
+    /// the unsynced window, or one batch when a single batch is larger.
+    pub fn torn_window_bytes(&self) -> u64 {
+        self.max_unsynced_bytes.max(self.max_batch_bytes as u64)
+    }
+
     /// Checks the settings, naming the first one that is out of range.
     pub fn validate(&self) -> Result<(), LogError> {
         let bad = |what: &str| Err(LogError::Config(what.to_owned()));
@@ -68,11 +85,18 @@ impl LogConfig {
         if self.max_index_entries == 0 {
             return bad("max_index_entries must be positive");
         }
-        if self.max_batch_bytes < crate::batch::HEADER_BYTES || self.max_batch_bytes as u64 > self.segment_bytes {
-            return bad("max_batch_bytes must be at least a batch header and at most segment_bytes");
+        if self.max_batch_bytes < crate::batch::HEADER_BYTES
+            || self.max_batch_bytes as u64 > self.segment_bytes
+        {
+            return bad(
+                "max_batch_bytes must be at least a batch header and at most segment_bytes",
+            );
         }
         if self.segment_ms.is_some_and(|ms| ms <= 0) || self.retention_ms.is_some_and(|ms| ms < 0) {
             return bad("segment_ms must be positive and retention_ms non-negative");
+        }
+        if self.max_unsynced_bytes == 0 {
+            return bad("max_unsynced_bytes must be positive");
         }
         if self.checkpoint_interval_ms < 0 {
             return bad("checkpoint_interval_ms must be non-negative");

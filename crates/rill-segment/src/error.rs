@@ -87,6 +87,11 @@ pub enum LogError {
     /// The round was not made by this partition.
     #[error("the round belongs to another partition")]
     ForeignRound,
+    /// The partition holds `max_unsynced_bytes` of unsynced data: the round must sync
+    /// ([`crate::partition::PartitionLog::plan_sync`]) and complete before more is planned.
+    /// Check [`crate::partition::PartitionLog::must_sync_before`] first to keep the batch.
+    #[error("too much unsynced data: sync before planning more")]
+    SyncRequired,
     /// The offset space (`i64`) or a segment's relative offsets would overflow.
     #[error("offset overflow")]
     OffsetOverflow,
@@ -104,7 +109,12 @@ impl LogError {
         }
     }
 
-    pub(crate) fn corrupt(path: PathBuf, byte_range: Range<u64>, offset: i64, detail: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(
+        path: PathBuf,
+        byte_range: Range<u64>,
+        offset: i64,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::Corrupt(Box::new(Corruption {
             path,
             byte_range,

@@ -10,16 +10,17 @@
 //! on which recovery is property-tested. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
 
 pub mod batch;
-pub mod disk;
-pub mod index;
 pub mod checkpoint;
 pub mod config;
+pub mod disk;
 pub mod error;
+pub mod index;
 pub mod partition;
 pub mod plan;
 pub mod recovery;
 mod scan;
 pub mod segment;
+pub mod watermark;
 
 pub use config::{LogConfig, Preallocate};
 pub use error::{Corruption, FailReason, LogError};

@@ -130,7 +130,12 @@ impl Executor for DiskExecutor<'_> {
         for round in rounds.iter_mut() {
             for write in &mut round.writes {
                 let bufs: Vec<&[u8]> = write.bufs.iter().map(|b| &b[..]).collect();
-                write.result = Some(disk::write_all_at(self.disk, write.file, write.position, &bufs));
+                write.result = Some(disk::write_all_at(
+                    self.disk,
+                    write.file,
+                    write.position,
+                    &bufs,
+                ));
             }
         }
         for round in rounds.iter_mut() {

@@ -18,6 +18,7 @@ use crate::index::{OffsetIndex, SegmentBounds, TIME_ENTRY_BYTES, TimeIndex};
 use crate::partition::{PartitionLog, create_segment, preallocate, write_index_files};
 use crate::scan::{self, Scanner, Step};
 use crate::segment::{self, FileKind, Segment};
+use crate::watermark::Watermark;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,6 +76,8 @@ pub struct RecoveryReport {
     pub leftovers_removed: usize,
     /// Where the torn tail was cut, if anywhere: file, position, and why.
     pub torn_tail: Option<(PathBuf, u64, String)>,
+    /// The durable watermark found, if any (it raises the recovery point).
+    pub watermark: Option<i64>,
     /// Corruption of acknowledged data that `repair` truncated away.
     pub repaired: Option<Corruption>,
     /// Log start offset after recovery.
@@ -111,9 +114,17 @@ impl PartitionLog {
             options,
             report: RecoveryReport::default(),
         };
-        let (segments, checkpoint) = recovery.run()?;
+        let (segments, checkpoint, watermark) = recovery.run()?;
         let report = recovery.report;
-        let log = PartitionLog::assemble(disk, dir.to_path_buf(), config, segments, checkpoint, options.now_ms);
+        let log = PartitionLog::assemble(
+            disk,
+            dir.to_path_buf(),
+            config,
+            segments,
+            checkpoint,
+            watermark,
+            options.now_ms,
+        );
         Ok((log, report))
     }
 }
@@ -133,10 +144,12 @@ impl Recovery<'_> {
         self.dir.join(segment::file_name(base, kind))
     }
 
-    fn run(&mut self) -> Result<(Segments, Checkpoint), LogError> {
+    fn run(&mut self) -> Result<(Segments, Checkpoint, Watermark), LogError> {
         let disk = self.disk;
-        disk.create_dir_all(self.dir).map_err(io_err("create dir", self.dir))?;
-        disk.sync_dir(self.dir).map_err(io_err("sync dir", self.dir))?;
+        disk.create_dir_all(self.dir)
+            .map_err(io_err("create dir", self.dir))?;
+        disk.sync_dir(self.dir)
+            .map_err(io_err("sync dir", self.dir))?;
         let mut bases = self.list_and_clean()?;
         let found = checkpoint::read(disk, self.dir)?;
         let checkpoint = match found {
@@ -152,21 +165,39 @@ impl Recovery<'_> {
             }
             None => None,
         };
+        let watermark = crate::watermark::read(disk, self.dir)?;
+        self.report.watermark = watermark.map(|w| w.durable_offset);
         let first_base = bases.first().copied().unwrap_or(0);
         let mut log_start = checkpoint.map_or(first_base, |c| c.log_start_offset);
-        let recovery_point = checkpoint.map_or(log_start, |c| c.recovery_point);
+        // Both never lead the durable data; the watermark is usually the more recent. Without
+        // a checkpoint everything is scanned. Without either (only external damage removes
+        // both: every open writes them), sealed segments are presumed durable, so damage in
+        // them is reported rather than truncated.
+        let (scan_from, recovery_point) = match (checkpoint, watermark) {
+            (Some(c), w) => {
+                let rp = c.recovery_point.max(w.map_or(0, |w| w.durable_offset));
+                (rp, rp)
+            }
+            (None, Some(w)) => (log_start, w.durable_offset),
+            (None, None) => (log_start, bases.last().copied().unwrap_or(log_start)),
+        };
         self.delete_below_start(&mut bases, log_start)?;
         if let Some(&first) = bases.first()
             && first > log_start
         {
             if log_start < recovery_point && !self.options.repair {
-                return Err(LogError::corrupt(self.dir.to_path_buf(), 0..0, log_start, format!("segments below offset {first} are missing")));
+                return Err(LogError::corrupt(
+                    self.dir.to_path_buf(),
+                    0..0,
+                    log_start,
+                    format!("segments below offset {first} are missing"),
+                ));
             }
             log_start = first;
         }
         let opened = self.open_and_sync(&bases)?;
         let clean = match checkpoint.filter(|c| c.clean_shutdown) {
-            Some(c) => self.load_clean(&opened, c.recovery_point)?,
+            Some(c) => self.load_clean(&opened, c.recovery_point),
             None => None,
         };
         let mut segments = match clean {
@@ -174,20 +205,27 @@ impl Recovery<'_> {
                 self.report.clean_load = true;
                 segments
             }
-            None => self.recover(&opened, recovery_point)?,
+            None => self.recover(&opened, scan_from, recovery_point)?,
         };
         self.prepare_active(&mut segments)?;
-        let end = segments.values().next_back().map_or(log_start, |s| s.next_offset);
+        let end = segments
+            .values()
+            .next_back()
+            .map_or(log_start, |s| s.next_offset);
         if end < log_start || segments.is_empty() {
             // The log start is past every batch (deleted up to an end a crash then lost): start
             // empty at the log start.
             let doomed: Vec<i64> = segments.keys().copied().collect();
             self.remove_segments(&mut segments, &doomed)?;
-            let segment = create_segment(disk, self.dir, log_start, self.config, self.options.now_ms)
-                .map_err(|(path, e)| LogError::io("create segment", path, e))?;
+            let segment =
+                create_segment(disk, self.dir, log_start, self.config, self.options.now_ms)
+                    .map_err(|(path, e)| LogError::io("create segment", path, e))?;
             segments.insert(log_start, segment);
         }
-        let end = segments.values().next_back().map_or(log_start, |s| s.next_offset);
+        let end = segments
+            .values()
+            .next_back()
+            .map_or(log_start, |s| s.next_offset);
         let checkpoint = Checkpoint {
             log_start_offset: log_start,
             recovery_point: end,
@@ -197,15 +235,20 @@ impl Recovery<'_> {
         // recovery point may be the end. Writing this also clears the clean-shutdown flag
         // before anything can be appended.
         checkpoint::write(disk, self.dir, &checkpoint)?;
+        let sequence = watermark.map_or(0, |w| w.sequence);
+        let watermark = Watermark::reset(disk, self.dir, end, sequence)?;
         self.report.segments = segments.len();
         self.report.log_start_offset = log_start;
         self.report.log_end_offset = end;
-        Ok((segments, checkpoint))
+        Ok((segments, checkpoint, watermark))
     }
 
     /// Lists the directory, removes leftovers, and returns the segment base offsets.
     fn list_and_clean(&mut self) -> Result<Vec<i64>, LogError> {
-        let names = self.disk.list_dir(self.dir).map_err(io_err("list dir", self.dir))?;
+        let names = self
+            .disk
+            .list_dir(self.dir)
+            .map_err(io_err("list dir", self.dir))?;
         let mut logs = BTreeSet::new();
         let mut indexes = Vec::new();
         for name in &names {
@@ -227,7 +270,9 @@ impl Recovery<'_> {
             }
         }
         if self.report.leftovers_removed > 0 {
-            self.disk.sync_dir(self.dir).map_err(io_err("sync dir", self.dir))?;
+            self.disk
+                .sync_dir(self.dir)
+                .map_err(io_err("sync dir", self.dir))?;
         }
         Ok(logs.into_iter().collect())
     }
@@ -263,7 +308,9 @@ impl Recovery<'_> {
         if !dead.is_empty() {
             self.report.segments_deleted_below_start += dead.len();
             bases.retain(|b| !dead.contains(b));
-            self.disk.sync_dir(self.dir).map_err(io_err("sync dir", self.dir))?;
+            self.disk
+                .sync_dir(self.dir)
+                .map_err(io_err("sync dir", self.dir))?;
         }
         Ok(())
     }
@@ -273,14 +320,21 @@ impl Recovery<'_> {
         let mut opened = Vec::with_capacity(bases.len());
         for &base in bases {
             let path = self.path(base, FileKind::Log);
-            let file = self.disk.open(&path, OpenMode::Existing).map_err(io_err("open", &path))?;
+            let file = self
+                .disk
+                .open(&path, OpenMode::Existing)
+                .map_err(io_err("open", &path))?;
             let file_len = self
                 .disk
                 .fdatasync(file)
                 .and_then(|()| self.disk.file_len(file))
                 .map_err(io_err("sync at open", &path));
             match file_len {
-                Ok(file_len) => opened.push(Opened { base, file, file_len }),
+                Ok(file_len) => opened.push(Opened {
+                    base,
+                    file,
+                    file_len,
+                }),
                 Err(e) => {
                     self.disk.close(file);
                     for o in &opened {
@@ -295,7 +349,7 @@ impl Recovery<'_> {
 
     /// Loads segments after a clean shutdown. Returns `None` if the active segment's tail does
     /// not end exactly at the checkpointed end, in which case the caller recovers instead.
-    fn load_clean(&mut self, opened: &[Opened], end: i64) -> Result<Option<Segments>, LogError> {
+    fn load_clean(&mut self, opened: &[Opened], end: i64) -> Option<Segments> {
         let mut segments = Segments::new();
         for (i, o) in opened.iter().enumerate() {
             let next_offset = opened.get(i + 1).map_or(end, |n| n.base);
@@ -303,21 +357,26 @@ impl Recovery<'_> {
             // Anything inconsistent sends the whole partition through recovery, which
             // classifies the damage; the clean path never reports errors of its own.
             let Ok(mut segment) = self.load_segment(o, next_offset) else {
-                return Ok(None);
+                return None;
             };
             if is_last && !self.tail_is_consistent(&mut segment, end) {
-                return Ok(None);
+                return None;
             }
             segments.insert(o.base, segment);
         }
-        Ok(Some(segments))
+        Some(segments)
     }
 
     /// Checks the active segment from its last index entry to the end of the file, and sets
     /// the state that depends on the tail.
     fn tail_is_consistent(&self, segment: &mut Segment, end: i64) -> bool {
         let (offset, position) = segment.offset_index.lookup(i64::MAX);
-        let mut scanner = Scanner::new(self.disk, segment.log, u64::from(position), segment.size_bytes);
+        let mut scanner = Scanner::new(
+            self.disk,
+            segment.log,
+            u64::from(position),
+            segment.size_bytes,
+        );
         let mut next = offset;
         let mut max = segment.max_timestamp;
         let mut max_offset = segment.offset_of_max_timestamp;
@@ -360,7 +419,9 @@ impl Recovery<'_> {
             .read_index(o.base, FileKind::TimeIndex, max)?
             .and_then(|bytes| TimeIndex::parse(&bytes, bounds, max).ok());
         match (offset_index, time_index) {
-            (Some(offset_index), Some(time_index)) if time_index.last_timestamp().is_some() || o.file_len == 0 => {
+            (Some(offset_index), Some(time_index))
+                if time_index.last_timestamp().is_some() || o.file_len == 0 =>
+            {
                 let mut segment = Segment::new(o.base, o.file, max, self.options.now_ms);
                 segment.size_bytes = o.file_len;
                 segment.written_bytes = o.file_len;
@@ -370,7 +431,10 @@ impl Recovery<'_> {
                     segment.max_timestamp = last.timestamp;
                     segment.offset_of_max_timestamp = o.base + i64::from(last.relative_offset);
                 }
-                let last_position = offset_index.entries().last().map_or(0, |e| u64::from(e.position));
+                let last_position = offset_index
+                    .entries()
+                    .last()
+                    .map_or(0, |e| u64::from(e.position));
                 segment.bytes_since_index_entry = o.file_len - last_position;
                 segment.offset_index = offset_index;
                 segment.time_index = time_index;
@@ -385,7 +449,15 @@ impl Recovery<'_> {
                 }
                 if rebuilt.segment.next_offset != next_offset {
                     let path = self.path(o.base, FileKind::Log);
-                    return Err(LogError::corrupt(path, o.file_len..o.file_len, rebuilt.segment.next_offset, format!("segment ends at offset {}, the next starts at {next_offset}", rebuilt.segment.next_offset)));
+                    return Err(LogError::corrupt(
+                        path,
+                        o.file_len..o.file_len,
+                        rebuilt.segment.next_offset,
+                        format!(
+                            "segment ends at offset {}, the next starts at {next_offset}",
+                            rebuilt.segment.next_offset
+                        ),
+                    ));
                 }
                 let mut segment = rebuilt.segment;
                 segment.finish_time_index();
@@ -397,10 +469,20 @@ impl Recovery<'_> {
 
     fn corrupt_or<T>(&self, o: &Opened, stop: &scan::Stop, offset: i64) -> Result<T, LogError> {
         let path = self.path(o.base, FileKind::Log);
-        Err(LogError::corrupt(path, stop.position..stop.damage_end, offset, stop.detail.clone()))
+        Err(LogError::corrupt(
+            path,
+            stop.position..stop.damage_end,
+            offset,
+            stop.detail.clone(),
+        ))
     }
 
-    fn read_index(&self, base: i64, kind: FileKind, max_entries: usize) -> Result<Option<Vec<u8>>, LogError> {
+    fn read_index(
+        &self,
+        base: i64,
+        kind: FileKind,
+        max_entries: usize,
+    ) -> Result<Option<Vec<u8>>, LogError> {
         let path = self.path(base, kind);
         let file = match self.disk.open(&path, OpenMode::Existing) {
             Ok(f) => f,
@@ -423,7 +505,8 @@ impl Recovery<'_> {
     }
 
     fn write_indexes(&mut self, segment: &Segment) -> Result<(), LogError> {
-        write_index_files(self.disk, self.dir, segment).map_err(|(path, e)| LogError::io("write index", path, e))?;
+        write_index_files(self.disk, self.dir, segment)
+            .map_err(|(path, e)| LogError::io("write index", path, e))?;
         self.report.indexes_rebuilt += 1;
         Ok(())
     }
@@ -433,21 +516,35 @@ impl Recovery<'_> {
         // Validate what the medium holds, not what only the page cache still shows (after a
         // failed fsync, cached pages may be clean without being durable). The length is read
         // again: dropping the cache may change what the file holds.
-        self.disk.drop_cache(o.file).map_err(io_err("drop cache", &path))?;
+        self.disk
+            .drop_cache(o.file)
+            .map_err(io_err("drop cache", &path))?;
         let file_len = self.disk.file_len(o.file).map_err(io_err("stat", &path))?;
-        let mut rebuilt = scan::rebuild_segment(self.disk, o.file, o.base, file_len, self.config, self.options.now_ms);
+        let mut rebuilt = scan::rebuild_segment(
+            self.disk,
+            o.file,
+            o.base,
+            file_len,
+            self.config,
+            self.options.now_ms,
+        );
         rebuilt.segment.file_len = file_len;
         self.report.segments_scanned += 1;
         self.report.bytes_scanned += rebuilt.segment.size_bytes;
         Ok(rebuilt)
     }
 
-    /// Recovery after an unclean stop: load the segments below the one holding the recovery
-    /// point, scan it and every later one.
-    fn recover(&mut self, opened: &[Opened], recovery_point: i64) -> Result<Segments, LogError> {
+    /// Recovery after an unclean stop: load the segments below the one holding `scan_from`,
+    /// scan it and every later one; damage below `recovery_point` is corruption.
+    fn recover(
+        &mut self,
+        opened: &[Opened],
+        scan_from: i64,
+        recovery_point: i64,
+    ) -> Result<Segments, LogError> {
         let first_scanned = opened
             .iter()
-            .rposition(|o| o.base <= recovery_point)
+            .rposition(|o| o.base <= scan_from)
             .unwrap_or(0);
         let mut segments = Segments::new();
         let mut scanned = Vec::new();
@@ -456,11 +553,22 @@ impl Recovery<'_> {
             segments.insert(o.base, segment);
         }
         for (i, o) in opened.iter().enumerate().skip(first_scanned) {
-            let expected = segments.values().next_back().map_or(o.base, |s| s.next_offset);
+            let expected = segments
+                .values()
+                .next_back()
+                .map_or(o.base, |s| s.next_offset);
             if o.base != expected {
                 // A gap or overlap between segments: the later ones cannot belong to the log.
                 let detail = format!("segment starts at offset {}, expected {expected}", o.base);
-                self.cut_tail(&mut segments, opened, i, expected, recovery_point, None, &detail)?;
+                self.cut_tail(
+                    &mut segments,
+                    opened,
+                    i,
+                    expected,
+                    recovery_point,
+                    None,
+                    &detail,
+                )?;
                 break;
             }
             let rebuilt = self.rescan(o)?;
@@ -469,16 +577,35 @@ impl Recovery<'_> {
             let next = segment.next_offset;
             segments.insert(o.base, segment);
             if let Some(stop) = rebuilt.stop {
-                self.cut_tail(&mut segments, opened, i + 1, next, recovery_point, Some((o, &stop)), "")?;
+                self.cut_tail(
+                    &mut segments,
+                    opened,
+                    i + 1,
+                    next,
+                    recovery_point,
+                    Some((o, &stop)),
+                    "",
+                )?;
                 break;
             }
         }
-        let end = segments.values().next_back().map_or(recovery_point, |s| s.next_offset);
+        let end = segments
+            .values()
+            .next_back()
+            .map_or(recovery_point, |s| s.next_offset);
         if end < recovery_point && !self.options.repair {
             let last = segments.values().next_back();
-            let path = last.map_or_else(|| self.dir.to_path_buf(), |s| self.path(s.base_offset, FileKind::Log));
+            let path = last.map_or_else(
+                || self.dir.to_path_buf(),
+                |s| self.path(s.base_offset, FileKind::Log),
+            );
             let at = last.map_or(0, |s| s.size_bytes);
-            return Err(LogError::corrupt(path, at..at, end, format!("the log ends at offset {end}, below the recovery point {recovery_point}")));
+            return Err(LogError::corrupt(
+                path,
+                at..at,
+                end,
+                format!("the log ends at offset {end}, below the recovery point {recovery_point}"),
+            ));
         }
         self.seal_rescanned(&mut segments, &scanned)?;
         Ok(segments)
@@ -499,10 +626,35 @@ impl Recovery<'_> {
         gap_detail: &str,
     ) -> Result<(), LogError> {
         let (path, range, detail, zero_tail, read_error) = match &stop {
-            Some((o, s)) => (self.path(o.base, FileKind::Log), s.position..s.damage_end, s.detail.clone(), s.zero_tail, s.read_error),
-            None => (self.path(opened[later].base, FileKind::Log), 0..0, gap_detail.to_owned(), false, false),
+            Some((o, s)) => (
+                self.path(o.base, FileKind::Log),
+                s.position..s.damage_end,
+                s.detail.clone(),
+                s.zero_tail,
+                s.read_error,
+            ),
+            None => (
+                self.path(opened[later].base, FileKind::Log),
+                0..0,
+                gap_detail.to_owned(),
+                false,
+                false,
+            ),
         };
-        if at_offset < recovery_point || read_error {
+        let interior = match &stop {
+            Some((o, s)) if !read_error => {
+                self.valid_data_beyond_window(segments, opened, o, s, later, at_offset)?
+            }
+            _ => false,
+        };
+        let detail = if interior {
+            format!(
+                "{detail}; valid batches follow beyond the torn-tail window, so this damaged acknowledged data"
+            )
+        } else {
+            detail
+        };
+        if at_offset < recovery_point || read_error || interior {
             let corruption = Corruption {
                 path: path.clone(),
                 byte_range: range.clone(),
@@ -543,6 +695,64 @@ impl Recovery<'_> {
         self.remove_segments(segments, &bases)
     }
 
+    /// Whether valid batches lie after damage at `stop` further than a crash could have torn
+    /// (`LogConfig::torn_window_bytes`), in the damaged file or the segments after it. If so the
+    /// damaged bytes had been synced: acknowledged data, not a torn tail.
+    fn valid_data_beyond_window(
+        &self,
+        segments: &Segments,
+        opened: &[Opened],
+        o: &Opened,
+        stop: &scan::Stop,
+        later: usize,
+        at_offset: i64,
+    ) -> Result<bool, LogError> {
+        let window = self.config.torn_window_bytes();
+        let file_len = segments.get(&o.base).map_or(o.file_len, |s| s.file_len);
+        let later_bytes: u64 = opened[later.min(opened.len())..]
+            .iter()
+            .map(|l| l.file_len)
+            .sum();
+        let after = file_len.saturating_sub(stop.position) + later_bytes;
+        if after <= window || (stop.zero_tail && later_bytes == 0) {
+            return Ok(false);
+        }
+        let path = self.path(o.base, FileKind::Log);
+        let found = scan::valid_batch_ending_after(
+            self.disk,
+            o.file,
+            stop.position + 1,
+            file_len,
+            at_offset - 1,
+            stop.position + window,
+        )
+        .map_err(io_err("scan for later batches", &path))?;
+        if found {
+            return Ok(true);
+        }
+        let mut distance = file_len - stop.position;
+        for l in &opened[later.min(opened.len())..] {
+            let must_end_after = (stop.position + window)
+                .saturating_sub(distance)
+                .saturating_sub(stop.position);
+            let path = self.path(l.base, FileKind::Log);
+            if scan::valid_batch_ending_after(
+                self.disk,
+                l.file,
+                0,
+                l.file_len,
+                at_offset - 1,
+                must_end_after,
+            )
+            .map_err(io_err("scan for later batches", &path))?
+            {
+                return Ok(true);
+            }
+            distance += l.file_len;
+        }
+        Ok(false)
+    }
+
     fn remove_segments(&mut self, segments: &mut Segments, bases: &[i64]) -> Result<(), LogError> {
         if bases.is_empty() {
             return Ok(());
@@ -560,7 +770,9 @@ impl Recovery<'_> {
                 }
             }
         }
-        self.disk.sync_dir(self.dir).map_err(io_err("sync dir", self.dir))
+        self.disk
+            .sync_dir(self.dir)
+            .map_err(io_err("sync dir", self.dir))
     }
 
     /// Trims and writes the rebuilt indexes of rescanned segments that are sealed (all but the
@@ -568,7 +780,9 @@ impl Recovery<'_> {
     fn seal_rescanned(&mut self, segments: &mut Segments, scanned: &[i64]) -> Result<(), LogError> {
         let last = segments.keys().next_back().copied();
         for base in scanned.iter().filter(|b| Some(**b) != last) {
-            let Some(segment) = segments.get_mut(base) else { continue };
+            let Some(segment) = segments.get_mut(base) else {
+                continue;
+            };
             if segment.file_len != segment.size_bytes {
                 let path = self.dir.join(segment::file_name(*base, FileKind::Log));
                 self.disk
@@ -579,7 +793,8 @@ impl Recovery<'_> {
             }
             segment.finish_time_index();
             let segment = &*segment;
-            write_index_files(self.disk, self.dir, segment).map_err(|(path, e)| LogError::io("write index", path, e))?;
+            write_index_files(self.disk, self.dir, segment)
+                .map_err(|(path, e)| LogError::io("write index", path, e))?;
             self.report.indexes_rebuilt += 1;
         }
         Ok(())
@@ -590,7 +805,9 @@ impl Recovery<'_> {
         let Some(active) = segments.values_mut().next_back() else {
             return Ok(());
         };
-        let path = self.dir.join(segment::file_name(active.base_offset, FileKind::Log));
+        let path = self
+            .dir
+            .join(segment::file_name(active.base_offset, FileKind::Log));
         if active.file_len != active.size_bytes {
             self.disk
                 .set_len(active.log, active.size_bytes)

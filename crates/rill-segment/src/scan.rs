@@ -95,7 +95,11 @@ impl<'a> Scanner<'a> {
         }
         let remaining = self.end - pos;
         if remaining < HEADER_BYTES as u64 {
-            return self.stop(pos, self.end, format!("{remaining} bytes, shorter than a batch header"));
+            return self.stop(
+                pos,
+                self.end,
+                format!("{remaining} bytes, shorter than a batch header"),
+            );
         }
         let header = BatchHeader::parse(self.bytes(pos, HEADER_BYTES)?)
             .map_err(|e| io::Error::other(e.to_string()))?;
@@ -105,14 +109,25 @@ impl<'a> Scanner<'a> {
         let total = header.total_bytes();
         let damage_end = pos + total.min(remaining);
         if header.base_offset != expected {
-            let detail = format!("batch has base offset {}, expected {expected}", header.base_offset);
+            let detail = format!(
+                "batch has base offset {}, expected {expected}",
+                header.base_offset
+            );
             return self.stop(pos, damage_end, detail);
         }
         if total > remaining {
-            return self.stop(pos, self.end, format!("batch of {total} bytes runs past the end"));
+            return self.stop(
+                pos,
+                self.end,
+                format!("batch of {total} bytes runs past the end"),
+            );
         }
         if total > max_batch_bytes {
-            return self.stop(pos, damage_end, format!("batch of {total} bytes exceeds the limit"));
+            return self.stop(
+                pos,
+                damage_end,
+                format!("batch of {total} bytes exceeds the limit"),
+            );
         }
         let mut crc = 0u32;
         let mut at = pos + batch::field::ATTRIBUTES as u64;
@@ -123,11 +138,17 @@ impl<'a> Scanner<'a> {
             at += len as u64;
         }
         if crc != header.crc {
-            let detail = format!("CRC mismatch: stored {:#010x}, computed {crc:#010x}", header.crc);
+            let detail = format!(
+                "CRC mismatch: stored {:#010x}, computed {crc:#010x}",
+                header.crc
+            );
             return self.stop(pos, damage_end, detail);
         }
         self.pos = pos + total;
-        Ok(Step::Batch { header, position: pos })
+        Ok(Step::Batch {
+            header,
+            position: pos,
+        })
     }
 
     fn stop(&mut self, position: u64, damage_end: u64, detail: String) -> io::Result<Step> {
@@ -189,3 +210,51 @@ fn finish(mut segment: Segment, stop: Option<Stop>) -> Rebuilt {
     Rebuilt { segment, stop }
 }
 
+/// Whether `[from, end)` of `file` holds a valid batch (shape, CRC) with a base offset above
+/// `min_offset` that ends after byte `must_end_after`. Used when recovery finds damage: valid
+/// later data further from the damage than a crash can tear proves the damage hit data that had
+/// been synced. Every byte position is a candidate (damage can shift alignment); a candidate
+/// costs one byte compare unless its magic matches. Bounded by the file size.
+pub(crate) fn valid_batch_ending_after(
+    disk: &dyn Disk,
+    file: FileId,
+    from: u64,
+    end: u64,
+    min_offset: i64,
+    must_end_after: u64,
+) -> io::Result<bool> {
+    let mut chunk = vec![0u8; WINDOW_BYTES];
+    let mut start = from;
+    // Chunks overlap by a header so no candidate straddles two reads unseen.
+    while start + HEADER_BYTES as u64 <= end {
+        let len = (end - start).min(WINDOW_BYTES as u64) as usize;
+        disk::read_exact_at(disk, file, start, &mut chunk[..len])?;
+        let last_candidate = len - HEADER_BYTES;
+        for at in 0..=last_candidate {
+            if chunk[at + batch::field::MAGIC] != batch::MAGIC_V2 as u8 {
+                continue;
+            }
+            let Ok(header) = BatchHeader::parse(&chunk[at..]) else {
+                continue;
+            };
+            let position = start + at as u64;
+            let batch_end = position + header.total_bytes();
+            if header.check_shape().is_err()
+                || header.base_offset <= min_offset
+                || batch_end > end
+                || batch_end <= must_end_after
+            {
+                continue;
+            }
+            let mut scanner = Scanner::new(disk, file, position, end);
+            if matches!(
+                scanner.next(header.base_offset, end - position),
+                Step::Batch { .. }
+            ) {
+                return Ok(true);
+            }
+        }
+        start += (last_candidate + 1) as u64;
+    }
+    Ok(false)
+}

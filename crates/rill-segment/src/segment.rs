@@ -103,7 +103,8 @@ impl Segment {
         }
         if self.bytes_since_index_entry > index_interval_bytes {
             // Positions fit: segments are at most i32::MAX bytes (checked by the config).
-            self.offset_index.append(header.base_offset, position as u32);
+            self.offset_index
+                .append(header.base_offset, position as u32);
             self.time_index
                 .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, false);
             self.bytes_since_index_entry = 0;
@@ -124,7 +125,13 @@ impl Segment {
     }
 
     /// Whether a batch of `batch_bytes` ending at `last_offset` must go to a new segment.
-    pub fn must_roll(&self, batch_bytes: u64, last_offset: i64, config: &crate::config::LogConfig, now_ms: i64) -> bool {
+    pub fn must_roll(
+        &self,
+        batch_bytes: u64,
+        last_offset: i64,
+        config: &crate::config::LogConfig,
+        now_ms: i64,
+    ) -> bool {
         if self.is_empty() {
             return false;
         }
@@ -150,12 +157,18 @@ mod tests {
         assert!(!segment.must_roll(10, 1000 + i64::from(i32::MAX), &config, 0));
         assert!(segment.must_roll(10, 1001 + i64::from(i32::MAX), &config, 0));
         let empty = Segment::new(1000, FileId(1), 10, 0);
-        assert!(!empty.must_roll(u64::MAX / 2, i64::MAX - 1, &config, i64::MAX), "an empty segment takes anything");
+        assert!(
+            !empty.must_roll(u64::MAX / 2, i64::MAX - 1, &config, i64::MAX),
+            "an empty segment takes anything"
+        );
     }
 
     #[test]
     fn names_round_trip() {
-        assert_eq!(file_name(368_769, FileKind::Log), "00000000000000368769.log");
+        assert_eq!(
+            file_name(368_769, FileKind::Log),
+            "00000000000000368769.log"
+        );
         assert_eq!(
             parse_file_name("00000000000000368769.timeindex"),
             Some((368_769, FileKind::TimeIndex))
@@ -163,6 +176,10 @@ mod tests {
         assert_eq!(parse_file_name("0000000000000036876.log"), None);
         assert_eq!(parse_file_name("0000000000000036876x.log"), None);
         assert_eq!(parse_file_name("00000000000000368769.swap"), None);
-        assert_eq!(parse_file_name("99999999999999999999.log"), None, "overflows i64");
+        assert_eq!(
+            parse_file_name("99999999999999999999.log"),
+            None,
+            "overflows i64"
+        );
     }
 }

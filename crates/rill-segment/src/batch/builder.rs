@@ -94,7 +94,12 @@ impl BatchBuilder {
     }
 
     /// Sets the idempotent-producer fields.
-    pub fn producer(&mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) -> &mut Self {
+    pub fn producer(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> &mut Self {
         self.producer_id = producer_id;
         self.producer_epoch = producer_epoch;
         self.base_sequence = base_sequence;
@@ -139,7 +144,8 @@ impl BatchBuilder {
         let timestamp_delta = timestamp_ms.wrapping_sub(self.first_timestamp);
         let offset_delta = self.count;
         let body_len = record_body_len(timestamp_delta, offset_delta, key, value, headers)?;
-        let body_len_i32 = i32::try_from(body_len).map_err(|_| BuildError::FieldTooLarge(body_len))?;
+        let body_len_i32 =
+            i32::try_from(body_len).map_err(|_| BuildError::FieldTooLarge(body_len))?;
         let new_len = self.buf.len() + varint_len(body_len_i32) + body_len;
         if new_len - LOG_OVERHEAD_BYTES > i32::MAX as usize {
             return Err(BuildError::BatchTooLarge);
@@ -209,7 +215,8 @@ fn record_body_len(
     value: Option<&[u8]>,
     headers: &[Header<'_>],
 ) -> Result<usize, BuildError> {
-    let header_count = i32::try_from(headers.len()).map_err(|_| BuildError::FieldTooLarge(headers.len()))?;
+    let header_count =
+        i32::try_from(headers.len()).map_err(|_| BuildError::FieldTooLarge(headers.len()))?;
     let mut len = 1 + varlong_len(timestamp_delta) + varint_len(offset_delta);
     len += nullable_len(key)? + nullable_len(value)? + varint_len(header_count);
     for header in headers {

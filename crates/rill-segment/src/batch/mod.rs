@@ -280,7 +280,8 @@ impl BatchHeader {
         if self.magic != MAGIC_V2 {
             return Err(BatchError::UnsupportedMagic(self.magic));
         }
-        if self.attributes.0 & !Attributes::KNOWN_BITS != 0 || self.attributes.compression().is_none()
+        if self.attributes.0 & !Attributes::KNOWN_BITS != 0
+            || self.attributes.compression().is_none()
         {
             return Err(BatchError::UnknownAttributes(self.attributes.0));
         }
@@ -308,7 +309,10 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 /// Validates a batch a producer sent, as a broker does before storing it: size, length, magic,
 /// attributes, counts, CRC, and for uncompressed batches every record (bounds, count, offset
 /// deltas). Returns the parsed header.
-pub fn validate_for_append(batch: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, BatchError> {
+pub fn validate_for_append(
+    batch: &[u8],
+    max_batch_bytes: usize,
+) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch)?;
     header.check_shape()?;
     check_length(&header, batch.len())?;

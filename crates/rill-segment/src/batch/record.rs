@@ -101,7 +101,10 @@ impl<'a> Iterator for HeaderIter<'a> {
             return None;
         }
         self.remaining -= 1;
-        let mut cursor = Cursor { buf: self.buf, pos: 0 };
+        let mut cursor = Cursor {
+            buf: self.buf,
+            pos: 0,
+        };
         let header = cursor.header();
         self.buf = &self.buf[cursor.pos.min(self.buf.len())..];
         if header.is_err() {

@@ -79,7 +79,12 @@ pub trait Disk: Send + Sync + fmt::Debug {
 }
 
 /// Reads exactly `buf.len()` bytes at `pos`, looping over short reads.
-pub fn read_exact_at(disk: &dyn Disk, file: FileId, mut pos: u64, mut buf: &mut [u8]) -> io::Result<()> {
+pub fn read_exact_at(
+    disk: &dyn Disk,
+    file: FileId,
+    mut pos: u64,
+    mut buf: &mut [u8],
+) -> io::Result<()> {
     // Each successful iteration consumes at least one byte, so the loop is bounded by buf.len().
     while !buf.is_empty() {
         match disk.read_at(file, pos, buf) {

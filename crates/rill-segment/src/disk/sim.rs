@@ -201,7 +201,10 @@ impl SimDisk {
     /// sticky corruption, as bit rot on the medium.
     pub fn flip_bit(&self, path: &Path, pos: u64, bit: u8) -> io::Result<()> {
         let mut s = self.lock();
-        let inode = *s.names.get(path).ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
+        let inode = *s
+            .names
+            .get(path)
+            .ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
         let node = s.inodes.entry(inode).or_default();
         let mask = 1u8 << (bit % 8);
         let at = pos as usize;
@@ -219,8 +222,15 @@ impl SimDisk {
     pub fn add_bad_sector(&self, path: &Path, pos: u64) -> io::Result<()> {
         let mut s = self.lock();
         let sector = pos / s.faults.sector_bytes;
-        let inode = *s.names.get(path).ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
-        s.inodes.entry(inode).or_default().bad_sectors.insert(sector);
+        let inode = *s
+            .names
+            .get(path)
+            .ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
+        s.inodes
+            .entry(inode)
+            .or_default()
+            .bad_sectors
+            .insert(sector);
         Ok(())
     }
 
@@ -234,7 +244,10 @@ impl SimDisk {
     /// Overwrites `path` with `data` (durably, without a crash), for tests that plant damage.
     pub fn plant(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut s = self.lock();
-        let inode = *s.names.get(path).ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
+        let inode = *s
+            .names
+            .get(path)
+            .ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
         let node = s.inodes.entry(inode).or_default();
         node.current = data.to_vec();
         node.durable = data.to_vec();
@@ -438,8 +451,7 @@ impl Disk for SimDisk {
         if !s.dirs.contains(dir) {
             return Err(errno(rustix::io::Errno::NOENT));
         }
-        Ok(s
-            .names
+        Ok(s.names
             .keys()
             .filter(|p| p.parent() == Some(dir))
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
@@ -531,7 +543,11 @@ impl Disk for SimDisk {
         let mut s = self.lock();
         s.mutate()?;
         s.inode_of(file)?;
-        let (eio, enospc, short) = (s.faults.write_eio_ppm, s.faults.write_enospc_ppm, s.faults.short_write_ppm);
+        let (eio, enospc, short) = (
+            s.faults.write_eio_ppm,
+            s.faults.write_enospc_ppm,
+            s.faults.short_write_ppm,
+        );
         if s.roll(eio) {
             s.stats.injected_faults += 1;
             return Err(errno(rustix::io::Errno::IO));
@@ -636,7 +652,10 @@ impl Disk for SimDisk {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut s = self.lock();
         s.mutate()?;
-        let inode = *s.names.get(from).ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
+        let inode = *s
+            .names
+            .get(from)
+            .ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
         s.unlink(from);
         s.link(to, inode);
         Ok(())

@@ -106,7 +106,12 @@ impl Disk for StdDisk {
         if len <= current {
             return Ok(());
         }
-        match rustix::fs::fallocate(file.as_fd(), rustix::fs::FallocateFlags::empty(), current, len - current) {
+        match rustix::fs::fallocate(
+            file.as_fd(),
+            rustix::fs::FallocateFlags::empty(),
+            current,
+            len - current,
+        ) {
             Ok(()) => Ok(()),
             // File systems without fallocate: extend the length instead (sparse zeros).
             Err(rustix::io::Errno::OPNOTSUPP) => file.set_len(len),

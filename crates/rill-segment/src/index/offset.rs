@@ -98,7 +98,11 @@ impl OffsetIndex {
     /// Parses an index file and checks it against its segment: whole entries, strictly
     /// increasing offsets and positions, no position 0 (so zero padding is caught), every entry
     /// inside the segment.
-    pub fn parse(bytes: &[u8], bounds: SegmentBounds, max_entries: usize) -> Result<Self, IndexError> {
+    pub fn parse(
+        bytes: &[u8],
+        bounds: SegmentBounds,
+        max_entries: usize,
+    ) -> Result<Self, IndexError> {
         if !bytes.len().is_multiple_of(OFFSET_ENTRY_BYTES) {
             return Err(IndexError::PartialEntry {
                 len: bytes.len(),

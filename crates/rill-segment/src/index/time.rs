@@ -105,7 +105,11 @@ impl TimeIndex {
     /// Parses a time-index file and checks it: whole entries, strictly increasing timestamps,
     /// non-decreasing offsets inside the segment. The size limit is not applied, since the final
     /// entry may exceed it.
-    pub fn parse(bytes: &[u8], bounds: SegmentBounds, max_entries: usize) -> Result<Self, IndexError> {
+    pub fn parse(
+        bytes: &[u8],
+        bounds: SegmentBounds,
+        max_entries: usize,
+    ) -> Result<Self, IndexError> {
         if !bytes.len().is_multiple_of(TIME_ENTRY_BYTES) {
             return Err(IndexError::PartialEntry {
                 len: bytes.len(),
@@ -145,7 +149,10 @@ mod tests {
     fn lookup_finds_a_safe_start() {
         let mut index = TimeIndex::new(0, 10);
         assert!(index.maybe_append(1000, 9, false));
-        assert!(!index.maybe_append(1000, 19, false), "timestamps must increase");
+        assert!(
+            !index.maybe_append(1000, 19, false),
+            "timestamps must increase"
+        );
         assert!(index.maybe_append(2000, 29, false));
         assert_eq!(index.lookup(500), 0);
         assert_eq!(index.lookup(1000), 0);

@@ -42,6 +42,13 @@ impl PartitionLog {
         };
         let new_end = range.first_offset;
         let keep_base = range.segment_base_offset;
+        if self.watermark.last.durable_offset > new_end {
+            let disk = std::sync::Arc::clone(&self.disk);
+            if let Err(e) = self.watermark.write_both(disk.as_ref(), new_end) {
+                let path = self.dir.join(crate::watermark::WATERMARK_FILE);
+                return Err(self.fail("write watermark", path, &e));
+            }
+        }
         if self.checkpoint.recovery_point > new_end || self.log_start_offset > new_end {
             // As Kafka does, truncating below the log start moves the start down to the end.
             self.log_start_offset = self.log_start_offset.min(new_end);
@@ -49,7 +56,11 @@ impl PartitionLog {
             let recovery_point = self.checkpoint.recovery_point.min(new_end);
             self.write_checkpoint_with(recovery_point, now_ms)?;
         }
-        let doomed: Vec<i64> = self.segments.range(keep_base + 1..).map(|(b, _)| *b).collect();
+        let doomed: Vec<i64> = self
+            .segments
+            .range(keep_base + 1..)
+            .map(|(b, _)| *b)
+            .collect();
         self.remove_segments(&doomed)?;
         let disk = std::sync::Arc::clone(&self.disk);
         let path = self.path_of(keep_base, FileKind::Log);
@@ -70,7 +81,15 @@ impl PartitionLog {
             let _ = disk.remove_file(&self.path_of(keep_base, kind));
         }
         let created_ms = segment.created_ms;
-        let mut rebuilt = scan::rebuild_segment(disk.as_ref(), file, keep_base, range.position, &self.config, now_ms).segment;
+        let mut rebuilt = scan::rebuild_segment(
+            disk.as_ref(),
+            file,
+            keep_base,
+            range.position,
+            &self.config,
+            now_ms,
+        )
+        .segment;
         rebuilt.file_len = file_len;
         rebuilt.created_ms = created_ms;
         self.segments.insert(keep_base, rebuilt);
@@ -80,13 +99,18 @@ impl PartitionLog {
         self.durable_offset = self.durable_offset.min(new_end);
         if self.unsynced.is_empty() {
             self.durable_offset = new_end;
+            self.unsynced_bytes = 0;
         }
         Ok(new_end)
     }
 
     /// Advances the log start offset to `offset` (at most the log end) and deletes the segments
     /// that lie entirely below it. Reads below the new start fail with `OffsetOutOfRange`.
-    pub fn delete_before(&mut self, offset: i64, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+    pub fn delete_before(
+        &mut self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<RetentionOutcome, LogError> {
         self.check_idle()?;
         if offset > self.written_offset {
             return Err(LogError::OffsetOutOfRange {
@@ -137,7 +161,11 @@ impl PartitionLog {
         self.advance_log_start(new_start, now_ms)
     }
 
-    fn advance_log_start(&mut self, offset: i64, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+    fn advance_log_start(
+        &mut self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<RetentionOutcome, LogError> {
         self.log_start_offset = offset;
         // The new start is durable before any file goes; a crash in between leaves files that
         // recovery deletes because they lie below the start.
@@ -211,7 +239,9 @@ impl PartitionLog {
     /// passed since the last one. Returns whether it wrote.
     pub fn maybe_checkpoint(&mut self, now_ms: i64) -> Result<bool, LogError> {
         self.check_idle()?;
-        if !self.checkpoint_interval_elapsed(now_ms) || self.durable_offset <= self.checkpoint.recovery_point {
+        if !self.checkpoint_interval_elapsed(now_ms)
+            || self.durable_offset <= self.checkpoint.recovery_point
+        {
             return Ok(false);
         }
         self.write_checkpoint(now_ms)?;
@@ -231,6 +261,7 @@ impl PartitionLog {
         for segment in self.segments.values() {
             self.disk.close(segment.log);
         }
+        self.disk.close(self.watermark.file);
         result
     }
 
@@ -238,7 +269,12 @@ impl PartitionLog {
         self.check_idle()?;
         let disk = std::sync::Arc::clone(&self.disk);
         let active = self.active();
-        let (file, base, size, file_len) = (active.log, active.base_offset, active.size_bytes, active.file_len);
+        let (file, base, size, file_len) = (
+            active.log,
+            active.base_offset,
+            active.size_bytes,
+            active.file_len,
+        );
         if file_len > size {
             if let Err(e) = disk.set_len(file, size) {
                 return Err(self.fail("trim preallocation", self.path_of(base, FileKind::Log), &e));
@@ -246,13 +282,16 @@ impl PartitionLog {
             self.unsynced.insert(base);
         }
         for base in self.unsynced.clone() {
-            let Some(segment) = self.segments.get(&base) else { continue };
+            let Some(segment) = self.segments.get(&base) else {
+                continue;
+            };
             if let Err(e) = disk.fdatasync(segment.log) {
                 return Err(self.fail("fdatasync", self.path_of(base, FileKind::Log), &e));
             }
             self.unsynced.remove(&base);
         }
         self.durable_offset = self.written_offset;
+        self.unsynced_bytes = 0;
         let dir = self.dir.clone();
         let active = self.active_mut();
         active.file_len = active.size_bytes;

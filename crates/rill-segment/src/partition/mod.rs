@@ -24,6 +24,7 @@ use crate::disk::{self, Disk, FileId, OpenMode};
 use crate::error::{FailReason, LogError};
 use crate::plan::{DiskExecutor, Executor, Round};
 use crate::segment::{self, FileKind, Segment};
+use crate::watermark::{Slot, Watermark};
 use bytes::BytesMut;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -79,6 +80,8 @@ pub struct RoundOutcome {
 #[derive(Debug, Default)]
 struct InFlight {
     rolled: bool,
+    /// The watermark slot this round writes, if any.
+    watermark: Option<Slot>,
 }
 
 /// One partition's log. See the module documentation.
@@ -98,9 +101,13 @@ pub struct PartitionLog {
     pub(crate) last_checkpoint_ms: i64,
     /// Segments with writes or length changes not yet covered by an fdatasync.
     pub(crate) unsynced: BTreeSet<i64>,
+    /// Bytes planned since the last completed sync of every segment (bounded by
+    /// `max_unsynced_bytes`).
+    pub(crate) unsynced_bytes: u64,
     in_flight: Option<InFlight>,
     pub(crate) failed: Option<FailReason>,
     pub(crate) closed: bool,
+    pub(crate) watermark: Watermark,
     leader_epoch: Option<i32>,
 }
 
@@ -111,9 +118,13 @@ impl PartitionLog {
         config: LogConfig,
         segments: BTreeMap<i64, Segment>,
         checkpoint: Checkpoint,
+        watermark: Watermark,
         now_ms: i64,
     ) -> Self {
-        let end = segments.values().next_back().map_or(checkpoint.log_start_offset, |s| s.next_offset);
+        let end = segments
+            .values()
+            .next_back()
+            .map_or(checkpoint.log_start_offset, |s| s.next_offset);
         Self {
             disk,
             dir,
@@ -127,9 +138,11 @@ impl PartitionLog {
             checkpoint,
             last_checkpoint_ms: now_ms,
             unsynced: BTreeSet::new(),
+            unsynced_bytes: 0,
             in_flight: None,
             failed: None,
             closed: false,
+            watermark,
             leader_epoch: None,
         }
     }
@@ -190,10 +203,13 @@ impl PartitionLog {
     }
 
     fn path_of_file(&self, file: FileId) -> PathBuf {
-        self.segments
-            .values()
-            .find(|s| s.log == file)
-            .map_or_else(|| self.dir.clone(), |s| self.path_of(s.base_offset, FileKind::Log))
+        if file == self.watermark.file {
+            return self.dir.join(crate::watermark::WATERMARK_FILE);
+        }
+        self.segments.values().find(|s| s.log == file).map_or_else(
+            || self.dir.clone(),
+            |s| self.path_of(s.base_offset, FileKind::Log),
+        )
     }
 
     pub(crate) fn check_usable(&self) -> Result<(), LogError> {
@@ -215,7 +231,12 @@ impl PartitionLog {
     }
 
     /// Fail-stops the partition and returns the error to report.
-    pub(crate) fn fail(&mut self, op: &'static str, path: PathBuf, error: &std::io::Error) -> LogError {
+    pub(crate) fn fail(
+        &mut self,
+        op: &'static str,
+        path: PathBuf,
+        error: &std::io::Error,
+    ) -> LogError {
         let reason = self
             .failed
             .get_or_insert_with(|| FailReason::new(op, path, error))
@@ -252,12 +273,27 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Whether a batch of `batch_bytes` would exceed `max_unsynced_bytes`, so that the current
+    /// round must sync and complete before it can be planned.
+    pub fn must_sync_before(&self, batch_bytes: usize) -> bool {
+        self.unsynced_bytes > 0
+            && self.unsynced_bytes + batch_bytes as u64 > self.config.max_unsynced_bytes
+    }
+
     /// Validates `batch`, assigns its offsets (rewriting `baseOffset`, and
     /// `partitionLeaderEpoch` when set, without touching the CRC), rolls the segment if needed,
     /// and adds its write to `round`. Nothing is visible until the round completes.
-    pub fn plan_append(&mut self, round: &mut Round, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, LogError> {
+    pub fn plan_append(
+        &mut self,
+        round: &mut Round,
+        mut batch: BytesMut,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         self.check_usable()?;
         self.check_round(round)?;
+        if self.must_sync_before(batch.len()) {
+            return Err(LogError::SyncRequired);
+        }
         let mut header = batch::validate_for_append(&batch, self.config.max_batch_bytes)?;
         let base_offset = self.next_offset;
         let last_offset = base_offset
@@ -283,6 +319,7 @@ impl PartitionLog {
         let (file, segment_base) = (active.log, active.base_offset);
         round.push_write(file, position, batch.freeze());
         self.unsynced.insert(segment_base);
+        self.unsynced_bytes += header.total_bytes();
         self.next_offset = header.next_offset();
         Ok(AppendInfo {
             base_offset,
@@ -302,6 +339,21 @@ impl PartitionLog {
                 round.push_sync(segment.log);
             }
         }
+        // Record what was durable before this round; it rides on the round's sync phase.
+        let in_flight = self.in_flight.get_or_insert_with(InFlight::default);
+        if self.config.track_durable_watermark
+            && in_flight.watermark.is_none()
+            && self.durable_offset > self.watermark.last.durable_offset
+        {
+            let (position, slot) = self.watermark.next_slot(self.durable_offset);
+            round.push_write(
+                self.watermark.file,
+                position,
+                bytes::Bytes::copy_from_slice(&slot.encode()),
+            );
+            round.push_sync(self.watermark.file);
+            in_flight.watermark = Some(slot);
+        }
         Ok(())
     }
 
@@ -309,7 +361,10 @@ impl PartitionLog {
     /// if the round synced every unsynced segment, durable. Any failed write or fdatasync
     /// fail-stops the partition: nothing in the round is acknowledged, and fsync is never
     /// retried.
-    #[allow(clippy::needless_pass_by_value, reason = "the round is finished: taking it ends its use")]
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the round is finished: taking it ends its use"
+    )]
     pub fn complete_round(&mut self, round: Round, now_ms: i64) -> Result<RoundOutcome, LogError> {
         self.check_round(&round)?;
         let in_flight = self.in_flight.take().unwrap_or_default();
@@ -335,7 +390,9 @@ impl PartitionLog {
                         self.unsynced.remove(&s.base_offset);
                     }
                 }
-                Some(Err(e)) => return Err(self.fail("fdatasync", self.path_of_file(sync.file), e)),
+                Some(Err(e)) => {
+                    return Err(self.fail("fdatasync", self.path_of_file(sync.file), e));
+                }
                 None => {
                     let e = std::io::Error::other("the executor did not run the fdatasync");
                     return Err(self.fail("fdatasync", self.path_of_file(sync.file), &e));
@@ -344,6 +401,10 @@ impl PartitionLog {
         }
         if self.unsynced.is_empty() {
             self.durable_offset = self.written_offset;
+            self.unsynced_bytes = 0;
+        }
+        if let Some(slot) = in_flight.watermark {
+            self.watermark.last = slot;
         }
         let outcome = RoundOutcome {
             written_offset: self.written_offset,
@@ -360,7 +421,15 @@ impl PartitionLog {
 
     /// Appends one batch and runs its round at once on the log's own disk: the simple,
     /// synchronous path (tests, tools, single-partition users).
-    pub fn append(&mut self, batch: BytesMut, durability: Durability, now_ms: i64) -> Result<AppendInfo, LogError> {
+    pub fn append(
+        &mut self,
+        batch: BytesMut,
+        durability: Durability,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        if self.must_sync_before(batch.len()) {
+            self.flush(now_ms)?;
+        }
         let mut round = self.begin_round()?;
         let info = match self.plan_append(&mut round, batch, now_ms) {
             Ok(info) => info,
@@ -443,7 +512,9 @@ impl PartitionLog {
         if let Err(e) = checkpoint::write(self.disk.as_ref(), &self.dir, &next) {
             let path = self.dir.join(checkpoint::CHECKPOINT_FILE);
             let io = match &e {
-                LogError::Io { source, .. } => std::io::Error::new(source.kind(), source.to_string()),
+                LogError::Io { source, .. } => {
+                    std::io::Error::new(source.kind(), source.to_string())
+                }
                 other => std::io::Error::other(other.to_string()),
             };
             return Err(self.fail("write checkpoint", path, &io));
@@ -464,7 +535,9 @@ pub(crate) fn create_segment(
     now_ms: i64,
 ) -> Result<Segment, (PathBuf, std::io::Error)> {
     let path = dir.join(segment::file_name(base_offset, FileKind::Log));
-    let file = disk.open(&path, OpenMode::CreateNew).map_err(|e| (path.clone(), e))?;
+    let file = disk
+        .open(&path, OpenMode::CreateNew)
+        .map_err(|e| (path.clone(), e))?;
     let mut segment = Segment::new(base_offset, file, config.max_index_entries, now_ms);
     let setup = preallocate(disk, file, config, 0).and_then(|len| {
         segment.file_len = len;
@@ -478,7 +551,12 @@ pub(crate) fn create_segment(
 }
 
 /// Preallocates `file` from `from` to the segment size as configured; returns the file length.
-pub(crate) fn preallocate(disk: &dyn Disk, file: FileId, config: &LogConfig, from: u64) -> std::io::Result<u64> {
+pub(crate) fn preallocate(
+    disk: &dyn Disk,
+    file: FileId,
+    config: &LogConfig,
+    from: u64,
+) -> std::io::Result<u64> {
     match config.preallocate {
         Preallocate::None => Ok(from),
         Preallocate::Fallocate => {
@@ -501,14 +579,20 @@ pub(crate) fn preallocate(disk: &dyn Disk, file: FileId, config: &LogConfig, fro
 }
 
 /// Writes a segment's two index files whole and syncs them.
-pub(crate) fn write_index_files(disk: &dyn Disk, dir: &Path, segment: &Segment) -> Result<(), (PathBuf, std::io::Error)> {
+pub(crate) fn write_index_files(
+    disk: &dyn Disk,
+    dir: &Path,
+    segment: &Segment,
+) -> Result<(), (PathBuf, std::io::Error)> {
     let files = [
         (FileKind::OffsetIndex, segment.offset_index.encode()),
         (FileKind::TimeIndex, segment.time_index.encode()),
     ];
     for (kind, bytes) in files {
         let path = dir.join(segment::file_name(segment.base_offset, kind));
-        let file = disk.open(&path, OpenMode::Create).map_err(|e| (path.clone(), e))?;
+        let file = disk
+            .open(&path, OpenMode::Create)
+            .map_err(|e| (path.clone(), e))?;
         let result = disk::write_all_at(disk, file, 0, &[&bytes])
             .and_then(|()| disk.set_len(file, bytes.len() as u64))
             .and_then(|()| disk.fdatasync(file));

@@ -58,18 +58,32 @@ impl PartitionLog {
 
     /// The header of the batch at `position`, which must start at offset `expected`: offsets
     /// are carried forward from the index entry, never taken from the (unprotected) field.
-    fn header_at(&self, segment: &Segment, position: u64, expected: i64) -> Result<BatchHeader, LogError> {
+    fn header_at(
+        &self,
+        segment: &Segment,
+        position: u64,
+        expected: i64,
+    ) -> Result<BatchHeader, LogError> {
         let mut buf = [0u8; HEADER_BYTES];
         let path = || self.path_of(segment.base_offset, FileKind::Log);
-        disk::read_exact_at(self.disk.as_ref(), segment.log, position, &mut buf)
-            .map_err(|e| LogError::corrupt(path(), position..position + HEADER_BYTES as u64, -1, format!("read error: {e}")))?;
+        disk::read_exact_at(self.disk.as_ref(), segment.log, position, &mut buf).map_err(|e| {
+            LogError::corrupt(
+                path(),
+                position..position + HEADER_BYTES as u64,
+                -1,
+                format!("read error: {e}"),
+            )
+        })?;
         let header = BatchHeader::parse(&buf)?;
         let range = position..position + HEADER_BYTES as u64;
         header
             .check_shape()
             .map_err(|e| LogError::corrupt(path(), range.clone(), expected, e.to_string()))?;
         if header.base_offset != expected {
-            let detail = format!("batch has base offset {}, expected {expected}", header.base_offset);
+            let detail = format!(
+                "batch has base offset {}, expected {expected}",
+                header.base_offset
+            );
             return Err(LogError::corrupt(path(), range, expected, detail));
         }
         Ok(header)
@@ -78,7 +92,12 @@ impl PartitionLog {
     /// Finds the whole batches to serve for a fetch at `offset`: starting with the batch that
     /// contains it, adding batches while they fit in `max_bytes` (at least one, whatever its
     /// size), within one segment and below the read limit. `None` at the end of the log.
-    pub fn locate(&self, offset: i64, max_bytes: u64, limit: ReadLimit) -> Result<Option<BatchRange>, LogError> {
+    pub fn locate(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        limit: ReadLimit,
+    ) -> Result<Option<BatchRange>, LogError> {
         let end = self.read_end(limit);
         if offset < self.log_start_offset || offset > end {
             return Err(LogError::OffsetOutOfRange {
@@ -100,7 +119,12 @@ impl PartitionLog {
         let first = loop {
             if position >= readable {
                 let path = self.path_of(segment.base_offset, FileKind::Log);
-                return Err(LogError::corrupt(path, position..readable, offset, "offset not found in its segment"));
+                return Err(LogError::corrupt(
+                    path,
+                    position..readable,
+                    offset,
+                    "offset not found in its segment",
+                ));
             }
             let header = self.header_at(segment, position, expected)?;
             if header.next_offset() > offset {
@@ -133,7 +157,12 @@ impl PartitionLog {
 
     /// Reads whole batches from `offset` (see [`PartitionLog::locate`]), checking every batch's
     /// CRC and offset: damaged bytes give an error naming the range, never wrong data.
-    pub fn read(&self, offset: i64, max_bytes: u64, limit: ReadLimit) -> Result<ReadResult, LogError> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        limit: ReadLimit,
+    ) -> Result<ReadResult, LogError> {
         let high_watermark = self.durable_offset;
         let log_end_offset = self.read_end(ReadLimit::Written);
         let Some(range) = self.locate(offset, max_bytes, limit)? else {
@@ -157,9 +186,16 @@ impl PartitionLog {
     pub fn read_range(&self, range: &BatchRange) -> Result<Vec<u8>, LogError> {
         let path = || self.path_of(range.segment_base_offset, FileKind::Log);
         let mut bytes = vec![0u8; range.len as usize];
-        disk::read_exact_at(self.disk.as_ref(), range.file, range.position, &mut bytes).map_err(|e| {
-            LogError::corrupt(path(), range.position..range.position + range.len, range.first_offset, format!("read error: {e}"))
-        })?;
+        disk::read_exact_at(self.disk.as_ref(), range.file, range.position, &mut bytes).map_err(
+            |e| {
+                LogError::corrupt(
+                    path(),
+                    range.position..range.position + range.len,
+                    range.first_offset,
+                    format!("read error: {e}"),
+                )
+            },
+        )?;
         check_batches(&bytes, range.first_offset).map_err(|(at, len, offset, detail)| {
             let start = range.position + at;
             LogError::corrupt(path(), start..start + len, offset, detail)
@@ -181,7 +217,10 @@ impl PartitionLog {
             if segment.written_bytes == 0 || segment.max_timestamp < timestamp_ms {
                 continue;
             }
-            let start_offset = segment.time_index.lookup(timestamp_ms).max(self.log_start_offset);
+            let start_offset = segment
+                .time_index
+                .lookup(timestamp_ms)
+                .max(self.log_start_offset);
             let (mut expected, position) = segment.offset_index.lookup(start_offset);
             let mut position = u64::from(position);
             // Bounded by the segment size: each step moves past one batch.
@@ -193,7 +232,8 @@ impl PartitionLog {
                 }
                 if header.next_offset() > self.log_start_offset
                     && header.max_timestamp >= timestamp_ms
-                    && let Some(found) = self.first_record_at_or_after(segment, position, &header, timestamp_ms)?
+                    && let Some(found) =
+                        self.first_record_at_or_after(segment, position, &header, timestamp_ms)?
                 {
                     return Ok(Some(found));
                 }
@@ -235,7 +275,10 @@ impl PartitionLog {
 
 /// Checks that `bytes` holds whole valid batches with contiguous offsets from `first_offset`.
 /// On failure: (position in `bytes`, length of the bad range, expected offset, detail).
-pub(crate) fn check_batches(bytes: &[u8], first_offset: i64) -> Result<(), (u64, u64, i64, String)> {
+pub(crate) fn check_batches(
+    bytes: &[u8],
+    first_offset: i64,
+) -> Result<(), (u64, u64, i64, String)> {
     let mut at = 0usize;
     let mut expected = first_offset;
     // Bounded: each iteration consumes one batch of at least HEADER_BYTES.
@@ -248,7 +291,10 @@ pub(crate) fn check_batches(bytes: &[u8], first_offset: i64) -> Result<(), (u64,
         };
         let total = header.total_bytes();
         if header.batch_length < batch::MIN_BATCH_LENGTH || total > rest.len() as u64 {
-            return fail(rest.len(), format!("batch length {} runs past the read", header.batch_length));
+            return fail(
+                rest.len(),
+                format!("batch length {} runs past the read", header.batch_length),
+            );
         }
         if let Err(e) = batch::check_stored(&rest[..total as usize], expected) {
             return fail(total as usize, e.to_string());

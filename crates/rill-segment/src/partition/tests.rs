@@ -30,8 +30,13 @@ fn open_with(config: LogConfig) -> PartitionLog {
 fn batch(records: usize, value_bytes: usize, timestamp: i64) -> BytesMut {
     let mut b = BatchBuilder::new();
     for i in 0..records {
-        b.append(timestamp + i as i64, None, Some(&vec![i as u8; value_bytes]), &[])
-            .unwrap();
+        b.append(
+            timestamp + i as i64,
+            None,
+            Some(&vec![i as u8; value_bytes]),
+            &[],
+        )
+        .unwrap();
     }
     BytesMut::from(&b.build().unwrap()[..])
 }
@@ -48,7 +53,14 @@ fn offsets_are_assigned_contiguously_and_crc_is_untouched() {
     let header = batch::check_stored(&read.bytes, 3).unwrap();
     assert_eq!(header.partition_leader_epoch, 7);
     assert_eq!(read.next_offset, 5);
-    assert_eq!(log.offsets(), Offsets { log_start: 0, log_end: 5, durable: 5 });
+    assert_eq!(
+        log.offsets(),
+        Offsets {
+            log_start: 0,
+            log_end: 5,
+            durable: 5
+        }
+    );
 }
 
 #[test]
@@ -79,7 +91,8 @@ fn invalid_batches_get_typed_errors_and_change_nothing() {
 fn rolls_on_size() {
     let mut log = open_with(config());
     for _ in 0..20 {
-        log.append(batch(2, 100, 0), Durability::Written, 0).unwrap();
+        log.append(batch(2, 100, 0), Durability::Written, 0)
+            .unwrap();
     }
     let bases = log.segment_base_offsets();
     assert!(bases.len() > 2);
@@ -96,9 +109,11 @@ fn rolls_on_age() {
         ..config()
     });
     log.append(batch(1, 10, 0), Durability::Written, 0).unwrap();
-    log.append(batch(1, 10, 0), Durability::Written, 999).unwrap();
+    log.append(batch(1, 10, 0), Durability::Written, 999)
+        .unwrap();
     assert_eq!(log.segment_base_offsets(), vec![0]);
-    log.append(batch(1, 10, 0), Durability::Written, 1000).unwrap();
+    log.append(batch(1, 10, 0), Durability::Written, 1000)
+        .unwrap();
     assert_eq!(log.segment_base_offsets(), vec![0, 2]);
 }
 
@@ -124,15 +139,22 @@ fn reads_return_whole_batches_within_one_segment() {
     let mut log = open_with(config());
     let mut sizes = Vec::new();
     for i in 0..30 {
-        let info = log.append(batch(1 + i % 3, 50, i as i64 * 10), Durability::Written, 0).unwrap();
+        let info = log
+            .append(batch(1 + i % 3, 50, i as i64 * 10), Durability::Written, 0)
+            .unwrap();
         sizes.push(info);
     }
     // At least one batch even when it exceeds max_bytes.
     let one = log.read(0, 1, ReadLimit::Written).unwrap();
     assert_eq!(one.bytes.len() as u64, sizes[0].batch_bytes);
     // An offset inside a batch returns that whole batch.
-    let mid = log.read(sizes[1].base_offset + 1, 1, ReadLimit::Written).unwrap();
-    assert_eq!(batch::BatchHeader::parse(&mid.bytes).unwrap().base_offset, sizes[1].base_offset);
+    let mid = log
+        .read(sizes[1].base_offset + 1, 1, ReadLimit::Written)
+        .unwrap();
+    assert_eq!(
+        batch::BatchHeader::parse(&mid.bytes).unwrap().base_offset,
+        sizes[1].base_offset
+    );
     // Never more than max_bytes when more than one batch, never across a segment boundary.
     let read = log.read(0, 1 << 20, ReadLimit::Written).unwrap();
     let second_segment = log.segment_base_offsets()[1];
@@ -141,9 +163,20 @@ fn reads_return_whole_batches_within_one_segment() {
     assert!(capped.bytes.len() <= 300);
     // The end of the log and beyond.
     let end = log.offsets().log_end;
-    assert!(log.read(end, 100, ReadLimit::Written).unwrap().bytes.is_empty());
-    assert!(matches!(log.read(end + 1, 100, ReadLimit::Written), Err(LogError::OffsetOutOfRange { .. })));
-    assert!(matches!(log.read(-1, 100, ReadLimit::Written), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(
+        log.read(end, 100, ReadLimit::Written)
+            .unwrap()
+            .bytes
+            .is_empty()
+    );
+    assert!(matches!(
+        log.read(end + 1, 100, ReadLimit::Written),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert!(matches!(
+        log.read(-1, 100, ReadLimit::Written),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
 }
 
 #[test]
@@ -153,7 +186,9 @@ fn lookups_agree_with_a_linear_scan() {
     for i in 0..60i64 {
         // Timestamps go up and down, so the time index matters.
         let ts = 1000 + (i * 37) % 500;
-        let info = log.append(batch(1 + (i as usize % 4), 30, ts), Durability::Written, 0).unwrap();
+        let info = log
+            .append(batch(1 + (i as usize % 4), 30, ts), Durability::Written, 0)
+            .unwrap();
         batches.push(info);
     }
     for info in &batches {
@@ -163,15 +198,16 @@ fn lookups_agree_with_a_linear_scan() {
         }
     }
     for target in (900..1600).step_by(7) {
-        let expected = batches
-            .iter()
-            .find(|b| b.max_timestamp >= target)
-            .map(|b| {
-                // Records of a batch have timestamps ts, ts+1, ...: the first reaching target.
-                let first_ts = b.max_timestamp - (b.last_offset - b.base_offset);
-                b.base_offset + (target - first_ts).max(0)
-            });
-        assert_eq!(log.offset_for_timestamp(target).unwrap(), expected, "timestamp {target}");
+        let expected = batches.iter().find(|b| b.max_timestamp >= target).map(|b| {
+            // Records of a batch have timestamps ts, ts+1, ...: the first reaching target.
+            let first_ts = b.max_timestamp - (b.last_offset - b.base_offset);
+            b.base_offset + (target - first_ts).max(0)
+        });
+        assert_eq!(
+            log.offset_for_timestamp(target).unwrap(),
+            expected,
+            "timestamp {target}"
+        );
     }
 }
 
@@ -181,16 +217,28 @@ fn rounds_are_sequential_and_owned() {
     let mut other = open_with(config());
     let mut round = log.begin_round().unwrap();
     assert!(matches!(log.begin_round(), Err(LogError::RoundInFlight)));
-    assert!(matches!(log.truncate_to(0, 0), Err(LogError::RoundInFlight)));
+    assert!(matches!(
+        log.truncate_to(0, 0),
+        Err(LogError::RoundInFlight)
+    ));
     log.plan_append(&mut round, batch(1, 1, 0), 0).unwrap();
     let mut foreign = other.begin_round().unwrap();
-    assert!(matches!(log.plan_append(&mut foreign, batch(1, 1, 0), 0), Err(LogError::ForeignRound)));
+    assert!(matches!(
+        log.plan_append(&mut foreign, batch(1, 1, 0), 0),
+        Err(LogError::ForeignRound)
+    ));
     // Nothing is visible before the round completes.
     assert_eq!(log.offsets().log_end, 0);
     let disk = Arc::clone(log.disk());
     DiskExecutor::new(disk.as_ref()).execute(&mut [&mut round]);
     let outcome = log.complete_round(round, 0).unwrap();
-    assert_eq!(outcome, RoundOutcome { written_offset: 1, durable_offset: 0 });
+    assert_eq!(
+        outcome,
+        RoundOutcome {
+            written_offset: 1,
+            durable_offset: 0
+        }
+    );
     assert_eq!(log.flush(0).unwrap().durable_offset, 1);
 }
 
@@ -201,15 +249,22 @@ fn retention_by_size_deletes_only_whole_sealed_segments() {
         ..config()
     });
     for _ in 0..40 {
-        log.append(batch(2, 100, 0), Durability::Written, 0).unwrap();
+        log.append(batch(2, 100, 0), Durability::Written, 0)
+            .unwrap();
     }
     let before = log.segment_base_offsets();
     let outcome = log.apply_retention(0).unwrap();
     assert!(outcome.segments_deleted > 0);
     assert!(log.size_bytes() >= 3000);
     assert_eq!(log.offsets().log_start, log.segment_base_offsets()[0]);
-    assert_eq!(log.segment_base_offsets(), before[outcome.segments_deleted..].to_vec());
-    assert!(matches!(log.read(0, 10, ReadLimit::Written), Err(LogError::OffsetOutOfRange { .. })));
+    assert_eq!(
+        log.segment_base_offsets(),
+        before[outcome.segments_deleted..].to_vec()
+    );
+    assert!(matches!(
+        log.read(0, 10, ReadLimit::Written),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     log.verify().unwrap();
 }
 
@@ -224,10 +279,20 @@ fn delete_before_and_truncate_keep_the_log_consistent() {
     assert!(log.segment_base_offsets()[0] <= 40);
     // 40 is inside the batch [39, 41]: reading it returns that batch.
     assert_eq!(log.read(40, 1, ReadLimit::Written).unwrap().next_offset, 42);
-    assert!(matches!(log.delete_before(1000, 0), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.delete_before(1000, 0),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     // Truncating inside a batch drops the whole batch.
     assert_eq!(log.truncate_to(61, 0).unwrap(), 60);
-    assert_eq!(log.offsets(), Offsets { log_start: 40, log_end: 60, durable: 60 });
+    assert_eq!(
+        log.offsets(),
+        Offsets {
+            log_start: 40,
+            log_end: 60,
+            durable: 60
+        }
+    );
     assert!(log.last_checkpoint().recovery_point <= 60);
     log.verify().unwrap();
     let next = log.append(batch(1, 1, 0), Durability::Durable, 0).unwrap();

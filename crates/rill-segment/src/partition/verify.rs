@@ -25,11 +25,21 @@ impl PartitionLog {
     /// file's length equal to its batches (or a zero preallocated tail).
     pub fn verify(&self) -> Result<VerifyReport, LogError> {
         let mut report = VerifyReport::default();
-        let mut expected = self.segments.keys().next().copied().unwrap_or(self.log_start_offset);
+        let mut expected = self
+            .segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.log_start_offset);
         for segment in self.segments.values() {
             let path = self.path_of(segment.base_offset, FileKind::Log);
             if segment.base_offset != expected {
-                return Err(LogError::corrupt(path, 0..0, expected, "segment does not continue the previous one"));
+                return Err(LogError::corrupt(
+                    path,
+                    0..0,
+                    expected,
+                    "segment does not continue the previous one",
+                ));
             }
             let file_len = self
                 .disk
@@ -44,7 +54,12 @@ impl PartitionLog {
         }
         if expected != self.next_offset {
             let path = self.dir.clone();
-            return Err(LogError::corrupt(path, 0..0, expected, "segments end before the log end"));
+            return Err(LogError::corrupt(
+                path,
+                0..0,
+                expected,
+                "segments end before the log end",
+            ));
         }
         Ok(report)
     }
@@ -69,11 +84,19 @@ impl PartitionLog {
                         let entry_offset = segment.base_offset + i64::from(e.relative_offset);
                         if u64::from(e.position) == position {
                             if entry_offset != header.base_offset {
-                                return bad(position..position, entry_offset, "offset index entry names the wrong offset".into());
+                                return bad(
+                                    position..position,
+                                    entry_offset,
+                                    "offset index entry names the wrong offset".into(),
+                                );
                             }
                             offset_entries.next();
                         } else if u64::from(e.position) < position {
-                            return bad(u64::from(e.position)..position, entry_offset, "offset index entry is not at a batch start".into());
+                            return bad(
+                                u64::from(e.position)..position,
+                                entry_offset,
+                                "offset index entry is not at a batch start".into(),
+                            );
                         }
                     }
                     while let Some(e) = time_entries.peek() {
@@ -81,8 +104,15 @@ impl PartitionLog {
                         if entry_offset > header.last_offset() {
                             break;
                         }
-                        if entry_offset != header.last_offset() || e.timestamp != max_timestamp || e.timestamp != header.max_timestamp {
-                            return bad(position..position, entry_offset, "time index entry disagrees with the batches".into());
+                        if entry_offset != header.last_offset()
+                            || e.timestamp != max_timestamp
+                            || e.timestamp != header.max_timestamp
+                        {
+                            return bad(
+                                position..position,
+                                entry_offset,
+                                "time index entry disagrees with the batches".into(),
+                            );
                         }
                         time_entries.next();
                     }
@@ -94,20 +124,41 @@ impl PartitionLog {
             }
         }
         if next != segment.next_offset {
-            return bad(scanner.position()..scanner.position(), next, format!("segment ends at offset {next}, expected {}", segment.next_offset));
+            return bad(
+                scanner.position()..scanner.position(),
+                next,
+                format!(
+                    "segment ends at offset {next}, expected {}",
+                    segment.next_offset
+                ),
+            );
         }
         if offset_entries.next().is_some() || time_entries.next().is_some() {
-            return bad(segment.written_bytes..file_len, next, "index entries point past the last batch".into());
+            return bad(
+                segment.written_bytes..file_len,
+                next,
+                "index entries point past the last batch".into(),
+            );
         }
         if file_len != segment.written_bytes {
-            let mut tail = Scanner::new(self.disk.as_ref(), segment.log, segment.written_bytes, file_len);
+            let mut tail = Scanner::new(
+                self.disk.as_ref(),
+                segment.log,
+                segment.written_bytes,
+                file_len,
+            );
             let zero_tail = file_len > segment.written_bytes
                 && matches!(tail.next(next, 0), Step::Stop(ref s) if s.zero_tail && s.position == segment.written_bytes);
             if !zero_tail {
-                return bad(segment.written_bytes..file_len, next, "file holds bytes past its last batch".into());
+                return bad(
+                    segment.written_bytes..file_len,
+                    next,
+                    "file holds bytes past its last batch".into(),
+                );
             }
         }
-        let entries = (segment.offset_index.entries().len() + segment.time_index.entries().len()) as u64;
+        let entries =
+            (segment.offset_index.entries().len() + segment.time_index.entries().len()) as u64;
         Ok((batches, entries))
     }
 }
