@@ -14,6 +14,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod disk;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod index;
 pub mod partition;
 pub mod plan;
