@@ -2,7 +2,10 @@
 //! except on a violated property, and checks what a user relies on. `fuzz/` runs them under
 //! libFuzzer; `tests/tests/fuzz_corpus.rs` runs them over the committed corpus in CI.
 
-#![allow(clippy::missing_panics_doc, reason = "fuzz targets panic exactly when a property fails")]
+#![allow(
+    clippy::missing_panics_doc,
+    reason = "fuzz targets panic exactly when a property fails"
+)]
 
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint::Checkpoint;
@@ -37,17 +40,24 @@ pub fn batch_validate(data: &[u8]) {
     let mut stored = data.to_vec();
     batch::set_base_offset(&mut stored, 1_000_000);
     batch::set_partition_leader_epoch(&mut stored, 42);
-    assert!(batch::check_stored(&stored, 1_000_000).is_ok(), "offset and epoch are outside the CRC");
+    assert!(
+        batch::check_stored(&stored, 1_000_000).is_ok(),
+        "offset and epoch are outside the CRC"
+    );
     assert!(batch::validate_for_append(&stored, 1 << 20).is_ok());
 }
 
 /// Record decoding over arbitrary bytes as the records of an uncompressed batch: never panics,
 /// never reads past the input, stops at the first error.
 pub fn record_decode(data: &[u8]) {
-    let Some((&count, records)) = data.split_first() else { return };
+    let Some((&count, records)) = data.split_first() else {
+        return;
+    };
     let mut header_bytes = [0u8; batch::HEADER_BYTES];
     header_bytes[batch::field::RECORDS_COUNT + 3] = count;
-    let Ok(header) = BatchHeader::parse(&header_bytes) else { return };
+    let Ok(header) = BatchHeader::parse(&header_bytes) else {
+        return;
+    };
     let mut decoded = 0;
     for record in batch::RecordIter::new(&header, records) {
         let Ok(record) = record else { break };
@@ -63,7 +73,9 @@ pub fn record_decode(data: &[u8]) {
 /// Index loading: never panics; an accepted index round-trips and its lookups stay inside the
 /// segment.
 pub fn index_load(data: &[u8]) {
-    let Some((bounds_bytes, rest)) = data.split_at_checked(6) else { return };
+    let Some((bounds_bytes, rest)) = data.split_at_checked(6) else {
+        return;
+    };
     let bounds = SegmentBounds {
         base_offset: i64::from(u16::from_be_bytes([bounds_bytes[0], bounds_bytes[1]])),
         next_offset: i64::from(u16::from_be_bytes([bounds_bytes[0], bounds_bytes[1]]))
@@ -72,7 +84,11 @@ pub fn index_load(data: &[u8]) {
     };
     if let Ok(index) = OffsetIndex::parse(rest, bounds, 4096) {
         assert_eq!(index.encode(), rest);
-        for probe in [bounds.base_offset, bounds.next_offset - 1, bounds.next_offset + 5] {
+        for probe in [
+            bounds.base_offset,
+            bounds.next_offset - 1,
+            bounds.next_offset + 5,
+        ] {
             let (offset, position) = index.lookup(probe);
             assert!(offset >= bounds.base_offset && offset <= probe.max(bounds.base_offset));
             assert!(u64::from(position) < bounds.size_bytes.max(1));
@@ -81,7 +97,9 @@ pub fn index_load(data: &[u8]) {
     if let Ok(index) = TimeIndex::parse(rest, bounds, 4096) {
         assert_eq!(index.encode(), rest);
         let offset = index.lookup(i64::MAX);
-        assert!(offset >= bounds.base_offset && offset < bounds.next_offset.max(bounds.base_offset + 1));
+        assert!(
+            offset >= bounds.base_offset && offset < bounds.next_offset.max(bounds.base_offset + 1)
+        );
     }
 }
 
@@ -119,7 +137,10 @@ pub fn recovery(data: &[u8]) -> Option<usize> {
     assert!(log.verify().is_ok(), "recovered log fails verification");
     let kept = log.size_bytes() as usize;
     assert!(kept <= data.len());
-    assert_eq!(report.bytes_truncated + report.zero_tail_bytes, (data.len() - kept) as u64);
+    assert_eq!(
+        report.bytes_truncated + report.zero_tail_bytes,
+        (data.len() - kept) as u64
+    );
     let mut offset = log.offsets().log_start;
     let mut at = 0usize;
     // Bounded: every read returns at least one batch.
@@ -127,7 +148,11 @@ pub fn recovery(data: &[u8]) -> Option<usize> {
         let Ok(read) = log.read(offset, 1 << 20, ReadLimit::Written) else {
             panic!("recovered data is unreadable at offset {offset}");
         };
-        assert_eq!(&read.bytes[..], &data[at..at + read.bytes.len()], "recovered bytes differ from the file's prefix");
+        assert_eq!(
+            &read.bytes[..],
+            &data[at..at + read.bytes.len()],
+            "recovered bytes differ from the file's prefix"
+        );
         at += read.bytes.len();
         offset = read.next_offset;
     }
