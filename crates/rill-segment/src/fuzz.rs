@@ -4,6 +4,7 @@
 
 #![allow(
     clippy::missing_panics_doc,
+    clippy::panic,
     reason = "fuzz targets panic exactly when a property fails"
 )]
 
@@ -28,13 +29,15 @@ pub fn batch_validate(data: &[u8]) {
         return;
     };
     assert_eq!(header.total_bytes(), data.len() as u64);
-    if let Ok(records) = batch::records(data) {
-        for record in records {
-            if let Ok(record) = record {
-                for h in record.headers() {
-                    assert!(h.is_ok(), "headers of a validated record decode");
-                }
-            }
+    let records = batch::records(data);
+    assert!(records.is_ok(), "a validated batch has whole records");
+    for record in records.into_iter().flatten() {
+        assert!(
+            matches!(record, Ok(_) | Err(batch::RecordError::Compressed(_))),
+            "a validated batch's records decode: {record:?}"
+        );
+        for header in record.iter().flat_map(batch::Record::headers) {
+            assert!(header.is_ok(), "headers of a validated record decode");
         }
     }
     let mut stored = data.to_vec();
