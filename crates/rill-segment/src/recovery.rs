@@ -296,14 +296,8 @@ impl Recovery<'_> {
             .map(|w| w[0])
             .collect();
         for base in &dead {
-            for kind in [FileKind::Log, FileKind::OffsetIndex, FileKind::TimeIndex] {
-                let path = self.path(*base, kind);
-                match self.disk.remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(LogError::io("remove", path, e)),
-                }
-            }
+            segment::remove_files(self.disk, self.dir, *base)
+                .map_err(|(path, e)| LogError::io("remove", path, e))?;
         }
         if !dead.is_empty() {
             self.report.segments_deleted_below_start += dead.len();
@@ -761,14 +755,8 @@ impl Recovery<'_> {
             if let Some(s) = segments.remove(base) {
                 self.disk.close(s.log);
             }
-            for kind in [FileKind::Log, FileKind::OffsetIndex, FileKind::TimeIndex] {
-                let path = self.path(*base, kind);
-                match self.disk.remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(LogError::io("remove", path, e)),
-                }
-            }
+            segment::remove_files(self.disk, self.dir, *base)
+                .map_err(|(path, e)| LogError::io("remove", path, e))?;
         }
         self.disk
             .sync_dir(self.dir)

@@ -48,6 +48,24 @@ pub fn parse_file_name(name: &str) -> Option<(i64, FileKind)> {
     Some((stem.parse().ok()?, kind))
 }
 
+/// Removes a segment's files from `dir`; files already missing are fine (removal is repeated
+/// when a crash interrupts it). On failure, returns the path that could not be removed.
+pub(crate) fn remove_files(
+    disk: &dyn crate::disk::Disk,
+    dir: &std::path::Path,
+    base_offset: i64,
+) -> Result<(), (std::path::PathBuf, std::io::Error)> {
+    for kind in [FileKind::Log, FileKind::OffsetIndex, FileKind::TimeIndex] {
+        let path = dir.join(file_name(base_offset, kind));
+        match disk.remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err((path, e)),
+        }
+    }
+    Ok(())
+}
+
 /// One segment as the partition log keeps it in memory.
 #[derive(Debug)]
 pub(crate) struct Segment {

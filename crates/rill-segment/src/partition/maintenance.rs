@@ -54,7 +54,7 @@ impl PartitionLog {
             self.log_start_offset = self.log_start_offset.min(new_end);
             self.durable_offset = self.durable_offset.min(new_end);
             let recovery_point = self.checkpoint.recovery_point.min(new_end);
-            self.write_checkpoint_with(recovery_point, now_ms)?;
+            self.write_checkpoint_at(recovery_point, now_ms)?;
         }
         let doomed: Vec<i64> = self
             .segments
@@ -169,7 +169,7 @@ impl PartitionLog {
         self.log_start_offset = offset;
         // The new start is durable before any file goes; a crash in between leaves files that
         // recovery deletes because they lie below the start.
-        self.write_checkpoint(now_ms)?;
+        self.write_checkpoint_at(self.durable_offset, now_ms)?;
         let doomed: Vec<i64> = self
             .segments
             .iter()
@@ -201,13 +201,8 @@ impl PartitionLog {
                 disk.close(segment.log);
             }
             self.unsynced.remove(base);
-            for kind in [FileKind::Log, FileKind::OffsetIndex, FileKind::TimeIndex] {
-                let path = self.path_of(*base, kind);
-                match disk.remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(self.fail("remove", path, &e)),
-                }
+            if let Err((path, e)) = crate::segment::remove_files(disk.as_ref(), &self.dir, *base) {
+                return Err(self.fail("remove", path, &e));
             }
         }
         if let Err(e) = disk.sync_dir(&self.dir) {
@@ -227,14 +222,6 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn write_checkpoint_with(&mut self, recovery_point: i64, now_ms: i64) -> Result<(), LogError> {
-        let saved = self.durable_offset;
-        self.durable_offset = recovery_point;
-        let result = self.write_checkpoint(now_ms);
-        self.durable_offset = saved;
-        result
-    }
-
     /// Writes the checkpoint if the recovery point can advance and `checkpoint_interval_ms` has
     /// passed since the last one. Returns whether it wrote.
     pub fn maybe_checkpoint(&mut self, now_ms: i64) -> Result<bool, LogError> {
@@ -244,7 +231,7 @@ impl PartitionLog {
         {
             return Ok(false);
         }
-        self.write_checkpoint(now_ms)?;
+        self.write_checkpoint_at(self.durable_offset, now_ms)?;
         Ok(true)
     }
 

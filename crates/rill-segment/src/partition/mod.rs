@@ -414,7 +414,7 @@ impl PartitionLog {
         // fail-stops the partition for later calls.
         let due = in_flight.rolled || self.checkpoint_interval_elapsed(now_ms);
         if due && self.durable_offset > self.checkpoint.recovery_point {
-            let _ = self.write_checkpoint(now_ms);
+            let _ = self.write_checkpoint_at(self.durable_offset, now_ms);
         }
         Ok(outcome)
     }
@@ -502,11 +502,20 @@ impl PartitionLog {
             || now_ms - self.last_checkpoint_ms >= self.config.checkpoint_interval_ms
     }
 
-    /// Writes the checkpoint with the current log start and durable offset.
-    pub(crate) fn write_checkpoint(&mut self, now_ms: i64) -> Result<(), LogError> {
+    /// Writes the checkpoint with the current log start and `recovery_point`, which must not
+    /// lead the durable data.
+    pub(crate) fn write_checkpoint_at(
+        &mut self,
+        recovery_point: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        debug_assert!(
+            recovery_point <= self.durable_offset
+                || recovery_point <= self.checkpoint.recovery_point
+        );
         let next = Checkpoint {
             log_start_offset: self.log_start_offset,
-            recovery_point: self.durable_offset,
+            recovery_point,
             clean_shutdown: false,
         };
         if let Err(e) = checkpoint::write(self.disk.as_ref(), &self.dir, &next) {
