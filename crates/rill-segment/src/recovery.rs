@@ -483,8 +483,8 @@ impl Recovery<'_> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(LogError::io("open", path, e)),
         };
+        // No fsync: an index is a checked cache, rebuilt whenever it disagrees with the log.
         let bytes: std::io::Result<Option<Vec<u8>>> = (|| {
-            self.disk.fdatasync(file)?;
             let len = self.disk.file_len(file)?;
             if len > (max_entries as u64 + 1) * TIME_ENTRY_BYTES as u64 {
                 return Ok(None);

@@ -379,15 +379,25 @@ impl PartitionLog {
             }
         }
         self.check_usable()?;
-        for segment in self.segments.values_mut() {
+        // Planned writes go only to the newest segments (the active one and those rolled in this
+        // round), so the segments still catching up are a suffix: stop at the first complete one.
+        for segment in self.segments.values_mut().rev() {
+            if segment.written_bytes == segment.size_bytes {
+                break;
+            }
             segment.written_bytes = segment.size_bytes;
         }
         self.written_offset = self.next_offset;
         for sync in &round.syncs {
             match &sync.result {
                 Some(Ok(())) => {
-                    if let Some(s) = self.segments.values().find(|s| s.log == sync.file) {
-                        self.unsynced.remove(&s.base_offset);
+                    // Only unsynced segments are synced: search those, not every segment.
+                    let synced =
+                        self.unsynced.iter().copied().find(|base| {
+                            self.segments.get(base).is_some_and(|s| s.log == sync.file)
+                        });
+                    if let Some(base) = synced {
+                        self.unsynced.remove(&base);
                     }
                 }
                 Some(Err(e)) => {
