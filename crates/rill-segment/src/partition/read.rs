@@ -196,11 +196,27 @@ impl PartitionLog {
                 )
             },
         )?;
-        check_batches(&bytes, range.first_offset).map_err(|(at, len, offset, detail)| {
-            let start = range.position + at;
-            LogError::corrupt(path(), start..start + len, offset, detail)
-        })?;
+        self.check_read(range, &bytes)?;
         Ok(bytes)
+    }
+
+    /// Checks bytes an executor read for `range`: whole batches, each CRC-valid, with offsets
+    /// contiguous from `range.first_offset`. Damage gives [`LogError::Corrupt`] naming the file
+    /// range, so wrong bytes are never served.
+    pub fn check_read(&self, range: &BatchRange, bytes: &[u8]) -> Result<(), LogError> {
+        if bytes.len() as u64 != range.len {
+            return Err(LogError::corrupt(
+                self.path_of(range.segment_base_offset, FileKind::Log),
+                range.position..range.position + range.len,
+                range.first_offset,
+                format!("read {} bytes, expected {}", bytes.len(), range.len),
+            ));
+        }
+        check_batches(bytes, range.first_offset).map_err(|(at, len, offset, detail)| {
+            let start = range.position + at;
+            let path = self.path_of(range.segment_base_offset, FileKind::Log);
+            LogError::corrupt(path, start..start + len, offset, detail)
+        })
     }
 
     /// The offset of the first record whose timestamp is at or above `timestamp_ms`, Kafka's

@@ -1,0 +1,95 @@
+//! Settings of a [`crate::Log`].
+
+use crate::error::{Error, Result};
+use rill_segment::partition::ReadLimit;
+use rill_segment::{Durability, LogConfig};
+use rill_uring::{SyscallOptions, UringOptions};
+use std::path::{Path, PathBuf};
+
+/// Which I/O driver the shards use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DriverChoice {
+    /// io_uring where the kernel offers it, else the syscall baseline (with a warning).
+    #[default]
+    Auto,
+    /// io_uring, or fail to open.
+    Uring,
+    /// The epoll + syscalls baseline.
+    Syscall,
+}
+
+/// Settings of a [`crate::Log`]. Start from [`Config::new`] and change what you need.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The directory holding one directory per partition (`<topic>-<index>`).
+    pub data_dir: PathBuf,
+    /// Shard threads; partitions are spread over them.
+    pub shards: usize,
+    /// The I/O driver.
+    pub driver: DriverChoice,
+    /// Per-partition log settings (segment size, indexes, retention, preallocation, ...).
+    pub log: LogConfig,
+    /// Durability of [`crate::Partition::append`] (per-call variants choose their own).
+    pub default_durability: Durability,
+    /// How far [`crate::Partition::read`] sees: written data, or only durable data.
+    pub read_limit: ReadLimit,
+    /// Requests queued per shard before producers wait (backpressure).
+    pub queue_depth: usize,
+    /// Bytes of batches queued per shard before producers wait.
+    pub max_queued_bytes: usize,
+    /// Bytes of batches one partition puts into one round (one write and sync cycle).
+    pub max_round_bytes: usize,
+    /// Largest read; larger `max_bytes` are clamped (a single batch larger than it is still
+    /// returned whole).
+    pub max_read_bytes: u64,
+    /// How often shards apply retention and write due checkpoints.
+    pub maintenance_interval_ms: u64,
+    /// Open partitions whose acknowledged data is damaged by truncating it (loses data;
+    /// by default such a partition refuses to open).
+    pub repair: bool,
+    /// io_uring driver settings.
+    pub uring: UringOptions,
+    /// Syscall driver settings.
+    pub syscall: SyscallOptions,
+}
+
+impl Config {
+    /// Defaults for a log in `data_dir`: one shard per core (at most 4), io_uring where
+    /// available, durable appends, reads up to the written offset.
+    pub fn new(data_dir: impl AsRef<Path>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            data_dir: data_dir.as_ref().to_path_buf(),
+            shards: cores.clamp(1, 4),
+            driver: DriverChoice::Auto,
+            log: LogConfig::default(),
+            default_durability: Durability::Durable,
+            read_limit: ReadLimit::Written,
+            queue_depth: 4096,
+            max_queued_bytes: 64 << 20,
+            max_round_bytes: 8 << 20,
+            max_read_bytes: 16 << 20,
+            maintenance_interval_ms: 1000,
+            repair: false,
+            uring: UringOptions::default(),
+            syscall: SyscallOptions::default(),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let fail = |what: &str| Err(Error::Config(what.to_string()));
+        if self.shards == 0 || self.shards > 1024 {
+            return fail("shards must be in 1..=1024");
+        }
+        if self.queue_depth == 0 {
+            return fail("queue_depth must be at least 1");
+        }
+        if self.max_round_bytes == 0 || self.max_read_bytes == 0 {
+            return fail("max_round_bytes and max_read_bytes must be positive");
+        }
+        if self.maintenance_interval_ms == 0 {
+            return fail("maintenance_interval_ms must be positive");
+        }
+        self.log.validate().map_err(Error::from)
+    }
+}

@@ -1,0 +1,114 @@
+//! The errors of the embedding API.
+
+use rill_segment::batch::{BatchError, BuildError};
+use rill_segment::{Corruption, FailReason, LogError};
+use std::io;
+use std::path::PathBuf;
+
+/// What can go wrong with a [`crate::Log`] or a [`crate::Partition`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No topic has this name.
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    /// The topic has no such partition (or it was deleted).
+    #[error("unknown partition {topic}-{partition}")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition index asked for.
+        partition: u32,
+    },
+    /// A topic with this name exists already.
+    #[error("topic {0:?} exists")]
+    TopicExists(String),
+    /// The topic name or partition count is not acceptable.
+    #[error("invalid topic {name:?}: {reason}")]
+    InvalidTopic {
+        /// The name given.
+        name: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The offset is outside `[log_start, log_end]`.
+    #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: i64,
+        /// First offset in the log.
+        log_start: i64,
+        /// Offset after the last readable batch.
+        log_end: i64,
+    },
+    /// The batch failed validation (nothing was written).
+    #[error("invalid batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// Records could not be encoded into a batch.
+    #[error("cannot build batch: {0}")]
+    Build(#[from] BuildError),
+    /// The partition failed (a write or fdatasync error): it accepts nothing more and serves
+    /// only durable data until the log is reopened, which recovers it from disk.
+    #[error("partition failed, reopen the log to recover: {0}")]
+    PartitionFailed(FailReason),
+    /// Stored data is damaged: it is reported, never served or silently dropped.
+    #[error(transparent)]
+    Corrupt(Box<Corruption>),
+    /// The log is closing or closed.
+    #[error("the log is shutting down")]
+    ShuttingDown,
+    /// An I/O error outside a partition's data path (directories, set-up).
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A setting is out of range.
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// The I/O driver could not be set up.
+    #[error("I/O driver: {0}")]
+    Driver(#[from] rill_uring::DriverError),
+    /// Another error of the segment layer.
+    #[error(transparent)]
+    Log(LogError),
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<LogError> for Error {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::InvalidBatch(b) => Self::InvalidBatch(b),
+            LogError::Corrupt(c) => Self::Corrupt(c),
+            LogError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            } => Self::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            },
+            LogError::Failed(reason) => Self::PartitionFailed(reason),
+            LogError::Config(c) => Self::Config(c),
+            other => Self::Log(other),
+        }
+    }
+}
+
+/// A `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

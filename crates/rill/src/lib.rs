@@ -1,0 +1,53 @@
+//! # rill
+//!
+//! An io_uring storage engine for partitioned logs: Kafka's log layer as a library.
+//!
+//! A [`Log`] holds topics; a topic is split into partitions; each partition is an append-only
+//! sequence of segment files of Kafka RecordBatch v2 batches with sparse offset and time
+//! indexes. Appends, reads and maintenance run on shard threads, each owning a set of
+//! partitions and one I/O driver (io_uring, or the epoll + syscalls baseline), which batches
+//! many partitions' writes and fdatasyncs into one submission (group commit).
+//!
+//! Every request returns a [`Pending`]: a runtime-agnostic future (`.await` it under tokio or
+//! any executor) that can also block with [`Pending::wait`]. Queues are bounded: when a shard is
+//! behind, appends wait instead of growing memory.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use rill::{Config, Log, Record};
+//! let dir = tempfile::tempdir()?;
+//! let (log, _report) = Log::open(Config::new(dir.path()))?;
+//! log.create_topic("clicks", 4)?;
+//! let partition = log.partition("clicks", 2)?;
+//! let appended = partition
+//!     .append_records(&[Record::value(1_700_000_000_000, b"{\"page\":\"/\"}")])
+//!     .wait()?; // durable (fdatasynced) by default
+//! let read = partition.read(appended.base_offset, 1 << 20).wait()?;
+//! assert_eq!(read.next_offset, appended.last_offset + 1);
+//! log.close()?;
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/ARCHITECTURE.md` for the shard loop and the operation lifecycle.
+
+mod config;
+mod error;
+mod log;
+mod partition;
+mod pending;
+mod queue;
+mod shard;
+mod topic;
+
+pub use config::{Config, DriverChoice};
+pub use error::{Error, Result};
+pub use log::{Log, OpenReport, PartitionReport, TopicInfo};
+pub use partition::{Partition, ReadBatches, Record};
+pub use pending::Pending;
+pub use topic::{MAX_PARTITIONS, MAX_TOPIC_NAME_BYTES, validate_name as validate_topic_name};
+
+pub use rill_segment::batch::{self, BatchBuilder, Header};
+pub use rill_segment::partition::ReadLimit;
+pub use rill_segment::recovery::RecoveryReport;
+pub use rill_segment::{AppendInfo, Durability, LogConfig, Offsets, Preallocate};
+pub use rill_uring::{DriverKind, ReadBuf, SyncMode, SyscallOptions, UringOptions};

@@ -1,0 +1,557 @@
+//! `Log`: the engine a service embeds. Opens (recovering every partition), starts the shards,
+//! manages topics, hands out `Partition` handles, and shuts down cleanly.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::partition::{Partition, PartitionShared};
+use crate::pending::{self, Pending};
+use crate::queue::{Request, ShardHandle};
+use crate::shard::{self, now_ms};
+use crate::topic::{self, DELETE_SUFFIX};
+use parking_lot::{Mutex, RwLock};
+use rill_segment::disk::{Disk, StdDisk};
+use rill_segment::recovery::{OpenOptions, RecoveryReport};
+use rill_segment::{Offsets, PartitionLog};
+use rill_uring::{ClosedFiles, Doorbell, DriverKind, NotifyingDisk};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+/// What [`Log::open`] found and did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct OpenReport {
+    /// The I/O driver the shards run (io_uring unless unavailable or not chosen).
+    pub driver: DriverKind,
+    /// Each partition's recovery report.
+    pub partitions: Vec<PartitionReport>,
+    /// Topics whose deletion was interrupted by a crash and has now been finished.
+    pub deletions_finished: Vec<String>,
+}
+
+/// One partition's recovery.
+#[derive(Debug)]
+pub struct PartitionReport {
+    /// The topic.
+    pub topic: String,
+    /// The partition index.
+    pub partition: u32,
+    /// What recovery did.
+    pub report: RecoveryReport,
+}
+
+/// A topic's name and partition count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The name.
+    pub name: String,
+    /// The number of partitions.
+    pub partitions: u32,
+}
+
+struct LogInner {
+    config: Arc<Config>,
+    shards: Vec<Arc<ShardHandle>>,
+    disks: Vec<Arc<dyn Disk>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    topics: RwLock<BTreeMap<String, Vec<Partition>>>,
+    /// Serialises topic creation and deletion.
+    admin: Mutex<()>,
+    next_key: AtomicU64,
+    closed: AtomicBool,
+    driver: DriverKind,
+}
+
+/// An open log: topics of partitions, each an append-only sequence of segments.
+///
+/// Cheap to clone (shared). Closing ([`Log::close`]) drains the shards and shuts every
+/// partition down cleanly; dropping the last clone without closing does the same, ignoring
+/// errors.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use rill::{Config, Log, Record};
+/// let dir = tempfile::tempdir()?;
+/// let (log, report) = Log::open(Config::new(dir.path()))?;
+/// assert!(report.partitions.is_empty());
+/// log.create_topic("orders", 3)?;
+/// assert_eq!(log.topics()[0].partitions, 3);
+///
+/// let p = log.partition("orders", 0)?;
+/// let info = p.append_records(&[Record::value(1_700_000_000_000, b"order #1")]).wait()?;
+/// assert_eq!(info.base_offset, 0);
+/// log.close()?;
+///
+/// // Reopening recovers every partition.
+/// let (log, report) = Log::open(Config::new(dir.path()))?;
+/// assert_eq!(report.partitions.len(), 3);
+/// assert_eq!(log.partition("orders", 0)?.offsets().log_end, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<LogInner>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("data_dir", &self.inner.config.data_dir)
+            .field("shards", &self.inner.shards.len())
+            .field("driver", &self.inner.driver)
+            .field("topics", &self.inner.topics.read().len())
+            .finish()
+    }
+}
+
+/// A partition directory found at open.
+struct Found {
+    topic: String,
+    index: u32,
+    shard: usize,
+    dir: PathBuf,
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `config.data_dir`: finishes interrupted topic
+    /// deletions, recovers every partition (in parallel, one thread per shard), and starts the
+    /// shards. A partition whose acknowledged data is damaged makes the open fail with
+    /// [`Error::Corrupt`] naming the file and bytes, unless `config.repair` is set.
+    pub fn open(config: Config) -> Result<(Self, OpenReport)> {
+        config.validate()?;
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|e| Error::io("create", &data_dir, e))?;
+        let deletions_finished = finish_deletions(&data_dir)?;
+        let found = scan(&data_dir, config.shards)?;
+        let config = Arc::new(config);
+        let (inner, driver) = start_shards(&config)?;
+        let log = Self {
+            inner: Arc::new(inner),
+        };
+        let _ = driver;
+        let partitions = match log.recover_all(found) {
+            Ok(reports) => reports,
+            Err(e) => {
+                let _ = log.close();
+                return Err(e);
+            }
+        };
+        sync_dir(&data_dir)?;
+        let report = OpenReport {
+            driver: log.inner.driver,
+            partitions,
+            deletions_finished,
+        };
+        Ok((log, report))
+    }
+
+    /// Recovers the partitions found, in parallel, and attaches them to their shards.
+    fn recover_all(&self, found: Vec<Found>) -> Result<Vec<PartitionReport>> {
+        let inner = &self.inner;
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<Result<(PartitionLog, RecoveryReport)>>>> =
+            found.iter().map(|_| Mutex::new(None)).collect();
+        let workers = inner.shards.len().min(found.len());
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    // Each pass takes one partition; ends when all are taken.
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(part) = found.get(i) else { return };
+                        let result = PartitionLog::open(
+                            Arc::clone(&inner.disks[part.shard]),
+                            &part.dir,
+                            inner.config.log.clone(),
+                            OpenOptions {
+                                repair: inner.config.repair,
+                                now_ms: now_ms(),
+                            },
+                        )
+                        .map_err(Error::from);
+                        *slots[i].lock() = Some(result);
+                    }
+                });
+            }
+        });
+        let mut reports = Vec::with_capacity(found.len());
+        let mut first_error = None;
+        let mut topics: BTreeMap<String, Vec<Partition>> = BTreeMap::new();
+        for (part, slot) in found.into_iter().zip(slots) {
+            match slot.into_inner() {
+                Some(Ok((log, report))) => {
+                    let handle = self.attach(&part.topic, part.index, part.shard, log)?;
+                    topics.entry(part.topic.clone()).or_default().push(handle);
+                    reports.push(PartitionReport {
+                        topic: part.topic,
+                        partition: part.index,
+                        report,
+                    });
+                }
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, dir = %part.dir.display(), "partition does not open");
+                    first_error.get_or_insert(e);
+                }
+                None => {
+                    first_error.get_or_insert(Error::ShuttingDown);
+                }
+            }
+        }
+        *inner.topics.write() = topics;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(reports),
+        }
+    }
+
+    /// Hands a partition log to its shard and returns a handle to it.
+    fn attach(
+        &self,
+        topic: &str,
+        index: u32,
+        shard: usize,
+        log: PartitionLog,
+    ) -> Result<Partition> {
+        let inner = &self.inner;
+        let shared = Arc::new(PartitionShared {
+            topic: Arc::from(topic),
+            index,
+            key: inner.next_key.fetch_add(1, Ordering::Relaxed),
+            offsets: Mutex::new(log.offsets()),
+        });
+        let handle = Arc::clone(&inner.shards[shard]);
+        let (reply, slot) = pending::channel();
+        let request = Request::Attach {
+            log: Box::new(log),
+            shared: Arc::clone(&shared),
+            reply,
+        };
+        if handle.push_control(request).is_err() {
+            return Err(Error::ShuttingDown);
+        }
+        Pending::sent(slot).wait()?;
+        Ok(Partition {
+            shared,
+            shard: handle,
+            default_durability: inner.config.default_durability,
+            read_limit: inner.config.read_limit,
+            max_read_bytes: inner.config.max_read_bytes,
+        })
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    /// Creates a topic with `partitions` empty partitions. Durable when it returns (the
+    /// directories are created and the data directory fsynced).
+    pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
+        topic::validate_name(name)?;
+        topic::validate_partitions(name, partitions)?;
+        let _admin = self.inner.admin.lock();
+        self.check_open()?;
+        if self.inner.topics.read().contains_key(name) {
+            return Err(Error::TopicExists(name.to_string()));
+        }
+        let data_dir = &self.inner.config.data_dir;
+        let shards = self.inner.shards.len();
+        let mut logs = Vec::with_capacity(partitions as usize);
+        for index in 0..partitions {
+            let dir = data_dir.join(topic::dir_name(name, index));
+            if dir.exists() {
+                return Err(Error::TopicExists(name.to_string()));
+            }
+            let shard = topic::shard_of(name, index, shards);
+            let (log, _report) = PartitionLog::open(
+                Arc::clone(&self.inner.disks[shard]),
+                &dir,
+                self.inner.config.log.clone(),
+                OpenOptions {
+                    repair: false,
+                    now_ms: now_ms(),
+                },
+            )?;
+            logs.push((index, shard, log));
+        }
+        sync_dir(data_dir)?;
+        let mut handles = Vec::with_capacity(logs.len());
+        for (index, shard, log) in logs {
+            handles.push(self.attach(name, index, shard, log)?);
+        }
+        self.inner.topics.write().insert(name.to_string(), handles);
+        Ok(())
+    }
+
+    /// Deletes a topic: its partitions finish the requests already queued, close, and their
+    /// directories are removed. Handles to them then answer [`Error::UnknownPartition`]. A
+    /// crash midway is finished by the next open.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let _admin = self.inner.admin.lock();
+        self.check_open()?;
+        let Some(partitions) = self.inner.topics.write().remove(name) else {
+            return Err(Error::UnknownTopic(name.to_string()));
+        };
+        for partition in &partitions {
+            let (reply, slot) = pending::channel();
+            let request = Request::Detach {
+                part: Arc::clone(&partition.shared),
+                reply,
+            };
+            if partition.shard.push_control(request).is_err() {
+                return Err(Error::ShuttingDown);
+            }
+            Pending::sent(slot).wait()?;
+        }
+        let data_dir = &self.inner.config.data_dir;
+        let mut doomed = Vec::with_capacity(partitions.len());
+        for partition in &partitions {
+            let dir = data_dir.join(topic::dir_name(name, partition.index()));
+            let to = data_dir.join(format!(
+                "{}{DELETE_SUFFIX}",
+                topic::dir_name(name, partition.index())
+            ));
+            std::fs::rename(&dir, &to).map_err(|e| Error::io("rename", &dir, e))?;
+            doomed.push(to);
+        }
+        // Once the renames are durable the deletion is decided: a crash from here on is
+        // finished by the next open.
+        sync_dir(data_dir)?;
+        for dir in doomed {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+        }
+        sync_dir(data_dir)
+    }
+
+    /// The topics, by name.
+    pub fn topics(&self) -> Vec<TopicInfo> {
+        self.inner
+            .topics
+            .read()
+            .iter()
+            .map(|(name, partitions)| TopicInfo {
+                name: name.clone(),
+                partitions: partitions.len() as u32,
+            })
+            .collect()
+    }
+
+    /// A handle to partition `index` of `topic`.
+    pub fn partition(&self, topic: &str, index: u32) -> Result<Partition> {
+        let topics = self.inner.topics.read();
+        let partitions = topics
+            .get(topic)
+            .ok_or_else(|| Error::UnknownTopic(topic.to_string()))?;
+        partitions
+            .get(index as usize)
+            .cloned()
+            .ok_or_else(|| Error::UnknownPartition {
+                topic: topic.to_string(),
+                partition: index,
+            })
+    }
+
+    /// Handles to every partition of `topic`, by index.
+    pub fn partitions(&self, topic: &str) -> Result<Vec<Partition>> {
+        self.inner
+            .topics
+            .read()
+            .get(topic)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic(topic.to_string()))
+    }
+
+    /// The offsets of every partition of `topic`.
+    pub fn offsets(&self, topic: &str) -> Result<Vec<Offsets>> {
+        Ok(self
+            .partitions(topic)?
+            .iter()
+            .map(Partition::offsets)
+            .collect())
+    }
+
+    /// The I/O driver the shards run.
+    pub fn driver(&self) -> DriverKind {
+        self.inner.driver
+    }
+
+    /// The settings the log was opened with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Clean shutdown: the shards finish every request already queued (new ones get
+    /// [`Error::ShuttingDown`]), then each partition syncs, writes its indexes and a clean
+    /// checkpoint, so the next open needs no scan. Idempotent; returns the first error.
+    pub fn close(&self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+impl LogInner {
+    fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut first_error = None;
+        let mut waits = Vec::new();
+        for shard in &self.shards {
+            let (reply, slot) = pending::channel();
+            if shard.push_control(Request::Shutdown { reply }).is_ok() {
+                waits.push(Pending::sent(slot));
+            }
+        }
+        for wait in waits {
+            if let Err(e) = wait.wait() {
+                first_error.get_or_insert(e);
+            }
+        }
+        for thread in self.threads.lock().drain(..) {
+            if thread.join().is_err() {
+                first_error.get_or_insert(Error::Config("a shard thread panicked".into()));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for LogInner {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(error = %e, "closing the log on drop");
+        }
+    }
+}
+
+fn start_shards(config: &Arc<Config>) -> Result<(LogInner, DriverKind)> {
+    let base: Arc<dyn Disk> = Arc::new(StdDisk::new());
+    let mut shards = Vec::with_capacity(config.shards);
+    let mut disks: Vec<Arc<dyn Disk>> = Vec::with_capacity(config.shards);
+    let mut threads = Vec::with_capacity(config.shards);
+    let mut driver = DriverKind::Syscall;
+    let stop = |shards: &[Arc<ShardHandle>], threads: Vec<JoinHandle<()>>| {
+        for shard in shards {
+            let (reply, _slot) = pending::channel::<()>();
+            let _ = shard.push_control(Request::Shutdown { reply });
+        }
+        for thread in threads {
+            let _ = thread.join();
+        }
+    };
+    for id in 0..config.shards {
+        let closed = Arc::new(ClosedFiles::default());
+        let disk: Arc<dyn Disk> = Arc::new(NotifyingDisk::new(Arc::clone(&base), Arc::clone(&closed)));
+        let doorbell = match Doorbell::new() {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                stop(&shards, threads);
+                return Err(e.into());
+            }
+        };
+        let handle = Arc::new(ShardHandle::new(
+            id,
+            config.queue_depth,
+            config.max_queued_bytes,
+            doorbell,
+        ));
+        match shard::spawn(Arc::clone(&handle), Arc::clone(&disk), closed, Arc::clone(config)) {
+            Ok((thread, kind)) => {
+                driver = kind;
+                threads.push(thread);
+            }
+            Err(e) => {
+                stop(&shards, threads);
+                return Err(e);
+            }
+        }
+        shards.push(handle);
+        disks.push(disk);
+    }
+    Ok((
+        LogInner {
+            config: Arc::clone(config),
+            shards,
+            disks,
+            threads: Mutex::new(threads),
+            topics: RwLock::new(BTreeMap::new()),
+            admin: Mutex::new(()),
+            next_key: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            driver,
+        },
+        driver,
+    ))
+}
+
+/// Partition directories in `data_dir`, with gaps in a topic's indexes filled (a crash during
+/// topic creation can leave them; the missing partitions are created empty).
+fn scan(data_dir: &Path, shards: usize) -> Result<Vec<Found>> {
+    let mut topics: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    let entries = std::fs::read_dir(data_dir).map_err(|e| Error::io("list", data_dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", data_dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if let Some((topic, index)) = topic::parse_dir_name(name) {
+            topics.entry(topic.to_string()).or_default().insert(index);
+        }
+    }
+    let mut found = Vec::new();
+    for (topic, indexes) in topics {
+        let count = indexes.last().map_or(0, |last| last + 1);
+        for index in 0..count {
+            found.push(Found {
+                dir: data_dir.join(topic::dir_name(&topic, index)),
+                shard: topic::shard_of(&topic, index, shards),
+                topic: topic.clone(),
+                index,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Finishes topic deletions a crash interrupted: a topic with any `.delete` directory was
+/// being deleted, so every directory of it goes.
+fn finish_deletions(data_dir: &Path) -> Result<Vec<String>> {
+    let mut doomed_topics = BTreeSet::new();
+    let mut names = Vec::new();
+    let entries = std::fs::read_dir(data_dir).map_err(|e| Error::io("list", data_dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", data_dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if let Some(live) = name.strip_suffix(DELETE_SUFFIX)
+            && let Some((topic, _)) = topic::parse_dir_name(live)
+        {
+            doomed_topics.insert(topic.to_string());
+        }
+        names.push(name);
+    }
+    if doomed_topics.is_empty() {
+        return Ok(Vec::new());
+    }
+    for name in names {
+        let live = name.strip_suffix(DELETE_SUFFIX).unwrap_or(&name);
+        if topic::parse_dir_name(live).is_some_and(|(t, _)| doomed_topics.contains(t)) {
+            let dir = data_dir.join(&name);
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+        }
+    }
+    sync_dir(data_dir)?;
+    Ok(doomed_topics.into_iter().collect())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync", dir, e))
+}

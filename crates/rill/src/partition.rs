@@ -1,0 +1,272 @@
+//! `Partition`: a cheap, clonable handle to one partition of a topic.
+
+use crate::error::Result;
+use crate::pending::{self, Pending};
+use crate::queue::{PartitionKey, Request, ShardHandle};
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use rill_segment::batch::{self, BatchBuilder, Header};
+use rill_segment::partition::ReadLimit;
+use rill_segment::{AppendInfo, Durability, Offsets};
+use rill_uring::ReadBuf;
+use std::fmt;
+use std::sync::Arc;
+
+/// State of a partition shared by its shard (which writes it) and its handles.
+#[derive(Debug)]
+pub(crate) struct PartitionShared {
+    pub(crate) topic: Arc<str>,
+    pub(crate) index: u32,
+    pub(crate) key: PartitionKey,
+    pub(crate) offsets: Mutex<Offsets>,
+}
+
+/// One record for [`Partition::append_records`].
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// Timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// Key, if any.
+    pub key: Option<&'a [u8]>,
+    /// Value, if any (`None` is a tombstone).
+    pub value: Option<&'a [u8]>,
+    /// Headers.
+    pub headers: &'a [Header<'a>],
+}
+
+impl<'a> Record<'a> {
+    /// A record with a value and no key or headers.
+    pub fn value(timestamp_ms: i64, value: &'a [u8]) -> Self {
+        Self {
+            timestamp_ms,
+            key: None,
+            value: Some(value),
+            headers: &[],
+        }
+    }
+}
+
+/// Whole batches read from a partition.
+///
+/// The bytes live in a read buffer (a registered one on the io_uring driver) that returns to
+/// its pool when this value, or the [`Bytes`] made from it, drops.
+#[derive(Debug)]
+pub struct ReadBatches {
+    pub(crate) buf: Option<ReadBuf>,
+    /// Where the next read starts (after the last batch returned).
+    pub next_offset: i64,
+    /// The durable offset (a single node's high watermark) when the read was made.
+    pub high_watermark: i64,
+    /// The end of the written log when the read was made.
+    pub log_end_offset: i64,
+    /// The first offset of the log when the read was made.
+    pub log_start_offset: i64,
+}
+
+impl ReadBatches {
+    /// The batches, back to back, as stored (Kafka RecordBatch v2).
+    pub fn bytes(&self) -> &[u8] {
+        self.buf.as_deref().unwrap_or(&[])
+    }
+
+    /// Whether no batch was returned (the read was at the end of the log).
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+
+    /// The batches as [`Bytes`], without copying.
+    pub fn into_bytes(self) -> Bytes {
+        self.buf.map(ReadBuf::into_bytes).unwrap_or_default()
+    }
+
+    /// The owned buffer guard, if any batch was returned.
+    pub fn into_buf(self) -> Option<ReadBuf> {
+        self.buf
+    }
+
+    /// Iterates over the batches (each a whole stored batch, CRC-checked by the read).
+    pub fn batches(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest = self.bytes();
+        std::iter::from_fn(move || {
+            let header = batch::BatchHeader::parse(rest).ok()?;
+            let len = usize::try_from(header.total_bytes()).ok()?.min(rest.len());
+            let (one, tail) = rest.split_at(len);
+            rest = tail;
+            Some(one)
+        })
+    }
+}
+
+/// A handle to one partition: cheap to clone, `Send + Sync`, usable from any thread or task.
+///
+/// Requests go to the partition's shard through a bounded queue; each method returns a
+/// [`Pending`] to `.await` or [`Pending::wait`] for. Appends from one thread (or one task,
+/// awaited in order) keep their order; offsets are contiguous and assigned in arrival order.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use rill::{Config, Durability, Log, Record};
+/// let dir = tempfile::tempdir()?;
+/// let (log, _report) = Log::open(Config::new(dir.path()))?;
+/// log.create_topic("events", 2)?;
+/// let p = log.partition("events", 1)?;
+///
+/// let first = p.append_records(&[Record::value(1_700_000_000_000, b"hello")]).wait()?;
+/// let second = p
+///     .append_records_with(&[Record::value(1_700_000_000_001, b"world")], Durability::Written)
+///     .wait()?;
+/// assert_eq!((first.base_offset, second.base_offset), (0, 1));
+///
+/// let read = p.read(0, 1 << 20).wait()?;
+/// assert_eq!(read.batches().count(), 2);
+/// assert_eq!(read.next_offset, 2);
+/// assert_eq!(p.offsets().log_end, 2);
+/// log.close()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Partition {
+    pub(crate) shared: Arc<PartitionShared>,
+    pub(crate) shard: Arc<ShardHandle>,
+    pub(crate) default_durability: Durability,
+    pub(crate) read_limit: ReadLimit,
+    pub(crate) max_read_bytes: u64,
+}
+
+impl fmt::Debug for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Partition")
+            .field("topic", &self.shared.topic)
+            .field("index", &self.shared.index)
+            .field("shard", &self.shard.id)
+            .finish()
+    }
+}
+
+impl Partition {
+    /// The topic's name.
+    pub fn topic(&self) -> &str {
+        &self.shared.topic
+    }
+
+    /// The partition's index in its topic.
+    pub fn index(&self) -> u32 {
+        self.shared.index
+    }
+
+    /// The shard (thread) that owns the partition.
+    pub fn shard(&self) -> usize {
+        self.shard.id
+    }
+
+    fn send<T>(
+        &self,
+        make: impl FnOnce(Arc<PartitionShared>, pending::Reply<T>) -> Request,
+    ) -> Pending<T> {
+        let (reply, slot) = pending::channel();
+        Pending::send(&self.shard, make(Arc::clone(&self.shared), reply), slot)
+    }
+
+    /// Appends an encoded Kafka v2 batch with the configured default durability. The batch is
+    /// validated (size, magic, CRC, counts); its `baseOffset` is assigned. Resolves to the
+    /// batch's base and last offsets once written (or durable).
+    pub fn append(&self, batch: impl Into<BytesMut>) -> Pending<AppendInfo> {
+        self.append_with(batch, self.default_durability)
+    }
+
+    /// Appends an encoded batch, resolving once written ([`Durability::Written`]: visible to
+    /// reads) or fdatasynced ([`Durability::Durable`]: survives a crash).
+    pub fn append_with(
+        &self,
+        batch: impl Into<BytesMut>,
+        durability: Durability,
+    ) -> Pending<AppendInfo> {
+        let batch = batch.into();
+        self.send(|part, reply| Request::Append {
+            part,
+            batch,
+            durability,
+            reply,
+        })
+    }
+
+    /// Encodes `records` into one batch and appends it with the default durability.
+    pub fn append_records(&self, records: &[Record<'_>]) -> Pending<AppendInfo> {
+        self.append_records_with(records, self.default_durability)
+    }
+
+    /// Encodes `records` into one batch and appends it.
+    pub fn append_records_with(
+        &self,
+        records: &[Record<'_>],
+        durability: Durability,
+    ) -> Pending<AppendInfo> {
+        match encode(records) {
+            Ok(batch) => self.append_with(batch, durability),
+            Err(e) => Pending::ready(Err(e)),
+        }
+    }
+
+    /// Reads whole batches from `offset`: the batch containing it, then more while they fit in
+    /// `max_bytes` (at least one, whatever its size: Kafka's rule). Empty at the end of the log.
+    pub fn read(&self, offset: i64, max_bytes: u64) -> Pending<ReadBatches> {
+        self.read_with(offset, max_bytes, self.read_limit)
+    }
+
+    /// Reads as [`Partition::read`] does, seeing up to the written or only the durable offset.
+    pub fn read_with(&self, offset: i64, max_bytes: u64, limit: ReadLimit) -> Pending<ReadBatches> {
+        let max_bytes = max_bytes.min(self.max_read_bytes);
+        self.send(|part, reply| Request::Read {
+            part,
+            offset,
+            max_bytes,
+            limit,
+            reply,
+        })
+    }
+
+    /// Start, end and durable offsets, as of the shard's last completed work.
+    pub fn offsets(&self) -> Offsets {
+        *self.shared.offsets.lock()
+    }
+
+    /// The offset of the first record with a timestamp at or after `timestamp_ms` (Kafka's
+    /// ListOffsets by time); `None` if there is none.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Pending<Option<i64>> {
+        self.send(|part, reply| Request::OffsetForTimestamp {
+            part,
+            timestamp_ms,
+            reply,
+        })
+    }
+
+    /// Removes every record at or after `offset` (after earlier requests to the partition
+    /// finished). Resolves to the new log end.
+    pub fn truncate_to(&self, offset: i64) -> Pending<i64> {
+        self.send(|part, reply| Request::TruncateTo { part, offset, reply })
+    }
+
+    /// Raises the log start to `offset`, deleting whole segments below it. Resolves to the new
+    /// log start.
+    pub fn delete_before(&self, offset: i64) -> Pending<i64> {
+        self.send(|part, reply| Request::DeleteBefore { part, offset, reply })
+    }
+
+    /// Makes everything appended so far durable. Resolves to the offsets afterwards.
+    pub fn flush(&self) -> Pending<Offsets> {
+        self.send(|part, reply| Request::Flush { part, reply })
+    }
+}
+
+fn encode(records: &[Record<'_>]) -> Result<BytesMut> {
+    let bytes: usize = records
+        .iter()
+        .map(|r| 32 + r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len))
+        .sum();
+    let mut builder = BatchBuilder::with_capacity(batch::HEADER_BYTES + bytes);
+    for record in records {
+        builder.append(record.timestamp_ms, record.key, record.value, record.headers)?;
+    }
+    let encoded = builder.build()?;
+    Ok(BytesMut::from(Bytes::from(encoded)))
+}

@@ -1,0 +1,640 @@
+//! A shard: one thread that owns a set of partitions and one I/O driver.
+//!
+//! The loop: take requests from the bounded queue into per-partition queues (requests of one
+//! partition keep their order) → plan: for each partition with work, put its appends into one
+//! round (validation, offsets, rolls), a sync when an append asked for durability or a flush
+//! came, and its reads as read operations → run every round and read in one driver batch
+//! (group commit) → complete the rounds (offsets advance, futures resolve) and check the read
+//! bytes → every `maintenance_interval_ms`, retention and checkpoints → sleep on the doorbell
+//! when idle. Control requests (truncate, delete, lookups by time, detach) run between rounds,
+//! after the partition's earlier requests.
+
+use crate::config::{Config, DriverChoice};
+use crate::error::{Error, Result};
+use crate::partition::{PartitionShared, ReadBatches};
+use crate::pending::Reply;
+use crate::queue::{PartitionKey, Request, ShardHandle};
+use rill_segment::disk::Disk;
+use rill_segment::partition::BatchRange;
+use rill_segment::plan::Round;
+use rill_segment::{AppendInfo, Durability, LogError, Offsets, PartitionLog};
+use rill_uring::{
+    ClosedFiles, Driver, DriverError, DriverKind, ReadOp, SyscallDriver, UringDriver,
+};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Starts shard `id` on its own thread, with its driver made there (io_uring rings are
+/// single-issuer). Returns once the driver is ready, or why it could not be made.
+pub(crate) fn spawn(
+    handle: Arc<ShardHandle>,
+    disk: Arc<dyn Disk>,
+    closed: Arc<ClosedFiles>,
+    config: Arc<Config>,
+) -> Result<(JoinHandle<()>, DriverKind)> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<DriverKind>>();
+    let id = handle.id;
+    let thread = std::thread::Builder::new()
+        .name(format!("rill-shard-{id}"))
+        .spawn(move || {
+            let driver = match make_driver(&handle, disk, closed, &config) {
+                Ok(driver) => driver,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(driver.kind()));
+            Shard::new(handle, driver, config).run();
+        })
+        .map_err(|e| Error::io("spawn shard thread", "", e))?;
+    match ready_rx.recv() {
+        Ok(Ok(kind)) => Ok((thread, kind)),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(Error::ShuttingDown)
+        }
+    }
+}
+
+fn make_driver(
+    handle: &ShardHandle,
+    disk: Arc<dyn Disk>,
+    closed: Arc<ClosedFiles>,
+    config: &Config,
+) -> Result<Box<dyn Driver>> {
+    let doorbell = Arc::clone(&handle.doorbell);
+    let uring = |disk| UringDriver::new(disk, closed, Arc::clone(&doorbell), config.uring);
+    let driver: Box<dyn Driver> = match config.driver {
+        DriverChoice::Uring => Box::new(uring(disk)?),
+        DriverChoice::Syscall => Box::new(SyscallDriver::new(
+            disk,
+            Arc::clone(&doorbell),
+            config.syscall,
+        )?),
+        DriverChoice::Auto => match uring(Arc::clone(&disk)) {
+            Ok(driver) => Box::new(driver),
+            Err(DriverError::Unsupported { what }) => {
+                tracing::warn!(%what, "io_uring unavailable; shard uses the syscall driver");
+                Box::new(SyscallDriver::new(
+                    disk,
+                    Arc::clone(&doorbell),
+                    config.syscall,
+                )?)
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    Ok(driver)
+}
+
+struct PartitionState {
+    log: PartitionLog,
+    shared: Arc<PartitionShared>,
+    pending: VecDeque<Request>,
+    /// Whether the key is in the shard's `ready` list.
+    listed: bool,
+}
+
+impl PartitionState {
+    fn publish(&self) {
+        *self.shared.offsets.lock() = self.log.offsets();
+    }
+}
+
+/// One partition's share of a round.
+struct Planned {
+    key: PartitionKey,
+    round: Option<Round>,
+    acks: Vec<(Reply<AppendInfo>, AppendInfo)>,
+    flushes: Vec<Reply<Offsets>>,
+}
+
+/// A read waiting for its bytes.
+struct PlannedRead {
+    key: PartitionKey,
+    range: BatchRange,
+    offsets: Offsets,
+    high_watermark: i64,
+    reply: Reply<ReadBatches>,
+}
+
+struct Shard {
+    handle: Arc<ShardHandle>,
+    driver: Box<dyn Driver>,
+    config: Arc<Config>,
+    partitions: HashMap<PartitionKey, PartitionState>,
+    /// Partitions with pending requests, each listed once.
+    ready: VecDeque<PartitionKey>,
+    /// Requests waiting in partitions' queues (bounded by `queue_depth`).
+    pending_total: usize,
+    inbox: Vec<Request>,
+    shutdown: Vec<Reply<()>>,
+    next_maintenance_ms: i64,
+}
+
+impl Shard {
+    fn new(handle: Arc<ShardHandle>, driver: Box<dyn Driver>, config: Arc<Config>) -> Self {
+        Self {
+            handle,
+            driver,
+            next_maintenance_ms: now_ms() + config.maintenance_interval_ms as i64,
+            config,
+            partitions: HashMap::new(),
+            ready: VecDeque::new(),
+            pending_total: 0,
+            inbox: Vec::new(),
+            shutdown: Vec::new(),
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            self.take_requests();
+            let worked = self.run_round();
+            self.maintain_if_due();
+            if !self.shutdown.is_empty() && self.pending_total == 0 && self.handle.is_empty() {
+                self.close_all();
+                return;
+            }
+            if !worked && self.pending_total == 0 {
+                self.sleep();
+            }
+        }
+    }
+
+    fn sleep(&mut self) {
+        let until_maintenance = (self.next_maintenance_ms - now_ms()).max(1) as u64;
+        let timeout = Duration::from_millis(until_maintenance.min(self.config.maintenance_interval_ms));
+        let doorbell = Arc::clone(&self.handle.doorbell);
+        doorbell.prepare_sleep();
+        if self.handle.is_empty()
+            && let Err(e) = self.driver.park(timeout)
+        {
+            tracing::error!(error = %e, "shard cannot sleep on its driver; polling");
+            let _ = doorbell.wait(timeout);
+        }
+        doorbell.end_sleep();
+    }
+
+    /// Moves queued requests into their partitions' queues, at most `queue_depth` in all.
+    fn take_requests(&mut self) {
+        let room = self.config.queue_depth.saturating_sub(self.pending_total);
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.handle.drain(&mut inbox, room);
+        for request in inbox.drain(..) {
+            self.accept(request);
+        }
+        self.inbox = inbox;
+    }
+
+    fn accept(&mut self, request: Request) {
+        match request {
+            Request::Attach { log, shared, reply } => {
+                let state = PartitionState {
+                    log: *log,
+                    shared: Arc::clone(&shared),
+                    pending: VecDeque::new(),
+                    listed: false,
+                };
+                state.publish();
+                self.partitions.insert(shared.key, state);
+                reply.send(Ok(()));
+            }
+            Request::Shutdown { reply } => {
+                self.handle.close();
+                self.shutdown.push(reply);
+            }
+            request => {
+                let Some(part) = request.partition().cloned() else {
+                    return;
+                };
+                let Some(state) = self.partitions.get_mut(&part.key) else {
+                    fail_request(request, &unknown(&part));
+                    return;
+                };
+                state.pending.push_back(request);
+                self.pending_total += 1;
+                if !state.listed {
+                    state.listed = true;
+                    self.ready.push_back(part.key);
+                }
+            }
+        }
+    }
+
+    /// Plans, runs and completes one round over every partition with work. Returns whether
+    /// anything was done.
+    fn run_round(&mut self) -> bool {
+        let now = now_ms();
+        let mut planned = Vec::new();
+        let mut reads = Vec::new();
+        let mut read_ops = Vec::new();
+        let mut worked = false;
+        let mut visited = Vec::new();
+        for _ in 0..self.ready.len() {
+            let Some(key) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(state) = self.partitions.get_mut(&key) else {
+                continue;
+            };
+            state.listed = false;
+            let before = state.pending.len();
+            let plan = plan_partition(state, &self.config, now, &mut reads, &mut read_ops);
+            let after = self.partitions.get(&key).map_or(0, |s| s.pending.len());
+            self.pending_total -= before - after;
+            worked |= before != after;
+            if let Some(plan) = plan {
+                planned.push(plan);
+            }
+            visited.push(key);
+            if let Some(state) = self.partitions.get_mut(&key)
+                && !state.pending.is_empty()
+                && !state.listed
+            {
+                state.listed = true;
+                self.ready.push_back(key);
+            }
+        }
+        if planned.is_empty() && read_ops.is_empty() {
+            for key in visited {
+                self.detach_if_asked(key);
+            }
+            return worked;
+        }
+        {
+            let mut rounds: Vec<&mut Round> =
+                planned.iter_mut().filter_map(|p| p.round.as_mut()).collect();
+            self.driver.run(&mut rounds, &mut read_ops);
+        }
+        let now = now_ms();
+        for plan in planned {
+            self.complete(plan, now);
+        }
+        for (read, op) in reads.into_iter().zip(read_ops) {
+            self.answer_read(read, op);
+        }
+        // Detaching closes files: only after this round's operations on them finished.
+        for key in visited {
+            self.detach_if_asked(key);
+        }
+        true
+    }
+
+    fn complete(&mut self, plan: Planned, now: i64) {
+        let Some(state) = self.partitions.get_mut(&plan.key) else {
+            return;
+        };
+        let result = match plan.round {
+            Some(round) => state.log.complete_round(round, now).map(|_| ()),
+            None => Ok(()),
+        };
+        state.publish();
+        match result {
+            Ok(()) => {
+                for (reply, info) in plan.acks {
+                    reply.send(Ok(info));
+                }
+                let offsets = state.log.offsets();
+                for reply in plan.flushes {
+                    reply.send(Ok(offsets));
+                }
+            }
+            Err(e) => {
+                let error = shared_error(&state.log, &e);
+                for (reply, _) in plan.acks {
+                    reply.send(Err(error()));
+                }
+                for reply in plan.flushes {
+                    reply.send(Err(error()));
+                }
+            }
+        }
+    }
+
+    fn answer_read(&mut self, read: PlannedRead, op: ReadOp) {
+        let Some(state) = self.partitions.get(&read.key) else {
+            read.reply.send(Err(Error::ShuttingDown));
+            return;
+        };
+        let result = match op.result {
+            Some(Ok(buf)) => match state.log.check_read(&read.range, &buf) {
+                Ok(()) => Ok(ReadBatches {
+                    buf: Some(buf),
+                    next_offset: read.range.next_offset,
+                    high_watermark: read.high_watermark,
+                    log_end_offset: read.offsets.log_end,
+                    log_start_offset: read.offsets.log_start,
+                }),
+                Err(e) => Err(e.into()),
+            },
+            Some(Err(e)) => Err(Error::io("read", state.log.dir(), e)),
+            None => Err(Error::io(
+                "read",
+                state.log.dir(),
+                std::io::Error::other("the driver did not run the read"),
+            )),
+        };
+        read.reply.send(result);
+    }
+
+    /// Runs a pending `Detach` at the head of the partition's queue.
+    fn detach_if_asked(&mut self, key: PartitionKey) {
+        let asked = self
+            .partitions
+            .get(&key)
+            .and_then(|s| s.pending.front())
+            .is_some_and(|r| matches!(r, Request::Detach { .. }));
+        if !asked {
+            return;
+        }
+        let Some(mut state) = self.partitions.remove(&key) else {
+            return;
+        };
+        self.pending_total -= state.pending.len();
+        if let Err(e) = state.log.close() {
+            tracing::warn!(error = %e, dir = %state.log.dir().display(), "closing a detached partition");
+        }
+        let error = unknown(&state.shared);
+        for request in state.pending.drain(..) {
+            match request {
+                Request::Detach { reply, .. } => reply.send(Ok(())),
+                other => fail_request(other, &error),
+            }
+        }
+    }
+
+    fn maintain_if_due(&mut self) {
+        let now = now_ms();
+        if now < self.next_maintenance_ms {
+            return;
+        }
+        self.next_maintenance_ms = now + self.config.maintenance_interval_ms as i64;
+        for state in self.partitions.values_mut() {
+            if state.log.failure().is_some() {
+                continue;
+            }
+            if let Err(e) = state.log.apply_retention(now) {
+                tracing::warn!(error = %e, dir = %state.log.dir().display(), "retention");
+            }
+            if let Err(e) = state.log.maybe_checkpoint(now) {
+                tracing::warn!(error = %e, dir = %state.log.dir().display(), "checkpoint");
+            }
+            state.publish();
+        }
+    }
+
+    fn close_all(&mut self) {
+        let mut first_error = None;
+        for state in self.partitions.values_mut() {
+            if let Err(e) = state.log.close() {
+                tracing::warn!(error = %e, dir = %state.log.dir().display(), "close");
+                first_error.get_or_insert(e);
+            }
+            state.publish();
+        }
+        let stats = self.driver.stats();
+        tracing::debug!(shard = self.handle.id, ?stats, "shard stopped");
+        let mut first_error = first_error.map(Error::from);
+        for reply in self.shutdown.drain(..) {
+            reply.send(first_error.take().map_or(Ok(()), Err));
+        }
+    }
+}
+
+/// Plans one partition's pending requests into a round and reads; runs control requests
+/// that come before any append. Stops at a control request once a round was begun (it runs
+/// after the round completes), when the unsynced bound needs a sync first, or at
+/// `max_round_bytes`.
+fn plan_partition(
+    state: &mut PartitionState,
+    config: &Config,
+    now: i64,
+    reads: &mut Vec<PlannedRead>,
+    read_ops: &mut Vec<ReadOp>,
+) -> Option<Planned> {
+    let mut plan = Planned {
+        key: state.shared.key,
+        round: None,
+        acks: Vec::new(),
+        flushes: Vec::new(),
+    };
+    let mut need_sync = false;
+    let mut round_bytes = 0usize;
+    let reads_before = reads.len();
+    // Bounded: each pass removes one request or stops.
+    while let Some(front) = state.pending.front() {
+        match front {
+            Request::Append { batch, .. } => {
+                let len = batch.len();
+                if round_bytes > 0 && round_bytes + len > config.max_round_bytes {
+                    break;
+                }
+                if !ensure_round(state, &mut plan) {
+                    continue;
+                }
+                if state.log.must_sync_before(len) {
+                    need_sync = true;
+                    break;
+                }
+                let Some(Request::Append {
+                    batch,
+                    durability,
+                    reply,
+                    ..
+                }) = state.pending.pop_front()
+                else {
+                    break;
+                };
+                round_bytes += len;
+                let Some(round) = plan.round.as_mut() else {
+                    break;
+                };
+                match state.log.plan_append(round, batch, now) {
+                    Ok(info) => {
+                        need_sync |= durability == Durability::Durable;
+                        plan.acks.push((reply, info));
+                    }
+                    Err(e) => reply.send(Err(e.into())),
+                }
+            }
+            Request::Read { .. } => {
+                if let Some(Request::Read {
+                    offset,
+                    max_bytes,
+                    limit,
+                    reply,
+                    ..
+                }) = state.pending.pop_front()
+                {
+                    plan_read(state, offset, max_bytes, limit, reply, reads, read_ops);
+                }
+            }
+            Request::Flush { .. } => {
+                if !ensure_round(state, &mut plan) {
+                    continue;
+                }
+                if let Some(Request::Flush { reply, .. }) = state.pending.pop_front() {
+                    need_sync = true;
+                    plan.flushes.push(reply);
+                }
+            }
+            Request::Detach { .. } => break,
+            _ => {
+                // Control requests change files: they wait for this partition's planned round
+                // and reads to finish.
+                if plan.round.is_some() || reads.len() > reads_before {
+                    break;
+                }
+                if let Some(request) = state.pending.pop_front() {
+                    run_control(state, request, now);
+                }
+            }
+        }
+    }
+    if need_sync && let Some(round) = plan.round.as_mut() {
+        // On error (a failed partition) the round's completion reports the failure.
+        let _ = state.log.plan_sync(round);
+    }
+    if plan.round.is_none() && plan.acks.is_empty() && plan.flushes.is_empty() {
+        return None;
+    }
+    Some(plan)
+}
+
+/// Begins the partition's round if needed. On failure, answers the request at the head of
+/// the queue with the error and returns false.
+fn ensure_round(state: &mut PartitionState, plan: &mut Planned) -> bool {
+    if plan.round.is_some() {
+        return true;
+    }
+    match state.log.begin_round() {
+        Ok(round) => {
+            plan.round = Some(round);
+            true
+        }
+        Err(e) => {
+            if let Some(request) = state.pending.pop_front() {
+                fail_request(request, &shared_error(&state.log, &e)());
+            }
+            false
+        }
+    }
+}
+
+fn plan_read(
+    state: &PartitionState,
+    offset: i64,
+    max_bytes: u64,
+    limit: rill_segment::partition::ReadLimit,
+    reply: Reply<ReadBatches>,
+    reads: &mut Vec<PlannedRead>,
+    read_ops: &mut Vec<ReadOp>,
+) {
+    let offsets = state.log.offsets();
+    match state.log.locate(offset, max_bytes, limit) {
+        Ok(Some(range)) => {
+            read_ops.push(ReadOp::new(range.file, range.position, range.len as usize));
+            reads.push(PlannedRead {
+                key: state.shared.key,
+                range,
+                offsets,
+                high_watermark: offsets.durable,
+                reply,
+            });
+        }
+        Ok(None) => reply.send(Ok(ReadBatches {
+            buf: None,
+            next_offset: offset,
+            high_watermark: offsets.durable,
+            log_end_offset: offsets.log_end,
+            log_start_offset: offsets.log_start,
+        })),
+        Err(e) => reply.send(Err(e.into())),
+    }
+}
+
+fn run_control(state: &mut PartitionState, request: Request, now: i64) {
+    match request {
+        Request::OffsetForTimestamp {
+            timestamp_ms,
+            reply,
+            ..
+        } => reply.send(state.log.offset_for_timestamp(timestamp_ms).map_err(Error::from)),
+        Request::TruncateTo { offset, reply, .. } => {
+            reply.send(state.log.truncate_to(offset, now).map_err(Error::from));
+        }
+        Request::DeleteBefore { offset, reply, .. } => reply.send(
+            state
+                .log
+                .delete_before(offset, now)
+                .map(|outcome| outcome.log_start_offset)
+                .map_err(Error::from),
+        ),
+        other => fail_request(other, &Error::Config("not a control request".into())),
+    }
+    state.publish();
+}
+
+/// An error for each of several callers, derived from one `LogError` (which is not `Clone`).
+fn shared_error(log: &PartitionLog, e: &LogError) -> impl Fn() -> Error + use<> {
+    let failure = log.failure().cloned();
+    let text = e.to_string();
+    let dir = log.dir().to_path_buf();
+    let closed = matches!(e, LogError::Config(_));
+    move || match (&failure, closed) {
+        (Some(reason), _) => Error::PartitionFailed(reason.clone()),
+        (None, true) => Error::ShuttingDown,
+        (None, false) => Error::io("append", dir.clone(), std::io::Error::other(text.clone())),
+    }
+}
+
+fn unknown(part: &PartitionShared) -> Error {
+    Error::UnknownPartition {
+        topic: part.topic.to_string(),
+        partition: part.index,
+    }
+}
+
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::UnknownPartition { topic, partition } => Error::UnknownPartition {
+            topic: topic.clone(),
+            partition: *partition,
+        },
+        Error::PartitionFailed(r) => Error::PartitionFailed(r.clone()),
+        Error::ShuttingDown => Error::ShuttingDown,
+        other => Error::Config(other.to_string()),
+    }
+}
+
+/// Answers any request with `error`.
+fn fail_request(request: Request, error: &Error) {
+    let e = clone_error(error);
+    match request {
+        Request::Append { reply, .. } => reply.send(Err(e)),
+        Request::Read { reply, .. } => reply.send(Err(e)),
+        Request::Flush { reply, .. } => reply.send(Err(e)),
+        Request::OffsetForTimestamp { reply, .. } => reply.send(Err(e)),
+        Request::TruncateTo { reply, .. } | Request::DeleteBefore { reply, .. } => {
+            reply.send(Err(e));
+        }
+        Request::Detach { reply, .. } | Request::Shutdown { reply } => reply.send(Err(e)),
+        Request::Attach { reply, .. } => reply.send(Err(e)),
+    }
+}
