@@ -536,8 +536,11 @@ impl UringDriver {
         // completes after a bounded number of resubmissions, so the loop ends.
         while self.batch_ops() > 0 {
             self.flush_backlog();
+            // Wait for everything in flight, not just the first completion: one enter per
+            // dependency step of the batch (writes, then syncs) instead of one per completion.
+            let want = (self.in_flight - usize::from(self.doorbell_armed)).max(1);
             self.stats.submit_calls += 1;
-            match self.ring.submit_and_wait(1) {
+            match self.ring.submit_and_wait(want) {
                 Ok(_) => enter_errors = 0,
                 Err(e) if is_transient(&e) => {
                     enter_errors += 1;

@@ -50,4 +50,4 @@ pub use rill_segment::batch::{self, BatchBuilder, Header};
 pub use rill_segment::partition::ReadLimit;
 pub use rill_segment::recovery::RecoveryReport;
 pub use rill_segment::{AppendInfo, Durability, LogConfig, Offsets, Preallocate};
-pub use rill_uring::{DriverKind, ReadBuf, SyncMode, SyscallOptions, UringOptions};
+pub use rill_uring::{DriverKind, DriverStats, ReadBuf, SyncMode, SyscallOptions, UringOptions};

@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use rill_segment::disk::{Disk, StdDisk};
 use rill_segment::recovery::{OpenOptions, RecoveryReport};
 use rill_segment::{Offsets, PartitionLog};
-use rill_uring::{ClosedFiles, Doorbell, DriverKind, NotifyingDisk};
+use rill_uring::{ClosedFiles, Doorbell, DriverKind, DriverStats, NotifyingDisk};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -377,6 +377,25 @@ impl Log {
     /// The I/O driver the shards run.
     pub fn driver(&self) -> DriverKind {
         self.inner.driver
+    }
+
+    /// The I/O drivers' counters, summed over the shards (as of their last round).
+    pub fn driver_stats(&self) -> DriverStats {
+        let mut total = DriverStats::default();
+        for shard in &self.inner.shards {
+            let s = *shard.stats.lock();
+            total.batches += s.batches;
+            total.submit_calls += s.submit_calls;
+            total.writes += s.writes;
+            total.write_bytes += s.write_bytes;
+            total.syncs += s.syncs;
+            total.reads += s.reads;
+            total.fixed_reads += s.fixed_reads;
+            total.resubmits += s.resubmits;
+            total.sq_full += s.sq_full;
+            total.wakeups += s.wakeups;
+        }
+        total
     }
 
     /// The settings the log was opened with.

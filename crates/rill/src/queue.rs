@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use parking_lot::Mutex;
 use rill_segment::partition::ReadLimit;
 use rill_segment::{AppendInfo, Durability, Offsets, PartitionLog};
-use rill_uring::Doorbell;
+use rill_uring::{Doorbell, DriverStats};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::Waker;
@@ -115,6 +115,8 @@ pub(crate) struct ShardHandle {
     capacity: usize,
     max_bytes: usize,
     pub(crate) doorbell: Arc<Doorbell>,
+    /// The driver's counters, published by the shard after each round.
+    pub(crate) stats: Mutex<DriverStats>,
 }
 
 impl ShardHandle {
@@ -130,6 +132,7 @@ impl ShardHandle {
             capacity,
             max_bytes,
             doorbell,
+            stats: Mutex::new(DriverStats::default()),
         }
     }
 

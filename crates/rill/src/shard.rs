@@ -289,6 +289,7 @@ impl Shard {
         for (read, op) in reads.into_iter().zip(read_ops) {
             self.answer_read(read, op);
         }
+        *self.handle.stats.lock() = self.driver.stats();
         // Detaching closes files: only after this round's operations on them finished.
         for key in visited {
             self.detach_if_asked(key);
