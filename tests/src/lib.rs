@@ -150,3 +150,24 @@ pub fn log_path(dir: &Path, base: i64) -> PathBuf {
         rill_segment::segment::FileKind::Log,
     ))
 }
+
+/// The log settings of the SIGKILL crash test: small segments (frequent rolls), and
+/// preallocation, so crashes land in every phase of a segment's life.
+pub fn crash_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 256 * 1024,
+        max_batch_bytes: 64 * 1024,
+        index_interval_bytes: 4096,
+        preallocate: rill_segment::Preallocate::Fallocate,
+        checkpoint_interval_ms: 50,
+        // The batches carry small timestamps; time retention would delete them.
+        retention_ms: None,
+        retention_bytes: None,
+        ..LogConfig::default()
+    }
+}
+
+/// Records and value size of the crash test's batch number `seed`.
+pub fn crash_batch_shape(seed: u64) -> (usize, usize) {
+    (1 + (seed % 7) as usize, ((seed * 97) % 2000) as usize)
+}
