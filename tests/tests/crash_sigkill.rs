@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests: a failure is a test failure"
+)]
 //! A real crash test: a child process appends durably to several partitions and reports each
 //! acknowledged batch; it is killed with SIGKILL at random moments, many times, alternating
 //! the io_uring and syscall drivers. After each kill the log is reopened: every acknowledged
@@ -59,8 +65,14 @@ fn acknowledged_durable_appends_survive_sigkill() {
             match fields.as_slice() {
                 ["open", p, end] => {
                     let (p, end): (u32, i64) = (p.parse().unwrap(), end.parse().unwrap());
-                    let want = acked.get(&p).and_then(|v| v.last()).map_or(0, |a| a.last + 1);
-                    assert!(end >= want, "run {run}: partition {p} reopened at {end}, below acknowledged {want}");
+                    let want = acked
+                        .get(&p)
+                        .and_then(|v| v.last())
+                        .map_or(0, |a| a.last + 1);
+                    assert!(
+                        end >= want,
+                        "run {run}: partition {p} reopened at {end}, below acknowledged {want}"
+                    );
                 }
                 ["ack", p, base, last, seed] => {
                     let p: u32 = p.parse().unwrap();
@@ -79,31 +91,58 @@ fn acknowledged_durable_appends_survive_sigkill() {
                 _ => panic!("unexpected line from child: {line}"),
             }
             let due = first_ack.is_some_and(|t| t.elapsed() >= kill_after);
-            assert!(start.elapsed() < Duration::from_secs(60), "child made no progress");
+            assert!(
+                start.elapsed() < Duration::from_mins(1),
+                "child made no progress"
+            );
             if due {
                 break;
             }
         }
         child.kill().expect("SIGKILL");
         child.wait().expect("reap child");
-        assert!(acks_this_run > 0, "run {run}: no acknowledgement before the kill");
+        assert!(
+            acks_this_run > 0,
+            "run {run}: no acknowledgement before the kill"
+        );
 
         // Reopen in this process and check every acknowledged batch.
         let (log, report) = open(dir.path());
-        assert!(report.partitions.iter().all(|p| p.report.repaired.is_none()));
+        assert!(
+            report
+                .partitions
+                .iter()
+                .all(|p| p.report.repaired.is_none())
+        );
         for (p, batches) in &acked {
             let part = log.partition("c", *p).expect("partition");
             let end = part.offsets().log_end;
             let last = batches.last().map_or(0, |a| a.last + 1);
-            assert!(end >= last, "run {run} ({driver}): partition {p} ends at {end}, acknowledged up to {last}");
+            assert!(
+                end >= last,
+                "run {run} ({driver}): partition {p} ends at {end}, acknowledged up to {last}"
+            );
             for a in batches {
-                let read = part.read(a.base, 1).wait().expect("read acknowledged batch");
+                let read = part
+                    .read(a.base, 1)
+                    .wait()
+                    .expect("read acknowledged batch");
                 let got = rill_tests::split_batches(read.bytes());
                 let (base, bytes) = got.first().expect("a batch");
                 assert_eq!(*base, a.base, "run {run}: partition {p}: batch moved");
                 let (records, value_bytes) = rill_tests::crash_batch_shape(a.seed);
-                let want = rill_tests::make_batch(records, value_bytes, (a.seed & 0xffff_ffff) as i64, a.seed);
-                assert_eq!(&bytes[8..], &want[8..], "run {run}: partition {p} offset {}: bytes differ", a.base);
+                let want = rill_tests::make_batch(
+                    records,
+                    value_bytes,
+                    (a.seed & 0xffff_ffff) as i64,
+                    a.seed,
+                );
+                assert_eq!(
+                    &bytes[8..],
+                    &want[8..],
+                    "run {run}: partition {p} offset {}: bytes differ",
+                    a.base
+                );
                 assert_eq!(a.last - a.base + 1, records as i64);
             }
         }

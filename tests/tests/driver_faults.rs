@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests: a failure is a test failure"
+)]
 //! Drivers under faults: an fdatasync error fail-stops only its partition (never retried and
 //! trusted), a full submission queue is drained rather than an error, and short writes (a
 //! nearly full file system) are resubmitted for the remainder and then fail-stop on ENOSPC.
@@ -27,46 +33,89 @@ struct FailingSync {
 }
 
 impl Disk for FailingSync {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> { self.inner.create_dir_all(dir) }
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> { self.inner.list_dir(dir) }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> { self.inner.sync_dir(dir) }
-    fn remove_dir(&self, dir: &Path) -> io::Result<()> { self.inner.remove_dir(dir) }
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.remove_dir(dir)
+    }
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<FileId> {
         let id = self.inner.open(path, mode)?;
         self.files.lock().unwrap().insert(id, path.to_path_buf());
         Ok(id)
     }
-    fn close(&self, file: FileId) { self.inner.close(file) }
-    fn file_len(&self, file: FileId) -> io::Result<u64> { self.inner.file_len(file) }
-    fn read_at(&self, file: FileId, pos: u64, buf: &mut [u8]) -> io::Result<usize> { self.inner.read_at(file, pos, buf) }
-    fn write_at(&self, file: FileId, pos: u64, bufs: &[IoSlice<'_>]) -> io::Result<usize> { self.inner.write_at(file, pos, bufs) }
-    fn set_len(&self, file: FileId, len: u64) -> io::Result<()> { self.inner.set_len(file, len) }
-    fn allocate(&self, file: FileId, len: u64) -> io::Result<()> { self.inner.allocate(file, len) }
+    fn close(&self, file: FileId) {
+        self.inner.close(file);
+    }
+    fn file_len(&self, file: FileId) -> io::Result<u64> {
+        self.inner.file_len(file)
+    }
+    fn read_at(&self, file: FileId, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_at(file, pos, buf)
+    }
+    fn write_at(&self, file: FileId, pos: u64, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.inner.write_at(file, pos, bufs)
+    }
+    fn set_len(&self, file: FileId, len: u64) -> io::Result<()> {
+        self.inner.set_len(file, len)
+    }
+    fn allocate(&self, file: FileId, len: u64) -> io::Result<()> {
+        self.inner.allocate(file, len)
+    }
     fn fdatasync(&self, file: FileId) -> io::Result<()> {
-        if self.is_doomed(file) { return Err(io::Error::from_raw_os_error(5)); }
+        if self.is_doomed(file) {
+            return Err(io::Error::from_raw_os_error(5));
+        }
         self.inner.fdatasync(file)
     }
-    fn drop_cache(&self, file: FileId) -> io::Result<()> { self.inner.drop_cache(file) }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> { self.inner.rename(from, to) }
-    fn remove_file(&self, path: &Path) -> io::Result<()> { self.inner.remove_file(path) }
+    fn drop_cache(&self, file: FileId) -> io::Result<()> {
+        self.inner.drop_cache(file)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
     fn raw_fd(&self, file: FileId) -> Option<RawFd> {
-        if self.is_doomed(file) { return Some(self.null.as_raw_fd()); }
+        if self.is_doomed(file) {
+            return Some(self.null.as_raw_fd());
+        }
         self.inner.raw_fd(file)
     }
 }
 
 impl FailingSync {
     fn is_doomed(&self, file: FileId) -> bool {
-        self.files.lock().unwrap().get(&file).is_some_and(|p| p.starts_with(&self.doomed) && p.extension().is_some_and(|e| e == "log"))
+        self.files.lock().unwrap().get(&file).is_some_and(|p| {
+            p.starts_with(&self.doomed) && p.extension().is_some_and(|e| e == "log")
+        })
     }
 }
 
 fn open_log(disk: &Arc<dyn Disk>, dir: &Path, config: LogConfig) -> PartitionLog {
-    PartitionLog::open(Arc::clone(disk), dir, config, OpenOptions::default()).unwrap().0
+    PartitionLog::open(Arc::clone(disk), dir, config, OpenOptions::default())
+        .unwrap()
+        .0
 }
 
-fn uring(disk: &Arc<dyn Disk>, closed: Arc<ClosedFiles>, options: UringOptions) -> Option<UringDriver> {
-    match UringDriver::new(Arc::clone(disk), closed, Arc::new(Doorbell::new().unwrap()), options) {
+fn uring(
+    disk: &Arc<dyn Disk>,
+    closed: Arc<ClosedFiles>,
+    options: UringOptions,
+) -> Option<UringDriver> {
+    match UringDriver::new(
+        Arc::clone(disk),
+        closed,
+        Arc::new(Doorbell::new().unwrap()),
+        options,
+    ) {
         Ok(d) => Some(d),
         Err(DriverError::Unsupported { what }) => {
             eprintln!("SKIP: io_uring unavailable: {what}");
@@ -77,11 +126,16 @@ fn uring(disk: &Arc<dyn Disk>, closed: Arc<ClosedFiles>, options: UringOptions) 
 }
 
 /// Appends one durable batch to each log in one driver batch; returns each completion.
-fn durable_round(driver: &mut dyn Driver, logs: &mut [PartitionLog], now: i64) -> Vec<Result<i64, LogError>> {
+fn durable_round(
+    driver: &mut dyn Driver,
+    logs: &mut [PartitionLog],
+    now: i64,
+) -> Vec<Result<i64, LogError>> {
     let mut rounds: Vec<Round> = Vec::new();
     for (i, log) in logs.iter_mut().enumerate() {
         let mut round = log.begin_round().unwrap();
-        log.plan_append(&mut round, make_batch(3, 100, now, i as u64), now).unwrap();
+        log.plan_append(&mut round, make_batch(3, 100, now, i as u64), now)
+            .unwrap();
         log.plan_sync(&mut round).unwrap();
         rounds.push(round);
     }
@@ -100,16 +154,40 @@ fn an_fdatasync_error_fail_stops_only_its_partition() {
         let inner: Arc<dyn Disk> = Arc::new(FailingSync {
             inner: StdDisk::new(),
             doomed: tmp.path().join("bad-0"),
-            null: std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").unwrap(),
+            null: std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .unwrap(),
             files: Mutex::default(),
         });
         let closed = Arc::new(ClosedFiles::default());
         let disk: Arc<dyn Disk> = Arc::new(NotifyingDisk::new(inner, Arc::clone(&closed)));
         let mut driver: Box<dyn Driver> = match kind {
-            "syscall" => Box::new(SyscallDriver::new(Arc::clone(&disk), Arc::new(Doorbell::new().unwrap()), SyscallOptions::default()).unwrap()),
+            "syscall" => Box::new(
+                SyscallDriver::new(
+                    Arc::clone(&disk),
+                    Arc::new(Doorbell::new().unwrap()),
+                    SyscallOptions::default(),
+                )
+                .unwrap(),
+            ),
             mode => {
-                let sync_mode = if mode == "linked" { SyncMode::Linked } else { SyncMode::AfterWrites };
-                let Some(d) = uring(&disk, closed, UringOptions { sync_mode, ..UringOptions::default() }) else { return };
+                let sync_mode = if mode == "linked" {
+                    SyncMode::Linked
+                } else {
+                    SyncMode::AfterWrites
+                };
+                let Some(d) = uring(
+                    &disk,
+                    closed,
+                    UringOptions {
+                        sync_mode,
+                        ..UringOptions::default()
+                    },
+                ) else {
+                    return;
+                };
                 Box::new(d)
             }
         };
@@ -120,9 +198,19 @@ fn an_fdatasync_error_fail_stops_only_its_partition() {
             open_log(&disk, &tmp.path().join("good-1"), config),
         ];
         let results = durable_round(driver.as_mut(), &mut logs, 1);
-        assert!(results[0].is_ok() && results[2].is_ok(), "{kind}: {results:?}");
-        assert!(matches!(results[1], Err(LogError::Failed(_))), "{kind}: {results:?}");
-        assert_eq!(logs[1].offsets().durable, 0, "{kind}: nothing acknowledged durable");
+        assert!(
+            results[0].is_ok() && results[2].is_ok(),
+            "{kind}: {results:?}"
+        );
+        assert!(
+            matches!(results[1], Err(LogError::Failed(_))),
+            "{kind}: {results:?}"
+        );
+        assert_eq!(
+            logs[1].offsets().durable,
+            0,
+            "{kind}: nothing acknowledged durable"
+        );
         // Fail-stop: later appends are refused, the others go on.
         assert!(matches!(logs[1].begin_round(), Err(LogError::Failed(_))));
         let mut good = vec![logs.remove(0), logs.remove(1)];
@@ -135,23 +223,42 @@ fn an_fdatasync_error_fail_stops_only_its_partition() {
 fn a_full_submission_queue_is_drained_not_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let closed = Arc::new(ClosedFiles::default());
-    let disk: Arc<dyn Disk> = Arc::new(NotifyingDisk::new(Arc::new(StdDisk::new()), Arc::clone(&closed)));
+    let disk: Arc<dyn Disk> = Arc::new(NotifyingDisk::new(
+        Arc::new(StdDisk::new()),
+        Arc::clone(&closed),
+    ));
     for sync_mode in [SyncMode::AfterWrites, SyncMode::Linked] {
         let options = UringOptions {
-            ring: RingConfig { sq_entries: 4, cq_entries: 8, registered_files: 8, ..RingConfig::default() },
+            ring: RingConfig {
+                sq_entries: 4,
+                cq_entries: 8,
+                registered_files: 8,
+                ..RingConfig::default()
+            },
             sync_mode,
             ..UringOptions::default()
         };
-        let Some(mut driver) = uring(&disk, Arc::clone(&closed), options) else { return };
+        let Some(mut driver) = uring(&disk, Arc::clone(&closed), options) else {
+            return;
+        };
         let mut logs: Vec<PartitionLog> = (0..40)
-            .map(|i| open_log(&disk, &tmp.path().join(format!("{sync_mode:?}-{i}")), LogConfig::default()))
+            .map(|i| {
+                open_log(
+                    &disk,
+                    &tmp.path().join(format!("{sync_mode:?}-{i}")),
+                    LogConfig::default(),
+                )
+            })
             .collect();
         for now in 0..3 {
             let results = durable_round(&mut driver, &mut logs, now);
             assert!(results.iter().all(Result::is_ok), "{results:?}");
         }
         let stats = driver.stats();
-        assert!(stats.sq_full > 0, "the queue overflowed into the backlog: {stats:?}");
+        assert!(
+            stats.sq_full > 0,
+            "the queue overflowed into the backlog: {stats:?}"
+        );
         // The first round syncs each log file; later ones also each watermark file.
         assert_eq!(stats.syncs, 40 + 2 * 40 * 2, "{stats:?}");
         for log in &mut logs {
@@ -182,7 +289,10 @@ fn short_writes_are_resubmitted_then_enospc_fail_stops() {
             return;
         };
         let result = std::panic::catch_unwind(|| fill_until_enospc(&mnt, sync_mode));
-        let _ = std::process::Command::new("umount").arg("-l").arg(&mnt).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&mnt)
+            .status();
         if let Err(panic) = result {
             std::panic::resume_unwind(panic);
         }
@@ -191,16 +301,32 @@ fn short_writes_are_resubmitted_then_enospc_fail_stops() {
 
 fn fill_until_enospc(mnt: &Path, sync_mode: SyncMode) {
     let closed = Arc::new(ClosedFiles::default());
-    let disk: Arc<dyn Disk> = Arc::new(NotifyingDisk::new(Arc::new(StdDisk::new()), Arc::clone(&closed)));
-    let Some(mut driver) = uring(&disk, closed, UringOptions { sync_mode, ..UringOptions::default() }) else { return };
-    let config = LogConfig { max_batch_bytes: 1 << 20, ..LogConfig::default() };
+    let disk: Arc<dyn Disk> = Arc::new(NotifyingDisk::new(
+        Arc::new(StdDisk::new()),
+        Arc::clone(&closed),
+    ));
+    let Some(mut driver) = uring(
+        &disk,
+        closed,
+        UringOptions {
+            sync_mode,
+            ..UringOptions::default()
+        },
+    ) else {
+        return;
+    };
+    let config = LogConfig {
+        max_batch_bytes: 1 << 20,
+        ..LogConfig::default()
+    };
     let mut log = open_log(&disk, &mnt.join("p-0"), config);
     let mut acked = 0;
     let mut failed = None;
     // Bounded: the file system fills within 256 KiB / 40 KiB rounds.
     for now in 0..100 {
         let mut round = log.begin_round().unwrap();
-        log.plan_append(&mut round, make_batch(4, 10_000, now, now as u64), now).unwrap();
+        log.plan_append(&mut round, make_batch(4, 10_000, now, now as u64), now)
+            .unwrap();
         log.plan_sync(&mut round).unwrap();
         driver.run(&mut [&mut round], &mut []);
         match log.complete_round(round, now) {
@@ -211,12 +337,21 @@ fn fill_until_enospc(mnt: &Path, sync_mode: SyncMode) {
             }
         }
     }
-    assert!(matches!(failed, Some(LogError::Failed(ref r)) if r.os_error == Some(28)), "{sync_mode:?}: {failed:?}");
-    assert!(driver.stats().resubmits > 0, "{sync_mode:?}: the partial write was resubmitted: {:?}", driver.stats());
+    assert!(
+        matches!(failed, Some(LogError::Failed(ref r)) if r.os_error == Some(28)),
+        "{sync_mode:?}: {failed:?}"
+    );
+    assert!(
+        driver.stats().resubmits > 0,
+        "{sync_mode:?}: the partial write was resubmitted: {:?}",
+        driver.stats()
+    );
     assert_eq!(log.offsets().durable, acked);
     assert!(acked > 0);
     // Everything acknowledged reads back.
-    let all = log.read(0, u64::MAX, rill_segment::partition::ReadLimit::Durable).unwrap();
+    let all = log
+        .read(0, u64::MAX, rill_segment::partition::ReadLimit::Durable)
+        .unwrap();
     assert!(all.next_offset > 0);
     let _ = log.close();
 }

@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests: a failure is a test failure"
+)]
 //! Differential test of the drivers: the same operations on several partitions, run through
 //! the simulated disk's driver, the syscall baseline and the io_uring driver (both sync modes),
 //! give identical results and byte-identical files.
@@ -10,8 +16,8 @@ use rill_segment::recovery::OpenOptions;
 use rill_segment::{LogConfig, PartitionLog};
 use rill_tests::{make_batch, small_config};
 use rill_uring::{
-    ClosedFiles, Doorbell, Driver, DriverError, NotifyingDisk, ReadOp, SyncMode, SyscallDriver,
-    SyscallOptions, UringDriver, UringOptions, DiskDriver,
+    ClosedFiles, DiskDriver, Doorbell, Driver, DriverError, NotifyingDisk, ReadOp, SyncMode,
+    SyscallDriver, SyscallOptions, UringDriver, UringOptions,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -96,7 +102,9 @@ fn run(steps: &[Step], mut env: Env) -> (Vec<String>, BTreeMap<String, Vec<u8>>)
                         rounds[p] = Some(log.begin_round().expect("begin"));
                     }
                     let batch = make_batch(records, value_bytes, now, (i * 100 + j) as u64);
-                    let Some(round) = rounds[p].as_mut() else { continue };
+                    let Some(round) = rounds[p].as_mut() else {
+                        continue;
+                    };
                     if log.must_sync_before(batch.len()) {
                         out.push(format!("{p}: sync required"));
                         durable[p] = true;
@@ -106,14 +114,20 @@ fn run(steps: &[Step], mut env: Env) -> (Vec<String>, BTreeMap<String, Vec<u8>>)
                     durable[p] |= is_durable;
                 }
                 for p in 0..PARTITIONS {
-                    if durable[p] && let Some(round) = rounds[p].as_mut() {
+                    if durable[p]
+                        && let Some(round) = rounds[p].as_mut()
+                    {
                         logs[p].plan_sync(round).expect("plan sync");
                     }
                 }
                 let mut ops = Vec::new();
                 let mut ranges = Vec::new();
                 for &(p, frac, max_bytes) in reads {
-                    match logs[p].locate(pick(&logs[p], frac), u64::from(max_bytes), ReadLimit::Written) {
+                    match logs[p].locate(
+                        pick(&logs[p], frac),
+                        u64::from(max_bytes),
+                        ReadLimit::Written,
+                    ) {
                         Ok(Some(range)) => {
                             ops.push(ReadOp::new(range.file, range.position, range.len as usize));
                             ranges.push((p, range));
@@ -131,22 +145,34 @@ fn run(steps: &[Step], mut env: Env) -> (Vec<String>, BTreeMap<String, Vec<u8>>)
                 for ((p, range), op) in ranges.into_iter().zip(ops) {
                     let bytes = op.result.expect("read ran").expect("read ok");
                     logs[p].check_read(&range, &bytes).expect("valid batches");
-                    out.push(format!("{p}: read {} bytes {:x}", bytes.len(), crc32fast::hash(&bytes)));
+                    out.push(format!(
+                        "{p}: read {} bytes {:x}",
+                        bytes.len(),
+                        crc32fast::hash(&bytes)
+                    ));
                 }
             }
             Step::Flush(p) => {
                 let mut round = logs[*p].begin_round().expect("begin");
                 logs[*p].plan_sync(&mut round).expect("plan sync");
                 env.driver.run(&mut [&mut round], &mut []);
-                out.push(format!("{p}: flush {:?}", logs[*p].complete_round(round, now)));
+                out.push(format!(
+                    "{p}: flush {:?}",
+                    logs[*p].complete_round(round, now)
+                ));
             }
             Step::Truncate(p, frac) => {
                 let offset = pick(&logs[*p], *frac);
-                out.push(format!("{p}: truncate {:?}", logs[*p].truncate_to(offset, now)));
+                out.push(format!(
+                    "{p}: truncate {:?}",
+                    logs[*p].truncate_to(offset, now)
+                ));
             }
             Step::DeleteBefore(p, frac) => {
                 let offset = pick(&logs[*p], *frac);
-                let r = logs[*p].delete_before(offset, now).map(|o| o.log_start_offset);
+                let r = logs[*p]
+                    .delete_before(offset, now)
+                    .map(|o| o.log_start_offset);
                 out.push(format!("{p}: delete_before {r:?}"));
             }
         }
@@ -196,7 +222,10 @@ fn sim_env() -> Env {
 fn real_env(kind: &str) -> Option<Env> {
     let tmp = tempfile::tempdir().expect("tempdir");
     let closed = Arc::new(ClosedFiles::default());
-    let disk: Arc<dyn Disk> = Arc::new(NotifyingDisk::new(Arc::new(StdDisk::new()), Arc::clone(&closed)));
+    let disk: Arc<dyn Disk> = Arc::new(NotifyingDisk::new(
+        Arc::new(StdDisk::new()),
+        Arc::clone(&closed),
+    ));
     let doorbell = Arc::new(Doorbell::new().expect("eventfd"));
     let driver: Box<dyn Driver> = match kind {
         "syscall" => Box::new(
@@ -204,7 +233,11 @@ fn real_env(kind: &str) -> Option<Env> {
                 .expect("syscall driver"),
         ),
         mode => {
-            let sync_mode = if mode == "linked" { SyncMode::Linked } else { SyncMode::AfterWrites };
+            let sync_mode = if mode == "linked" {
+                SyncMode::Linked
+            } else {
+                SyncMode::AfterWrites
+            };
             let options = UringOptions {
                 sync_mode,
                 ..UringOptions::default()
@@ -233,7 +266,10 @@ fn check(steps: &[Step]) {
     for kind in ["syscall", "after-writes", "linked"] {
         let Some(env) = real_env(kind) else { continue };
         let (got, got_files) = run(steps, env);
-        assert_eq!(got, expected, "{kind}: results differ from the simulated disk");
+        assert_eq!(
+            got, expected,
+            "{kind}: results differ from the simulated disk"
+        );
         assert_eq!(
             got_files.keys().collect::<Vec<_>>(),
             expected_files.keys().collect::<Vec<_>>(),
@@ -261,7 +297,16 @@ proptest! {
 fn drivers_agree_on_a_long_run_with_rolls() {
     let steps: Vec<Step> = (0..120)
         .map(|i| Step::Batch {
-            appends: (0..6).map(|j| (j % PARTITIONS, 1 + (i + j) % 4, (i * 37 + j * 11) % 480, (i + j) % 3 == 0)).collect(),
+            appends: (0..6)
+                .map(|j| {
+                    (
+                        j % PARTITIONS,
+                        1 + (i + j) % 4,
+                        (i * 37 + j * 11) % 480,
+                        (i + j) % 3 == 0,
+                    )
+                })
+                .collect(),
             reads: vec![(i % PARTITIONS, (i * 7 % 256) as u8, 2000)],
         })
         .collect();

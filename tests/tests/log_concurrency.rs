@@ -1,10 +1,14 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests: a failure is a test failure"
+)]
 //! The embedding API under concurrency and shutdown, on both drivers: many threads appending to
 //! many partitions (durable and not) while others read; dropped futures; closing with appends
 //! in flight; reopening.
 
-use rill::{
-    Config, DriverChoice, Durability, Error, Log, LogConfig, ReadLimit, Record,
-};
+use rill::{Config, DriverChoice, Durability, Error, Log, LogConfig, ReadLimit, Record};
 use rill_tests::{make_batch, split_batches};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +27,9 @@ fn config(dir: &std::path::Path, driver: DriverChoice) -> Config {
     config
 }
 
+/// (partition, base offset, last offset, batch as sent).
+type Acked = (u32, i64, i64, Vec<u8>);
+
 const DRIVERS: [DriverChoice; 2] = [DriverChoice::Uring, DriverChoice::Syscall];
 
 #[test]
@@ -34,7 +41,7 @@ fn concurrent_appends_and_reads_keep_offsets_contiguous_and_data_intact() {
         let stop = AtomicBool::new(false);
         // Each writer thread appends to every partition; it records (partition, base, last,
         // stored bytes) for each acknowledged batch.
-        let acked: Vec<Vec<(u32, i64, i64, Vec<u8>)>> = std::thread::scope(|scope| {
+        let acked: Vec<Vec<Acked>> = std::thread::scope(|scope| {
             let readers: Vec<_> = (0..2)
                 .map(|r| {
                     let log = log.clone();
@@ -68,8 +75,17 @@ fn concurrent_appends_and_reads_keep_offsets_contiguous_and_data_intact() {
                         for i in 0..150u64 {
                             let p = ((w + i) % 8) as u32;
                             let part = log.partition("t", p).unwrap();
-                            let batch = make_batch(1 + (i % 5) as usize, (i * 13 % 300) as usize, 1_700_000_000_000 + i as i64, w * 1000 + i);
-                            let durability = if i % 3 == 0 { Durability::Durable } else { Durability::Written };
+                            let batch = make_batch(
+                                1 + (i % 5) as usize,
+                                (i * 13 % 300) as usize,
+                                1_700_000_000_000 + i as i64,
+                                w * 1000 + i,
+                            );
+                            let durability = if i % 3 == 0 {
+                                Durability::Durable
+                            } else {
+                                Durability::Written
+                            };
                             let stored = batch.to_vec();
                             pending.push((p, stored, part.append_with(batch, durability)));
                             if pending.len() >= 4 {
@@ -97,7 +113,10 @@ fn concurrent_appends_and_reads_keep_offsets_contiguous_and_data_intact() {
         // Offsets: per partition, the acknowledged ranges tile [0, end) exactly.
         let mut by_partition: BTreeMap<u32, Vec<(i64, i64, Vec<u8>)>> = BTreeMap::new();
         for (p, base, last, stored) in acked.into_iter().flatten() {
-            by_partition.entry(p).or_default().push((base, last, stored));
+            by_partition
+                .entry(p)
+                .or_default()
+                .push((base, last, stored));
         }
         log.partitions("t").unwrap().iter().for_each(|p| {
             p.flush().wait().unwrap();
@@ -123,13 +142,20 @@ fn concurrent_appends_and_reads_keep_offsets_contiguous_and_data_intact() {
             assert_eq!(read_back.len(), batches.len());
             for ((base, bytes), (want_base, _, stored)) in read_back.iter().zip(&batches) {
                 assert_eq!(base, want_base);
-                assert_eq!(&bytes[12..], &stored[12..], "{driver:?} p{p} offset {base}: bytes differ");
+                assert_eq!(
+                    &bytes[12..],
+                    &stored[12..],
+                    "{driver:?} p{p} offset {base}: bytes differ"
+                );
             }
         }
         let stats = log.driver_stats();
         assert!(stats.syncs > 0 && stats.writes > 0);
         if driver == DriverChoice::Uring {
-            assert!(stats.fixed_reads > 0, "reads use registered buffers as root: {stats:?}");
+            assert!(
+                stats.fixed_reads > 0,
+                "reads use registered buffers as root: {stats:?}"
+            );
         }
         log.close().unwrap();
     }
@@ -184,7 +210,7 @@ fn dropped_futures_close_with_appends_in_flight_and_reopen() {
             log.close().unwrap();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        let mut acked = vec![0i64; 4];
+        let mut acked = [0i64; 4];
         for (p, results) in results.iter().enumerate() {
             let mut closed = false;
             for r in results {
@@ -198,14 +224,23 @@ fn dropped_futures_close_with_appends_in_flight_and_reopen() {
                 }
             }
         }
-        assert!(matches!(parts[0].read(0, 100).wait(), Err(Error::ShuttingDown)));
+        assert!(matches!(
+            parts[0].read(0, 100).wait(),
+            Err(Error::ShuttingDown)
+        ));
         drop(log);
         // Reopen: a clean load, and every acknowledged append is there.
         let (log, report) = Log::open(config(dir.path(), driver)).unwrap();
-        assert!(report.partitions.iter().all(|p| p.report.clean_load), "{report:?}");
+        assert!(
+            report.partitions.iter().all(|p| p.report.clean_load),
+            "{report:?}"
+        );
         for (p, acked) in acked.iter().enumerate() {
             let offsets = log.partition("t", p as u32).unwrap().offsets();
-            assert!(offsets.log_end >= *acked, "partition {p}: {offsets:?} < {acked}");
+            assert!(
+                offsets.log_end >= *acked,
+                "partition {p}: {offsets:?} < {acked}"
+            );
             assert_eq!(offsets.durable, offsets.log_end);
         }
         log.close().unwrap();
@@ -217,22 +252,48 @@ fn topics_errors_and_lookups() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(config(dir.path(), DriverChoice::Auto)).unwrap();
     log.create_topic("a", 2).unwrap();
-    assert!(matches!(log.create_topic("a", 1), Err(Error::TopicExists(_))));
-    assert!(matches!(log.create_topic("bad/name", 1), Err(Error::InvalidTopic { .. })));
-    assert!(matches!(log.create_topic("z", 0), Err(Error::InvalidTopic { .. })));
-    assert!(matches!(log.partition("nope", 0), Err(Error::UnknownTopic(_))));
-    assert!(matches!(log.partition("a", 2), Err(Error::UnknownPartition { .. })));
+    assert!(matches!(
+        log.create_topic("a", 1),
+        Err(Error::TopicExists(_))
+    ));
+    assert!(matches!(
+        log.create_topic("bad/name", 1),
+        Err(Error::InvalidTopic { .. })
+    ));
+    assert!(matches!(
+        log.create_topic("z", 0),
+        Err(Error::InvalidTopic { .. })
+    ));
+    assert!(matches!(
+        log.partition("nope", 0),
+        Err(Error::UnknownTopic(_))
+    ));
+    assert!(matches!(
+        log.partition("a", 2),
+        Err(Error::UnknownPartition { .. })
+    ));
     let p = log.partition("a", 1).unwrap();
     // Invalid batch: typed error, nothing written.
     let mut bad = make_batch(2, 10, 0, 1).to_vec();
     bad[30] ^= 0xff;
-    assert!(matches!(p.append(&bad[..]).wait(), Err(Error::InvalidBatch(_))));
-    assert!(matches!(p.append(&b"short"[..]).wait(), Err(Error::InvalidBatch(_))));
+    assert!(matches!(
+        p.append(&bad[..]).wait(),
+        Err(Error::InvalidBatch(_))
+    ));
+    assert!(matches!(
+        p.append(&b"short"[..]).wait(),
+        Err(Error::InvalidBatch(_))
+    ));
     assert_eq!(p.offsets().log_end, 0);
     for i in 0..10 {
-        p.append_records(&[Record::value(1000 + i * 10, b"v")]).wait().unwrap();
+        p.append_records(&[Record::value(1000 + i * 10, b"v")])
+            .wait()
+            .unwrap();
     }
-    assert!(matches!(p.read(11, 100).wait(), Err(Error::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        p.read(11, 100).wait(),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
     assert!(p.read(10, 100).wait().unwrap().is_empty());
     assert_eq!(p.offset_for_timestamp(1035).wait().unwrap(), Some(4));
     assert_eq!(p.offset_for_timestamp(5000).wait().unwrap(), None);
@@ -242,7 +303,10 @@ fn topics_errors_and_lookups() {
     assert_eq!(durable_only.next_offset, 7);
     // Deleting a topic: handles answer UnknownPartition; the name can be reused.
     log.delete_topic("a").unwrap();
-    assert!(matches!(p.append_records(&[Record::value(0, b"x")]).wait(), Err(Error::UnknownPartition { .. })));
+    assert!(matches!(
+        p.append_records(&[Record::value(0, b"x")]).wait(),
+        Err(Error::UnknownPartition { .. })
+    ));
     assert!(!dir.path().join("a-0").exists() && !dir.path().join("a-1").exists());
     log.create_topic("a", 1).unwrap();
     assert_eq!(log.partition("a", 0).unwrap().offsets().log_end, 0);
@@ -276,7 +340,10 @@ fn retention_runs_in_the_background() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let start = p.offsets().log_start;
-    assert!(matches!(p.read(0, 100).wait(), Err(Error::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        p.read(0, 100).wait(),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
     assert!(!p.read(start, 100).wait().unwrap().is_empty());
     drop(Arc::new(log));
 }

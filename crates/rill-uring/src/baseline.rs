@@ -123,7 +123,9 @@ impl SyscallDriver {
         options: SyscallOptions,
     ) -> Result<Self, DriverError> {
         if options.sync_threads == 0 {
-            return Err(DriverError::Config("sync_threads must be at least 1".into()));
+            return Err(DriverError::Config(
+                "sync_threads must be at least 1".into(),
+            ));
         }
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)
             .map_err(|e| DriverError::setup("epoll_create", e))?;
@@ -154,7 +156,8 @@ impl SyscallDriver {
             for write in &mut round.writes {
                 let bufs: Vec<&[u8]> = write.bufs.iter().map(|b| &b[..]).collect();
                 self.stats.submit_calls += 1;
-                let result = disk::write_all_at(self.disk.as_ref(), write.file, write.position, &bufs);
+                let result =
+                    disk::write_all_at(self.disk.as_ref(), write.file, write.position, &bufs);
                 if result.is_ok() {
                     self.stats.writes += 1;
                     self.stats.write_bytes += write.len();
@@ -211,7 +214,13 @@ impl SyscallDriver {
         }
     }
 
-    fn record_sync(&mut self, rounds: &mut [&mut Round], r: usize, s: usize, result: io::Result<()>) {
+    fn record_sync(
+        &mut self,
+        rounds: &mut [&mut Round],
+        r: usize,
+        s: usize,
+        result: io::Result<()>,
+    ) {
         self.stats.submit_calls += 1;
         if result.is_ok() {
             self.stats.syncs += 1;
@@ -235,8 +244,12 @@ impl Driver for SyscallDriver {
         for read in reads.iter_mut() {
             let mut buf = self.pool.take(read.len);
             self.stats.submit_calls += 1;
-            let result =
-                disk::read_exact_at(self.disk.as_ref(), read.file, read.position, buf.as_mut_slice());
+            let result = disk::read_exact_at(
+                self.disk.as_ref(),
+                read.file,
+                read.position,
+                buf.as_mut_slice(),
+            );
             if result.is_ok() {
                 self.stats.reads += 1;
             }

@@ -611,27 +611,31 @@ impl UringDriver {
             return;
         };
         let errno = -res;
-        let resubmit = if res < 0 {
-            if errno == libc::ECANCELED && !self.round_failed[round] {
+        let resubmit = match res {
+            ..0 if errno == libc::ECANCELED && !self.round_failed[round] => {
                 // A linked predecessor was short: this write never ran.
                 Some(retries)
-            } else if (errno == libc::EINTR || errno == libc::EAGAIN) && retries < MAX_RETRIES {
+            }
+            ..0 if (errno == libc::EINTR || errno == libc::EAGAIN) && retries < MAX_RETRIES => {
                 Some(retries + 1)
-            } else {
+            }
+            ..0 => {
                 self.fail_write(rounds, round, write, io::Error::from_raw_os_error(errno));
                 return;
             }
-        } else if res == 0 {
-            let e = io::Error::from(io::ErrorKind::WriteZero);
-            self.fail_write(rounds, round, write, e);
-            return;
-        } else {
-            done += res as usize;
-            if done < total {
-                self.stats.resubmits += 1;
-                Some(retries)
-            } else {
-                None
+            0 => {
+                let e = io::Error::from(io::ErrorKind::WriteZero);
+                self.fail_write(rounds, round, write, e);
+                return;
+            }
+            _ => {
+                done += res as usize;
+                if done < total {
+                    self.stats.resubmits += 1;
+                    Some(retries)
+                } else {
+                    None
+                }
             }
         };
         if let Some(retries) = resubmit {
@@ -694,29 +698,32 @@ impl UringDriver {
             return;
         };
         let errno = -res;
-        let retry = if res < 0 {
-            if (errno == libc::EINTR || errno == libc::EAGAIN) && retries < MAX_RETRIES {
+        let retry = match res {
+            ..0 if (errno == libc::EINTR || errno == libc::EAGAIN) && retries < MAX_RETRIES => {
                 retries + 1
-            } else {
+            }
+            ..0 => {
                 reads[read].result = Some(Err(io::Error::from_raw_os_error(errno)));
                 return;
             }
-        } else if res == 0 {
-            reads[read].result = Some(Err(io::ErrorKind::UnexpectedEof.into()));
-            return;
-        } else {
-            done += res as usize;
-            if done >= buf.len() {
-                self.stats.reads += 1;
-                if buf.fixed_index().is_some() {
-                    self.stats.fixed_reads += 1;
-                }
-                buf.truncate(done);
-                reads[read].result = Some(Ok(buf));
+            0 => {
+                reads[read].result = Some(Err(io::ErrorKind::UnexpectedEof.into()));
                 return;
             }
-            self.stats.resubmits += 1;
-            retries
+            _ => {
+                done += res as usize;
+                if done >= buf.len() {
+                    self.stats.reads += 1;
+                    if buf.fixed_index().is_some() {
+                        self.stats.fixed_reads += 1;
+                    }
+                    buf.truncate(done);
+                    reads[read].result = Some(Ok(buf));
+                    return;
+                }
+                self.stats.resubmits += 1;
+                retries
+            }
         };
         let (file, position) = (reads[read].file, reads[read].position);
         let target = match self.target(file) {
@@ -741,10 +748,10 @@ impl UringDriver {
     fn break_ring(&mut self, rounds: &mut [&mut Round], reads: &mut [ReadOp], e: &io::Error) {
         tracing::error!(error = %e, "io_uring_enter failed; the driver stops");
         self.broken = Some(e.kind());
-        self.fail_everything(rounds, reads);
+        Self::fail_everything(rounds, reads);
     }
 
-    fn fail_everything(&self, rounds: &mut [&mut Round], reads: &mut [ReadOp]) {
+    fn fail_everything(rounds: &mut [&mut Round], reads: &mut [ReadOp]) {
         let error = || io::Error::other("the io_uring driver broke; reopen the log");
         for round in rounds.iter_mut() {
             for write in &mut round.writes {
@@ -796,7 +803,7 @@ impl Driver for UringDriver {
         }
         self.stats.batches += 1;
         if self.broken.is_some() {
-            self.fail_everything(rounds, reads);
+            Self::fail_everything(rounds, reads);
             return;
         }
         self.release_closed_files();
@@ -811,12 +818,10 @@ impl Driver for UringDriver {
         }
         self.release_closed_files();
         if !self.doorbell_armed {
-            let entry = opcode::PollAdd::new(
-                types::Fd(self.doorbell.as_raw_fd()),
-                libc::POLLIN as u32,
-            )
-            .build()
-            .user_data(DOORBELL);
+            let entry =
+                opcode::PollAdd::new(types::Fd(self.doorbell.as_raw_fd()), libc::POLLIN as u32)
+                    .build()
+                    .user_data(DOORBELL);
             // The poll needs no buffer; it is cancelled when the ring closes.
             self.push_chain(&[entry]);
             self.flush_backlog();

@@ -6,6 +6,11 @@
 //! cargo run --release -p rill --example quick_bench -- --partitions 16 --seconds 3 --reps 3
 //! ```
 
+#![allow(
+    clippy::cast_precision_loss,
+    reason = "rates of counters far below 2^52"
+)]
+
 use anyhow::{Context, Result};
 use rill::{BatchBuilder, Config, DriverChoice, Durability, Log, SyncMode};
 use std::time::{Duration, Instant};
@@ -124,7 +129,10 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 fn main() -> Result<()> {
     let args = parse()?;
-    let drivers = [("io_uring", DriverChoice::Uring), ("syscall", DriverChoice::Syscall)];
+    let drivers = [
+        ("io_uring", DriverChoice::Uring),
+        ("syscall", DriverChoice::Syscall),
+    ];
     let mut results: Vec<Vec<Run>> = vec![Vec::new(), Vec::new()];
     for rep in 0..args.reps {
         for (i, (name, driver)) in drivers.iter().enumerate() {
@@ -139,7 +147,13 @@ fn main() -> Result<()> {
     let med = |i: usize, f: fn(&Run) -> f64| median(results[i].iter().map(f).collect());
     println!(
         "\n{} partitions, {:?}, window {}, {} records x {} B per batch, sync mode {:?}, {} reps",
-        args.partitions, args.durability, args.window, args.records, args.record_bytes, args.sync_mode, args.reps
+        args.partitions,
+        args.durability,
+        args.window,
+        args.records,
+        args.record_bytes,
+        args.sync_mode,
+        args.reps
     );
     for (i, (name, _)) in drivers.iter().enumerate() {
         println!(

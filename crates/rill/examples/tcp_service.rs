@@ -87,9 +87,18 @@ async fn handle(log: &Log, mut body: BytesMut) -> Result<Vec<Bytes>, String> {
                 return Err("truncated produce".into());
             }
             let partition = body.get_u32();
-            let durability = if body.get_u8() == 1 { Durability::Durable } else { Durability::Written };
-            let p = log.partition(&topic, partition).map_err(|e| e.to_string())?;
-            let info = p.append_with(body, durability).await.map_err(|e| e.to_string())?;
+            let durability = if body.get_u8() == 1 {
+                Durability::Durable
+            } else {
+                Durability::Written
+            };
+            let p = log
+                .partition(&topic, partition)
+                .map_err(|e| e.to_string())?;
+            let info = p
+                .append_with(body, durability)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut out = BytesMut::with_capacity(16);
             out.put_i64(info.base_offset);
             out.put_i64(info.last_offset);
@@ -103,7 +112,9 @@ async fn handle(log: &Log, mut body: BytesMut) -> Result<Vec<Bytes>, String> {
             let partition = body.get_u32();
             let offset = body.get_i64();
             let max_bytes = u64::from(body.get_u32());
-            let p = log.partition(&topic, partition).map_err(|e| e.to_string())?;
+            let p = log
+                .partition(&topic, partition)
+                .map_err(|e| e.to_string())?;
             let read = p.read(offset, max_bytes).await.map_err(|e| e.to_string())?;
             let mut head = BytesMut::with_capacity(16);
             head.put_i64(read.next_offset);
@@ -117,7 +128,8 @@ async fn handle(log: &Log, mut body: BytesMut) -> Result<Vec<Bytes>, String> {
                 return Err("truncated create".into());
             }
             let partitions = body.get_u32();
-            log.create_topic(&topic, partitions).map_err(|e| e.to_string())?;
+            log.create_topic(&topic, partitions)
+                .map_err(|e| e.to_string())?;
             Ok(Vec::new())
         }
         other => Err(format!("unknown request type {other}")),
@@ -125,13 +137,19 @@ async fn handle(log: &Log, mut body: BytesMut) -> Result<Vec<Bytes>, String> {
 }
 
 #[tokio::main]
-#[allow(dead_code, reason = "the test includes this file for `serve`, not `main`")]
+#[allow(
+    dead_code,
+    reason = "the test includes this file for `serve`, not `main`"
+)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:9797".into());
     let dir = args.next().unwrap_or_else(|| "rill-data".into());
     let (log, report) = Log::open(Config::new(&dir))?;
-    println!("rill service on {addr}, data in {dir}, {} partitions recovered", report.partitions.len());
+    println!(
+        "rill service on {addr}, data in {dir}, {} partitions recovered",
+        report.partitions.len()
+    );
     let listener = TcpListener::bind(&addr).await?;
     tokio::select! {
         result = serve(listener, log.clone()) => result?,

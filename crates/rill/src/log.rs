@@ -106,6 +106,9 @@ impl std::fmt::Debug for Log {
     }
 }
 
+/// A partition log recovered at open, or why not.
+type Recovered = Result<(PartitionLog, RecoveryReport)>;
+
 /// A partition directory found at open.
 struct Found {
     topic: String,
@@ -151,8 +154,7 @@ impl Log {
     fn recover_all(&self, found: Vec<Found>) -> Result<Vec<PartitionReport>> {
         let inner = &self.inner;
         let next = AtomicUsize::new(0);
-        let slots: Vec<Mutex<Option<Result<(PartitionLog, RecoveryReport)>>>> =
-            found.iter().map(|_| Mutex::new(None)).collect();
+        let slots: Vec<Mutex<Option<Recovered>>> = found.iter().map(|_| Mutex::new(None)).collect();
         let workers = inner.shards.len().min(found.len());
         std::thread::scope(|scope| {
             for _ in 0..workers {
@@ -463,7 +465,8 @@ fn start_shards(config: &Arc<Config>) -> Result<(LogInner, DriverKind)> {
     };
     for id in 0..config.shards {
         let closed = Arc::new(ClosedFiles::default());
-        let disk: Arc<dyn Disk> = Arc::new(NotifyingDisk::new(Arc::clone(&base), Arc::clone(&closed)));
+        let disk: Arc<dyn Disk> =
+            Arc::new(NotifyingDisk::new(Arc::clone(&base), Arc::clone(&closed)));
         let doorbell = match Doorbell::new() {
             Ok(d) => Arc::new(d),
             Err(e) => {
@@ -477,7 +480,12 @@ fn start_shards(config: &Arc<Config>) -> Result<(LogInner, DriverKind)> {
             config.max_queued_bytes,
             doorbell,
         ));
-        match shard::spawn(Arc::clone(&handle), Arc::clone(&disk), closed, Arc::clone(config)) {
+        match shard::spawn(
+            Arc::clone(&handle),
+            Arc::clone(&disk),
+            closed,
+            Arc::clone(config),
+        ) {
             Ok((thread, kind)) => {
                 driver = kind;
                 threads.push(thread);

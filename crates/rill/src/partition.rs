@@ -139,7 +139,7 @@ impl fmt::Debug for Partition {
             .field("topic", &self.shared.topic)
             .field("index", &self.shared.index)
             .field("shard", &self.shard.id)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -243,13 +243,21 @@ impl Partition {
     /// Removes every record at or after `offset` (after earlier requests to the partition
     /// finished). Resolves to the new log end.
     pub fn truncate_to(&self, offset: i64) -> Pending<i64> {
-        self.send(|part, reply| Request::TruncateTo { part, offset, reply })
+        self.send(|part, reply| Request::TruncateTo {
+            part,
+            offset,
+            reply,
+        })
     }
 
     /// Raises the log start to `offset`, deleting whole segments below it. Resolves to the new
     /// log start.
     pub fn delete_before(&self, offset: i64) -> Pending<i64> {
-        self.send(|part, reply| Request::DeleteBefore { part, offset, reply })
+        self.send(|part, reply| Request::DeleteBefore {
+            part,
+            offset,
+            reply,
+        })
     }
 
     /// Makes everything appended so far durable. Resolves to the offsets afterwards.
@@ -265,7 +273,12 @@ fn encode(records: &[Record<'_>]) -> Result<BytesMut> {
         .sum();
     let mut builder = BatchBuilder::with_capacity(batch::HEADER_BYTES + bytes);
     for record in records {
-        builder.append(record.timestamp_ms, record.key, record.value, record.headers)?;
+        builder.append(
+            record.timestamp_ms,
+            record.key,
+            record.value,
+            record.headers,
+        )?;
     }
     let encoded = builder.build()?;
     Ok(BytesMut::from(Bytes::from(encoded)))

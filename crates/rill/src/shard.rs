@@ -179,7 +179,8 @@ impl Shard {
 
     fn sleep(&mut self) {
         let until_maintenance = (self.next_maintenance_ms - now_ms()).max(1) as u64;
-        let timeout = Duration::from_millis(until_maintenance.min(self.config.maintenance_interval_ms));
+        let timeout =
+            Duration::from_millis(until_maintenance.min(self.config.maintenance_interval_ms));
         let doorbell = Arc::clone(&self.handle.doorbell);
         doorbell.prepare_sleep();
         if self.handle.is_empty()
@@ -278,8 +279,10 @@ impl Shard {
             return worked;
         }
         {
-            let mut rounds: Vec<&mut Round> =
-                planned.iter_mut().filter_map(|p| p.round.as_mut()).collect();
+            let mut rounds: Vec<&mut Round> = planned
+                .iter_mut()
+                .filter_map(|p| p.round.as_mut())
+                .collect();
             self.driver.run(&mut rounds, &mut read_ops);
         }
         let now = now_ms();
@@ -576,7 +579,12 @@ fn run_control(state: &mut PartitionState, request: Request, now: i64) {
             timestamp_ms,
             reply,
             ..
-        } => reply.send(state.log.offset_for_timestamp(timestamp_ms).map_err(Error::from)),
+        } => reply.send(
+            state
+                .log
+                .offset_for_timestamp(timestamp_ms)
+                .map_err(Error::from),
+        ),
         Request::TruncateTo { offset, reply, .. } => {
             reply.send(state.log.truncate_to(offset, now).map_err(Error::from));
         }
@@ -635,7 +643,8 @@ fn fail_request(request: Request, error: &Error) {
         Request::TruncateTo { reply, .. } | Request::DeleteBefore { reply, .. } => {
             reply.send(Err(e));
         }
-        Request::Detach { reply, .. } | Request::Shutdown { reply } => reply.send(Err(e)),
-        Request::Attach { reply, .. } => reply.send(Err(e)),
+        Request::Detach { reply, .. }
+        | Request::Shutdown { reply }
+        | Request::Attach { reply, .. } => reply.send(Err(e)),
     }
 }

@@ -87,7 +87,15 @@ mod tests {
     fn dir_names_round_trip() {
         assert_eq!(parse_dir_name("my-topic-12"), Some(("my-topic", 12)));
         assert_eq!(parse_dir_name(&dir_name("a.b", 0)), Some(("a.b", 0)));
-        for bad in ["topic", "topic-", "-1", "t-01", "t-1.delete", "t-x", "t-99999999999"] {
+        for bad in [
+            "topic",
+            "topic-",
+            "-1",
+            "t-01",
+            "t-1.delete",
+            "t-x",
+            "t-99999999999",
+        ] {
             assert_eq!(parse_dir_name(bad), None, "{bad:?}");
         }
     }

@@ -1,3 +1,7 @@
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure is a test failure"
+)]
 //! Drives the `tcp_service` example over loopback: producers and consumers on several
 //! connections, produce durable and written batches, fetch them back, bad frames.
 
@@ -48,7 +52,14 @@ async fn produce_and_fetch_over_tcp() {
             for i in 0..50 {
                 let mut builder = BatchBuilder::new();
                 let value = format!("p{p}-m{i}");
-                builder.append(1_700_000_000_000 + i, Some(b"k"), Some(value.as_bytes()), &[]).unwrap();
+                builder
+                    .append(
+                        1_700_000_000_000 + i,
+                        Some(b"k"),
+                        Some(value.as_bytes()),
+                        &[],
+                    )
+                    .unwrap();
                 let batch = builder.build().unwrap();
                 let mut req = BytesMut::new();
                 req.put_u8(1);
@@ -110,8 +121,16 @@ async fn produce_and_fetch_over_tcp() {
     let mut bad = TcpStream::connect(addr).await.unwrap();
     bad.write_u32(u32::MAX).await.unwrap();
     let mut buf = [0u8; 1];
-    assert_eq!(bad.read(&mut buf).await.unwrap_or(0), 0, "connection closed");
-    assert_eq!(call(&mut consumer, &create).await.0, 1, "topic exists; other clients unaffected");
+    assert_eq!(
+        bad.read(&mut buf).await.unwrap_or(0),
+        0,
+        "connection closed"
+    );
+    assert_eq!(
+        call(&mut consumer, &create).await.0,
+        1,
+        "topic exists; other clients unaffected"
+    );
     log.close().unwrap();
 }
 

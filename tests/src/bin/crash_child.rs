@@ -49,7 +49,13 @@ fn main() -> Result<()> {
                     {
                         let info = pending.wait()?;
                         let mut out = out.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                        writeln!(out, "ack {} {} {} {seed}", p.index(), info.base_offset, info.last_offset)?;
+                        writeln!(
+                            out,
+                            "ack {} {} {} {seed}",
+                            p.index(),
+                            info.base_offset,
+                            info.last_offset
+                        )?;
                         out.flush()?;
                     }
                 }
