@@ -3,12 +3,13 @@
 //! A request travels to its shard through a bounded queue; the answer comes back through a
 //! one-shot [`Slot`]. [`Pending`] is the caller's side: a `Future` that works under any executor
 //! (it only uses the `Waker` it is given), and [`Pending::wait`] blocks the calling thread
-//! instead. While the queue is full, the future waits for room (backpressure), holding its
-//! request; dropping it then sends nothing. Once sent, the request runs even if the future is
-//! dropped (an append may still land, as with any network produce whose answer is lost).
+//! instead. When the queue is full the request is parked behind earlier ones (see
+//! [`crate::queue`]); dropping the future then takes it back out, so it never runs. Once the
+//! shard has taken a request it runs even if the future is dropped (an append may still land,
+//! as with any network produce whose answer is lost).
 
 use crate::error::{Error, Result};
-use crate::queue::{PushError, Request, ShardHandle};
+use crate::queue::{PushError, Queued, Request, ShardHandle};
 use parking_lot::Mutex;
 use std::future::Future;
 use std::pin::Pin;
@@ -83,13 +84,13 @@ pub(crate) fn channel<T>() -> (Reply<T>, Arc<Slot<T>>) {
 }
 
 enum State<T> {
-    /// Not in the queue yet (it was full).
-    Unsent {
+    Sent(Arc<Slot<T>>),
+    /// Parked in the shard's overflow (the queue was full).
+    Parked {
         shard: Arc<ShardHandle>,
-        request: Request,
+        ticket: u64,
         slot: Arc<Slot<T>>,
     },
-    Sent(Arc<Slot<T>>),
     Ready(Result<T>),
     Done,
 }
@@ -103,8 +104,8 @@ pub struct Pending<T> {
 impl<T> std::fmt::Debug for Pending<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
-            State::Unsent { .. } => "queued",
             State::Sent(_) => "sent",
+            State::Parked { .. } => "parked",
             State::Ready(_) => "ready",
             State::Done => "done",
         };
@@ -113,21 +114,20 @@ impl<T> std::fmt::Debug for Pending<T> {
 }
 
 impl<T> Pending<T> {
-    /// Sends `request` (answered through `slot`) to `shard`, or keeps it to send when the queue
-    /// has room.
+    /// Sends `request` (answered through `slot`) to `shard`.
     pub(crate) fn send(shard: &Arc<ShardHandle>, request: Request, slot: Arc<Slot<T>>) -> Self {
-        match shard.try_push(request, None) {
-            Ok(()) => Self {
+        match shard.push(request) {
+            Ok(Queued::Admitted) => Self {
                 state: State::Sent(slot),
             },
-            Err(PushError::Closed) => Self::ready(Err(Error::ShuttingDown)),
-            Err(PushError::Full(request)) => Self {
-                state: State::Unsent {
+            Ok(Queued::Parked(ticket)) => Self {
+                state: State::Parked {
                     shard: Arc::clone(shard),
-                    request,
+                    ticket,
                     slot,
                 },
             },
+            Err(PushError::Closed) => Self::ready(Err(Error::ShuttingDown)),
         }
     }
 
@@ -152,6 +152,15 @@ impl<T> Pending<T> {
     }
 }
 
+impl<T> Drop for Pending<T> {
+    fn drop(&mut self) {
+        if let State::Parked { shard, ticket, .. } = &self.state {
+            // The caller gave up before the shard took the request: it never runs.
+            drop(shard.cancel(*ticket));
+        }
+    }
+}
+
 // `Pending` holds no self-references: moving it is always fine.
 impl<T> Unpin for Pending<T> {}
 
@@ -160,42 +169,28 @@ impl<T> Future for Pending<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let this = &mut *self;
-        // At most two passes: Unsent -> Sent -> (answer or Pending).
-        loop {
-            match std::mem::replace(&mut this.state, State::Done) {
-                State::Done => return Poll::Ready(Err(Error::ShuttingDown)),
-                State::Ready(value) => return Poll::Ready(value),
-                State::Unsent {
-                    shard,
-                    request,
-                    slot,
-                } => match shard.try_push(request, Some(cx.waker())) {
-                    Ok(()) => this.state = State::Sent(slot),
-                    Err(PushError::Closed) => return Poll::Ready(Err(Error::ShuttingDown)),
-                    Err(PushError::Full(request)) => {
-                        this.state = State::Unsent {
-                            shard,
-                            request,
-                            slot,
-                        };
-                        return Poll::Pending;
-                    }
-                },
-                State::Sent(slot) => {
-                    let mut state = slot.state.lock();
-                    if let Some(value) = state.value.take() {
-                        return Poll::Ready(value);
-                    }
-                    let waker = cx.waker();
-                    if !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                        state.waker = Some(waker.clone());
-                    }
-                    drop(state);
-                    this.state = State::Sent(slot);
-                    return Poll::Pending;
-                }
+        let slot = match &this.state {
+            State::Done => return Poll::Ready(Err(Error::ShuttingDown)),
+            State::Ready(_) => {
+                let State::Ready(value) = std::mem::replace(&mut this.state, State::Done) else {
+                    return Poll::Ready(Err(Error::ShuttingDown));
+                };
+                return Poll::Ready(value);
             }
+            State::Sent(slot) | State::Parked { slot, .. } => Arc::clone(slot),
+        };
+        let mut state = slot.state.lock();
+        if let Some(value) = state.value.take() {
+            drop(state);
+            // Answered: a parked request was taken by the shard, nothing to cancel.
+            this.state = State::Done;
+            return Poll::Ready(value);
         }
+        let waker = cx.waker();
+        if !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            state.waker = Some(waker.clone());
+        }
+        Poll::Pending
     }
 }
 

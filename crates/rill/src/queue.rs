@@ -2,8 +2,10 @@
 //!
 //! Bounded twice: by count (`queue_depth`) and by the bytes of queued batches
 //! (`max_queued_bytes`, always admitting one request into an empty queue so any batch can pass).
-//! A producer that finds it full gets its request back and registers its waker; the shard wakes
-//! the waiters whenever it takes requests out.
+//! A request that finds the queue full is parked behind the earlier ones: arrival order is kept
+//! (appends from one thread stay in order), its caller waits until the shard has taken and
+//! answered it, and a caller that drops its future takes the parked request back out, so
+//! memory never grows beyond what callers hold in live futures.
 
 use crate::partition::{PartitionShared, ReadBatches};
 use crate::pending::Reply;
@@ -12,9 +14,8 @@ use parking_lot::Mutex;
 use rill_segment::partition::ReadLimit;
 use rill_segment::{AppendInfo, Durability, Offsets, PartitionLog};
 use rill_uring::{Doorbell, DriverStats};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::task::Waker;
 
 /// A partition's key inside its shard.
 pub(crate) type PartitionKey = u64;
@@ -92,19 +93,31 @@ impl Request {
     }
 }
 
-/// Why a request was not queued; it is handed back.
+/// Why a request was not queued.
 #[derive(Debug)]
 pub(crate) enum PushError {
-    Full(Request),
     Closed,
+}
+
+/// Where a pushed request went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// Into the queue proper.
+    Admitted,
+    /// Into the overflow, behind earlier requests, with this ticket (see [`ShardHandle::cancel`]).
+    Parked(u64),
 }
 
 #[derive(Debug, Default)]
 struct QueueState {
     items: VecDeque<Request>,
     bytes: usize,
+    /// Requests that found the queue full, in arrival order. The shard takes them after the
+    /// queue proper, so arrival order is kept; their callers wait (backpressure), and a caller
+    /// that gives up removes its request (memory is bounded by the callers' live futures).
+    overflow: BTreeMap<u64, Request>,
+    next_ticket: u64,
     closed: bool,
-    waiters: Vec<Waker>,
 }
 
 /// A shard as producers see it: its queue and its doorbell.
@@ -136,34 +149,37 @@ impl ShardHandle {
         }
     }
 
-    /// Queues `request` and wakes the shard, or hands it back. When full and `waker` is given,
-    /// the waker is called once the shard takes requests out.
-    pub(crate) fn try_push(
-        &self,
-        request: Request,
-        waker: Option<&Waker>,
-    ) -> Result<(), PushError> {
-        {
+    /// Queues `request` and wakes the shard. A full queue (by count or bytes, or because
+    /// earlier requests are parked) parks the request in arrival order instead.
+    pub(crate) fn push(&self, request: Request) -> Result<Queued, PushError> {
+        let queued = {
             let mut state = self.state.lock();
             if state.closed {
                 return Err(PushError::Closed);
             }
             let bytes = request.bytes();
-            let full = state.items.len() >= self.capacity
+            let full = !state.overflow.is_empty()
+                || state.items.len() >= self.capacity
                 || (!state.items.is_empty() && state.bytes + bytes > self.max_bytes);
             if full {
-                if let Some(waker) = waker
-                    && !state.waiters.iter().any(|w| w.will_wake(waker))
-                {
-                    state.waiters.push(waker.clone());
-                }
-                return Err(PushError::Full(request));
+                let ticket = state.next_ticket;
+                state.next_ticket += 1;
+                state.overflow.insert(ticket, request);
+                Queued::Parked(ticket)
+            } else {
+                state.bytes += bytes;
+                state.items.push_back(request);
+                Queued::Admitted
             }
-            state.bytes += bytes;
-            state.items.push_back(request);
-        }
+        };
         self.doorbell.ring();
-        Ok(())
+        Ok(queued)
+    }
+
+    /// Removes a parked request whose caller gave up; returns it if the shard had not taken
+    /// it yet (it is then dropped outside the lock by the caller).
+    pub(crate) fn cancel(&self, ticket: u64) -> Option<Request> {
+        self.state.lock().overflow.remove(&ticket)
     }
 
     /// Queues a control request even when the queue is full (it carries no data, and only the
@@ -180,39 +196,31 @@ impl ShardHandle {
         Ok(())
     }
 
-    /// Takes up to `max` requests, in order, and wakes producers waiting for room.
+    /// Takes up to `max` requests in arrival order: the queue proper, then parked ones.
     pub(crate) fn drain(&self, out: &mut Vec<Request>, max: usize) {
-        let waiters = {
-            let mut state = self.state.lock();
-            let n = max.min(state.items.len());
-            if n == 0 {
-                return;
-            }
-            let state = &mut *state;
-            for request in state.items.drain(..n) {
-                state.bytes -= request.bytes();
-                out.push(request);
-            }
-            std::mem::take(&mut state.waiters)
-        };
-        for waker in waiters {
-            waker.wake();
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let n = max.min(state.items.len());
+        for request in state.items.drain(..n) {
+            state.bytes -= request.bytes();
+            out.push(request);
+        }
+        // Bounded by `max`.
+        while out.len() < max {
+            let Some((_, request)) = state.overflow.pop_first() else {
+                break;
+            };
+            out.push(request);
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.state.lock().items.is_empty()
+        let state = self.state.lock();
+        state.items.is_empty() && state.overflow.is_empty()
     }
 
     /// Refuses new requests; queued ones stay for the shard to finish.
     pub(crate) fn close(&self) {
-        let waiters = {
-            let mut state = self.state.lock();
-            state.closed = true;
-            std::mem::take(&mut state.waiters)
-        };
-        for waker in waiters {
-            waker.wake();
-        }
+        self.state.lock().closed = true;
     }
 }

@@ -574,6 +574,7 @@ fn plan_read(
 }
 
 fn run_control(state: &mut PartitionState, request: Request, now: i64) {
+    // Offsets are published before the answer, so a caller that sees the answer sees them.
     match request {
         Request::OffsetForTimestamp {
             timestamp_ms,
@@ -586,18 +587,21 @@ fn run_control(state: &mut PartitionState, request: Request, now: i64) {
                 .map_err(Error::from),
         ),
         Request::TruncateTo { offset, reply, .. } => {
-            reply.send(state.log.truncate_to(offset, now).map_err(Error::from));
+            let result = state.log.truncate_to(offset, now).map_err(Error::from);
+            state.publish();
+            reply.send(result);
         }
-        Request::DeleteBefore { offset, reply, .. } => reply.send(
-            state
+        Request::DeleteBefore { offset, reply, .. } => {
+            let result = state
                 .log
                 .delete_before(offset, now)
                 .map(|outcome| outcome.log_start_offset)
-                .map_err(Error::from),
-        ),
+                .map_err(Error::from);
+            state.publish();
+            reply.send(result);
+        }
         other => fail_request(other, &Error::Config("not a control request".into())),
     }
-    state.publish();
 }
 
 /// An error for each of several callers, derived from one `LogError` (which is not `Clone`).
