@@ -34,12 +34,15 @@ use std::time::Duration;
 
 /// When a round's fdatasync of a file is submitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// Measured with 16 partitions and durable appends (`quick_bench`, 5 interleaved repetitions):
+/// the same throughput within noise (33.7k vs 33.8k appends/s), with one `io_uring_enter` per
+/// round linked against two after writes, so `Linked` is the default.
 pub enum SyncMode {
-    /// After the completions of the file's writes arrived (writes run in parallel; one more
-    /// `io_uring_enter` per round).
-    #[default]
+    /// After the completions of the file's writes arrived (one more `io_uring_enter` per round).
     AfterWrites,
     /// Linked (`IOSQE_IO_LINK`) behind the file's writes in the same submission.
+    #[default]
     Linked,
 }
 

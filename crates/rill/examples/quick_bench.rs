@@ -35,7 +35,7 @@ fn parse() -> Result<Args> {
         records: 100,
         record_bytes: 100,
         durability: Durability::Durable,
-        sync_mode: SyncMode::AfterWrites,
+        sync_mode: SyncMode::Linked,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,6 +49,7 @@ fn parse() -> Result<Args> {
             "--record-bytes" => args.record_bytes = value()?.parse()?,
             "--written" => args.durability = Durability::Written,
             "--linked" => args.sync_mode = SyncMode::Linked,
+            "--after-writes" => args.sync_mode = SyncMode::AfterWrites,
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
