@@ -133,6 +133,8 @@ pub struct UringDriver {
     /// Entries pushed and not yet completed.
     in_flight: usize,
     file_syncs: Vec<FileSync>,
+    /// Each round's entries in `file_syncs` (pushed round by round, so contiguous).
+    round_syncs: Vec<std::ops::Range<usize>>,
     round_failed: Vec<bool>,
     cqes: Vec<(u64, i32)>,
     broken: Option<io::ErrorKind>,
@@ -206,6 +208,7 @@ impl UringDriver {
             backlog: VecDeque::new(),
             in_flight: 0,
             file_syncs: Vec::new(),
+            round_syncs: Vec::new(),
             round_failed: Vec::new(),
             cqes: Vec::new(),
             broken: None,
@@ -363,9 +366,11 @@ impl UringDriver {
     /// Submits every write of `rounds`, syncs as the mode says, and every read.
     fn submit_batch(&mut self, rounds: &mut [&mut Round], reads: &mut [ReadOp]) {
         self.file_syncs.clear();
+        self.round_syncs.clear();
         self.round_failed.clear();
         self.round_failed.resize(rounds.len(), false);
         for (r, round) in rounds.iter().enumerate() {
+            let first = self.file_syncs.len();
             for (s, sync) in round.syncs.iter().enumerate() {
                 let pending_writes = round.writes.iter().filter(|w| w.file == sync.file).count();
                 self.file_syncs.push(FileSync {
@@ -377,53 +382,50 @@ impl UringDriver {
                     done: false,
                 });
             }
+            self.round_syncs.push(first..self.file_syncs.len());
         }
+        let linked = self.sync_mode == SyncMode::Linked;
         let sq_entries = self.features.sq_entries as usize;
         for r in 0..rounds.len() {
-            let mut chain = Vec::new();
+            let syncs = self.round_syncs[r].clone();
+            // Per sync of the round, the entries of its file's writes; writes to files the round
+            // does not sync go alone.
+            let mut chains: Vec<Vec<squeue::Entry>> = vec![Vec::new(); syncs.len()];
+            let mut alone = Vec::new();
             for w in 0..rounds[r].writes.len() {
                 let file = rounds[r].writes[w].file;
-                let sync = self
-                    .file_syncs
-                    .iter()
-                    .position(|fs| fs.round == r && fs.file == file);
-                match self.start_write(rounds, r, w, sync) {
-                    Ok(entry) => chain.push((entry, sync)),
-                    Err(e) => self.fail_write(rounds, r, w, e),
+                let sync = syncs.clone().find(|&fs| self.file_syncs[fs].file == file);
+                match (self.start_write(rounds, r, w, sync), sync) {
+                    (Ok(entry), Some(fs)) => chains[fs - syncs.start].push(entry),
+                    (Ok(entry), None) => alone.push(entry),
+                    (Err(e), sync) => self.fail_write(rounds, (r, w), sync, e),
                 }
             }
-            // Linked mode: per file, its writes then its sync as one chain; other writes alone.
-            let linked = self.sync_mode == SyncMode::Linked;
-            let syncs: Vec<usize> = (0..self.file_syncs.len())
-                .filter(|&i| self.file_syncs[i].round == r)
-                .collect();
-            for fs in syncs {
-                let members: Vec<squeue::Entry> = chain
-                    .iter()
-                    .filter(|(_, s)| *s == Some(fs))
-                    .map(|(e, _)| e.clone())
-                    .collect();
-                if linked && !members.is_empty() && members.len() < sq_entries {
-                    let Some(sync_entry) = self.new_sync_entry(rounds, fs) else {
-                        continue;
-                    };
-                    let mut linked_chain: Vec<squeue::Entry> = members
+            for (fs, writes) in syncs.clone().zip(chains) {
+                // Linked mode: the file's writes then its sync, one chain in one submission.
+                let chain_fits = writes.len() < sq_entries;
+                if linked
+                    && !writes.is_empty()
+                    && chain_fits
+                    && !self.round_failed[r]
+                    && let Some(sync_entry) = self.new_sync_entry(rounds, fs)
+                {
+                    let mut chain: Vec<squeue::Entry> = writes
                         .into_iter()
                         .map(|e| e.flags(squeue::Flags::IO_LINK))
                         .collect();
-                    linked_chain.push(sync_entry);
-                    self.push_chain(&linked_chain);
-                    chain.retain(|(_, s)| *s != Some(fs));
+                    chain.push(sync_entry);
+                    self.push_chain(&chain);
+                    continue;
                 }
+                alone.extend(writes);
             }
-            for (entry, _) in chain {
+            for entry in alone {
                 self.push_chain(&[entry]);
             }
             // Syncs with no write in the round (a flush) go now; others when their writes end.
-            for fs in 0..self.file_syncs.len() {
-                if self.file_syncs[fs].round == r {
-                    self.maybe_issue_sync(rounds, fs);
-                }
+            for fs in syncs {
+                self.maybe_issue_sync(rounds, fs);
             }
         }
         for (i, read) in reads.iter_mut().enumerate() {
@@ -475,14 +477,24 @@ impl UringDriver {
         rounds[state.round].syncs[state.sync].result = Some(result);
     }
 
-    fn fail_write(&mut self, rounds: &mut [&mut Round], r: usize, w: usize, e: io::Error) {
+    /// Records a failed write (`sync`: the sync waiting for it): the round's writes failed, so
+    /// its syncs not yet issued never will be.
+    fn fail_write(
+        &mut self,
+        rounds: &mut [&mut Round],
+        (r, w): (usize, usize),
+        sync: Option<usize>,
+        e: io::Error,
+    ) {
         rounds[r].writes[w].result = Some(Err(e));
         self.round_failed[r] = true;
+        if let Some(fs) = sync {
+            let state = &mut self.file_syncs[fs];
+            state.pending_writes = state.pending_writes.saturating_sub(1);
+        }
         // Syncs of the round that are not in flight will never be issued.
-        for fs in 0..self.file_syncs.len() {
-            if self.file_syncs[fs].round == r {
-                self.maybe_issue_sync(rounds, fs);
-            }
+        for fs in self.round_syncs[r].clone() {
+            self.maybe_issue_sync(rounds, fs);
         }
     }
 
@@ -593,13 +605,13 @@ impl UringDriver {
             return;
         };
         match op {
-            Op::Write { .. } => self.complete_write(rounds, key, op, res),
+            Op::Write { .. } => self.complete_write(rounds, op, res),
             Op::Sync { file_sync } => self.complete_sync(rounds, file_sync, res),
             Op::Read { .. } => self.complete_read(reads, op, res),
         }
     }
 
-    fn complete_write(&mut self, rounds: &mut [&mut Round], _key: usize, op: Op, res: i32) {
+    fn complete_write(&mut self, rounds: &mut [&mut Round], op: Op, res: i32) {
         let Op::Write {
             round,
             write,
@@ -623,12 +635,17 @@ impl UringDriver {
                 Some(retries + 1)
             }
             ..0 => {
-                self.fail_write(rounds, round, write, io::Error::from_raw_os_error(errno));
+                self.fail_write(
+                    rounds,
+                    (round, write),
+                    sync,
+                    io::Error::from_raw_os_error(errno),
+                );
                 return;
             }
             0 => {
                 let e = io::Error::from(io::ErrorKind::WriteZero);
-                self.fail_write(rounds, round, write, e);
+                self.fail_write(rounds, (round, write), sync, e);
                 return;
             }
             _ => {
@@ -646,7 +663,7 @@ impl UringDriver {
             let file = rounds[round].writes[write].file;
             let target = match self.target(file) {
                 Ok(t) => t,
-                Err(e) => return self.fail_write(rounds, round, write, e),
+                Err(e) => return self.fail_write(rounds, (round, write), sync, e),
             };
             let iovecs = IoVecs(iovecs_from(&bufs, done));
             let key = self.ops.insert(Op::Write {
