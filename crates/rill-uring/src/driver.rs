@@ -79,6 +79,22 @@ pub struct DriverStats {
     pub wakeups: u64,
 }
 
+impl std::ops::AddAssign for DriverStats {
+    /// Sums counters (of several shards' drivers).
+    fn add_assign(&mut self, other: Self) {
+        self.batches += other.batches;
+        self.submit_calls += other.submit_calls;
+        self.writes += other.writes;
+        self.write_bytes += other.write_bytes;
+        self.syncs += other.syncs;
+        self.reads += other.reads;
+        self.fixed_reads += other.fixed_reads;
+        self.resubmits += other.resubmits;
+        self.sq_full += other.sq_full;
+        self.wakeups += other.wakeups;
+    }
+}
+
 /// Runs a shard's planned I/O.
 pub trait Driver: Send + fmt::Debug {
     /// Which driver this is.

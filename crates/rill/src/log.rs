@@ -129,11 +129,9 @@ impl Log {
         let deletions_finished = finish_deletions(&data_dir)?;
         let found = scan(&data_dir, config.shards)?;
         let config = Arc::new(config);
-        let (inner, driver) = start_shards(&config)?;
         let log = Self {
-            inner: Arc::new(inner),
+            inner: Arc::new(start_shards(&config)?),
         };
-        let _ = driver;
         let partitions = match log.recover_all(found) {
             Ok(reports) => reports,
             Err(e) => {
@@ -385,17 +383,7 @@ impl Log {
     pub fn driver_stats(&self) -> DriverStats {
         let mut total = DriverStats::default();
         for shard in &self.inner.shards {
-            let s = *shard.stats.lock();
-            total.batches += s.batches;
-            total.submit_calls += s.submit_calls;
-            total.writes += s.writes;
-            total.write_bytes += s.write_bytes;
-            total.syncs += s.syncs;
-            total.reads += s.reads;
-            total.fixed_reads += s.fixed_reads;
-            total.resubmits += s.resubmits;
-            total.sq_full += s.sq_full;
-            total.wakeups += s.wakeups;
+            total += *shard.stats.lock();
         }
         total
     }
@@ -448,7 +436,7 @@ impl Drop for LogInner {
     }
 }
 
-fn start_shards(config: &Arc<Config>) -> Result<(LogInner, DriverKind)> {
+fn start_shards(config: &Arc<Config>) -> Result<LogInner> {
     let base: Arc<dyn Disk> = Arc::new(StdDisk::new());
     let mut shards = Vec::with_capacity(config.shards);
     let mut disks: Vec<Arc<dyn Disk>> = Vec::with_capacity(config.shards);
@@ -498,20 +486,17 @@ fn start_shards(config: &Arc<Config>) -> Result<(LogInner, DriverKind)> {
         shards.push(handle);
         disks.push(disk);
     }
-    Ok((
-        LogInner {
-            config: Arc::clone(config),
-            shards,
-            disks,
-            threads: Mutex::new(threads),
-            topics: RwLock::new(BTreeMap::new()),
-            admin: Mutex::new(()),
-            next_key: AtomicU64::new(1),
-            closed: AtomicBool::new(false),
-            driver,
-        },
+    Ok(LogInner {
+        config: Arc::clone(config),
+        shards,
+        disks,
+        threads: Mutex::new(threads),
+        topics: RwLock::new(BTreeMap::new()),
+        admin: Mutex::new(()),
+        next_key: AtomicU64::new(1),
+        closed: AtomicBool::new(false),
         driver,
-    ))
+    })
 }
 
 /// Partition directories in `data_dir`, with gaps in a topic's indexes filled (a crash during

@@ -225,7 +225,7 @@ impl Shard {
                     return;
                 };
                 let Some(state) = self.partitions.get_mut(&part.key) else {
-                    fail_request(request, &unknown(&part));
+                    fail_request(request, unknown(&part));
                     return;
                 };
                 state.pending.push_back(request);
@@ -374,11 +374,10 @@ impl Shard {
         if let Err(e) = state.log.close() {
             tracing::warn!(error = %e, dir = %state.log.dir().display(), "closing a detached partition");
         }
-        let error = unknown(&state.shared);
         for request in state.pending.drain(..) {
             match request {
                 Request::Detach { reply, .. } => reply.send(Ok(())),
-                other => fail_request(other, &error),
+                other => fail_request(other, unknown(&state.shared)),
             }
         }
     }
@@ -534,7 +533,7 @@ fn ensure_round(state: &mut PartitionState, plan: &mut Planned) -> bool {
         }
         Err(e) => {
             if let Some(request) = state.pending.pop_front() {
-                fail_request(request, &shared_error(&state.log, &e)());
+                fail_request(request, shared_error(&state.log, &e)());
             }
             false
         }
@@ -600,7 +599,7 @@ fn run_control(state: &mut PartitionState, request: Request, now: i64) {
             state.publish();
             reply.send(result);
         }
-        other => fail_request(other, &Error::Config("not a control request".into())),
+        other => fail_request(other, Error::Config("not a control request".into())),
     }
 }
 
@@ -624,21 +623,8 @@ fn unknown(part: &PartitionShared) -> Error {
     }
 }
 
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::UnknownPartition { topic, partition } => Error::UnknownPartition {
-            topic: topic.clone(),
-            partition: *partition,
-        },
-        Error::PartitionFailed(r) => Error::PartitionFailed(r.clone()),
-        Error::ShuttingDown => Error::ShuttingDown,
-        other => Error::Config(other.to_string()),
-    }
-}
-
 /// Answers any request with `error`.
-fn fail_request(request: Request, error: &Error) {
-    let e = clone_error(error);
+fn fail_request(request: Request, e: Error) {
     match request {
         Request::Append { reply, .. } => reply.send(Err(e)),
         Request::Read { reply, .. } => reply.send(Err(e)),
