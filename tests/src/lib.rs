@@ -171,3 +171,42 @@ pub fn crash_config() -> LogConfig {
 pub fn crash_batch_shape(seed: u64) -> (usize, usize) {
     (1 + (seed % 7) as usize, ((seed * 97) % 2000) as usize)
 }
+
+/// The real-file-system drivers the cross-driver tests compare: the syscall baseline, and
+/// io_uring with fdatasyncs after the writes and linked behind them.
+pub const REAL_DRIVERS: [&str; 3] = ["syscall", "after-writes", "linked"];
+
+/// A driver of `kind` (one of [`REAL_DRIVERS`]) over `disk`; `None`, with a `SKIP` line, when
+/// io_uring is unavailable here.
+pub fn real_driver(
+    kind: &str,
+    disk: &Arc<dyn Disk>,
+    closed: Arc<rill_uring::ClosedFiles>,
+) -> Option<Box<dyn rill_uring::Driver>> {
+    use rill_uring::{
+        Doorbell, DriverError, SyncMode, SyscallDriver, SyscallOptions, UringDriver, UringOptions,
+    };
+    let doorbell = Arc::new(Doorbell::new().expect("eventfd"));
+    if kind == "syscall" {
+        let driver = SyscallDriver::new(Arc::clone(disk), doorbell, SyscallOptions::default())
+            .expect("syscall driver");
+        return Some(Box::new(driver));
+    }
+    let sync_mode = if kind == "linked" {
+        SyncMode::Linked
+    } else {
+        SyncMode::AfterWrites
+    };
+    let options = UringOptions {
+        sync_mode,
+        ..UringOptions::default()
+    };
+    match UringDriver::new(Arc::clone(disk), closed, doorbell, options) {
+        Ok(driver) => Some(Box::new(driver)),
+        Err(DriverError::Unsupported { what }) => {
+            eprintln!("SKIP: io_uring unavailable: {what}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}

@@ -14,8 +14,8 @@ use rill_segment::recovery::OpenOptions;
 use rill_segment::{LogConfig, LogError, PartitionLog};
 use rill_tests::make_batch;
 use rill_uring::{
-    ClosedFiles, Doorbell, Driver, DriverError, NotifyingDisk, RingConfig, SyncMode, SyscallDriver,
-    SyscallOptions, UringDriver, UringOptions,
+    ClosedFiles, Doorbell, Driver, DriverError, NotifyingDisk, RingConfig, SyncMode, UringDriver,
+    UringOptions,
 };
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};
@@ -149,7 +149,7 @@ fn durable_round(
 
 #[test]
 fn an_fdatasync_error_fail_stops_only_its_partition() {
-    for kind in ["after-writes", "linked", "syscall"] {
+    for kind in rill_tests::REAL_DRIVERS {
         let tmp = tempfile::tempdir().unwrap();
         let inner: Arc<dyn Disk> = Arc::new(FailingSync {
             inner: StdDisk::new(),
@@ -163,33 +163,8 @@ fn an_fdatasync_error_fail_stops_only_its_partition() {
         });
         let closed = Arc::new(ClosedFiles::default());
         let disk: Arc<dyn Disk> = Arc::new(NotifyingDisk::new(inner, Arc::clone(&closed)));
-        let mut driver: Box<dyn Driver> = match kind {
-            "syscall" => Box::new(
-                SyscallDriver::new(
-                    Arc::clone(&disk),
-                    Arc::new(Doorbell::new().unwrap()),
-                    SyscallOptions::default(),
-                )
-                .unwrap(),
-            ),
-            mode => {
-                let sync_mode = if mode == "linked" {
-                    SyncMode::Linked
-                } else {
-                    SyncMode::AfterWrites
-                };
-                let Some(d) = uring(
-                    &disk,
-                    closed,
-                    UringOptions {
-                        sync_mode,
-                        ..UringOptions::default()
-                    },
-                ) else {
-                    return;
-                };
-                Box::new(d)
-            }
+        let Some(mut driver) = rill_tests::real_driver(kind, &disk, closed) else {
+            return;
         };
         let config = LogConfig::default();
         let mut logs = vec![
@@ -283,12 +258,12 @@ fn small_fs(bytes: u64) -> Option<(tempfile::TempDir, PathBuf)> {
 
 #[test]
 fn short_writes_are_resubmitted_then_enospc_fail_stops() {
-    for sync_mode in [SyncMode::AfterWrites, SyncMode::Linked] {
+    for kind in ["after-writes", "linked"] {
         let Some((_tmp, mnt)) = small_fs(256 * 1024) else {
             eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
             return;
         };
-        let result = std::panic::catch_unwind(|| fill_until_enospc(&mnt, sync_mode));
+        let result = std::panic::catch_unwind(|| fill_until_enospc(&mnt, kind));
         let _ = std::process::Command::new("umount")
             .arg("-l")
             .arg(&mnt)
@@ -299,20 +274,13 @@ fn short_writes_are_resubmitted_then_enospc_fail_stops() {
     }
 }
 
-fn fill_until_enospc(mnt: &Path, sync_mode: SyncMode) {
+fn fill_until_enospc(mnt: &Path, kind: &str) {
     let closed = Arc::new(ClosedFiles::default());
     let disk: Arc<dyn Disk> = Arc::new(NotifyingDisk::new(
         Arc::new(StdDisk::new()),
         Arc::clone(&closed),
     ));
-    let Some(mut driver) = uring(
-        &disk,
-        closed,
-        UringOptions {
-            sync_mode,
-            ..UringOptions::default()
-        },
-    ) else {
+    let Some(mut driver) = rill_tests::real_driver(kind, &disk, closed) else {
         return;
     };
     let config = LogConfig {
@@ -339,11 +307,11 @@ fn fill_until_enospc(mnt: &Path, sync_mode: SyncMode) {
     }
     assert!(
         matches!(failed, Some(LogError::Failed(ref r)) if r.os_error == Some(28)),
-        "{sync_mode:?}: {failed:?}"
+        "{kind}: {failed:?}"
     );
     assert!(
         driver.stats().resubmits > 0,
-        "{sync_mode:?}: the partial write was resubmitted: {:?}",
+        "{kind}: the partial write was resubmitted: {:?}",
         driver.stats()
     );
     assert_eq!(log.offsets().durable, acked);

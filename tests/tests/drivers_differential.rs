@@ -15,10 +15,7 @@ use rill_segment::plan::Round;
 use rill_segment::recovery::OpenOptions;
 use rill_segment::{LogConfig, PartitionLog};
 use rill_tests::{make_batch, small_config};
-use rill_uring::{
-    ClosedFiles, DiskDriver, Doorbell, Driver, DriverError, NotifyingDisk, ReadOp, SyncMode,
-    SyscallDriver, SyscallOptions, UringDriver, UringOptions,
-};
+use rill_uring::{ClosedFiles, DiskDriver, Doorbell, Driver, NotifyingDisk, ReadOp};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -226,32 +223,7 @@ fn real_env(kind: &str) -> Option<Env> {
         Arc::new(StdDisk::new()),
         Arc::clone(&closed),
     ));
-    let doorbell = Arc::new(Doorbell::new().expect("eventfd"));
-    let driver: Box<dyn Driver> = match kind {
-        "syscall" => Box::new(
-            SyscallDriver::new(Arc::clone(&disk), doorbell, SyscallOptions::default())
-                .expect("syscall driver"),
-        ),
-        mode => {
-            let sync_mode = if mode == "linked" {
-                SyncMode::Linked
-            } else {
-                SyncMode::AfterWrites
-            };
-            let options = UringOptions {
-                sync_mode,
-                ..UringOptions::default()
-            };
-            match UringDriver::new(Arc::clone(&disk), closed, doorbell, options) {
-                Ok(d) => Box::new(d),
-                Err(DriverError::Unsupported { what }) => {
-                    eprintln!("SKIP io_uring differential: {what}");
-                    return None;
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
-    };
+    let driver = rill_tests::real_driver(kind, &disk, closed)?;
     Some(Env {
         disk,
         driver,
@@ -263,7 +235,7 @@ fn real_env(kind: &str) -> Option<Env> {
 fn check(steps: &[Step]) {
     let (expected, expected_files) = run(steps, sim_env());
     assert!(!expected_files.is_empty());
-    for kind in ["syscall", "after-writes", "linked"] {
+    for kind in rill_tests::REAL_DRIVERS {
         let Some(env) = real_env(kind) else { continue };
         let (got, got_files) = run(steps, env);
         assert_eq!(

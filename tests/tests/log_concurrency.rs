@@ -339,11 +339,12 @@ fn retention_runs_in_the_background() {
         assert!(std::time::Instant::now() < deadline, "retention never ran");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let start = p.offsets().log_start;
     assert!(matches!(
         p.read(0, 100).wait(),
         Err(Error::OffsetOutOfRange { .. })
     ));
-    assert!(!p.read(start, 100).wait().unwrap().is_empty());
+    // Later ticks may delete more sealed segments, never the active one holding the tail.
+    let last = p.offsets().log_end - 1;
+    assert!(!p.read(last, 100).wait().unwrap().is_empty());
     drop(Arc::new(log));
 }
