@@ -8,7 +8,9 @@ use crate::buffers::{BufferPool, BufferPoolConfig};
 use crate::doorbell::Doorbell;
 use crate::driver::{Driver, DriverKind, DriverStats, ReadOp, sync_not_issued};
 use crate::error::DriverError;
+use crate::syscall_sends::SyscallSends;
 use parking_lot::Mutex;
+use rill_send::{BlockingSenders, SendConfig, Transfer};
 use rill_segment::disk::{self, Disk, FileId};
 use rill_segment::plan::Round;
 use rustix::event::epoll;
@@ -26,6 +28,8 @@ pub struct SyscallOptions {
     pub sync_threads: usize,
     /// The read-buffer pool (plain memory here).
     pub buffers: BufferPoolConfig,
+    /// The send path.
+    pub send: SendConfig,
 }
 
 impl Default for SyscallOptions {
@@ -33,6 +37,7 @@ impl Default for SyscallOptions {
         Self {
             sync_threads: 4,
             buffers: BufferPoolConfig::default(),
+            send: SendConfig::default(),
         }
     }
 }
@@ -103,6 +108,7 @@ pub struct SyscallDriver {
     epoll: OwnedFd,
     pool: BufferPool,
     syncs: SyncPool,
+    sends: SyscallSends,
     stats: DriverStats,
 }
 
@@ -127,6 +133,7 @@ impl SyscallDriver {
                 "sync_threads must be at least 1".into(),
             ));
         }
+        options.send.validate().map_err(DriverError::Config)?;
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)
             .map_err(|e| DriverError::setup("epoll_create", e))?;
         epoll::add(
@@ -136,8 +143,13 @@ impl SyscallDriver {
             epoll::EventFlags::IN,
         )
         .map_err(|e| DriverError::setup("epoll_ctl(doorbell)", e))?;
+        let blocking = BlockingSenders::new(options.send, {
+            let doorbell = Arc::clone(&doorbell);
+            move || doorbell.ring()
+        });
         Ok(Self {
             syncs: SyncPool::new(&disk, options.sync_threads)?,
+            sends: SyscallSends::new(options.send, blocking),
             disk,
             doorbell,
             epoll,
@@ -235,6 +247,7 @@ impl Driver for SyscallDriver {
     }
 
     fn run(&mut self, rounds: &mut [&mut Round], reads: &mut [ReadOp]) {
+        self.sends.run_ready(&self.epoll);
         if rounds.iter().all(|r| r.is_empty()) && reads.is_empty() {
             return;
         }
@@ -258,7 +271,13 @@ impl Driver for SyscallDriver {
     }
 
     fn park(&mut self, timeout: Duration) -> io::Result<()> {
-        let mut events: Vec<epoll::Event> = Vec::with_capacity(4);
+        let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
+        // Steps to run or transfers to hand back: only poll.
+        let timeout = if self.sends.has_work() {
+            Duration::ZERO
+        } else {
+            timeout
+        };
         let ts = rustix::event::Timespec {
             tv_sec: timeout.as_secs() as i64,
             tv_nsec: i64::from(timeout.subsec_nanos()),
@@ -272,14 +291,50 @@ impl Driver for SyscallDriver {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
-        if !events.is_empty() {
+        let mut doorbell = false;
+        for event in &events {
+            match SyscallSends::event_key(event.data.u64()) {
+                Some(key) => self.sends.on_writable(key),
+                None => doorbell = true,
+            }
+        }
+        if doorbell {
             self.stats.wakeups += 1;
         }
         self.doorbell.consume();
+        self.sends.run_ready(&self.epoll);
         Ok(())
     }
 
     fn stats(&self) -> DriverStats {
-        self.stats
+        let pipes = self.sends.pipe_stats();
+        DriverStats {
+            pipes_created: pipes.created,
+            pipes_closed_dirty: pipes.closed_dirty,
+            ..self.stats
+        }
+    }
+
+    fn start_send(&mut self, transfer: Transfer) {
+        self.sends.start(transfer);
+    }
+
+    fn finished_sends(&mut self, out: &mut Vec<Transfer>) {
+        let before = out.len();
+        self.sends.collect(out);
+        for t in &out[before..] {
+            if let Some(Ok(bytes)) = t.result() {
+                self.stats.sends += 1;
+                self.stats.send_bytes += bytes;
+            }
+        }
+    }
+
+    fn sends_in_flight(&self) -> usize {
+        self.sends.in_flight()
+    }
+
+    fn expire_sends(&mut self, all: bool) {
+        self.sends.expire(all, &self.epoll);
     }
 }

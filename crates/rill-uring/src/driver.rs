@@ -3,6 +3,7 @@
 use crate::buffers::ReadBuf;
 use rill_segment::disk::FileId;
 use rill_segment::plan::Round;
+use rill_send::Transfer;
 use std::fmt;
 use std::io;
 use std::time::Duration;
@@ -77,6 +78,14 @@ pub struct DriverStats {
     pub sq_full: u64,
     /// Wake-ups from [`Driver::park`] by the doorbell.
     pub wakeups: u64,
+    /// Transfers to sockets completed successfully.
+    pub sends: u64,
+    /// Bytes those transfers wrote to sockets (headers included).
+    pub send_bytes: u64,
+    /// Splice pipes made (the pool reuses clean ones).
+    pub pipes_created: u64,
+    /// Splice pipes closed because a failed transfer left bytes in them.
+    pub pipes_closed_dirty: u64,
 }
 
 impl std::ops::AddAssign for DriverStats {
@@ -92,6 +101,10 @@ impl std::ops::AddAssign for DriverStats {
         self.resubmits += other.resubmits;
         self.sq_full += other.sq_full;
         self.wakeups += other.wakeups;
+        self.sends += other.sends;
+        self.send_bytes += other.send_bytes;
+        self.pipes_created += other.pipes_created;
+        self.pipes_closed_dirty += other.pipes_closed_dirty;
     }
 }
 
@@ -112,6 +125,22 @@ pub trait Driver: Send + fmt::Debug {
 
     /// Counters so far.
     fn stats(&self) -> DriverStats;
+
+    /// Starts a transfer to a socket (see `rill_send`). It progresses during [`Driver::run`] and
+    /// [`Driver::park`], which does not sleep while a finished transfer waits to be collected;
+    /// [`Driver::finished_sends`] hands it back with its result. The caller bounds how many are
+    /// in progress.
+    fn start_send(&mut self, transfer: Transfer);
+
+    /// Moves finished transfers (result set, pipe returned) into `out`.
+    fn finished_sends(&mut self, out: &mut Vec<Transfer>);
+
+    /// Transfers started and not yet handed back.
+    fn sends_in_flight(&self) -> usize;
+
+    /// Fails transfers that made no progress for the stall timeout, or with `all` every
+    /// transfer (shutdown); they are handed back once nothing of theirs is in flight.
+    fn expire_sends(&mut self, all: bool);
 }
 
 /// The error recorded for a sync that was not issued because a write of its round failed.

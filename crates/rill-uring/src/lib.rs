@@ -26,6 +26,7 @@ mod error;
 mod files;
 mod ring;
 mod sim;
+mod syscall_sends;
 mod uring;
 
 pub use baseline::{SyscallDriver, SyscallOptions};
@@ -37,5 +38,7 @@ pub use files::{ClosedFiles, NotifyingDisk};
 pub use ring::{RingConfig, RingFeatures, TaskrunMode};
 pub use sim::DiskDriver;
 pub use uring::{SyncMode, UringDriver, UringOptions};
+
+pub use rill_send;
 
 pub use rill_segment::plan::Round;

@@ -57,12 +57,15 @@ pub struct RingFeatures {
 }
 
 /// Opcodes the driver submits; set-up fails naming the first one missing.
-const REQUIRED_OPCODES: [(u8, &str); 5] = [
+const REQUIRED_OPCODES: [(u8, &str); 8] = [
     (opcode::Writev::CODE, "IORING_OP_WRITEV"),
     (opcode::Fsync::CODE, "IORING_OP_FSYNC"),
     (opcode::Read::CODE, "IORING_OP_READ"),
     (opcode::ReadFixed::CODE, "IORING_OP_READ_FIXED"),
     (opcode::PollAdd::CODE, "IORING_OP_POLL_ADD"),
+    (opcode::Splice::CODE, "IORING_OP_SPLICE"),
+    (opcode::Send::CODE, "IORING_OP_SEND"),
+    (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
 ];
 
 /// Builds a ring on the calling thread (with `SINGLE_ISSUER`, the only thread that may use it).

@@ -6,6 +6,7 @@ use crate::doorbell::Doorbell;
 use crate::driver::{Driver, DriverKind, DriverStats, ReadOp};
 use rill_segment::disk::{self, Disk};
 use rill_segment::plan::{DiskExecutor, Executor, Round};
+use rill_send::{PipePool, SendError, Transfer};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,8 @@ pub struct DiskDriver {
     disk: Arc<dyn Disk>,
     doorbell: Arc<Doorbell>,
     stats: DriverStats,
+    /// Transfers refused (a [`Disk`] offers no descriptors to send from).
+    refused: Vec<Transfer>,
 }
 
 impl DiskDriver {
@@ -25,6 +28,7 @@ impl DiskDriver {
             disk,
             doorbell,
             stats: DriverStats::default(),
+            refused: Vec::new(),
         }
     }
 }
@@ -63,6 +67,9 @@ impl Driver for DiskDriver {
     }
 
     fn park(&mut self, timeout: Duration) -> io::Result<()> {
+        if !self.refused.is_empty() {
+            return Ok(());
+        }
         self.doorbell.wait(timeout)?;
         self.stats.wakeups += 1;
         Ok(())
@@ -71,4 +78,20 @@ impl Driver for DiskDriver {
     fn stats(&self) -> DriverStats {
         self.stats
     }
+
+    fn start_send(&mut self, mut transfer: Transfer) {
+        transfer.fail(SendError::Unsupported("the disk driver has no socket path"));
+        transfer.finish(&mut PipePool::new(1, 4096));
+        self.refused.push(transfer);
+    }
+
+    fn finished_sends(&mut self, out: &mut Vec<Transfer>) {
+        out.append(&mut self.refused);
+    }
+
+    fn sends_in_flight(&self) -> usize {
+        self.refused.len()
+    }
+
+    fn expire_sends(&mut self, _all: bool) {}
 }

@@ -20,6 +20,7 @@ use crate::driver::{Driver, DriverKind, DriverStats, ReadOp, sync_not_issued};
 use crate::error::DriverError;
 use crate::files::{ClosedFiles, FileTable};
 use crate::ring::{self, RingConfig, RingFeatures};
+use rill_send::{BlockingSenders, SendConfig, Transfer};
 use bytes::Bytes;
 use io_uring::{IoUring, opcode, squeue, types};
 use rill_segment::disk::{Disk, FileId};
@@ -31,6 +32,8 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+mod send;
 
 /// When a round's fdatasync of a file is submitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,6 +58,8 @@ pub struct UringOptions {
     pub buffers: BufferPoolConfig,
     /// When fdatasyncs are submitted.
     pub sync_mode: SyncMode,
+    /// The send path.
+    pub send: SendConfig,
 }
 
 /// Retries of one operation after `EINTR` or `EAGAIN` before its error is recorded.
@@ -139,6 +144,7 @@ pub struct UringDriver {
     cqes: Vec<(u64, i32)>,
     broken: Option<io::ErrorKind>,
     stats: DriverStats,
+    sends: send::RingSends,
 }
 
 impl std::fmt::Debug for UringDriver {
@@ -163,7 +169,17 @@ impl UringDriver {
         doorbell: Arc<Doorbell>,
         options: UringOptions,
     ) -> Result<Self, DriverError> {
+        options.send.validate().map_err(DriverError::Config)?;
         let (ring, features) = ring::build(&options.ring)?;
+        // Each transfer has at most three entries in flight (a chain of two, or one and its
+        // cancellation); they must leave the batch most of the completion queue.
+        if options.send.max_transfers * 3 > features.cq_entries as usize / 2 {
+            return Err(DriverError::Config(format!(
+                "send max_transfers {} needs a completion queue of at least {} entries",
+                options.send.max_transfers,
+                options.send.max_transfers * 6
+            )));
+        }
         let submitter = ring.submitter();
         let mut workers = options.ring.iowq_max_workers;
         if workers != [0, 0] {
@@ -193,6 +209,13 @@ impl UringDriver {
                 }
             }
         }
+        let sends = send::RingSends::new(
+            options.send,
+            BlockingSenders::new(options.send, {
+                let doorbell = Arc::clone(&doorbell);
+                move || doorbell.ring()
+            }),
+        );
         Ok(Self {
             ring,
             features,
@@ -213,6 +236,7 @@ impl UringDriver {
             cqes: Vec::new(),
             broken: None,
             stats: DriverStats::default(),
+            sends,
         })
     }
 
@@ -291,10 +315,15 @@ impl UringDriver {
         let mut sq = self.ring.submission();
         for entry in chain {
             // SAFETY: every entry's buffers (payload `Bytes`, iovec arrays, read buffers) are
-            // owned by its slab entry, which stays until the completion arrives (see the module
-            // documentation). `fits` checked the room, so the push cannot fail.
+            // owned by its slab entry, and every send entry's header bytes, staging buffer and
+            // descriptors by its transfer's entry; either stays until the completion arrives
+            // (see the module documentation and `send`). `fits` checked the room, so the push
+            // cannot fail.
             let pushed = unsafe { sq.push(entry) };
             debug_assert!(pushed.is_ok(), "fits() checked SQ room");
+            if is_send(entry.get_user_data()) {
+                self.sends.entries_in_flight += 1;
+            }
         }
         drop(sq);
         self.in_flight += chain.len();
@@ -553,7 +582,11 @@ impl UringDriver {
             self.flush_backlog();
             // Wait for everything in flight, not just the first completion: one enter per
             // dependency step of the batch (writes, then syncs) instead of one per completion.
-            let want = (self.in_flight - usize::from(self.doorbell_armed)).max(1);
+            // Transfers to sockets may take long (a slow consumer): the batch never waits for them.
+            let want = self
+                .in_flight
+                .saturating_sub(self.sends.entries_in_flight + usize::from(self.doorbell_armed))
+                .max(1);
             self.stats.submit_calls += 1;
             match self.ring.submit_and_wait(want) {
                 Ok(_) => enter_errors = 0,
@@ -592,6 +625,11 @@ impl UringDriver {
                 self.doorbell_armed = false;
                 self.doorbell.consume();
                 self.stats.wakeups += 1;
+                continue;
+            }
+            if is_send(user_data) {
+                self.sends.entries_in_flight -= 1;
+                self.send_complete(user_data, res);
                 continue;
             }
             self.complete(rounds, reads, user_data as usize, res);
@@ -787,6 +825,11 @@ impl UringDriver {
     }
 }
 
+/// Whether `user_data` names a send entry (the doorbell's `u64::MAX` has every bit set).
+fn is_send(user_data: u64) -> bool {
+    user_data != DOORBELL && user_data & send::SEND_TAG != 0
+}
+
 fn is_transient(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -818,6 +861,7 @@ impl Driver for UringDriver {
     }
 
     fn run(&mut self, rounds: &mut [&mut Round], reads: &mut [ReadOp]) {
+        self.send_run_ready();
         if rounds.iter().all(|r| r.is_empty()) && reads.is_empty() {
             return;
         }
@@ -837,6 +881,18 @@ impl Driver for UringDriver {
             return Err(io::Error::new(kind, "the io_uring driver broke"));
         }
         self.release_closed_files();
+        self.send_run_ready();
+        if self.sends.has_work() {
+            // Finished transfers wait for the shard, or steps are ready: only submit and reap.
+            self.stats.submit_calls += 1;
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if is_transient(&e) => {}
+                Err(e) => return Err(e),
+            }
+            self.reap(&mut [], &mut []);
+            return Ok(());
+        }
         if !self.doorbell_armed {
             let entry =
                 opcode::PollAdd::new(types::Fd(self.doorbell.as_raw_fd()), libc::POLLIN as u32)
@@ -862,7 +918,28 @@ impl Driver for UringDriver {
     }
 
     fn stats(&self) -> DriverStats {
-        self.stats
+        let pipes = self.sends.pipe_stats();
+        DriverStats {
+            pipes_created: pipes.created,
+            pipes_closed_dirty: pipes.closed_dirty,
+            ..self.stats
+        }
+    }
+
+    fn start_send(&mut self, transfer: Transfer) {
+        self.send_start(transfer);
+    }
+
+    fn finished_sends(&mut self, out: &mut Vec<Transfer>) {
+        self.send_collect(out);
+    }
+
+    fn sends_in_flight(&self) -> usize {
+        self.sends.in_flight()
+    }
+
+    fn expire_sends(&mut self, all: bool) {
+        self.send_expire(all);
     }
 }
 
@@ -873,5 +950,6 @@ impl Drop for UringDriver {
             // leaked instead of freed.
             std::mem::forget(std::mem::take(&mut self.ops));
         }
+        self.sends.leak_in_flight();
     }
 }

@@ -1,0 +1,29 @@
+//! What the send path needs to know about a caller's socket.
+
+use rustix::fs::{OFlags, fcntl_getfl, fstat};
+use std::io;
+use std::os::fd::AsFd;
+
+/// Identifies a socket across duplicated descriptors (device and inode of its sockfs node), so
+/// that sends to one socket through different descriptors are still serialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SocketId {
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketId {
+    /// The socket behind `fd`.
+    pub fn of(fd: impl AsFd) -> io::Result<Self> {
+        let stat = fstat(fd)?;
+        Ok(Self {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        })
+    }
+}
+
+/// Whether `fd`'s open file description is in non-blocking mode (`O_NONBLOCK`).
+pub fn is_nonblocking(fd: impl AsFd) -> io::Result<bool> {
+    Ok(fcntl_getfl(fd)?.contains(OFlags::NONBLOCK))
+}

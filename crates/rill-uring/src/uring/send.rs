@@ -1,0 +1,502 @@
+//! Transfers on the shard's ring: header, then linked splices file → pipe → socket per
+//! pipe-sized chunk (or linked read → send for [`SendStrategy::Copy`]).
+//!
+//! A transfer advances one step at a time: it submits a chain (one to three entries) and, when
+//! every entry of the chain has completed, decides the next step from its counters (see
+//! [`rill_send::Transfer`]). So each case of a broken chain is handled the same way:
+//!
+//! - a short splice into the pipe fails the link, the splice out gets `-ECANCELED`, and the next
+//!   step sends what the pipe holds;
+//! - a short splice out (non-blocking socket full) leaves bytes in the pipe; `-EAGAIN` arms a
+//!   `POLLOUT` poll first (splice is not in io_uring's pollable set, so the kernel does not
+//!   retry it by itself);
+//! - an error ends the transfer, and a pipe with bytes left in it is closed, not reused.
+//!
+//! [`SendStrategy::Sendfile`] has no io_uring form: it runs the non-blocking system-call engine
+//! on the shard thread and waits for socket space with a `POLLOUT` poll on the ring. Transfers
+//! with system calls to sockets in blocking mode go to [`BlockingSenders`].
+//!
+//! Each transfer owns its socket and file descriptors, staging buffer and header bytes until
+//! the completions of all its entries arrived; a stalled one is cancelled with
+//! `IORING_OP_ASYNC_CANCEL` and finishes when its entries complete.
+
+use super::UringDriver;
+use crate::buffers::ReadBuf;
+use io_uring::{opcode, squeue, types};
+use rill_send::{
+    BlockingSenders, PipePool, Progress, SendConfig, SendError, SendStrategy, Transfer, advance,
+};
+use slab::Slab;
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// `user_data` bit of a send entry (below the doorbell's `u64::MAX`).
+pub(super) const SEND_TAG: u64 = 1 << 62;
+const KIND_BITS: u64 = 3;
+const HEADER: u64 = 0;
+const SPLICE_IN: u64 = 1;
+const SPLICE_OUT: u64 = 2;
+const POLL: u64 = 3;
+const READ: u64 = 4;
+const SEND: u64 = 5;
+const CANCEL: u64 = 6;
+/// Steps in a row that move no byte before a transfer is failed (a safety net: progress,
+/// `EAGAIN` then a poll, or an error is what the kernel gives).
+const MAX_IDLE_STEPS: u32 = 1024;
+/// File bytes a system-call transfer moves before letting the shard do other work.
+const SYSCALL_BUDGET: u64 = 4 << 20;
+
+fn user_data(key: usize, kind: u64) -> u64 {
+    SEND_TAG | ((key as u64) << KIND_BITS) | kind
+}
+
+struct RingTransfer {
+    t: Transfer,
+    /// Bit `1 << kind` for each entry of this transfer in flight.
+    ops: u8,
+    needs_poll: bool,
+    idle_steps: u32,
+    cancel_sent: bool,
+    /// Copy strategy: the buffer, holding `staged` bytes read from the file.
+    staging: Option<ReadBuf>,
+    staged: usize,
+}
+
+/// The send state of a [`UringDriver`].
+pub(super) struct RingSends {
+    config: SendConfig,
+    pipes: PipePool,
+    transfers: Slab<RingTransfer>,
+    /// Transfers to advance at the next opportunity (system-call steps that yielded).
+    ready: VecDeque<usize>,
+    /// Splice transfers waiting for a pipe.
+    waiting_pipe: VecDeque<usize>,
+    done: Vec<Transfer>,
+    blocking: BlockingSenders,
+    /// Send entries pushed to the ring and not completed (the batch does not wait for them).
+    pub(super) entries_in_flight: usize,
+}
+
+impl RingSends {
+    pub(super) fn new(config: SendConfig, blocking: BlockingSenders) -> Self {
+        Self {
+            pipes: PipePool::new(config.max_pipes, config.pipe_bytes),
+            config,
+            transfers: Slab::new(),
+            ready: VecDeque::new(),
+            waiting_pipe: VecDeque::new(),
+            done: Vec::new(),
+            blocking,
+            entries_in_flight: 0,
+        }
+    }
+
+    pub(super) fn in_flight(&self) -> usize {
+        self.transfers.len() + self.done.len() + self.blocking.in_flight()
+    }
+
+    /// Whether the shard must not sleep: finished transfers to hand back, or steps to run.
+    pub(super) fn has_work(&mut self) -> bool {
+        if !self.done.is_empty() || !self.ready.is_empty() {
+            return true;
+        }
+        let before = self.done.len();
+        self.blocking.collect(&mut self.done);
+        self.done.len() > before
+    }
+
+    pub(super) fn pipe_stats(&self) -> rill_send::PipeStats {
+        self.pipes.stats()
+    }
+
+    /// At drop: transfers with entries still in flight (only after the ring broke) are leaked,
+    /// since the kernel may still read their header or staging buffer.
+    pub(super) fn leak_in_flight(&mut self) {
+        if self.entries_in_flight > 0 {
+            std::mem::forget(std::mem::take(&mut self.transfers));
+        }
+    }
+}
+
+impl UringDriver {
+    pub(super) fn send_start(&mut self, t: Transfer) {
+        let syscalls = t.job().strategy == SendStrategy::Sendfile;
+        if syscalls && !t.job().socket_nonblocking {
+            self.sends.blocking.submit(t);
+            return;
+        }
+        let key = self.sends.transfers.insert(RingTransfer {
+            t,
+            ops: 0,
+            needs_poll: false,
+            idle_steps: 0,
+            cancel_sent: false,
+            staging: None,
+            staged: 0,
+        });
+        self.send_step(key);
+    }
+
+    /// Runs the steps of transfers marked ready (bounded by the list's length now).
+    pub(super) fn send_run_ready(&mut self) {
+        for _ in 0..self.sends.ready.len() {
+            let Some(key) = self.sends.ready.pop_front() else {
+                break;
+            };
+            if self
+                .sends
+                .transfers
+                .get(key)
+                .is_some_and(|rt| rt.ops == 0)
+            {
+                self.send_step(key);
+            }
+        }
+    }
+
+    pub(super) fn send_collect(&mut self, out: &mut Vec<Transfer>) {
+        self.sends.blocking.collect(&mut self.sends.done);
+        for t in &self.sends.done {
+            if let Some(Ok(bytes)) = t.result() {
+                self.stats.sends += 1;
+                self.stats.send_bytes += bytes;
+            }
+        }
+        out.append(&mut self.sends.done);
+    }
+
+    /// Fails transfers without progress for the stall timeout, or every transfer (`all`).
+    pub(super) fn send_expire(&mut self, all: bool) {
+        let timeout = Duration::from_millis(self.sends.config.stall_timeout_ms);
+        if all {
+            self.sends.blocking.cancel_queued();
+        }
+        let keys: Vec<usize> = self
+            .sends
+            .transfers
+            .iter()
+            .filter(|(_, rt)| all || rt.t.last_progress().elapsed() >= timeout)
+            .map(|(key, _)| key)
+            .collect();
+        for key in keys {
+            let Some(rt) = self.sends.transfers.get_mut(key) else {
+                continue;
+            };
+            let sent = rt.t.sent_total();
+            rt.t.fail(if all {
+                SendError::Cancelled { sent }
+            } else {
+                SendError::Stalled {
+                    sent,
+                    timeout_ms: self.sends.config.stall_timeout_ms,
+                }
+            });
+            if rt.ops == 0 {
+                self.send_finish(key);
+                continue;
+            }
+            if rt.cancel_sent {
+                continue;
+            }
+            rt.cancel_sent = true;
+            let ops = rt.ops;
+            let cancels: Vec<squeue::Entry> = (0..8u64)
+                .filter(|kind| ops & (1 << kind) != 0)
+                .map(|kind| {
+                    opcode::AsyncCancel::new(user_data(key, kind))
+                        .build()
+                        .user_data(user_data(key, CANCEL))
+                })
+                .collect();
+            for entry in cancels {
+                self.push_chain(&[entry]);
+            }
+        }
+    }
+
+    /// Handles the completion of a send entry.
+    pub(super) fn send_complete(&mut self, data: u64, res: i32) {
+        let kind = data & ((1 << KIND_BITS) - 1);
+        let key = ((data & !SEND_TAG) >> KIND_BITS) as usize;
+        if kind == CANCEL {
+            return;
+        }
+        let Some(rt) = self.sends.transfers.get_mut(key) else {
+            debug_assert!(false, "completion for unknown transfer {key}");
+            return;
+        };
+        rt.ops &= !(1 << kind);
+        let before = rt.t.sent_total() + rt.t.untaken();
+        record(rt, kind, res);
+        let moved = rt.t.sent_total() + rt.t.untaken() != before;
+        rt.idle_steps = if moved { 0 } else { rt.idle_steps + 1 };
+        if rt.idle_steps > MAX_IDLE_STEPS {
+            let sent = rt.t.sent_total();
+            rt.t.fail(SendError::Io {
+                what: "send step",
+                sent,
+                source: std::io::Error::other("no progress after many steps"),
+            });
+        }
+        if rt.ops == 0 {
+            self.send_step(key);
+        }
+    }
+
+    /// Decides and submits the next step of a transfer with nothing in flight.
+    fn send_step(&mut self, key: usize) {
+        let Some(rt) = self.sends.transfers.get_mut(key) else {
+            return;
+        };
+        debug_assert_eq!(rt.ops, 0);
+        if rt.t.failed() || rt.t.is_complete() {
+            self.send_finish(key);
+            return;
+        }
+        let socket = types::Fd(rt.t.job().socket.as_raw_fd());
+        if rt.needs_poll {
+            rt.needs_poll = false;
+            let entry = opcode::PollAdd::new(socket, libc::POLLOUT as u32)
+                .build()
+                .user_data(user_data(key, POLL));
+            return self.send_push(key, &[entry]);
+        }
+        if !rt.t.header_rest().is_empty() {
+            let header = rt.t.header_rest();
+            let mut flags = libc::MSG_NOSIGNAL;
+            if rt.t.body_follows() {
+                flags |= libc::MSG_MORE;
+            }
+            let entry = opcode::Send::new(socket, header.as_ptr(), header.len() as u32)
+                .flags(flags)
+                .build()
+                .user_data(user_data(key, HEADER));
+            return self.send_push(key, &[entry]);
+        }
+        match rt.t.job().strategy {
+            SendStrategy::Splice => self.splice_step(key),
+            SendStrategy::Copy => self.copy_step(key),
+            SendStrategy::Sendfile => self.syscall_step(key),
+        }
+    }
+
+    fn splice_step(&mut self, key: usize) {
+        let Some(rt) = self.sends.transfers.get_mut(key) else {
+            return;
+        };
+        if rt.t.pipe.is_none() {
+            match self.sends.pipes.take() {
+                Ok(Some(pipe)) => rt.t.pipe = Some(pipe),
+                Ok(None) => {
+                    self.sends.waiting_pipe.push_back(key);
+                    return;
+                }
+                Err(e) => {
+                    let sent = rt.t.sent_total();
+                    rt.t.fail(SendError::Io {
+                        what: "pipe creation",
+                        sent,
+                        source: e,
+                    });
+                    return self.send_finish(key);
+                }
+            }
+        }
+        let Some(pipe) = rt.t.pipe.as_ref() else {
+            return;
+        };
+        let socket = types::Fd(rt.t.job().socket.as_raw_fd());
+        let (pipe_read, pipe_write) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
+        let move_flag = libc::SPLICE_F_MOVE;
+        if rt.t.in_between() > 0 {
+            // Bytes left in the pipe by a short send: send them first.
+            let mut flags = move_flag;
+            if rt.t.untaken() > 0 {
+                flags |= libc::SPLICE_F_MORE;
+            }
+            let entry = opcode::Splice::new(
+                types::Fd(pipe_read),
+                -1,
+                socket,
+                -1,
+                rt.t.in_between() as u32,
+            )
+            .flags(flags)
+            .build()
+            .user_data(user_data(key, SPLICE_OUT));
+            return self.send_push(key, &[entry]);
+        }
+        let position = rt.t.take_position();
+        let len = pipe.chunk_at(position, rt.t.untaken()) as u32;
+        let mut out_flags = move_flag;
+        if rt.t.untaken() > u64::from(len) {
+            out_flags |= libc::SPLICE_F_MORE;
+        }
+        let file = types::Fd(rt.t.job().file.as_raw_fd());
+        let chain = [
+            opcode::Splice::new(file, position as i64, types::Fd(pipe_write), -1, len)
+                .flags(move_flag)
+                .build()
+                .flags(squeue::Flags::IO_LINK)
+                .user_data(user_data(key, SPLICE_IN)),
+            opcode::Splice::new(types::Fd(pipe_read), -1, socket, -1, len)
+                .flags(out_flags)
+                .build()
+                .user_data(user_data(key, SPLICE_OUT)),
+        ];
+        self.send_push(key, &chain);
+    }
+
+    fn copy_step(&mut self, key: usize) {
+        let chunk_bytes = self.sends.config.chunk_bytes as u64;
+        let Some(rt) = self.sends.transfers.get_mut(key) else {
+            return;
+        };
+        let socket = types::Fd(rt.t.job().socket.as_raw_fd());
+        let mut flags = libc::MSG_NOSIGNAL;
+        if rt.t.in_between() > 0 {
+            // Bytes read and not yet sent (a short send).
+            if rt.t.untaken() > 0 {
+                flags |= libc::MSG_MORE;
+            }
+            let Some(buf) = rt.staging.as_ref() else {
+                return;
+            };
+            let start = rt.staged - rt.t.in_between() as usize;
+            let rest = &buf[start..rt.staged];
+            let entry = opcode::Send::new(socket, rest.as_ptr(), rest.len() as u32)
+                .flags(flags)
+                .build()
+                .user_data(user_data(key, SEND));
+            return self.send_push(key, &[entry]);
+        }
+        let len = rt.t.untaken().min(chunk_bytes) as usize;
+        // The previous chunk's buffer (if any) has nothing in flight: swap it for a fresh one.
+        drop(rt.staging.take());
+        let buf = rt.staging.insert(self.pool.take(len));
+        if rt.t.untaken() > len as u64 {
+            flags |= libc::MSG_MORE;
+        }
+        let ptr = buf.as_mut_ptr();
+        let file = types::Fd(rt.t.job().file.as_raw_fd());
+        let position = rt.t.take_position();
+        let read = match buf.fixed_index() {
+            Some(index) => opcode::ReadFixed::new(file, ptr, len as u32, index)
+                .offset(position)
+                .build(),
+            None => opcode::Read::new(file, ptr, len as u32)
+                .offset(position)
+                .build(),
+        };
+        let chain = [
+            read.flags(squeue::Flags::IO_LINK)
+                .user_data(user_data(key, READ)),
+            opcode::Send::new(socket, ptr.cast_const(), len as u32)
+                .flags(flags)
+                .build()
+                .user_data(user_data(key, SEND)),
+        ];
+        self.send_push(key, &chain);
+    }
+
+    /// Sendfile: system calls on the shard thread, a ring poll when the socket is full.
+    fn syscall_step(&mut self, key: usize) {
+        let config = self.sends.config;
+        let Some(rt) = self.sends.transfers.get_mut(key) else {
+            return;
+        };
+        match advance(&mut rt.t, &mut self.sends.pipes, &config, SYSCALL_BUDGET) {
+            Progress::Done => self.send_finish(key),
+            Progress::Yield => self.sends.ready.push_back(key),
+            Progress::NoPipe => self.sends.waiting_pipe.push_back(key),
+            Progress::WouldBlock => {
+                rt.needs_poll = true;
+                self.send_step(key);
+            }
+        }
+    }
+
+    fn send_push(&mut self, key: usize, chain: &[squeue::Entry]) {
+        if let Some(rt) = self.sends.transfers.get_mut(key) {
+            for entry in chain {
+                rt.ops |= 1 << (entry.get_user_data() & ((1 << KIND_BITS) - 1));
+            }
+        }
+        self.push_chain(chain);
+    }
+
+    fn send_finish(&mut self, key: usize) {
+        let Some(mut rt) = self.sends.transfers.try_remove(key) else {
+            return;
+        };
+        debug_assert_eq!(rt.ops, 0, "a transfer finishes with nothing in flight");
+        rt.t.finish(&mut self.sends.pipes);
+        // The staging buffer (if any) returns to the pool: nothing in flight refers to it.
+        drop(rt.staging.take());
+        self.sends.done.push(rt.t);
+        // A pipe may have come free.
+        while let Some(waiting) = self.sends.waiting_pipe.pop_front() {
+            self.sends.ready.push_back(waiting);
+        }
+    }
+}
+
+/// Applies one completion to a transfer's counters.
+fn record(rt: &mut RingTransfer, kind: u64, res: i32) {
+    let errno = -res;
+    let ignorable = |errno: i32| {
+        // Cancelled by a broken link or by us (an error is then already recorded), or
+        // interrupted: the next step retries or ends the transfer.
+        errno == libc::ECANCELED || errno == libc::EINTR
+    };
+    match kind {
+        HEADER | SEND | SPLICE_OUT => match res {
+            1.. => match kind {
+                HEADER => rt.t.record_header(res as usize),
+                _ => rt.t.record_sent(res as u64),
+            },
+            0 => {
+                let sent = rt.t.sent_total();
+                rt.t.fail(SendError::Io {
+                    what: "socket write",
+                    sent,
+                    source: std::io::ErrorKind::WriteZero.into(),
+                });
+            }
+            _ if errno == libc::EAGAIN => rt.needs_poll = true,
+            _ if ignorable(errno) => {}
+            _ => {
+                let sent = rt.t.sent_total();
+                rt.t.fail(SendError::socket(errno, sent));
+            }
+        },
+        SPLICE_IN | READ => match res {
+            1.. => {
+                if kind == READ {
+                    rt.staged = res as usize;
+                }
+                rt.t.record_taken(res as u64);
+            }
+            0 => {
+                let (sent, missing) = (rt.t.sent_total(), rt.t.untaken());
+                rt.t.fail(SendError::FileShort { sent, missing });
+            }
+            _ if ignorable(errno) || errno == libc::EAGAIN => {}
+            _ => {
+                let sent = rt.t.sent_total();
+                rt.t.fail(SendError::Io {
+                    what: if kind == READ {
+                        "read of the segment file"
+                    } else {
+                        "splice from the segment file"
+                    },
+                    sent,
+                    source: std::io::Error::from_raw_os_error(errno),
+                });
+            }
+        },
+        // A poll's result shows in the next write (an error or hang-up fails it there).
+        _ => {}
+    }
+}
