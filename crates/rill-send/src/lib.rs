@@ -30,7 +30,7 @@ mod transfer;
 pub use blocking::BlockingSenders;
 pub use error::SendError;
 pub use pipe::{Pipe, PipePool, PipeStats};
-pub use socket::{SocketId, is_nonblocking};
+pub use socket::{SocketId, check_stream_socket, is_nonblocking};
 pub use strategy::{SendConfig, SendStrategy};
 pub use syscalls::{Progress, advance};
 pub use transfer::{SendJob, Transfer};

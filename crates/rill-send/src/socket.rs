@@ -23,6 +23,21 @@ impl SocketId {
     }
 }
 
+/// Fails unless `fd` is a connected-or-not stream socket (TCP or Unix `SOCK_STREAM`).
+pub fn check_stream_socket(fd: impl AsFd) -> io::Result<()> {
+    match rustix::net::sockopt::socket_type(fd) {
+        Ok(rustix::net::SocketType::STREAM) => Ok(()),
+        Ok(other) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a stream socket ({other:?})"),
+        )),
+        Err(e) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a socket: {e}"),
+        )),
+    }
+}
+
 /// Whether `fd`'s open file description is in non-blocking mode (`O_NONBLOCK`).
 pub fn is_nonblocking(fd: impl AsFd) -> io::Result<bool> {
     Ok(fcntl_getfl(fd)?.contains(OFlags::NONBLOCK))

@@ -98,7 +98,10 @@ fn header_step(t: &mut Transfer) -> Step {
 fn sendfile_step(t: &mut Transfer, config: &SendConfig) -> Step {
     let mut offset = t.send_position();
     let count = t.untaken().min(config.chunk_bytes as u64) as usize;
-    match rustix::fs::sendfile(&t.job().socket, &t.job().file, Some(&mut offset), count) {
+    let Some(file) = t.file() else {
+        return no_file(t);
+    };
+    match rustix::fs::sendfile(&t.job().socket, file, Some(&mut offset), count) {
         Ok(0) => {
             file_short(t);
             Step::Moved
@@ -136,8 +139,11 @@ fn splice_step(t: &mut Transfer, pipes: &mut PipePool) -> Step {
         // Fill the empty pipe from the file.
         let mut offset = t.take_position();
         let len = pipe.chunk_at(offset, t.untaken());
+        let Some(file) = t.file() else {
+            return no_file(t);
+        };
         match rustix::pipe::splice(
-            &t.job().file,
+            file,
             Some(&mut offset),
             &pipe.write,
             None,
@@ -181,7 +187,11 @@ fn copy_step(t: &mut Transfer, config: &SendConfig) -> Step {
         }
         let position = t.take_position();
         let mut staging = std::mem::take(&mut t.staging);
-        let read = rustix::io::pread(&t.job().file, &mut staging[..len], position);
+        let Some(file) = t.file() else {
+            t.staging = staging;
+            return no_file(t);
+        };
+        let read = rustix::io::pread(file, &mut staging[..len], position);
         t.staging = staging;
         match read {
             Ok(0) => file_short(t),
@@ -224,6 +234,12 @@ fn zero_write(t: &mut Transfer) -> Step {
         sent,
         source: std::io::ErrorKind::WriteZero.into(),
     });
+    Step::Moved
+}
+
+/// Unreachable by construction ([`Transfer::new`] fails a non-empty range without a file).
+fn no_file(t: &mut Transfer) -> Step {
+    file_short(t);
     Step::Moved
 }
 

@@ -18,8 +18,9 @@ pub struct SendJob {
     pub socket: OwnedFd,
     /// Whether the socket is in non-blocking mode.
     pub socket_nonblocking: bool,
-    /// A duplicate of the segment file's descriptor, held until the transfer ends.
-    pub file: OwnedFd,
+    /// A duplicate of the segment file's descriptor, held until the transfer ends (`None`
+    /// when the range is empty and only the header goes out).
+    pub file: Option<OwnedFd>,
     /// First byte of the range in the file.
     pub position: u64,
     /// Bytes of the range (whole batches).
@@ -35,7 +36,7 @@ impl fmt::Debug for SendJob {
         f.debug_struct("SendJob")
             .field("socket", &self.socket.as_raw_fd())
             .field("socket_nonblocking", &self.socket_nonblocking)
-            .field("file", &self.file.as_raw_fd())
+            .field("file", &self.file.as_ref().map(AsRawFd::as_raw_fd))
             .field("position", &self.position)
             .field("len", &self.len)
             .field("header_len", &self.header.len())
@@ -67,7 +68,8 @@ pub struct Transfer {
 impl Transfer {
     /// A transfer of `job`, not started.
     pub fn new(token: u64, job: SendJob) -> Self {
-        Self {
+        let missing_file = job.file.is_none() && job.len > 0;
+        let mut t = Self {
             token,
             job,
             header_sent: 0,
@@ -78,12 +80,29 @@ impl Transfer {
             staged_end: 0,
             last_progress: Instant::now(),
             result: None,
+        };
+        if missing_file {
+            t.fail(SendError::Io {
+                what: "send set-up",
+                sent: 0,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a non-empty range needs a file",
+                ),
+            });
         }
+        t
     }
 
     /// What is being sent.
     pub fn job(&self) -> &SendJob {
         &self.job
+    }
+
+    /// The segment file. A non-empty range always has one ([`Transfer::new`] fails it
+    /// otherwise), so body steps can rely on it.
+    pub fn file(&self) -> Option<&OwnedFd> {
+        self.job.file.as_ref()
     }
 
     /// Header bytes not yet sent.

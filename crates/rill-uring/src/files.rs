@@ -90,6 +90,10 @@ impl Disk for NotifyingDisk {
     fn raw_fd(&self, file: FileId) -> Option<RawFd> {
         self.inner.raw_fd(file)
     }
+
+    fn clone_fd(&self, file: FileId) -> io::Result<std::os::fd::OwnedFd> {
+        self.inner.clone_fd(file)
+    }
 }
 
 /// Slots of a sparse registered-file table, by handle.

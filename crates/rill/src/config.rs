@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use rill_segment::partition::ReadLimit;
 use rill_segment::{Durability, LogConfig};
+use rill_send::SendConfig;
 use rill_uring::{SyscallOptions, UringOptions};
 use std::path::{Path, PathBuf};
 
@@ -51,6 +52,9 @@ pub struct Config {
     pub uring: UringOptions,
     /// Syscall driver settings.
     pub syscall: SyscallOptions,
+    /// The send path ([`crate::Partition::send`]): default strategy, pipes, stall timeout.
+    /// It replaces the `send` field of [`Config::uring`] and [`Config::syscall`].
+    pub send: SendConfig,
 }
 
 impl Config {
@@ -73,6 +77,7 @@ impl Config {
             repair: false,
             uring: UringOptions::default(),
             syscall: SyscallOptions::default(),
+            send: SendConfig::default(),
         }
     }
 
@@ -90,6 +95,7 @@ impl Config {
         if self.maintenance_interval_ms == 0 {
             return fail("maintenance_interval_ms must be positive");
         }
+        self.send.validate().map_err(Error::Config)?;
         self.log.validate().map_err(Error::from)
     }
 }

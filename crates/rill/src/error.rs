@@ -74,6 +74,15 @@ pub enum Error {
     /// The I/O driver could not be set up.
     #[error("I/O driver: {0}")]
     Driver(#[from] rill_uring::DriverError),
+    /// A send to a socket failed: the peer went away ([`rill_send::SendError::PeerClosed`]),
+    /// stalled, or an I/O error. Bytes may already be on the wire (`sent()`): close the
+    /// connection.
+    #[error("send: {0}")]
+    Send(#[from] rill_send::SendError),
+    /// The socket given to a send is not usable (not a stream socket, or `fstat`/`dup`
+    /// failed). Nothing was sent.
+    #[error("send: unusable socket: {0}")]
+    Socket(#[source] io::Error),
     /// Another error of the segment layer.
     #[error(transparent)]
     Log(LogError),

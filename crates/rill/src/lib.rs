@@ -36,6 +36,7 @@ mod log;
 mod partition;
 mod pending;
 mod queue;
+mod send;
 mod shard;
 mod topic;
 
@@ -44,10 +45,12 @@ pub use error::{Error, Result};
 pub use log::{Log, OpenReport, PartitionReport, TopicInfo};
 pub use partition::{Partition, ReadBatches, Record};
 pub use pending::Pending;
+pub use send::{SendHeader, SendInfo, SendOptions, SendRange};
 pub use topic::{MAX_PARTITIONS, MAX_TOPIC_NAME_BYTES, validate_name as validate_topic_name};
 
 pub use rill_segment::batch::{self, BatchBuilder, Header};
 pub use rill_segment::partition::ReadLimit;
 pub use rill_segment::recovery::RecoveryReport;
 pub use rill_segment::{AppendInfo, Durability, LogConfig, Offsets, Preallocate};
+pub use rill_send::{SendConfig, SendError, SendStrategy};
 pub use rill_uring::{DriverKind, DriverStats, ReadBuf, SyncMode, SyscallOptions, UringOptions};

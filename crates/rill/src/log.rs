@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::partition::{Partition, PartitionShared};
 use crate::pending::{self, Pending};
+use crate::send::SocketGates;
 use crate::queue::{Request, ShardHandle};
 use crate::shard::{self, now_ms};
 use crate::topic::{self, DELETE_SUFFIX};
@@ -62,6 +63,8 @@ struct LogInner {
     next_key: AtomicU64,
     closed: AtomicBool,
     driver: DriverKind,
+    /// Sends to one socket go one at a time, across shards.
+    gates: Arc<SocketGates>,
 }
 
 /// An open log: topics of partitions, each an append-only sequence of segments.
@@ -238,6 +241,8 @@ impl Log {
             default_durability: inner.config.default_durability,
             read_limit: inner.config.read_limit,
             max_read_bytes: inner.config.max_read_bytes,
+            send_strategy: inner.config.send.strategy,
+            gates: Arc::clone(&inner.gates),
         })
     }
 
@@ -496,6 +501,7 @@ fn start_shards(config: &Arc<Config>) -> Result<LogInner> {
         next_key: AtomicU64::new(1),
         closed: AtomicBool::new(false),
         driver,
+        gates: Arc::new(SocketGates::default()),
     })
 }
 

@@ -1,8 +1,11 @@
 //! `Partition`: a cheap, clonable handle to one partition of a topic.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pending::{self, Pending};
 use crate::queue::{PartitionKey, Request, ShardHandle};
+use crate::send::{Entered, SendHeader, SendInfo, SendOptions, SocketGates};
+use rill_send::{self, SendStrategy, SocketId};
+use std::os::fd::AsFd;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use rill_segment::batch::{self, BatchBuilder, Header};
@@ -131,6 +134,8 @@ pub struct Partition {
     pub(crate) default_durability: Durability,
     pub(crate) read_limit: ReadLimit,
     pub(crate) max_read_bytes: u64,
+    pub(crate) send_strategy: SendStrategy,
+    pub(crate) gates: Arc<SocketGates>,
 }
 
 impl fmt::Debug for Partition {
@@ -159,7 +164,7 @@ impl Partition {
         self.shard.id
     }
 
-    fn send<T>(
+    fn request<T>(
         &self,
         make: impl FnOnce(Arc<PartitionShared>, pending::Reply<T>) -> Request,
     ) -> Pending<T> {
@@ -182,7 +187,7 @@ impl Partition {
         durability: Durability,
     ) -> Pending<AppendInfo> {
         let batch = batch.into();
-        self.send(|part, reply| Request::Append {
+        self.request(|part, reply| Request::Append {
             part,
             batch,
             durability,
@@ -216,7 +221,7 @@ impl Partition {
     /// Reads as [`Partition::read`] does, seeing up to the written or only the durable offset.
     pub fn read_with(&self, offset: i64, max_bytes: u64, limit: ReadLimit) -> Pending<ReadBatches> {
         let max_bytes = max_bytes.min(self.max_read_bytes);
-        self.send(|part, reply| Request::Read {
+        self.request(|part, reply| Request::Read {
             part,
             offset,
             max_bytes,
@@ -233,7 +238,7 @@ impl Partition {
     /// The offset of the first record with a timestamp at or after `timestamp_ms` (Kafka's
     /// ListOffsets by time); `None` if there is none.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Pending<Option<i64>> {
-        self.send(|part, reply| Request::OffsetForTimestamp {
+        self.request(|part, reply| Request::OffsetForTimestamp {
             part,
             timestamp_ms,
             reply,
@@ -243,7 +248,7 @@ impl Partition {
     /// Removes every record at or after `offset` (after earlier requests to the partition
     /// finished). Resolves to the new log end.
     pub fn truncate_to(&self, offset: i64) -> Pending<i64> {
-        self.send(|part, reply| Request::TruncateTo {
+        self.request(|part, reply| Request::TruncateTo {
             part,
             offset,
             reply,
@@ -253,7 +258,7 @@ impl Partition {
     /// Raises the log start to `offset`, deleting whole segments below it. Resolves to the new
     /// log start.
     pub fn delete_before(&self, offset: i64) -> Pending<i64> {
-        self.send(|part, reply| Request::DeleteBefore {
+        self.request(|part, reply| Request::DeleteBefore {
             part,
             offset,
             reply,
@@ -262,7 +267,95 @@ impl Partition {
 
     /// Makes everything appended so far durable. Resolves to the offsets afterwards.
     pub fn flush(&self) -> Pending<Offsets> {
-        self.send(|part, reply| Request::Flush { part, reply })
+        self.request(|part, reply| Request::Flush { part, reply })
+    }
+
+    /// Sends whole batches from `offset` to a stream socket (TCP or Unix), preceded by
+    /// `header`, without copying them through user space (by default: splice from the page
+    /// cache through a pipe, on the shard's io_uring).
+    ///
+    /// The batches are those [`Partition::read`] would return: the one containing `offset`,
+    /// then more while they fit in `max_bytes` (at least one whole batch), within one segment,
+    /// up to the written end (see [`SendOptions`] for the durable end). At the end of the log
+    /// only the header goes out. Resolves once every byte is in the socket, to the bytes sent
+    /// and the offset to fetch next.
+    ///
+    /// The socket may be blocking or non-blocking; a full socket is waited for, not reported.
+    /// Sends to one socket never interleave: they run one after another in the order asked,
+    /// whatever their partitions. Do not write to the socket yourself while a send to it is
+    /// pending. On error, bytes may already be on the wire (a partial frame): close the
+    /// connection. Dropping the future of a send that has not started cancels it; one that has
+    /// started finishes (or fails) on its own.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use rill::{Config, Log, Record, SendHeader};
+    /// use std::io::Read;
+    /// let dir = tempfile::tempdir()?;
+    /// let (log, _) = Log::open(Config::new(dir.path()))?;
+    /// log.create_topic("t", 1)?;
+    /// let p = log.partition("t", 0)?;
+    /// p.append_records(&[Record::value(1_700_000_000_000, b"hello")]).wait()?;
+    ///
+    /// let (mut rx, tx) = std::os::unix::net::UnixStream::pair()?;
+    /// // A 4-byte length prefix, then the batches.
+    /// let header = SendHeader::build(|range| (range.batch_bytes as u32).to_be_bytes().to_vec().into());
+    /// let sent = p.send(0, 1 << 20, &tx, header).wait()?;
+    /// assert_eq!(sent.next_offset, 1);
+    /// let mut frame = vec![0; sent.bytes_sent as usize];
+    /// rx.read_exact(&mut frame)?;
+    /// assert_eq!(&frame[4..], p.read(0, 1 << 20).wait()?.bytes());
+    /// log.close()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        socket: &impl AsFd,
+        header: impl Into<SendHeader>,
+    ) -> Pending<SendInfo> {
+        self.send_with(offset, max_bytes, socket, header, SendOptions::default())
+    }
+
+    /// [`Partition::send`] with a chosen strategy or read limit.
+    pub fn send_with(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        socket: &impl AsFd,
+        header: impl Into<SendHeader>,
+        options: SendOptions,
+    ) -> Pending<SendInfo> {
+        let socket = socket.as_fd();
+        let prepared = rill_send::check_stream_socket(socket).and_then(|()| {
+            Ok((
+                SocketId::of(socket)?,
+                rill_send::is_nonblocking(socket)?,
+                socket.try_clone_to_owned()?,
+            ))
+        });
+        let (id, socket_nonblocking, socket) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return Pending::ready(Err(Error::Socket(e))),
+        };
+        let (reply, slot) = pending::channel();
+        let request = Request::Send {
+            part: Arc::clone(&self.shared),
+            offset,
+            max_bytes: max_bytes.min(self.max_read_bytes),
+            limit: options.limit.unwrap_or(self.read_limit),
+            strategy: options.strategy.unwrap_or(self.send_strategy),
+            socket,
+            socket_nonblocking,
+            header: header.into(),
+            gate: self.gates.ticket(id),
+            reply,
+        };
+        match self.gates.enter(id, &self.shard, request) {
+            Entered::Go(request) => Pending::send(&self.shard, request, slot),
+            Entered::Queued => Pending::sent(slot),
+        }
     }
 }
 

@@ -47,6 +47,13 @@ pub(crate) struct Reply<T> {
 }
 
 impl<T> Reply<T> {
+    /// Whether the caller dropped its [`Pending`]: nobody will see the answer.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.slot
+            .as_ref()
+            .is_none_or(|slot| Arc::strong_count(slot) == 1)
+    }
+
     pub(crate) fn send(mut self, value: Result<T>) {
         if let Some(slot) = self.slot.take() {
             let waker = {

@@ -9,11 +9,14 @@
 
 use crate::partition::{PartitionShared, ReadBatches};
 use crate::pending::Reply;
+use crate::send::{GateTicket, SendHeader, SendInfo};
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use rill_segment::partition::ReadLimit;
 use rill_segment::{AppendInfo, Durability, Offsets, PartitionLog};
+use rill_send::SendStrategy;
 use rill_uring::{Doorbell, DriverStats};
+use std::os::fd::OwnedFd;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -39,6 +42,19 @@ pub(crate) enum Request {
     Flush {
         part: Arc<PartitionShared>,
         reply: Reply<Offsets>,
+    },
+    /// Whole batches to a socket (see [`crate::send`]).
+    Send {
+        part: Arc<PartitionShared>,
+        offset: i64,
+        max_bytes: u64,
+        limit: ReadLimit,
+        strategy: SendStrategy,
+        socket: OwnedFd,
+        socket_nonblocking: bool,
+        header: SendHeader,
+        gate: GateTicket,
+        reply: Reply<SendInfo>,
     },
     OffsetForTimestamp {
         part: Arc<PartitionShared>,
@@ -77,6 +93,7 @@ impl Request {
             Self::Append { part, .. }
             | Self::Read { part, .. }
             | Self::Flush { part, .. }
+            | Self::Send { part, .. }
             | Self::OffsetForTimestamp { part, .. }
             | Self::TruncateTo { part, .. }
             | Self::DeleteBefore { part, .. }
@@ -189,6 +206,20 @@ impl ShardHandle {
             let mut state = self.state.lock();
             if state.closed {
                 return Err(PushError::Closed);
+            }
+            state.items.push_back(request);
+        }
+        self.doorbell.ring();
+        Ok(())
+    }
+
+    /// Queues a request even when the queue is full (a send whose socket just came free: it
+    /// was admitted when it was asked for). Gives the request back when closed.
+    pub(crate) fn push_or_return(&self, request: Request) -> Result<(), Request> {
+        {
+            let mut state = self.state.lock();
+            if state.closed {
+                return Err(request);
             }
             state.items.push_back(request);
         }

@@ -14,18 +14,24 @@ use crate::error::{Error, Result};
 use crate::partition::{PartitionShared, ReadBatches};
 use crate::pending::Reply;
 use crate::queue::{PartitionKey, Request, ShardHandle};
+use crate::send::{GateTicket, SendInfo, SendRange};
 use rill_segment::disk::Disk;
 use rill_segment::partition::BatchRange;
 use rill_segment::plan::Round;
 use rill_segment::{AppendInfo, Durability, LogError, Offsets, PartitionLog};
+use rill_send::{SendError, SendJob, Transfer};
 use rill_uring::{
-    ClosedFiles, Driver, DriverError, DriverKind, ReadOp, SyscallDriver, UringDriver,
+    ClosedFiles, Driver, DriverError, DriverKind, ReadOp, SyscallDriver, SyscallOptions,
+    UringDriver, UringOptions,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a closing shard waits for cancelled transfers to hand their buffers back.
+const SEND_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
@@ -47,7 +53,7 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("rill-shard-{id}"))
         .spawn(move || {
-            let driver = match make_driver(&handle, disk, closed, &config) {
+            let driver = match make_driver(&handle, Arc::clone(&disk), closed, &config) {
                 Ok(driver) => driver,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -55,7 +61,7 @@ pub(crate) fn spawn(
                 }
             };
             let _ = ready_tx.send(Ok(driver.kind()));
-            Shard::new(handle, driver, config).run();
+            Shard::new(handle, driver, disk, config).run();
         })
         .map_err(|e| Error::io("spawn shard thread", "", e))?;
     match ready_rx.recv() {
@@ -78,13 +84,21 @@ fn make_driver(
     config: &Config,
 ) -> Result<Box<dyn Driver>> {
     let doorbell = Arc::clone(&handle.doorbell);
-    let uring = |disk| UringDriver::new(disk, closed, Arc::clone(&doorbell), config.uring);
+    let uring_options = UringOptions {
+        send: config.send,
+        ..config.uring
+    };
+    let syscall_options = SyscallOptions {
+        send: config.send,
+        ..config.syscall
+    };
+    let uring = |disk| UringDriver::new(disk, closed, Arc::clone(&doorbell), uring_options);
     let driver: Box<dyn Driver> = match config.driver {
         DriverChoice::Uring => Box::new(uring(disk)?),
         DriverChoice::Syscall => Box::new(SyscallDriver::new(
             disk,
             Arc::clone(&doorbell),
-            config.syscall,
+            syscall_options,
         )?),
         DriverChoice::Auto => match uring(Arc::clone(&disk)) {
             Ok(driver) => Box::new(driver),
@@ -93,7 +107,7 @@ fn make_driver(
                 Box::new(SyscallDriver::new(
                     disk,
                     Arc::clone(&doorbell),
-                    config.syscall,
+                    syscall_options,
                 )?)
             }
             Err(e) => return Err(e.into()),
@@ -108,6 +122,11 @@ struct PartitionState {
     pending: VecDeque<Request>,
     /// Whether the key is in the shard's `ready` list.
     listed: bool,
+    /// Transfers of this partition's bytes in progress.
+    sends_in_flight: usize,
+    /// A truncation at the head of `pending` waits for `sends_in_flight` to reach zero (it
+    /// would change bytes a transfer is sending); the partition is listed again then.
+    blocked: bool,
 }
 
 impl PartitionState {
@@ -133,10 +152,25 @@ struct PlannedRead {
     reply: Reply<ReadBatches>,
 }
 
+/// A transfer in progress: who to answer.
+struct SendWaiter {
+    key: PartitionKey,
+    range: SendRange,
+    gate: GateTicket,
+    reply: Reply<SendInfo>,
+}
+
 struct Shard {
     handle: Arc<ShardHandle>,
     driver: Box<dyn Driver>,
+    disk: Arc<dyn Disk>,
     config: Arc<Config>,
+    /// Transfers started, by token.
+    sends: HashMap<u64, SendWaiter>,
+    next_send_token: u64,
+    /// Sends waiting for a transfer slot (`Config::send.max_transfers` are in progress).
+    deferred_sends: VecDeque<Request>,
+    finished: Vec<Transfer>,
     partitions: HashMap<PartitionKey, PartitionState>,
     /// Partitions with pending requests, each listed once.
     ready: VecDeque<PartitionKey>,
@@ -148,10 +182,20 @@ struct Shard {
 }
 
 impl Shard {
-    fn new(handle: Arc<ShardHandle>, driver: Box<dyn Driver>, config: Arc<Config>) -> Self {
+    fn new(
+        handle: Arc<ShardHandle>,
+        driver: Box<dyn Driver>,
+        disk: Arc<dyn Disk>,
+        config: Arc<Config>,
+    ) -> Self {
         Self {
             handle,
             driver,
+            disk,
+            sends: HashMap::new(),
+            next_send_token: 0,
+            deferred_sends: VecDeque::new(),
+            finished: Vec::new(),
             next_maintenance_ms: now_ms() + config.maintenance_interval_ms as i64,
             config,
             partitions: HashMap::new(),
@@ -166,12 +210,16 @@ impl Shard {
         loop {
             self.take_requests();
             let worked = self.run_round();
+            let answered = self.collect_sends();
             self.maintain_if_due();
             if !self.shutdown.is_empty() && self.pending_total == 0 && self.handle.is_empty() {
+                self.drain_sends();
                 self.close_all();
                 return;
             }
-            if !worked && self.pending_total == 0 {
+            // Partitions with requests are listed, except those waiting for their transfers
+            // (a completion wakes the driver's sleep).
+            if !worked && !answered && self.ready.is_empty() {
                 self.sleep();
             }
         }
@@ -192,9 +240,11 @@ impl Shard {
         doorbell.end_sleep();
     }
 
-    /// Moves queued requests into their partitions' queues, at most `queue_depth` in all.
+    /// Moves queued requests into their partitions' queues, at most `queue_depth` in all
+    /// (transfers in progress or waiting count too).
     fn take_requests(&mut self) {
-        let room = self.config.queue_depth.saturating_sub(self.pending_total);
+        let busy = self.pending_total + self.deferred_sends.len() + self.driver.sends_in_flight();
+        let room = self.config.queue_depth.saturating_sub(busy);
         let mut inbox = std::mem::take(&mut self.inbox);
         self.handle.drain(&mut inbox, room);
         for request in inbox.drain(..) {
@@ -211,6 +261,8 @@ impl Shard {
                     shared: Arc::clone(&shared),
                     pending: VecDeque::new(),
                     listed: false,
+                    sends_in_flight: 0,
+                    blocked: false,
                 };
                 state.publish();
                 self.partitions.insert(shared.key, state);
@@ -247,6 +299,7 @@ impl Shard {
         let mut read_ops = Vec::new();
         let mut worked = false;
         let mut visited = Vec::new();
+        let mut sends = Vec::new();
         for _ in 0..self.ready.len() {
             let Some(key) = self.ready.pop_front() else {
                 break;
@@ -256,7 +309,13 @@ impl Shard {
             };
             state.listed = false;
             let before = state.pending.len();
-            let plan = plan_partition(state, &self.config, now, &mut reads, &mut read_ops);
+            let plan = plan_partition(
+                state,
+                &self.config,
+                now,
+                (&mut reads, &mut read_ops),
+                &mut sends,
+            );
             let after = self.partitions.get(&key).map_or(0, |s| s.pending.len());
             self.pending_total -= before - after;
             worked |= before != after;
@@ -267,10 +326,15 @@ impl Shard {
             if let Some(state) = self.partitions.get_mut(&key)
                 && !state.pending.is_empty()
                 && !state.listed
+                && !state.blocked
             {
                 state.listed = true;
                 self.ready.push_back(key);
             }
+        }
+        // Started before the batch runs, so their first entries go in its submission.
+        for request in sends {
+            self.start_send(request);
         }
         if planned.is_empty() && read_ops.is_empty() {
             for key in visited {
@@ -357,6 +421,170 @@ impl Shard {
         read.reply.send(result);
     }
 
+    /// Locates a send's batches, builds its header and hands the transfer to the driver (or
+    /// defers it while `max_transfers` are in progress).
+    fn start_send(&mut self, request: Request) {
+        if self.driver.sends_in_flight() >= self.config.send.max_transfers {
+            self.deferred_sends.push_back(request);
+            return;
+        }
+        let Request::Send {
+            part,
+            offset,
+            max_bytes,
+            limit,
+            strategy,
+            socket,
+            socket_nonblocking,
+            header,
+            gate,
+            reply,
+        } = request
+        else {
+            return;
+        };
+        // The gate opens before the answer, so a caller that saw it can send again at once.
+        let answer = |gate: GateTicket, reply: Reply<SendInfo>, result| {
+            drop(gate);
+            reply.send(result);
+        };
+        if reply.is_abandoned() {
+            // Nobody waits for it: never put bytes on the socket.
+            return answer(gate, reply, Err(Error::ShuttingDown));
+        }
+        let Some(state) = self.partitions.get_mut(&part.key) else {
+            return answer(gate, reply, Err(unknown(&part)));
+        };
+        let offsets = state.log.offsets();
+        let located = match state.log.locate(offset, max_bytes, limit) {
+            Ok(located) => located,
+            Err(e) => return answer(gate, reply, Err(e.into())),
+        };
+        let range = SendRange {
+            offset,
+            batch_bytes: located.as_ref().map_or(0, |r| r.len),
+            next_offset: located.as_ref().map_or(offset, |r| r.next_offset),
+            high_watermark: offsets.durable,
+            log_start_offset: offsets.log_start,
+            log_end_offset: offsets.log_end,
+        };
+        let Some(header) = header.resolve(&range) else {
+            let e = Error::Config("the send's header builder panicked".into());
+            return answer(gate, reply, Err(e));
+        };
+        let file = match located.as_ref().map(|r| self.disk.clone_fd(r.file)) {
+            None => None,
+            Some(Ok(fd)) => Some(fd),
+            Some(Err(e)) => {
+                let e = Error::io("send: duplicate the segment descriptor", state.log.dir(), e);
+                return answer(gate, reply, Err(e));
+            }
+        };
+        if header.is_empty() && file.is_none() {
+            return answer(gate, reply, Ok(send_info(&range, 0)));
+        }
+        let job = SendJob {
+            socket,
+            socket_nonblocking,
+            file,
+            position: located.as_ref().map_or(0, |r| r.position),
+            len: range.batch_bytes,
+            header,
+            strategy,
+        };
+        let token = self.next_send_token;
+        self.next_send_token += 1;
+        state.sends_in_flight += 1;
+        self.sends.insert(
+            token,
+            SendWaiter {
+                key: part.key,
+                range,
+                gate,
+                reply,
+            },
+        );
+        self.driver.start_send(Transfer::new(token, job));
+    }
+
+    /// Answers finished transfers and starts deferred ones. Returns whether any finished.
+    fn collect_sends(&mut self) -> bool {
+        let mut done = std::mem::take(&mut self.finished);
+        self.driver.finished_sends(&mut done);
+        let any = !done.is_empty();
+        for mut transfer in done.drain(..) {
+            let Some(waiter) = self.sends.remove(&transfer.token) else {
+                debug_assert!(false, "unknown transfer {}", transfer.token);
+                continue;
+            };
+            self.send_ended(waiter.key);
+            let result = match transfer.take_result() {
+                Some(Ok(bytes)) => Ok(send_info(&waiter.range, bytes)),
+                Some(Err(e)) => Err(Error::Send(e)),
+                None => Err(Error::Send(SendError::Cancelled {
+                    sent: transfer.sent_total(),
+                })),
+            };
+            drop(waiter.gate);
+            waiter.reply.send(result);
+        }
+        self.finished = done;
+        // Bounded by the deferred list; `start_send` defers again only at the limit.
+        while self.driver.sends_in_flight() < self.config.send.max_transfers {
+            let Some(request) = self.deferred_sends.pop_front() else {
+                break;
+            };
+            self.start_send(request);
+        }
+        any
+    }
+
+    /// A transfer of partition `key` ended: a truncation waiting for it may run.
+    fn send_ended(&mut self, key: PartitionKey) {
+        let Some(state) = self.partitions.get_mut(&key) else {
+            return;
+        };
+        state.sends_in_flight -= 1;
+        if state.sends_in_flight == 0 && state.blocked {
+            state.blocked = false;
+            if !state.pending.is_empty() && !state.listed {
+                state.listed = true;
+                self.ready.push_back(key);
+            }
+        }
+    }
+
+    /// At shutdown: fails deferred sends, cancels transfers and waits (bounded) for the driver
+    /// to hand them back.
+    fn drain_sends(&mut self) {
+        for request in self.deferred_sends.drain(..) {
+            fail_request(request, Error::ShuttingDown);
+        }
+        if self.driver.sends_in_flight() == 0 {
+            return;
+        }
+        self.driver.expire_sends(true);
+        let deadline = Instant::now() + SEND_DRAIN_TIMEOUT;
+        // Bounded by the deadline; each pass sleeps at most 50 ms.
+        while self.driver.sends_in_flight() > 0 && Instant::now() < deadline {
+            self.collect_sends();
+            if self.driver.sends_in_flight() == 0 {
+                break;
+            }
+            if let Err(e) = self.driver.park(Duration::from_millis(50)) {
+                tracing::warn!(error = %e, "waiting for cancelled transfers");
+                break;
+            }
+        }
+        self.collect_sends();
+        if self.driver.sends_in_flight() > 0 {
+            tracing::warn!(
+                transfers = self.driver.sends_in_flight(),
+                "transfers still running at shutdown (blocked in a blocking socket); abandoned"
+            );
+        }
+    }
+
     /// Runs a pending `Detach` at the head of the partition's queue.
     fn detach_if_asked(&mut self, key: PartitionKey) {
         let asked = self
@@ -388,6 +616,7 @@ impl Shard {
             return;
         }
         self.next_maintenance_ms = now + self.config.maintenance_interval_ms as i64;
+        self.driver.expire_sends(false);
         for state in self.partitions.values_mut() {
             if state.log.failure().is_some() {
                 continue;
@@ -428,8 +657,8 @@ fn plan_partition(
     state: &mut PartitionState,
     config: &Config,
     now: i64,
-    reads: &mut Vec<PlannedRead>,
-    read_ops: &mut Vec<ReadOp>,
+    (reads, read_ops): (&mut Vec<PlannedRead>, &mut Vec<ReadOp>),
+    sends: &mut Vec<Request>,
 ) -> Option<Planned> {
     let mut plan = Planned {
         key: state.shared.key,
@@ -497,11 +726,22 @@ fn plan_partition(
                     plan.flushes.push(reply);
                 }
             }
+            Request::Send { .. } => {
+                if let Some(request) = state.pending.pop_front() {
+                    sends.push(request);
+                }
+            }
             Request::Detach { .. } => break,
             _ => {
                 // Control requests change files: they wait for this partition's planned round
                 // and reads to finish.
                 if plan.round.is_some() || reads.len() > reads_before {
+                    break;
+                }
+                // A truncation would change bytes a transfer is sending (a deletion only
+                // unlinks files, which the transfers hold open).
+                if matches!(front, Request::TruncateTo { .. }) && state.sends_in_flight > 0 {
+                    state.blocked = true;
                     break;
                 }
                 if let Some(request) = state.pending.pop_front() {
@@ -603,6 +843,17 @@ fn run_control(state: &mut PartitionState, request: Request, now: i64) {
     }
 }
 
+fn send_info(range: &SendRange, bytes_sent: u64) -> SendInfo {
+    SendInfo {
+        bytes_sent,
+        batch_bytes: range.batch_bytes,
+        next_offset: range.next_offset,
+        high_watermark: range.high_watermark,
+        log_start_offset: range.log_start_offset,
+        log_end_offset: range.log_end_offset,
+    }
+}
+
 /// An error for each of several callers, derived from one `LogError` (which is not `Clone`).
 fn shared_error(log: &PartitionLog, e: &LogError) -> impl Fn() -> Error + use<> {
     let failure = log.failure().cloned();
@@ -629,6 +880,10 @@ fn fail_request(request: Request, e: Error) {
         Request::Append { reply, .. } => reply.send(Err(e)),
         Request::Read { reply, .. } => reply.send(Err(e)),
         Request::Flush { reply, .. } => reply.send(Err(e)),
+        Request::Send { reply, gate, .. } => {
+            drop(gate);
+            reply.send(Err(e));
+        }
         Request::OffsetForTimestamp { reply, .. } => reply.send(Err(e)),
         Request::TruncateTo { reply, .. } | Request::DeleteBefore { reply, .. } => {
             reply.send(Err(e));

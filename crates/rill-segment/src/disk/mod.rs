@@ -13,7 +13,7 @@ pub use std_disk::StdDisk;
 
 use std::fmt;
 use std::io::{self, IoSlice};
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::Path;
 
 /// A handle to an open file of a [`Disk`].
@@ -76,6 +76,16 @@ pub trait Disk: Send + Sync + fmt::Debug {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// The OS descriptor behind a handle, for executors that submit I/O themselves.
     fn raw_fd(&self, file: FileId) -> Option<RawFd>;
+    /// A duplicate of the OS descriptor behind a handle, owned by the caller: it keeps the file
+    /// readable after the handle closes or the file is removed (a send in progress holds one).
+    /// Disks without descriptors return `Unsupported`.
+    fn clone_fd(&self, file: FileId) -> io::Result<OwnedFd> {
+        let _ = file;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this disk has no OS descriptors",
+        ))
+    }
 }
 
 /// Reads exactly `buf.len()` bytes at `pos`, looping over short reads.

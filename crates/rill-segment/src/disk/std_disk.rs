@@ -140,4 +140,8 @@ impl Disk for StdDisk {
     fn raw_fd(&self, file: FileId) -> Option<RawFd> {
         self.file(file).ok().map(|f| f.as_raw_fd())
     }
+
+    fn clone_fd(&self, file: FileId) -> io::Result<std::os::fd::OwnedFd> {
+        Ok(self.file(file)?.try_clone()?.into())
+    }
 }

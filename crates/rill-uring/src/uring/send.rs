@@ -333,7 +333,9 @@ impl UringDriver {
         if rt.t.untaken() > u64::from(len) {
             out_flags |= libc::SPLICE_F_MORE;
         }
-        let file = types::Fd(rt.t.job().file.as_raw_fd());
+        let Some(file) = rt.t.file().map(|f| types::Fd(f.as_raw_fd())) else {
+            return self.send_no_file(key);
+        };
         let chain = [
             opcode::Splice::new(file, position as i64, types::Fd(pipe_write), -1, len)
                 .flags(move_flag)
@@ -379,7 +381,9 @@ impl UringDriver {
             flags |= libc::MSG_MORE;
         }
         let ptr = buf.as_mut_ptr();
-        let file = types::Fd(rt.t.job().file.as_raw_fd());
+        let Some(file) = rt.t.file().map(|f| types::Fd(f.as_raw_fd())) else {
+            return self.send_no_file(key);
+        };
         let position = rt.t.take_position();
         let read = match buf.fixed_index() {
             Some(index) => opcode::ReadFixed::new(file, ptr, len as u32, index)
@@ -415,6 +419,15 @@ impl UringDriver {
                 self.send_step(key);
             }
         }
+    }
+
+    /// Unreachable by construction (`Transfer::new` fails a non-empty range without a file).
+    fn send_no_file(&mut self, key: usize) {
+        if let Some(rt) = self.sends.transfers.get_mut(key) {
+            let (sent, missing) = (rt.t.sent_total(), rt.t.untaken());
+            rt.t.fail(SendError::FileShort { sent, missing });
+        }
+        self.send_finish(key);
     }
 
     fn send_push(&mut self, key: usize, chain: &[squeue::Entry]) {

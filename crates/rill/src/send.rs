@@ -1,0 +1,225 @@
+//! [`crate::Partition::send`]: whole batches from the log straight to a socket.
+//!
+//! The types a caller sees ([`SendHeader`], [`SendRange`], [`SendOptions`], [`SendInfo`]) and
+//! the socket gates: sends to one socket run one at a time, in the order they were asked for,
+//! even when they are for partitions on different shards. The next send to a socket is
+//! dispatched when the previous one's [`GateTicket`] drops, which the shard does before it
+//! answers, so a caller that awaited one send finds the socket free for the next.
+
+use crate::queue::{Request, ShardHandle};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use rill_segment::partition::ReadLimit;
+use rill_send::{SendStrategy, SocketId};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+
+/// What a send found to ship, given to a [`SendHeader::build`] closure so that the header can
+/// frame exactly these bytes (a Kafka fetch response carries the records' length and the high
+/// watermark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendRange {
+    /// The offset asked for.
+    pub offset: i64,
+    /// Bytes of whole batches that follow the header (0 at the end of the log).
+    pub batch_bytes: u64,
+    /// Where the next fetch starts (after the last batch sent).
+    pub next_offset: i64,
+    /// The durable offset (a single node's high watermark).
+    pub high_watermark: i64,
+    /// The first offset of the log.
+    pub log_start_offset: i64,
+    /// The end of the written log.
+    pub log_end_offset: i64,
+}
+
+type BuildHeader = Box<dyn FnOnce(&SendRange) -> Bytes + Send>;
+
+/// Bytes written to the socket before the batches.
+#[derive(Default)]
+pub enum SendHeader {
+    /// No header: only the batches.
+    #[default]
+    None,
+    /// These bytes.
+    Bytes(Bytes),
+    /// Bytes made from the located range, on the shard thread, just before sending. Keep it
+    /// short; a panic in it fails the send (the shard survives).
+    Build(BuildHeader),
+}
+
+impl SendHeader {
+    /// A header made from the located range (see [`SendRange`]).
+    pub fn build(f: impl FnOnce(&SendRange) -> Bytes + Send + 'static) -> Self {
+        Self::Build(Box::new(f))
+    }
+
+    /// The header bytes for `range`; `None` if the builder panicked.
+    pub(crate) fn resolve(self, range: &SendRange) -> Option<Bytes> {
+        match self {
+            Self::None => Some(Bytes::new()),
+            Self::Bytes(bytes) => Some(bytes),
+            Self::Build(f) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(range))).ok()
+            }
+        }
+    }
+}
+
+impl fmt::Debug for SendHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Bytes(b) => f.debug_tuple("Bytes").field(&b.len()).finish(),
+            Self::Build(_) => f.write_str("Build(..)"),
+        }
+    }
+}
+
+impl From<Bytes> for SendHeader {
+    fn from(bytes: Bytes) -> Self {
+        Self::Bytes(bytes)
+    }
+}
+
+impl From<Vec<u8>> for SendHeader {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::Bytes(bytes.into())
+    }
+}
+
+impl From<&'static [u8]> for SendHeader {
+    fn from(bytes: &'static [u8]) -> Self {
+        Self::Bytes(Bytes::from_static(bytes))
+    }
+}
+
+impl From<Option<Bytes>> for SendHeader {
+    fn from(bytes: Option<Bytes>) -> Self {
+        bytes.map_or(Self::None, Self::Bytes)
+    }
+}
+
+/// Choices of one send; the defaults come from the [`crate::Config`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    /// How bytes move (default: `Config::send.strategy`).
+    pub strategy: Option<SendStrategy>,
+    /// How far the send sees: written, or only durable data (default: `Config::read_limit`).
+    pub limit: Option<ReadLimit>,
+}
+
+/// The result of a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendInfo {
+    /// Bytes written to the socket: header and batches.
+    pub bytes_sent: u64,
+    /// Bytes of whole batches among them.
+    pub batch_bytes: u64,
+    /// Where the next fetch starts.
+    pub next_offset: i64,
+    /// The durable offset when the range was located.
+    pub high_watermark: i64,
+    /// The first offset of the log then.
+    pub log_start_offset: i64,
+    /// The end of the written log then.
+    pub log_end_offset: i64,
+}
+
+/// The sends waiting for each busy socket, across all shards.
+#[derive(Debug, Default)]
+pub(crate) struct SocketGates {
+    busy: Mutex<HashMap<SocketId, VecDeque<(Arc<ShardHandle>, Request)>>>,
+}
+
+/// Held by the send that owns its socket's gate (inside its request); dropping it lets the
+/// next send to the socket go.
+#[derive(Debug)]
+pub(crate) struct GateTicket {
+    gates: Arc<SocketGates>,
+    socket: SocketId,
+    /// Whether dropping it opens the gate (a ticket disarmed by [`SocketGates::leave`] does
+    /// not, so leaving never recurses).
+    armed: bool,
+}
+
+impl Drop for GateTicket {
+    fn drop(&mut self) {
+        if self.armed {
+            self.gates.leave(self.socket);
+        }
+    }
+}
+
+/// Where [`SocketGates::enter`] put a request.
+pub(crate) enum Entered {
+    /// The socket was free: send the request to its shard now.
+    Go(Request),
+    /// Queued behind the socket's current send.
+    Queued,
+}
+
+impl SocketGates {
+    /// A ticket for `socket`, to put into the request passed to [`SocketGates::enter`].
+    pub(crate) fn ticket(self: &Arc<Self>, socket: SocketId) -> GateTicket {
+        GateTicket {
+            gates: Arc::clone(self),
+            socket,
+            armed: true,
+        }
+    }
+
+    /// Lets `request` (holding a ticket for `socket`) go if the socket is free, else queues it.
+    pub(crate) fn enter(
+        &self,
+        socket: SocketId,
+        shard: &Arc<ShardHandle>,
+        request: Request,
+    ) -> Entered {
+        let mut busy = self.busy.lock();
+        match busy.get_mut(&socket) {
+            Some(queue) => {
+                queue.push_back((Arc::clone(shard), request));
+                Entered::Queued
+            }
+            None => {
+                busy.insert(socket, VecDeque::new());
+                Entered::Go(request)
+            }
+        }
+    }
+
+    /// The socket's send ended: dispatches the next queued one, or frees the socket.
+    fn leave(&self, socket: SocketId) {
+        // Each pass dispatches one request or drops one (its shard closed): bounded by the
+        // queue's length.
+        loop {
+            let next = {
+                let mut busy = self.busy.lock();
+                let Some(queue) = busy.get_mut(&socket) else {
+                    return;
+                };
+                match queue.pop_front() {
+                    Some(next) => next,
+                    None => {
+                        busy.remove(&socket);
+                        return;
+                    }
+                }
+            };
+            let (shard, request) = next;
+            match shard.push_or_return(request) {
+                Ok(()) => return,
+                Err(mut request) => {
+                    // The shard is closing: the request is answered `ShuttingDown` when it
+                    // drops; its ticket must not re-enter `leave`.
+                    if let Request::Send { gate, .. } = &mut request {
+                        gate.armed = false;
+                    }
+                    drop(request);
+                }
+            }
+        }
+    }
+}
