@@ -5,6 +5,12 @@
 //! threads absorb that instead. The shard hands a transfer over and collects it when done; a
 //! callback (the shard's doorbell) tells it to look. Threads are made on first use, so
 //! services with non-blocking sockets never have them.
+//!
+//! A call blocked on a peer that stopped reading cannot be interrupted, so each call moves at
+//! most [`BLOCKING_CHUNK_BYTES`] and publishes its progress; the shard's periodic
+//! [`BlockingSenders::expire`] shuts down the write side of a socket without progress for the
+//! stall timeout (or of every socket, when closing), which makes the blocked call return. The
+//! stream then holds a partial frame anyway: the caller must close the connection.
 
 use crate::error::SendError;
 use crate::pipe::PipePool;
@@ -13,21 +19,54 @@ use crate::syscalls::{Progress, advance};
 use crate::transfer::Transfer;
 use parking_lot::Mutex;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::net::Shutdown;
+use std::collections::HashMap;
 use std::fmt;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Bytes per blocking call: a peer slower than this per stall timeout counts as stalled.
+pub const BLOCKING_CHUNK_BYTES: usize = 64 << 10;
 
 type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// Why the watchdog shut a socket down.
+const RUNNING: u8 = 0;
+const STALLED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+/// What the shard's watchdog sees of a running transfer.
+struct Watch {
+    /// A duplicate of the transfer's socket, to shut down.
+    socket: OwnedFd,
+    /// Bytes sent, published by the thread after each call.
+    sent: Arc<AtomicU64>,
+    /// Set by the watchdog before it shuts the socket down.
+    verdict: Arc<AtomicU8>,
+    /// The last `sent` the watchdog saw, and since when.
+    seen: u64,
+    since: Instant,
+}
+
+type Watches = Arc<Mutex<HashMap<u64, Watch>>>;
+
+struct Job {
+    transfer: Transfer,
+    sent: Arc<AtomicU64>,
+    verdict: Arc<AtomicU8>,
+}
 
 /// A shard's threads for blocking-socket transfers. See the module documentation.
 pub struct BlockingSenders {
     config: SendConfig,
     notify: Notify,
-    jobs: Option<mpsc::Sender<Transfer>>,
-    queue: Arc<Mutex<mpsc::Receiver<Transfer>>>,
+    jobs: Option<mpsc::Sender<Job>>,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
     done: Arc<Mutex<Vec<Transfer>>>,
+    watches: Watches,
     closing: Arc<AtomicBool>,
     threads: usize,
     in_flight: usize,
@@ -47,11 +86,15 @@ impl BlockingSenders {
     pub fn new(config: SendConfig, notify: impl Fn() + Send + Sync + 'static) -> Self {
         let (jobs, queue) = mpsc::channel();
         Self {
-            config,
+            config: SendConfig {
+                chunk_bytes: config.chunk_bytes.min(BLOCKING_CHUNK_BYTES),
+                ..config
+            },
             notify: Arc::new(notify),
             jobs: Some(jobs),
             queue: Arc::new(Mutex::new(queue)),
             done: Arc::new(Mutex::new(Vec::new())),
+            watches: Arc::new(Mutex::new(HashMap::new())),
             closing: Arc::new(AtomicBool::new(false)),
             threads: 0,
             in_flight: 0,
@@ -70,21 +113,54 @@ impl BlockingSenders {
                         sent: 0,
                         source: e,
                     });
-                    self.finish_here(transfer);
-                    return;
+                    return self.finish_here(transfer);
                 }
                 // Fewer threads than asked still run every transfer.
                 Err(e) => tracing::warn!(error = %e, "spawning a blocking sender thread"),
             }
         }
+        let socket = match transfer.job().socket.try_clone() {
+            Ok(socket) => socket,
+            Err(e) => {
+                transfer.fail(SendError::Io {
+                    what: "duplicating the socket descriptor",
+                    sent: 0,
+                    source: e,
+                });
+                return self.finish_here(transfer);
+            }
+        };
+        let (sent, verdict) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU8::new(RUNNING)),
+        );
+        self.watches.lock().insert(
+            transfer.token,
+            Watch {
+                socket,
+                sent: Arc::clone(&sent),
+                verdict: Arc::clone(&verdict),
+                seen: 0,
+                since: Instant::now(),
+            },
+        );
+        let token = transfer.token;
+        let job = Job {
+            transfer,
+            sent,
+            verdict,
+        };
         let Some(jobs) = self.jobs.as_ref() else {
+            self.watches.lock().remove(&token);
+            let mut transfer = job.transfer;
             transfer.fail(SendError::Cancelled { sent: 0 });
-            self.finish_here(transfer);
-            return;
+            return self.finish_here(transfer);
         };
         self.in_flight += 1;
-        if let Err(mpsc::SendError(mut transfer)) = jobs.send(transfer) {
+        if let Err(mpsc::SendError(job)) = jobs.send(job) {
             self.in_flight -= 1;
+            self.watches.lock().remove(&token);
+            let mut transfer = job.transfer;
             transfer.fail(SendError::Cancelled { sent: 0 });
             self.finish_here(transfer);
         }
@@ -100,6 +176,7 @@ impl BlockingSenders {
     fn spawn(&self) -> std::io::Result<()> {
         let queue = Arc::clone(&self.queue);
         let done = Arc::clone(&self.done);
+        let watches = Arc::clone(&self.watches);
         let notify = Arc::clone(&self.notify);
         let closing = Arc::clone(&self.closing);
         let config = self.config;
@@ -110,14 +187,15 @@ impl BlockingSenders {
                 // Ends when the pool drops its sender and the queue is empty.
                 loop {
                     let next = queue.lock().recv();
-                    let Ok(mut transfer) = next else { return };
+                    let Ok(mut job) = next else { return };
                     if closing.load(Ordering::Acquire) {
-                        transfer.fail(SendError::Cancelled { sent: 0 });
+                        job.transfer.fail(SendError::Cancelled { sent: 0 });
                     } else {
-                        run_to_end(&mut transfer, &mut pipes, &config);
+                        run_to_end(&mut job, &mut pipes, &config);
                     }
-                    transfer.finish(&mut pipes);
-                    done.lock().push(transfer);
+                    watches.lock().remove(&job.transfer.token);
+                    job.transfer.finish(&mut pipes);
+                    done.lock().push(job.transfer);
                     notify();
                 }
             })?;
@@ -136,30 +214,75 @@ impl BlockingSenders {
         self.in_flight
     }
 
-    /// Makes queued transfers that have not started fail as cancelled. Running ones end on
-    /// their own (done, peer gone, or stalled).
-    pub fn cancel_queued(&self) {
-        self.closing.store(true, Ordering::Release);
+    /// The watchdog: shuts down the write side of sockets whose transfer made no progress for
+    /// the stall timeout, or of every running transfer with `all` (queued ones then fail as
+    /// cancelled without starting). Call it periodically.
+    pub fn expire(&self, all: bool) {
+        if all {
+            self.closing.store(true, Ordering::Release);
+        }
+        let timeout = Duration::from_millis(self.config.stall_timeout_ms);
+        let mut watches = self.watches.lock();
+        for watch in watches.values_mut() {
+            let sent = watch.sent.load(Ordering::Acquire);
+            if sent != watch.seen {
+                watch.seen = sent;
+                watch.since = Instant::now();
+            }
+            let verdict = if all {
+                CANCELLED
+            } else if watch.since.elapsed() >= timeout {
+                STALLED
+            } else {
+                continue;
+            };
+            if watch
+                .verdict
+                .compare_exchange(RUNNING, verdict, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // Makes a call blocked on this socket return (EPIPE).
+                let _ = rustix::net::shutdown(&watch.socket, Shutdown::Write);
+            }
+        }
     }
 }
 
 impl Drop for BlockingSenders {
     fn drop(&mut self) {
-        // Threads are not joined: one may be blocked on a stalled peer until its stall
-        // timeout. They own everything they use and end after their current transfer.
+        // Threads are not joined: they end after their current transfer, which the shard
+        // cancelled (see `expire`); they own everything they use.
         self.closing.store(true, Ordering::Release);
         self.jobs = None;
     }
 }
 
-/// Runs `t` to its end with blocking waits for socket space, failing it after the stall
-/// timeout without progress.
-fn run_to_end(t: &mut Transfer, pipes: &mut PipePool, config: &SendConfig) {
+/// Runs a job's transfer to its end with blocking waits for socket space.
+fn run_to_end(job: &mut Job, pipes: &mut PipePool, config: &SendConfig) {
+    let t = &mut job.transfer;
     let timeout = Duration::from_millis(config.stall_timeout_ms);
-    // Each pass moves bytes, finishes, or waits at most the stall timeout; a transfer without
-    // progress for that long fails, so the loop is bounded.
+    // Each pass moves at most a chunk, finishes, or waits at most the stall timeout; a
+    // transfer without progress for that long is shut down by the watchdog or fails here.
     loop {
-        match advance(t, pipes, config, u64::MAX) {
+        let progress = advance(t, pipes, config, config.chunk_bytes as u64);
+        job.sent.store(t.sent_total(), Ordering::Release);
+        match job.verdict.load(Ordering::Acquire) {
+            RUNNING => {}
+            verdict => {
+                // The watchdog shut the socket down: report why, not the EPIPE it caused.
+                let sent = t.sent_total();
+                t.fail_instead(if verdict == STALLED {
+                    SendError::Stalled {
+                        sent,
+                        timeout_ms: config.stall_timeout_ms,
+                    }
+                } else {
+                    SendError::Cancelled { sent }
+                });
+                return;
+            }
+        }
+        match progress {
             Progress::Done => return,
             Progress::Yield => {}
             Progress::NoPipe => {
@@ -182,7 +305,9 @@ fn run_to_end(t: &mut Transfer, pipes: &mut PipePool, config: &SendConfig) {
                     });
                     return;
                 }
-                let left = timeout - waited;
+                let left = timeout
+                    .saturating_sub(waited)
+                    .min(Duration::from_millis(100));
                 let ts = Timespec {
                     tv_sec: left.as_secs() as i64,
                     tv_nsec: i64::from(left.subsec_nanos()),

@@ -27,7 +27,7 @@ mod strategy;
 mod syscalls;
 mod transfer;
 
-pub use blocking::BlockingSenders;
+pub use blocking::{BLOCKING_CHUNK_BYTES, BlockingSenders};
 pub use error::SendError;
 pub use pipe::{Pipe, PipePool, PipeStats};
 pub use socket::{SocketId, check_stream_socket, is_nonblocking};

@@ -50,7 +50,9 @@ impl Pipe {
     /// more than its length suggests.
     pub fn chunk_at(&self, position: u64, remaining: u64) -> usize {
         const PAGE: u64 = 4096;
-        let fits = (self.capacity as u64).saturating_sub(position % PAGE).max(1);
+        let fits = (self.capacity as u64)
+            .saturating_sub(position % PAGE)
+            .max(1);
         remaining.min(fits).min(u64::from(u32::MAX)) as usize
     }
 }

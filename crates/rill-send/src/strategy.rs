@@ -90,7 +90,9 @@ impl SendConfig {
             return Err("send pipe_bytes must be in 4 KiB..=1 GiB".into());
         }
         if self.max_pipes == 0 || self.max_transfers == 0 || self.blocking_threads == 0 {
-            return Err("send max_pipes, max_transfers and blocking_threads must be positive".into());
+            return Err(
+                "send max_pipes, max_transfers and blocking_threads must be positive".into(),
+            );
         }
         if self.chunk_bytes < 4096 || self.chunk_bytes > 1 << 30 {
             return Err("send chunk_bytes must be in 4 KiB..=1 GiB".into());

@@ -51,7 +51,7 @@ pub fn advance(
         }
         let step = if t.header_rest().is_empty() {
             match t.job().strategy {
-                SendStrategy::Splice => splice_step(t, pipes),
+                SendStrategy::Splice => splice_step(t, pipes, config),
                 SendStrategy::Sendfile => sendfile_step(t, config),
                 SendStrategy::Copy => copy_step(t, config),
             }
@@ -116,7 +116,7 @@ fn sendfile_step(t: &mut Transfer, config: &SendConfig) -> Step {
     }
 }
 
-fn splice_step(t: &mut Transfer, pipes: &mut PipePool) -> Step {
+fn splice_step(t: &mut Transfer, pipes: &mut PipePool, config: &SendConfig) -> Step {
     if t.pipe.is_none() {
         match pipes.take() {
             Ok(Some(pipe)) => t.pipe = Some(pipe),
@@ -138,7 +138,7 @@ fn splice_step(t: &mut Transfer, pipes: &mut PipePool) -> Step {
     if t.in_between() == 0 {
         // Fill the empty pipe from the file.
         let mut offset = t.take_position();
-        let len = pipe.chunk_at(offset, t.untaken());
+        let len = pipe.chunk_at(offset, t.untaken().min(config.chunk_bytes as u64));
         let Some(file) = t.file() else {
             return no_file(t);
         };

@@ -192,6 +192,14 @@ impl Transfer {
         }
     }
 
+    /// Ends the transfer with `error`, replacing an error recorded before (which was a
+    /// consequence of this one) but not a success.
+    pub fn fail_instead(&mut self, error: SendError) {
+        if !matches!(self.result, Some(Ok(_))) {
+            self.result = Some(Err(error));
+        }
+    }
+
     /// Whether an error was recorded (the transfer stops at its next step).
     pub fn failed(&self) -> bool {
         matches!(self.result, Some(Err(_)))

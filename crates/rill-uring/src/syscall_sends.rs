@@ -138,9 +138,7 @@ impl SyscallSends {
 
     pub(crate) fn expire(&mut self, all: bool, epoll_fd: &OwnedFd) {
         let timeout = Duration::from_millis(self.config.stall_timeout_ms);
-        if all {
-            self.blocking.cancel_queued();
-        }
+        self.blocking.expire(all);
         let keys: Vec<usize> = self
             .transfers
             .iter()

@@ -4,15 +4,15 @@ use crate::error::{Error, Result};
 use crate::pending::{self, Pending};
 use crate::queue::{PartitionKey, Request, ShardHandle};
 use crate::send::{Entered, SendHeader, SendInfo, SendOptions, SocketGates};
-use rill_send::{self, SendStrategy, SocketId};
-use std::os::fd::AsFd;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use rill_segment::batch::{self, BatchBuilder, Header};
 use rill_segment::partition::ReadLimit;
 use rill_segment::{AppendInfo, Durability, Offsets};
+use rill_send::{self, SendStrategy, SocketId};
 use rill_uring::ReadBuf;
 use std::fmt;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 /// State of a partition shared by its shard (which writes it) and its handles.

@@ -16,8 +16,8 @@ use rill_segment::partition::ReadLimit;
 use rill_segment::{AppendInfo, Durability, Offsets, PartitionLog};
 use rill_send::SendStrategy;
 use rill_uring::{Doorbell, DriverStats};
-use std::os::fd::OwnedFd;
 use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 /// A partition's key inside its shard.

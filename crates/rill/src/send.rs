@@ -127,10 +127,13 @@ pub struct SendInfo {
     pub log_end_offset: i64,
 }
 
+/// Sends queued behind a socket's current one, each with the shard to dispatch it to.
+type Waiting = VecDeque<(Arc<ShardHandle>, Request)>;
+
 /// The sends waiting for each busy socket, across all shards.
 #[derive(Debug, Default)]
 pub(crate) struct SocketGates {
-    busy: Mutex<HashMap<SocketId, VecDeque<(Arc<ShardHandle>, Request)>>>,
+    busy: Mutex<HashMap<SocketId, Waiting>>,
 }
 
 /// Held by the send that owns its socket's gate (inside its request); dropping it lets the
@@ -178,15 +181,12 @@ impl SocketGates {
         request: Request,
     ) -> Entered {
         let mut busy = self.busy.lock();
-        match busy.get_mut(&socket) {
-            Some(queue) => {
-                queue.push_back((Arc::clone(shard), request));
-                Entered::Queued
-            }
-            None => {
-                busy.insert(socket, VecDeque::new());
-                Entered::Go(request)
-            }
+        if let Some(queue) = busy.get_mut(&socket) {
+            queue.push_back((Arc::clone(shard), request));
+            Entered::Queued
+        } else {
+            busy.insert(socket, VecDeque::new());
+            Entered::Go(request)
         }
     }
 
@@ -200,13 +200,11 @@ impl SocketGates {
                 let Some(queue) = busy.get_mut(&socket) else {
                     return;
                 };
-                match queue.pop_front() {
-                    Some(next) => next,
-                    None => {
-                        busy.remove(&socket);
-                        return;
-                    }
-                }
+                let Some(next) = queue.pop_front() else {
+                    busy.remove(&socket);
+                    return;
+                };
+                next
             };
             let (shard, request) = next;
             match shard.push_or_return(request) {

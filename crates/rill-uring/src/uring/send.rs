@@ -144,12 +144,7 @@ impl UringDriver {
             let Some(key) = self.sends.ready.pop_front() else {
                 break;
             };
-            if self
-                .sends
-                .transfers
-                .get(key)
-                .is_some_and(|rt| rt.ops == 0)
-            {
+            if self.sends.transfers.get(key).is_some_and(|rt| rt.ops == 0) {
                 self.send_step(key);
             }
         }
@@ -169,9 +164,7 @@ impl UringDriver {
     /// Fails transfers without progress for the stall timeout, or every transfer (`all`).
     pub(super) fn send_expire(&mut self, all: bool) {
         let timeout = Duration::from_millis(self.sends.config.stall_timeout_ms);
-        if all {
-            self.sends.blocking.cancel_queued();
-        }
+        self.sends.blocking.expire(all);
         let keys: Vec<usize> = self
             .sends
             .transfers
