@@ -171,15 +171,6 @@ impl UringDriver {
     ) -> Result<Self, DriverError> {
         options.send.validate().map_err(DriverError::Config)?;
         let (ring, features) = ring::build(&options.ring)?;
-        // Each transfer has at most three entries in flight (a chain of two, or one and its
-        // cancellation); they must leave the batch most of the completion queue.
-        if options.send.max_transfers * 3 > features.cq_entries as usize / 2 {
-            return Err(DriverError::Config(format!(
-                "send max_transfers {} needs a completion queue of at least {} entries",
-                options.send.max_transfers,
-                options.send.max_transfers * 6
-            )));
-        }
         let submitter = ring.submitter();
         let mut workers = options.ring.iowq_max_workers;
         if workers != [0, 0] {
@@ -211,6 +202,7 @@ impl UringDriver {
         }
         let sends = send::RingSends::new(
             options.send,
+            features.cq_entries as usize,
             BlockingSenders::new(options.send, {
                 let doorbell = Arc::clone(&doorbell);
                 move || doorbell.ring()

@@ -74,13 +74,20 @@ pub(super) struct RingSends {
     waiting_pipe: VecDeque<usize>,
     done: Vec<Transfer>,
     blocking: BlockingSenders,
+    /// Transfers on the ring at once: each has at most three entries in flight (a chain of two,
+    /// or one and its cancellation), and together they leave the batch most of the completion
+    /// queue. More wait in `waiting_slot`.
+    max_on_ring: usize,
+    waiting_slot: VecDeque<Transfer>,
     /// Send entries pushed to the ring and not completed (the batch does not wait for them).
     pub(super) entries_in_flight: usize,
 }
 
 impl RingSends {
-    pub(super) fn new(config: SendConfig, blocking: BlockingSenders) -> Self {
+    pub(super) fn new(config: SendConfig, cq_entries: usize, blocking: BlockingSenders) -> Self {
         Self {
+            max_on_ring: (cq_entries / 6).max(1),
+            waiting_slot: VecDeque::new(),
             pipes: PipePool::new(config.max_pipes, config.pipe_bytes),
             config,
             transfers: Slab::new(),
@@ -93,7 +100,7 @@ impl RingSends {
     }
 
     pub(super) fn in_flight(&self) -> usize {
-        self.transfers.len() + self.done.len() + self.blocking.in_flight()
+        self.transfers.len() + self.waiting_slot.len() + self.done.len() + self.blocking.in_flight()
     }
 
     /// Whether the shard must not sleep: finished transfers to hand back, or steps to run.
@@ -124,6 +131,10 @@ impl UringDriver {
         let syscalls = t.job().strategy == SendStrategy::Sendfile;
         if syscalls && !t.job().socket_nonblocking {
             self.sends.blocking.submit(t);
+            return;
+        }
+        if self.sends.transfers.len() >= self.sends.max_on_ring {
+            self.sends.waiting_slot.push_back(t);
             return;
         }
         let key = self.sends.transfers.insert(RingTransfer {
@@ -165,6 +176,13 @@ impl UringDriver {
     pub(super) fn send_expire(&mut self, all: bool) {
         let timeout = Duration::from_millis(self.sends.config.stall_timeout_ms);
         self.sends.blocking.expire(all);
+        if all {
+            for mut t in self.sends.waiting_slot.drain(..) {
+                t.fail(SendError::Cancelled { sent: 0 });
+                t.finish(&mut self.sends.pipes);
+                self.sends.done.push(t);
+            }
+        }
         let keys: Vec<usize> = self
             .sends
             .transfers
@@ -444,6 +462,9 @@ impl UringDriver {
         // A pipe may have come free.
         while let Some(waiting) = self.sends.waiting_pipe.pop_front() {
             self.sends.ready.push_back(waiting);
+        }
+        if let Some(next) = self.sends.waiting_slot.pop_front() {
+            self.send_start(next);
         }
     }
 }
