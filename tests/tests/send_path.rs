@@ -706,6 +706,67 @@ fn closing_the_log_cancels_transfers_in_flight() {
     }
 }
 
+/// Mounts a small tmpfs (root only); `None` where mounting is not allowed.
+fn small_fs(bytes: u64) -> Option<(tempfile::TempDir, std::path::PathBuf)> {
+    let tmp = tempfile::tempdir().ok()?;
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).ok()?;
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some((tmp, mnt))
+}
+
+#[test]
+fn a_failed_partition_sends_its_durable_data_and_reports_the_failure_beyond() {
+    for driver in DRIVERS {
+        let Some((_tmp, mnt)) = small_fs(512 * 1024) else {
+            eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
+            return;
+        };
+        let result = std::panic::catch_unwind(|| {
+            let (log, _) = Log::open(config(&mnt, driver, SendConfig::default())).unwrap();
+            log.create_topic("t", 1).unwrap();
+            let p = log.partition("t", 0).unwrap();
+            p.append(make_batch(10, 1000, 1, 1)).wait().unwrap();
+            let durable = p.offsets().durable;
+            // Fill the file system: the partition fail-stops on ENOSPC.
+            let mut failed = false;
+            for i in 0..200 {
+                if p.append(make_batch(10, 10_000, 1, i)).wait().is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            assert!(failed, "the tmpfs filled up");
+            let durable_now = p.offsets().durable;
+            assert!(durable_now >= durable);
+            let (tx, rx) = UnixStream::pair().unwrap();
+            let received = receive_all(rx);
+            let sent = p.send(0, 1 << 20, &tx, header(0)).wait().unwrap();
+            assert!(sent.next_offset <= durable_now, "only durable data");
+            match p.send(durable_now + 1, 1 << 20, &tx, header(1)).wait() {
+                Err(Error::PartitionFailed(_)) => {}
+                other => panic!("{driver:?}: expected PartitionFailed, got {other:?}"),
+            }
+            drop(tx);
+            let frames = parse_frames(&received.join().unwrap());
+            assert_eq!(frames.len(), 1);
+            check_batches(&frames[0].batches, 0);
+            let _ = log.close();
+        });
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&mnt)
+            .status();
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
 #[test]
 fn unusable_sockets_are_refused_before_anything_is_sent() {
     let dir = tempfile::tempdir().unwrap();

@@ -139,7 +139,9 @@ fn run(p: &Partition, strategy: SendStrategy, consumers: usize, max_bytes: u64) 
             })
             .collect();
         for handle in handles {
-            handle.join().map_err(|_| anyhow::anyhow!("consumer panicked"))??;
+            handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("consumer panicked"))??;
         }
         Ok(())
     })?;
@@ -164,7 +166,11 @@ fn run(p: &Partition, strategy: SendStrategy, consumers: usize, max_bytes: u64) 
 
 fn median_range(values: &mut [f64]) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
-    (values[values.len() / 2], values[0], values[values.len() - 1])
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
 }
 
 fn main() -> Result<()> {

@@ -458,7 +458,7 @@ impl Shard {
         let offsets = state.log.offsets();
         let located = match state.log.locate(offset, max_bytes, limit) {
             Ok(located) => located,
-            Err(e) => return answer(gate, reply, Err(e.into())),
+            Err(e) => return answer(gate, reply, Err(locate_error(&state.log, e))),
         };
         let range = SendRange {
             offset,
@@ -808,7 +808,7 @@ fn plan_read(
             log_end_offset: offsets.log_end,
             log_start_offset: offsets.log_start,
         })),
-        Err(e) => reply.send(Err(e.into())),
+        Err(e) => reply.send(Err(locate_error(&state.log, e))),
     }
 }
 
@@ -840,6 +840,19 @@ fn run_control(state: &mut PartitionState, request: Request, now: i64) {
             reply.send(result);
         }
         other => fail_request(other, Error::Config("not a control request".into())),
+    }
+}
+
+/// The error of a failed `locate`: on a failed partition (which serves only durable data), an
+/// offset beyond the durable end is reported as the failure, not as out of range.
+fn locate_error(log: &PartitionLog, e: LogError) -> Error {
+    match (log.failure(), &e) {
+        (Some(reason), LogError::OffsetOutOfRange { offset, .. })
+            if *offset > log.offsets().durable =>
+        {
+            Error::PartitionFailed(reason.clone())
+        }
+        _ => e.into(),
     }
 }
 
