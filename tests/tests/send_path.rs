@@ -592,6 +592,82 @@ fn a_truncation_waits_for_transfers_of_its_partition() {
     }
 }
 
+/// Runs `f` on a thread and fails (instead of hanging the suite) if it takes over a minute.
+fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_mins(1))
+        .expect("finished within a minute (a wedged shard would never finish)")
+}
+
+#[test]
+fn a_send_then_a_truncation_in_one_pass_sends_the_bytes_before_it() {
+    for driver in DRIVERS {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(config(dir.path(), driver, SendConfig::default())).unwrap();
+        log.create_topic("t", 1).unwrap();
+        let p = log.partition("t", 0).unwrap();
+        fill(&p);
+        let before = p.read(0, 8 << 20).wait().unwrap().bytes().to_vec();
+        let (tx, rx) = UnixStream::pair().unwrap();
+        let received = receive_all(rx);
+        // Queued back to back: the shard plans both in one pass.
+        let send = p.send(0, 8 << 20, &tx, header(0));
+        let truncate = p.truncate_to(0);
+        send.wait().unwrap();
+        assert_eq!(truncate.wait().unwrap(), 0);
+        drop(tx);
+        let frames = parse_frames(&received.join().unwrap());
+        assert!(frames[0].batches == before, "{driver:?}");
+        log.close().unwrap();
+    }
+}
+
+#[test]
+fn transfers_progress_while_the_shard_queue_is_full_behind_a_waiting_truncation() {
+    for driver in DRIVERS {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path(), driver, SendConfig::default());
+        config.queue_depth = 4;
+        config.shards = 1;
+        let (log, _) = Log::open(config).unwrap();
+        log.create_topic("t", 1).unwrap();
+        let p = log.partition("t", 0).unwrap();
+        fill(&p);
+        let (tx, mut rx) = tight_pair();
+        let send = p.send(0, 8 << 20, &tx, header(0));
+        let mut head = vec![0u8; FRAME_HEADER + 100];
+        rx.read_exact(&mut head).unwrap();
+        // The truncation waits for the transfer; appends pile up behind it until the shard
+        // can take no more requests.
+        let truncate = p.truncate_to(0);
+        let appends: Vec<_> = (0..16)
+            .map(|i| p.append_with(make_batch(1, 10, 1, i), Durability::Written))
+            .collect();
+        let reader = std::thread::spawn(move || {
+            let mut rest = Vec::new();
+            rx.read_to_end(&mut rest).unwrap();
+            rest
+        });
+        let (sent, truncated, appended) = within_a_minute(move || {
+            let sent = send.wait().map(|s| s.bytes_sent);
+            let truncated = truncate.wait();
+            let appended: Vec<_> = appends.into_iter().map(|a| a.wait().is_ok()).collect();
+            (sent, truncated, appended)
+        });
+        let sent = sent.unwrap();
+        assert!(sent > 1 << 20, "{driver:?} sent {sent}");
+        assert_eq!(truncated.unwrap(), 0);
+        assert!(appended.iter().all(|ok| *ok));
+        drop(tx);
+        reader.join().unwrap();
+        assert_eq!(p.offsets().log_end, 16);
+        log.close().unwrap();
+    }
+}
+
 #[test]
 fn a_stalled_peer_times_out() {
     for driver in DRIVERS {

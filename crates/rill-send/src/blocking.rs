@@ -16,7 +16,7 @@ use crate::error::SendError;
 use crate::pipe::PipePool;
 use crate::strategy::SendConfig;
 use crate::syscalls::{Progress, advance};
-use crate::transfer::Transfer;
+use crate::transfer::{Finished, Transfer};
 use parking_lot::Mutex;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::net::Shutdown;
@@ -46,8 +46,11 @@ struct Watch {
     sent: Arc<AtomicU64>,
     /// Set by the watchdog before it shuts the socket down.
     verdict: Arc<AtomicU8>,
-    /// The last `sent` the watchdog saw, and since when.
-    seen: u64,
+    /// Set by the thread that dequeued the transfer: time queued is not a stall.
+    started: Arc<AtomicBool>,
+    /// The last `sent` the watchdog saw (`None` before it saw the transfer started), and since
+    /// when.
+    seen: Option<u64>,
     since: Instant,
 }
 
@@ -57,6 +60,7 @@ struct Job {
     transfer: Transfer,
     sent: Arc<AtomicU64>,
     verdict: Arc<AtomicU8>,
+    started: Arc<AtomicBool>,
 }
 
 /// A shard's threads for blocking-socket transfers. See the module documentation.
@@ -134,13 +138,15 @@ impl BlockingSenders {
             Arc::new(AtomicU64::new(0)),
             Arc::new(AtomicU8::new(RUNNING)),
         );
+        let started = Arc::new(AtomicBool::new(false));
         self.watches.lock().insert(
             transfer.token,
             Watch {
                 socket,
                 sent: Arc::clone(&sent),
                 verdict: Arc::clone(&verdict),
-                seen: 0,
+                started: Arc::clone(&started),
+                seen: None,
                 since: Instant::now(),
             },
         );
@@ -149,6 +155,7 @@ impl BlockingSenders {
             transfer,
             sent,
             verdict,
+            started,
         };
         let Some(jobs) = self.jobs.as_ref() else {
             self.watches.lock().remove(&token);
@@ -191,9 +198,14 @@ impl BlockingSenders {
                     if closing.load(Ordering::Acquire) {
                         job.transfer.fail(SendError::Cancelled { sent: 0 });
                     } else {
+                        job.started.store(true, Ordering::Release);
                         run_to_end(&mut job, &mut pipes, &config);
                     }
+                    // Under the watchdog's lock: once removed, the socket is never shut down;
+                    // if it was shut down first, that is reported even over a success (the
+                    // socket is unusable now).
                     watches.lock().remove(&job.transfer.token);
+                    report_verdict(&mut job, &config);
                     job.transfer.finish(&mut pipes);
                     done.lock().push(job.transfer);
                     notify();
@@ -203,10 +215,10 @@ impl BlockingSenders {
     }
 
     /// Moves finished transfers into `out`.
-    pub fn collect(&mut self, out: &mut Vec<Transfer>) {
+    pub fn collect(&mut self, out: &mut Vec<Finished>) {
         let mut done = self.done.lock();
         self.in_flight -= done.len().min(self.in_flight);
-        out.append(&mut done);
+        out.extend(done.drain(..).map(Transfer::into_finished));
     }
 
     /// Transfers submitted and not yet collected.
@@ -224,9 +236,13 @@ impl BlockingSenders {
         let timeout = Duration::from_millis(self.config.stall_timeout_ms);
         let mut watches = self.watches.lock();
         for watch in watches.values_mut() {
+            if !watch.started.load(Ordering::Acquire) {
+                // Queued behind other transfers: `closing` cancels it when dequeued.
+                continue;
+            }
             let sent = watch.sent.load(Ordering::Acquire);
-            if sent != watch.seen {
-                watch.seen = sent;
+            if watch.seen != Some(sent) {
+                watch.seen = Some(sent);
                 watch.since = Instant::now();
             }
             let verdict = if all {
@@ -257,6 +273,24 @@ impl Drop for BlockingSenders {
     }
 }
 
+/// If the watchdog shut the job's socket down, records why (rather than the `EPIPE` it caused,
+/// or a success that raced with it).
+fn report_verdict(job: &mut Job, config: &SendConfig) {
+    let verdict = job.verdict.load(Ordering::Acquire);
+    if verdict == RUNNING {
+        return;
+    }
+    let sent = job.transfer.sent_total();
+    job.transfer.fail_instead(if verdict == STALLED {
+        SendError::Stalled {
+            sent,
+            timeout_ms: config.stall_timeout_ms,
+        }
+    } else {
+        SendError::Cancelled { sent }
+    });
+}
+
 /// Runs a job's transfer to its end with blocking waits for socket space.
 fn run_to_end(job: &mut Job, pipes: &mut PipePool, config: &SendConfig) {
     let t = &mut job.transfer;
@@ -266,21 +300,9 @@ fn run_to_end(job: &mut Job, pipes: &mut PipePool, config: &SendConfig) {
     loop {
         let progress = advance(t, pipes, config, config.chunk_bytes as u64);
         job.sent.store(t.sent_total(), Ordering::Release);
-        match job.verdict.load(Ordering::Acquire) {
-            RUNNING => {}
-            verdict => {
-                // The watchdog shut the socket down: report why, not the EPIPE it caused.
-                let sent = t.sent_total();
-                t.fail_instead(if verdict == STALLED {
-                    SendError::Stalled {
-                        sent,
-                        timeout_ms: config.stall_timeout_ms,
-                    }
-                } else {
-                    SendError::Cancelled { sent }
-                });
-                return;
-            }
+        if job.verdict.load(Ordering::Acquire) != RUNNING {
+            // The watchdog shut the socket down (see `report_verdict`).
+            return;
         }
         match progress {
             Progress::Done => return,

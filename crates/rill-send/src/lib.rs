@@ -33,4 +33,4 @@ pub use pipe::{Pipe, PipePool, PipeStats};
 pub use socket::{SocketId, check_stream_socket, is_nonblocking};
 pub use strategy::{SendConfig, SendStrategy};
 pub use syscalls::{Progress, advance};
-pub use transfer::{SendJob, Transfer};
+pub use transfer::{Finished, SendJob, Transfer};

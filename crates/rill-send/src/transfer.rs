@@ -45,6 +45,15 @@ impl fmt::Debug for SendJob {
     }
 }
 
+/// What a driver hands back for a finished transfer.
+#[derive(Debug)]
+pub struct Finished {
+    /// The transfer's token.
+    pub token: u64,
+    /// Bytes sent (header included), or why not.
+    pub result: Result<u64, SendError>,
+}
+
 /// A send in progress, or finished with its [`Transfer::result`].
 #[derive(Debug)]
 pub struct Transfer {
@@ -192,12 +201,10 @@ impl Transfer {
         }
     }
 
-    /// Ends the transfer with `error`, replacing an error recorded before (which was a
-    /// consequence of this one) but not a success.
+    /// Ends the transfer with `error`, replacing whatever was recorded (an error that was a
+    /// consequence of this one, or a success made void by it).
     pub fn fail_instead(&mut self, error: SendError) {
-        if !matches!(self.result, Some(Ok(_))) {
-            self.result = Some(Err(error));
-        }
+        self.result = Some(Err(error));
     }
 
     /// Whether an error was recorded (the transfer stops at its next step).
@@ -223,8 +230,16 @@ impl Transfer {
         self.result.as_ref()
     }
 
-    /// Takes the outcome out of a finished transfer.
-    pub fn take_result(&mut self) -> Option<Result<u64, SendError>> {
-        self.result.take()
+    /// The outcome of a finished transfer (its descriptors close here). A transfer without a
+    /// result was never finished: it counts as cancelled.
+    pub fn into_finished(mut self) -> Finished {
+        let sent = self.sent_total();
+        Finished {
+            token: self.token,
+            result: self
+                .result
+                .take()
+                .unwrap_or(Err(SendError::Cancelled { sent })),
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::syscall_sends::SyscallSends;
 use parking_lot::Mutex;
 use rill_segment::disk::{self, Disk, FileId};
 use rill_segment::plan::Round;
-use rill_send::{BlockingSenders, SendConfig, Transfer};
+use rill_send::{BlockingSenders, Finished, SendConfig, Transfer};
 use rustix::event::epoll;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -319,14 +319,21 @@ impl Driver for SyscallDriver {
         self.sends.start(transfer);
     }
 
-    fn finished_sends(&mut self, out: &mut Vec<Transfer>) {
+    fn finished_sends(&mut self, out: &mut Vec<Finished>) {
         let before = out.len();
         self.sends.collect(out);
-        for t in &out[before..] {
-            if let Some(Ok(bytes)) = t.result() {
+        for finished in &out[before..] {
+            if let Ok(bytes) = finished.result {
                 self.stats.sends += 1;
                 self.stats.send_bytes += bytes;
             }
+        }
+    }
+
+    fn progress_sends(&mut self) {
+        // A zero-timeout poll for writable sockets, then the ready steps.
+        if let Err(e) = self.park(Duration::ZERO) {
+            tracing::warn!(error = %e, "polling transfers");
         }
     }
 

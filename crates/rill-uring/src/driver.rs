@@ -3,7 +3,7 @@
 use crate::buffers::ReadBuf;
 use rill_segment::disk::FileId;
 use rill_segment::plan::Round;
-use rill_send::Transfer;
+use rill_send::{Finished, Transfer};
 use std::fmt;
 use std::io;
 use std::time::Duration;
@@ -132,8 +132,13 @@ pub trait Driver: Send + fmt::Debug {
     /// in progress.
     fn start_send(&mut self, transfer: Transfer);
 
-    /// Moves finished transfers (result set, pipe returned) into `out`.
-    fn finished_sends(&mut self, out: &mut Vec<Transfer>);
+    /// Moves the outcomes of finished transfers into `out`.
+    fn finished_sends(&mut self, out: &mut Vec<Finished>);
+
+    /// Advances transfers without sleeping: submits their pending steps and reaps what
+    /// completed. The shard calls it on every pass while transfers are in progress, so they
+    /// move even when no batch runs and the shard cannot sleep.
+    fn progress_sends(&mut self);
 
     /// Transfers started and not yet handed back.
     fn sends_in_flight(&self) -> usize;

@@ -6,7 +6,7 @@ use crate::doorbell::Doorbell;
 use crate::driver::{Driver, DriverKind, DriverStats, ReadOp};
 use rill_segment::disk::{self, Disk};
 use rill_segment::plan::{DiskExecutor, Executor, Round};
-use rill_send::{PipePool, SendError, Transfer};
+use rill_send::{Finished, PipePool, SendError, Transfer};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ pub struct DiskDriver {
     doorbell: Arc<Doorbell>,
     stats: DriverStats,
     /// Transfers refused (a [`Disk`] offers no descriptors to send from).
-    refused: Vec<Transfer>,
+    refused: Vec<Finished>,
 }
 
 impl DiskDriver {
@@ -82,12 +82,14 @@ impl Driver for DiskDriver {
     fn start_send(&mut self, mut transfer: Transfer) {
         transfer.fail(SendError::Unsupported("the disk driver has no socket path"));
         transfer.finish(&mut PipePool::new(1, 4096));
-        self.refused.push(transfer);
+        self.refused.push(transfer.into_finished());
     }
 
-    fn finished_sends(&mut self, out: &mut Vec<Transfer>) {
+    fn finished_sends(&mut self, out: &mut Vec<Finished>) {
         out.append(&mut self.refused);
     }
+
+    fn progress_sends(&mut self) {}
 
     fn sends_in_flight(&self) -> usize {
         self.refused.len()

@@ -6,7 +6,9 @@
 //! own; it is deleted before the descriptor closes (epoll keys on the open file, which the
 //! caller's descriptor keeps alive, so a closed duplicate would otherwise stay registered).
 
-use rill_send::{BlockingSenders, PipePool, Progress, SendConfig, SendError, Transfer, advance};
+use rill_send::{
+    BlockingSenders, Finished, PipePool, Progress, SendConfig, SendError, Transfer, advance,
+};
 use rustix::event::epoll;
 use slab::Slab;
 use std::collections::VecDeque;
@@ -29,7 +31,7 @@ pub(crate) struct SyscallSends {
     transfers: Slab<Entry>,
     ready: VecDeque<usize>,
     waiting_pipe: VecDeque<usize>,
-    done: Vec<Transfer>,
+    done: Vec<Finished>,
     blocking: BlockingSenders,
 }
 
@@ -117,13 +119,13 @@ impl SyscallSends {
             let _ = epoll::delete(epoll_fd, &entry.t.job().socket);
         }
         entry.t.finish(&mut self.pipes);
-        self.done.push(entry.t);
+        self.done.push(entry.t.into_finished());
         while let Some(waiting) = self.waiting_pipe.pop_front() {
             self.ready.push_back(waiting);
         }
     }
 
-    pub(crate) fn collect(&mut self, out: &mut Vec<Transfer>) {
+    pub(crate) fn collect(&mut self, out: &mut Vec<Finished>) {
         self.blocking.collect(&mut self.done);
         out.append(&mut self.done);
     }

@@ -19,7 +19,7 @@ use rill_segment::disk::Disk;
 use rill_segment::partition::BatchRange;
 use rill_segment::plan::Round;
 use rill_segment::{AppendInfo, Durability, LogError, Offsets, PartitionLog};
-use rill_send::{SendError, SendJob, Transfer};
+use rill_send::{Finished, SendJob, Transfer};
 use rill_uring::{
     ClosedFiles, Driver, DriverError, DriverKind, ReadOp, SyscallDriver, SyscallOptions,
     UringDriver, UringOptions,
@@ -122,7 +122,7 @@ struct PartitionState {
     pending: VecDeque<Request>,
     /// Whether the key is in the shard's `ready` list.
     listed: bool,
-    /// Transfers of this partition's bytes in progress.
+    /// Sends taken from this partition's queue and not yet answered (deferred or in progress).
     sends_in_flight: usize,
     /// A truncation at the head of `pending` waits for `sends_in_flight` to reach zero (it
     /// would change bytes a transfer is sending); the partition is listed again then.
@@ -170,7 +170,7 @@ struct Shard {
     next_send_token: u64,
     /// Sends waiting for a transfer slot (`Config::send.max_transfers` are in progress).
     deferred_sends: VecDeque<Request>,
-    finished: Vec<Transfer>,
+    finished: Vec<Finished>,
     partitions: HashMap<PartitionKey, PartitionState>,
     /// Partitions with pending requests, each listed once.
     ready: VecDeque<PartitionKey>,
@@ -210,6 +210,9 @@ impl Shard {
         loop {
             self.take_requests();
             let worked = self.run_round();
+            if self.driver.sends_in_flight() > 0 {
+                self.driver.progress_sends();
+            }
             let answered = self.collect_sends();
             self.maintain_if_due();
             if !self.shutdown.is_empty() && self.pending_total == 0 && self.handle.is_empty() {
@@ -231,7 +234,9 @@ impl Shard {
             Duration::from_millis(until_maintenance.min(self.config.maintenance_interval_ms));
         let doorbell = Arc::clone(&self.handle.doorbell);
         doorbell.prepare_sleep();
-        if self.handle.is_empty()
+        // Queued requests that cannot be taken (no room: transfers hold it) wait for a
+        // transfer to end, which wakes the driver.
+        if (self.handle.is_empty() || self.room() == 0)
             && let Err(e) = self.driver.park(timeout)
         {
             tracing::error!(error = %e, "shard cannot sleep on its driver; polling");
@@ -240,11 +245,17 @@ impl Shard {
         doorbell.end_sleep();
     }
 
+    /// How many more requests the shard may take: `queue_depth` in all, transfers in progress
+    /// or waiting included.
+    fn room(&self) -> usize {
+        let busy = self.pending_total + self.deferred_sends.len() + self.driver.sends_in_flight();
+        self.config.queue_depth.saturating_sub(busy)
+    }
+
     /// Moves queued requests into their partitions' queues, at most `queue_depth` in all
     /// (transfers in progress or waiting count too).
     fn take_requests(&mut self) {
-        let busy = self.pending_total + self.deferred_sends.len() + self.driver.sends_in_flight();
-        let room = self.config.queue_depth.saturating_sub(busy);
+        let room = self.room();
         let mut inbox = std::mem::take(&mut self.inbox);
         self.handle.drain(&mut inbox, room);
         for request in inbox.drain(..) {
@@ -450,61 +461,45 @@ impl Shard {
         };
         if reply.is_abandoned() {
             // Nobody waits for it: never put bytes on the socket.
+            self.send_ended(part.key);
             return answer(gate, reply, Err(Error::ShuttingDown));
         }
         let Some(state) = self.partitions.get_mut(&part.key) else {
             return answer(gate, reply, Err(unknown(&part)));
         };
-        let offsets = state.log.offsets();
-        let located = match state.log.locate(offset, max_bytes, limit) {
-            Ok(located) => located,
-            Err(e) => return answer(gate, reply, Err(locate_error(&state.log, e))),
-        };
-        let range = SendRange {
-            offset,
-            batch_bytes: located.as_ref().map_or(0, |r| r.len),
-            next_offset: located.as_ref().map_or(offset, |r| r.next_offset),
-            high_watermark: offsets.durable,
-            log_start_offset: offsets.log_start,
-            log_end_offset: offsets.log_end,
-        };
-        let Some(header) = header.resolve(&range) else {
-            let e = Error::Config("the send's header builder panicked".into());
-            return answer(gate, reply, Err(e));
-        };
-        let file = match located.as_ref().map(|r| self.disk.clone_fd(r.file)) {
-            None => None,
-            Some(Ok(fd)) => Some(fd),
-            Some(Err(e)) => {
-                let e = Error::io("send: duplicate the segment descriptor", state.log.dir(), e);
-                return answer(gate, reply, Err(e));
+        match locate_send(state, &self.disk, offset, max_bytes, limit, header) {
+            Err(e) => {
+                self.send_ended(part.key);
+                answer(gate, reply, Err(e));
             }
-        };
-        if header.is_empty() && file.is_none() {
-            return answer(gate, reply, Ok(send_info(&range, 0)));
+            Ok((range, None, header)) if header.is_empty() => {
+                self.send_ended(part.key);
+                answer(gate, reply, Ok(send_info(&range, 0)));
+            }
+            Ok((range, file, header)) => {
+                let job = SendJob {
+                    socket,
+                    socket_nonblocking,
+                    position: file.as_ref().map_or(0, |(_, position)| *position),
+                    file: file.map(|(fd, _)| fd),
+                    len: range.batch_bytes,
+                    header,
+                    strategy,
+                };
+                let token = self.next_send_token;
+                self.next_send_token += 1;
+                self.sends.insert(
+                    token,
+                    SendWaiter {
+                        key: part.key,
+                        range,
+                        gate,
+                        reply,
+                    },
+                );
+                self.driver.start_send(Transfer::new(token, job));
+            }
         }
-        let job = SendJob {
-            socket,
-            socket_nonblocking,
-            file,
-            position: located.as_ref().map_or(0, |r| r.position),
-            len: range.batch_bytes,
-            header,
-            strategy,
-        };
-        let token = self.next_send_token;
-        self.next_send_token += 1;
-        state.sends_in_flight += 1;
-        self.sends.insert(
-            token,
-            SendWaiter {
-                key: part.key,
-                range,
-                gate,
-                reply,
-            },
-        );
-        self.driver.start_send(Transfer::new(token, job));
     }
 
     /// Answers finished transfers and starts deferred ones. Returns whether any finished.
@@ -512,19 +507,16 @@ impl Shard {
         let mut done = std::mem::take(&mut self.finished);
         self.driver.finished_sends(&mut done);
         let any = !done.is_empty();
-        for mut transfer in done.drain(..) {
-            let Some(waiter) = self.sends.remove(&transfer.token) else {
-                debug_assert!(false, "unknown transfer {}", transfer.token);
+        for finished in done.drain(..) {
+            let Some(waiter) = self.sends.remove(&finished.token) else {
+                debug_assert!(false, "unknown transfer {}", finished.token);
                 continue;
             };
             self.send_ended(waiter.key);
-            let result = match transfer.take_result() {
-                Some(Ok(bytes)) => Ok(send_info(&waiter.range, bytes)),
-                Some(Err(e)) => Err(Error::Send(e)),
-                None => Err(Error::Send(SendError::Cancelled {
-                    sent: transfer.sent_total(),
-                })),
-            };
+            let result = finished
+                .result
+                .map(|bytes| send_info(&waiter.range, bytes))
+                .map_err(Error::Send);
             drop(waiter.gate);
             waiter.reply.send(result);
         }
@@ -728,6 +720,8 @@ fn plan_partition(
             }
             Request::Send { .. } => {
                 if let Some(request) = state.pending.pop_front() {
+                    // Counted from now until answered, so a truncation behind it waits.
+                    state.sends_in_flight += 1;
                     sends.push(request);
                 }
             }
@@ -841,6 +835,46 @@ fn run_control(state: &mut PartitionState, request: Request, now: i64) {
         }
         other => fail_request(other, Error::Config("not a control request".into())),
     }
+}
+
+/// A send's range in `state`'s log: its `SendRange`, the segment's duplicated descriptor and
+/// position (`None` at the end of the log), and the header bytes.
+type Located = (SendRange, Option<(std::os::fd::OwnedFd, u64)>, bytes::Bytes);
+
+fn locate_send(
+    state: &PartitionState,
+    disk: &Arc<dyn Disk>,
+    offset: i64,
+    max_bytes: u64,
+    limit: rill_segment::partition::ReadLimit,
+    header: crate::send::SendHeader,
+) -> Result<Located> {
+    let offsets = state.log.offsets();
+    let located = state
+        .log
+        .locate(offset, max_bytes, limit)
+        .map_err(|e| locate_error(&state.log, e))?;
+    let range = SendRange {
+        offset,
+        batch_bytes: located.as_ref().map_or(0, |r| r.len),
+        next_offset: located.as_ref().map_or(offset, |r| r.next_offset),
+        high_watermark: offsets.durable,
+        log_start_offset: offsets.log_start,
+        log_end_offset: offsets.log_end,
+    };
+    let header = header
+        .resolve(&range)
+        .ok_or_else(|| Error::Config("the send's header builder panicked".into()))?;
+    let file = match located {
+        None => None,
+        Some(r) => {
+            let fd = disk.clone_fd(r.file).map_err(|e| {
+                Error::io("send: duplicate the segment descriptor", state.log.dir(), e)
+            })?;
+            Some((fd, r.position))
+        }
+    };
+    Ok((range, file, header))
 }
 
 /// The error of a failed `locate`: on a failed partition (which serves only durable data), an

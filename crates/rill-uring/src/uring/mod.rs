@@ -24,7 +24,7 @@ use bytes::Bytes;
 use io_uring::{IoUring, opcode, squeue, types};
 use rill_segment::disk::{Disk, FileId};
 use rill_segment::plan::Round;
-use rill_send::{BlockingSenders, SendConfig, Transfer};
+use rill_send::{BlockingSenders, Finished, SendConfig, Transfer};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::io;
@@ -598,6 +598,25 @@ impl UringDriver {
         }
     }
 
+    /// Submits what is queued and reaps what completed, without sleeping. An enter that asks
+    /// for one completion with a zero timeout: deferred task work (`DEFER_TASKRUN`) runs only
+    /// in an enter with `GETEVENTS`.
+    fn poll_completions(&mut self) {
+        let ts = types::Timespec::new();
+        let args = types::SubmitArgs::new().timespec(&ts);
+        self.stats.submit_calls += 1;
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) || is_transient(&e) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "io_uring_enter failed; the driver stops");
+                self.broken = Some(e.kind());
+                return;
+            }
+        }
+        self.reap(&mut [], &mut []);
+    }
+
     /// Operations of the current batch (everything but the doorbell poll) not yet completed.
     fn batch_ops(&self) -> usize {
         self.ops.len()
@@ -874,25 +893,20 @@ impl Driver for UringDriver {
         }
         self.release_closed_files();
         self.send_run_ready();
+        self.flush_backlog();
         if self.sends.has_work() {
             // Finished transfers wait for the shard, or steps are ready: only submit and reap.
-            self.stats.submit_calls += 1;
-            match self.ring.submit() {
-                Ok(_) => {}
-                Err(e) if is_transient(&e) => {}
-                Err(e) => return Err(e),
-            }
-            self.reap(&mut [], &mut []);
+            self.poll_completions();
             return Ok(());
         }
-        if !self.doorbell_armed {
+        if !self.doorbell_armed && self.backlog.is_empty() && self.fits(1) {
             let entry =
                 opcode::PollAdd::new(types::Fd(self.doorbell.as_raw_fd()), libc::POLLIN as u32)
                     .build()
                     .user_data(DOORBELL);
-            // The poll needs no buffer; it is cancelled when the ring closes.
-            self.push_chain(&[entry]);
-            self.flush_backlog();
+            // The poll needs no buffer; it is cancelled when the ring closes. Without room it
+            // is armed at a later park, and this one ends at its timeout at the latest.
+            self.push_now(&[entry]);
             self.doorbell_armed = true;
         }
         let ts = types::Timespec::new()
@@ -922,8 +936,21 @@ impl Driver for UringDriver {
         self.send_start(transfer);
     }
 
-    fn finished_sends(&mut self, out: &mut Vec<Transfer>) {
+    fn finished_sends(&mut self, out: &mut Vec<Finished>) {
         self.send_collect(out);
+    }
+
+    fn progress_sends(&mut self) {
+        if self.broken.is_some() {
+            self.send_fail_broken();
+            return;
+        }
+        self.send_run_ready();
+        self.flush_backlog();
+        if self.sends.entries_in_flight == 0 && self.ring.submission().is_empty() {
+            return;
+        }
+        self.poll_completions();
     }
 
     fn sends_in_flight(&self) -> usize {

@@ -24,7 +24,8 @@ use super::UringDriver;
 use crate::buffers::ReadBuf;
 use io_uring::{opcode, squeue, types};
 use rill_send::{
-    BlockingSenders, PipePool, Progress, SendConfig, SendError, SendStrategy, Transfer, advance,
+    BlockingSenders, Finished, PipePool, Progress, SendConfig, SendError, SendStrategy, Transfer,
+    advance,
 };
 use slab::Slab;
 use std::collections::VecDeque;
@@ -72,7 +73,7 @@ pub(super) struct RingSends {
     ready: VecDeque<usize>,
     /// Splice transfers waiting for a pipe.
     waiting_pipe: VecDeque<usize>,
-    done: Vec<Transfer>,
+    done: Vec<Finished>,
     blocking: BlockingSenders,
     /// Transfers on the ring at once: each has at most three entries in flight (a chain of two,
     /// or one and its cancellation), and together they leave the batch most of the completion
@@ -127,7 +128,17 @@ impl RingSends {
 }
 
 impl UringDriver {
-    pub(super) fn send_start(&mut self, t: Transfer) {
+    pub(super) fn send_start(&mut self, mut t: Transfer) {
+        if self.broken.is_some() {
+            t.fail(SendError::Io {
+                what: "io_uring",
+                sent: 0,
+                source: std::io::Error::other("the io_uring driver broke; reopen the log"),
+            });
+            t.finish(&mut self.sends.pipes);
+            self.sends.done.push(t.into_finished());
+            return;
+        }
         let syscalls = t.job().strategy == SendStrategy::Sendfile;
         if syscalls && !t.job().socket_nonblocking {
             self.sends.blocking.submit(t);
@@ -161,10 +172,10 @@ impl UringDriver {
         }
     }
 
-    pub(super) fn send_collect(&mut self, out: &mut Vec<Transfer>) {
+    pub(super) fn send_collect(&mut self, out: &mut Vec<Finished>) {
         self.sends.blocking.collect(&mut self.sends.done);
-        for t in &self.sends.done {
-            if let Some(Ok(bytes)) = t.result() {
+        for finished in &self.sends.done {
+            if let Ok(bytes) = finished.result {
                 self.stats.sends += 1;
                 self.stats.send_bytes += bytes;
             }
@@ -172,15 +183,49 @@ impl UringDriver {
         out.append(&mut self.sends.done);
     }
 
+    /// After the ring broke: every transfer fails. Those with entries still in flight are
+    /// leaked (the kernel may still read their buffers), their outcome reported all the same.
+    pub(super) fn send_fail_broken(&mut self) {
+        let keys: Vec<usize> = self.sends.transfers.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let Some(rt) = self.sends.transfers.get_mut(key) else {
+                continue;
+            };
+            let sent = rt.t.sent_total();
+            rt.t.fail(SendError::Io {
+                what: "io_uring",
+                sent,
+                source: std::io::Error::other("the io_uring driver broke; reopen the log"),
+            });
+            if rt.ops == 0 {
+                self.send_finish(key);
+            } else if let Some(rt) = self.sends.transfers.try_remove(key) {
+                let token = rt.t.token;
+                std::mem::forget(rt);
+                self.sends.done.push(Finished {
+                    token,
+                    result: Err(SendError::Io {
+                        what: "io_uring",
+                        sent,
+                        source: std::io::Error::other("the io_uring driver broke"),
+                    }),
+                });
+            }
+        }
+    }
+
     /// Fails transfers without progress for the stall timeout, or every transfer (`all`).
     pub(super) fn send_expire(&mut self, all: bool) {
+        if self.broken.is_some() {
+            self.send_fail_broken();
+        }
         let timeout = Duration::from_millis(self.sends.config.stall_timeout_ms);
         self.sends.blocking.expire(all);
         if all {
             for mut t in self.sends.waiting_slot.drain(..) {
                 t.fail(SendError::Cancelled { sent: 0 });
                 t.finish(&mut self.sends.pipes);
-                self.sends.done.push(t);
+                self.sends.done.push(t.into_finished());
             }
         }
         let keys: Vec<usize> = self
@@ -421,7 +466,12 @@ impl UringDriver {
         let Some(rt) = self.sends.transfers.get_mut(key) else {
             return;
         };
-        match advance(&mut rt.t, &mut self.sends.pipes, &config, SYSCALL_BUDGET) {
+        let before = rt.t.sent_total();
+        let progress = advance(&mut rt.t, &mut self.sends.pipes, &config, SYSCALL_BUDGET);
+        if rt.t.sent_total() != before {
+            rt.idle_steps = 0;
+        }
+        match progress {
             Progress::Done => self.send_finish(key),
             Progress::Yield => self.sends.ready.push_back(key),
             Progress::NoPipe => self.sends.waiting_pipe.push_back(key),
@@ -458,7 +508,7 @@ impl UringDriver {
         rt.t.finish(&mut self.sends.pipes);
         // The staging buffer (if any) returns to the pool: nothing in flight refers to it.
         drop(rt.staging.take());
-        self.sends.done.push(rt.t);
+        self.sends.done.push(rt.t.into_finished());
         // A pipe may have come free.
         while let Some(waiting) = self.sends.waiting_pipe.pop_front() {
             self.sends.ready.push_back(waiting);
