@@ -210,3 +210,25 @@ pub fn real_driver(
         Err(e) => panic!("{e}"),
     }
 }
+
+/// Mounts a tmpfs of `bytes` in a new temporary directory (root only); `None` where mounting is
+/// not allowed. Unmount with [`unmount`].
+pub fn small_tmpfs(bytes: u64) -> Option<(tempfile::TempDir, PathBuf)> {
+    let tmp = tempfile::tempdir().ok()?;
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).ok()?;
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some((tmp, mnt))
+}
+
+/// Lazily unmounts a file system mounted by [`small_tmpfs`].
+pub fn unmount(mnt: &Path) {
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(mnt)
+        .status();
+}

@@ -243,31 +243,15 @@ fn a_full_submission_queue_is_drained_not_an_error() {
     }
 }
 
-/// Mounts a small tmpfs (root only); `None` where mounting is not allowed.
-fn small_fs(bytes: u64) -> Option<(tempfile::TempDir, PathBuf)> {
-    let tmp = tempfile::tempdir().ok()?;
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).ok()?;
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some((tmp, mnt))
-}
-
 #[test]
 fn short_writes_are_resubmitted_then_enospc_fail_stops() {
     for kind in ["after-writes", "linked"] {
-        let Some((_tmp, mnt)) = small_fs(256 * 1024) else {
+        let Some((_tmp, mnt)) = rill_tests::small_tmpfs(256 * 1024) else {
             eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
             return;
         };
         let result = std::panic::catch_unwind(|| fill_until_enospc(&mnt, kind));
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&mnt)
-            .status();
+        rill_tests::unmount(&mnt);
         if let Err(panic) = result {
             std::panic::resume_unwind(panic);
         }

@@ -44,6 +44,27 @@ fn config(dir: &std::path::Path, driver: DriverChoice, send: SendConfig) -> Conf
     config
 }
 
+/// A log with one topic `t` of one partition, filled (see [`fill`]).
+fn filled(driver: DriverChoice, send: SendConfig) -> (tempfile::TempDir, Log, Partition) {
+    filled_with(driver, send, |_| {})
+}
+
+/// [`filled`], with the config adjusted by `adjust` first.
+fn filled_with(
+    driver: DriverChoice,
+    send: SendConfig,
+    adjust: impl FnOnce(&mut Config),
+) -> (tempfile::TempDir, Log, Partition) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), driver, send);
+    adjust(&mut config);
+    let (log, _) = Log::open(config).unwrap();
+    log.create_topic("t", 1).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    fill(&p);
+    (dir, log, p)
+}
+
 /// Batches of mixed sizes, one larger than a 1 MiB pipe; about 5 MiB over three segments.
 fn fill(p: &Partition) {
     // Current timestamps: time-based retention (7 days by default) keeps them.
@@ -241,11 +262,7 @@ fn check_received(received: &[u8], expected: &[(Vec<u8>, i64)]) {
 #[test]
 fn every_strategy_and_socket_kind_delivers_what_read_returns() {
     for driver in DRIVERS {
-        let dir = tempfile::tempdir().unwrap();
-        let (log, _) = Log::open(config(dir.path(), driver, SendConfig::default())).unwrap();
-        log.create_topic("t", 1).unwrap();
-        let p = log.partition("t", 0).unwrap();
-        fill(&p);
+        let (_dir, log, p) = filled(driver, SendConfig::default());
         for strategy in SendStrategy::ALL {
             for kind in SOCKETS {
                 let (tx, received) = split(pair(kind));
@@ -418,11 +435,7 @@ fn a_peer_closing_mid_transfer_fails_the_send_and_leaves_the_shard_healthy() {
             max_pipes: 2,
             ..SendConfig::default()
         };
-        let dir = tempfile::tempdir().unwrap();
-        let (log, _) = Log::open(config(dir.path(), driver, send)).unwrap();
-        log.create_topic("t", 1).unwrap();
-        let p = log.partition("t", 0).unwrap();
-        fill(&p);
+        let (_dir, log, p) = filled(driver, send);
         for strategy in SendStrategy::ALL {
             for nonblocking in [true, false] {
                 let (tx, mut rx) = tight_tcp_pair();
@@ -470,13 +483,7 @@ fn more_consumers_than_pipes_and_transfer_slots_all_get_their_bytes() {
             max_transfers: 3,
             ..SendConfig::default()
         };
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = config(dir.path(), driver, send);
-        config.shards = 1;
-        let (log, _) = Log::open(config).unwrap();
-        log.create_topic("t", 1).unwrap();
-        let p = log.partition("t", 0).unwrap();
-        fill(&p);
+        let (_dir, log, p) = filled_with(driver, send, |c| c.shards = 1);
         let expected = {
             let (tx, rx) = UnixStream::pair().unwrap();
             let received = receive_all(rx);
@@ -514,11 +521,7 @@ fn more_consumers_than_pipes_and_transfer_slots_all_get_their_bytes() {
 #[test]
 fn a_send_racing_retention_delivers_the_deleted_segment_intact() {
     for driver in DRIVERS {
-        let dir = tempfile::tempdir().unwrap();
-        let (log, _) = Log::open(config(dir.path(), driver, SendConfig::default())).unwrap();
-        log.create_topic("t", 1).unwrap();
-        let p = log.partition("t", 0).unwrap();
-        fill(&p);
+        let (_dir, log, p) = filled(driver, SendConfig::default());
         let before = p.read(0, 8 << 20).wait().unwrap().bytes().to_vec();
         let (tx, mut rx) = tight_pair();
         let pending = p.send(0, 8 << 20, &tx, header(0));
@@ -549,11 +552,7 @@ fn a_send_racing_retention_delivers_the_deleted_segment_intact() {
 #[test]
 fn a_truncation_waits_for_transfers_of_its_partition() {
     for driver in DRIVERS {
-        let dir = tempfile::tempdir().unwrap();
-        let (log, _) = Log::open(config(dir.path(), driver, SendConfig::default())).unwrap();
-        log.create_topic("t", 1).unwrap();
-        let p = log.partition("t", 0).unwrap();
-        fill(&p);
+        let (_dir, log, p) = filled(driver, SendConfig::default());
         let before = p.read(0, 8 << 20).wait().unwrap().bytes().to_vec();
         let (tx, mut rx) = tight_pair();
         let send = p.send(0, 8 << 20, &tx, header(0));
@@ -605,11 +604,7 @@ fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) ->
 #[test]
 fn a_send_then_a_truncation_in_one_pass_sends_the_bytes_before_it() {
     for driver in DRIVERS {
-        let dir = tempfile::tempdir().unwrap();
-        let (log, _) = Log::open(config(dir.path(), driver, SendConfig::default())).unwrap();
-        log.create_topic("t", 1).unwrap();
-        let p = log.partition("t", 0).unwrap();
-        fill(&p);
+        let (_dir, log, p) = filled(driver, SendConfig::default());
         let before = p.read(0, 8 << 20).wait().unwrap().bytes().to_vec();
         let (tx, rx) = UnixStream::pair().unwrap();
         let received = receive_all(rx);
@@ -628,14 +623,10 @@ fn a_send_then_a_truncation_in_one_pass_sends_the_bytes_before_it() {
 #[test]
 fn transfers_progress_while_the_shard_queue_is_full_behind_a_waiting_truncation() {
     for driver in DRIVERS {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = config(dir.path(), driver, SendConfig::default());
-        config.queue_depth = 4;
-        config.shards = 1;
-        let (log, _) = Log::open(config).unwrap();
-        log.create_topic("t", 1).unwrap();
-        let p = log.partition("t", 0).unwrap();
-        fill(&p);
+        let (_dir, log, p) = filled_with(driver, SendConfig::default(), |c| {
+            c.queue_depth = 4;
+            c.shards = 1;
+        });
         let (tx, mut rx) = tight_pair();
         let send = p.send(0, 8 << 20, &tx, header(0));
         let mut head = vec![0u8; FRAME_HEADER + 100];
@@ -675,11 +666,7 @@ fn a_stalled_peer_times_out() {
             stall_timeout_ms: 300,
             ..SendConfig::default()
         };
-        let dir = tempfile::tempdir().unwrap();
-        let (log, _) = Log::open(config(dir.path(), driver, send)).unwrap();
-        log.create_topic("t", 1).unwrap();
-        let p = log.partition("t", 0).unwrap();
-        fill(&p);
+        let (_dir, log, p) = filled(driver, send);
         for strategy in SendStrategy::ALL {
             for nonblocking in [true, false] {
                 let (tx, rx) = tight_pair();
@@ -761,11 +748,7 @@ fn sends_to_one_socket_never_interleave_and_keep_their_order_across_shards() {
 #[test]
 fn closing_the_log_cancels_transfers_in_flight() {
     for driver in DRIVERS {
-        let dir = tempfile::tempdir().unwrap();
-        let (log, _) = Log::open(config(dir.path(), driver, SendConfig::default())).unwrap();
-        log.create_topic("t", 1).unwrap();
-        let p = log.partition("t", 0).unwrap();
-        fill(&p);
+        let (_dir, log, p) = filled(driver, SendConfig::default());
         let (tx, rx) = tight_pair();
         tx.set_nonblocking(true).unwrap();
         let pending = p.send(0, 8 << 20, &tx, header(0));
@@ -782,23 +765,10 @@ fn closing_the_log_cancels_transfers_in_flight() {
     }
 }
 
-/// Mounts a small tmpfs (root only); `None` where mounting is not allowed.
-fn small_fs(bytes: u64) -> Option<(tempfile::TempDir, std::path::PathBuf)> {
-    let tmp = tempfile::tempdir().ok()?;
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).ok()?;
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some((tmp, mnt))
-}
-
 #[test]
 fn a_failed_partition_sends_its_durable_data_and_reports_the_failure_beyond() {
     for driver in DRIVERS {
-        let Some((_tmp, mnt)) = small_fs(512 * 1024) else {
+        let Some((_tmp, mnt)) = rill_tests::small_tmpfs(512 * 1024) else {
             eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
             return;
         };
@@ -833,10 +803,7 @@ fn a_failed_partition_sends_its_durable_data_and_reports_the_failure_beyond() {
             check_batches(&frames[0].batches, 0);
             let _ = log.close();
         });
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&mnt)
-            .status();
+        rill_tests::unmount(&mnt);
         if let Err(panic) = result {
             std::panic::resume_unwind(panic);
         }

@@ -307,12 +307,7 @@ impl Driver for SyscallDriver {
     }
 
     fn stats(&self) -> DriverStats {
-        let pipes = self.sends.pipe_stats();
-        DriverStats {
-            pipes_created: pipes.created,
-            pipes_closed_dirty: pipes.closed_dirty,
-            ..self.stats
-        }
+        self.stats.with_pipes(self.sends.pipe_stats())
     }
 
     fn start_send(&mut self, transfer: Transfer) {

@@ -88,6 +88,17 @@ pub struct DriverStats {
     pub pipes_closed_dirty: u64,
 }
 
+impl DriverStats {
+    /// These counters with the pipe pool's counters filled in.
+    pub(crate) fn with_pipes(self, pipes: rill_send::PipeStats) -> Self {
+        Self {
+            pipes_created: pipes.created,
+            pipes_closed_dirty: pipes.closed_dirty,
+            ..self
+        }
+    }
+}
+
 impl std::ops::AddAssign for DriverStats {
     /// Sums counters (of several shards' drivers).
     fn add_assign(&mut self, other: Self) {

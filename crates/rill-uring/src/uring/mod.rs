@@ -306,11 +306,10 @@ impl UringDriver {
     fn push_now(&mut self, chain: &[squeue::Entry]) {
         let mut sq = self.ring.submission();
         for entry in chain {
-            // SAFETY: every entry's buffers (payload `Bytes`, iovec arrays, read buffers) are
-            // owned by its slab entry, and every send entry's header bytes, staging buffer and
-            // descriptors by its transfer's entry; either stays until the completion arrives
-            // (see the module documentation and `send`). `fits` checked the room, so the push
-            // cannot fail.
+            // Buffers: payload `Bytes`, iovec arrays, read buffers; for sends, header bytes,
+            // staging buffer and descriptors (see the module documentation and `send`).
+            // SAFETY: each entry's buffers are owned by its slab entry until its completion
+            // arrives; `fits` checked the room, so the push cannot fail.
             let pushed = unsafe { sq.push(entry) };
             debug_assert!(pushed.is_ok(), "fits() checked SQ room");
             if is_send(entry.get_user_data()) {
@@ -924,12 +923,7 @@ impl Driver for UringDriver {
     }
 
     fn stats(&self) -> DriverStats {
-        let pipes = self.sends.pipe_stats();
-        DriverStats {
-            pipes_created: pipes.created,
-            pipes_closed_dirty: pipes.closed_dirty,
-            ..self.stats
-        }
+        self.stats.with_pipes(self.sends.pipe_stats())
     }
 
     fn start_send(&mut self, transfer: Transfer) {
