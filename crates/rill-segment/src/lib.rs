@@ -20,7 +20,7 @@ pub mod index;
 pub mod partition;
 pub mod plan;
 pub mod recovery;
-mod scan;
+pub mod scan;
 pub mod segment;
 pub mod watermark;
 

@@ -11,7 +11,8 @@ use std::io;
 const WINDOW_BYTES: usize = 256 * 1024;
 
 /// Reads a segment file forward through a bounded window.
-pub(crate) struct Scanner<'a> {
+#[derive(Debug)]
+pub struct Scanner<'a> {
     disk: &'a dyn Disk,
     file: FileId,
     end: u64,
@@ -22,7 +23,7 @@ pub(crate) struct Scanner<'a> {
 
 /// Where a scan stopped short of the end.
 #[derive(Debug, Clone)]
-pub(crate) struct Stop {
+pub struct Stop {
     /// Position of the first byte not accepted.
     pub position: u64,
     /// End of the damaged range (the batch's declared end, or the scan end).
@@ -36,7 +37,8 @@ pub(crate) struct Stop {
 }
 
 /// One step of a scan.
-pub(crate) enum Step {
+#[derive(Debug)]
+pub enum Step {
     /// A valid batch at the expected offset; the scanner moved past it.
     Batch { header: BatchHeader, position: u64 },
     /// Reached the scan end exactly.
