@@ -12,7 +12,7 @@ use crate::syscall_sends::SyscallSends;
 use parking_lot::Mutex;
 use rill_segment::disk::{self, Disk, FileId};
 use rill_segment::plan::Round;
-use rill_send::{BlockingSenders, Finished, SendConfig, Transfer};
+use rill_send::{Finished, SendConfig, Transfer};
 use rustix::event::epoll;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -143,13 +143,9 @@ impl SyscallDriver {
             epoll::EventFlags::IN,
         )
         .map_err(|e| DriverError::setup("epoll_ctl(doorbell)", e))?;
-        let blocking = BlockingSenders::new(options.send, {
-            let doorbell = Arc::clone(&doorbell);
-            move || doorbell.ring()
-        });
         Ok(Self {
             syncs: SyncPool::new(&disk, options.sync_threads)?,
-            sends: SyscallSends::new(options.send, blocking),
+            sends: SyscallSends::new(options.send, &doorbell),
             disk,
             doorbell,
             epoll,
@@ -315,14 +311,7 @@ impl Driver for SyscallDriver {
     }
 
     fn finished_sends(&mut self, out: &mut Vec<Finished>) {
-        let before = out.len();
-        self.sends.collect(out);
-        for finished in &out[before..] {
-            if let Ok(bytes) = finished.result {
-                self.stats.sends += 1;
-                self.stats.send_bytes += bytes;
-            }
-        }
+        self.sends.collect(out, &mut self.stats);
     }
 
     fn progress_sends(&mut self) {

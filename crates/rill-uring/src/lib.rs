@@ -25,6 +25,7 @@ mod driver;
 mod error;
 mod files;
 mod ring;
+mod send_book;
 mod sim;
 mod syscall_sends;
 mod uring;

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use io_uring::{IoUring, opcode, squeue, types};
 use rill_segment::disk::{Disk, FileId};
 use rill_segment::plan::Round;
-use rill_send::{BlockingSenders, Finished, SendConfig, Transfer};
+use rill_send::{Finished, SendConfig, Transfer};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::io;
@@ -200,14 +200,7 @@ impl UringDriver {
                 }
             }
         }
-        let sends = send::RingSends::new(
-            options.send,
-            features.cq_entries as usize,
-            BlockingSenders::new(options.send, {
-                let doorbell = Arc::clone(&doorbell);
-                move || doorbell.ring()
-            }),
-        );
+        let sends = send::RingSends::new(options.send, features.cq_entries as usize, &doorbell);
         Ok(Self {
             ring,
             features,

@@ -14,7 +14,7 @@
 //!
 //! [`SendStrategy::Sendfile`] has no io_uring form: it runs the non-blocking system-call engine
 //! on the shard thread and waits for socket space with a `POLLOUT` poll on the ring. Transfers
-//! with system calls to sockets in blocking mode go to [`BlockingSenders`].
+//! with system calls to sockets in blocking mode go to [`rill_send::BlockingSenders`].
 //!
 //! Each transfer owns its socket and file descriptors, staging buffer and header bytes until
 //! the completions of all its entries arrived; a stalled one is cancelled with
@@ -22,15 +22,14 @@
 
 use super::UringDriver;
 use crate::buffers::ReadBuf;
+use crate::doorbell::Doorbell;
+use crate::send_book::SendBook;
 use io_uring::{opcode, squeue, types};
-use rill_send::{
-    BlockingSenders, Finished, PipePool, Progress, SendConfig, SendError, SendStrategy, Transfer,
-    advance,
-};
+use rill_send::{Finished, Progress, SendConfig, SendError, SendStrategy, Transfer, advance};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::sync::Arc;
 
 /// `user_data` bit of a send entry (below the doorbell's `u64::MAX`).
 pub(super) const SEND_TAG: u64 = 1 << 62;
@@ -66,15 +65,8 @@ struct RingTransfer {
 
 /// The send state of a [`UringDriver`].
 pub(super) struct RingSends {
-    config: SendConfig,
-    pipes: PipePool,
+    book: SendBook,
     transfers: Slab<RingTransfer>,
-    /// Transfers to advance at the next opportunity (system-call steps that yielded).
-    ready: VecDeque<usize>,
-    /// Splice transfers waiting for a pipe.
-    waiting_pipe: VecDeque<usize>,
-    done: Vec<Finished>,
-    blocking: BlockingSenders,
     /// Transfers on the ring at once: each has at most three entries in flight (a chain of two,
     /// or one and its cancellation), and together they leave the batch most of the completion
     /// queue. More wait in `waiting_slot`.
@@ -85,37 +77,27 @@ pub(super) struct RingSends {
 }
 
 impl RingSends {
-    pub(super) fn new(config: SendConfig, cq_entries: usize, blocking: BlockingSenders) -> Self {
+    pub(super) fn new(config: SendConfig, cq_entries: usize, doorbell: &Arc<Doorbell>) -> Self {
         Self {
+            book: SendBook::new(config, doorbell),
+            transfers: Slab::new(),
             max_on_ring: (cq_entries / 6).max(1),
             waiting_slot: VecDeque::new(),
-            pipes: PipePool::new(config.max_pipes, config.pipe_bytes),
-            config,
-            transfers: Slab::new(),
-            ready: VecDeque::new(),
-            waiting_pipe: VecDeque::new(),
-            done: Vec::new(),
-            blocking,
             entries_in_flight: 0,
         }
     }
 
     pub(super) fn in_flight(&self) -> usize {
-        self.transfers.len() + self.waiting_slot.len() + self.done.len() + self.blocking.in_flight()
+        self.transfers.len() + self.waiting_slot.len() + self.book.in_flight()
     }
 
     /// Whether the shard must not sleep: finished transfers to hand back, or steps to run.
     pub(super) fn has_work(&mut self) -> bool {
-        if !self.done.is_empty() || !self.ready.is_empty() {
-            return true;
-        }
-        let before = self.done.len();
-        self.blocking.collect(&mut self.done);
-        self.done.len() > before
+        self.book.has_work()
     }
 
     pub(super) fn pipe_stats(&self) -> rill_send::PipeStats {
-        self.pipes.stats()
+        self.book.pipe_stats()
     }
 
     /// At drop: transfers with entries still in flight (only after the ring broke) are leaked,
@@ -127,21 +109,25 @@ impl RingSends {
     }
 }
 
+/// The error of transfers on a ring that broke.
+fn ring_broke(sent: u64) -> SendError {
+    SendError::Io {
+        what: "io_uring",
+        sent,
+        source: std::io::Error::other("the io_uring driver broke; reopen the log"),
+    }
+}
+
 impl UringDriver {
     pub(super) fn send_start(&mut self, mut t: Transfer) {
         if self.broken.is_some() {
-            t.fail(SendError::Io {
-                what: "io_uring",
-                sent: 0,
-                source: std::io::Error::other("the io_uring driver broke; reopen the log"),
-            });
-            t.finish(&mut self.sends.pipes);
-            self.sends.done.push(t.into_finished());
+            t.fail(ring_broke(0));
+            self.sends.book.finish(t);
             return;
         }
         let syscalls = t.job().strategy == SendStrategy::Sendfile;
         if syscalls && !t.job().socket_nonblocking {
-            self.sends.blocking.submit(t);
+            self.sends.book.blocking.submit(t);
             return;
         }
         if self.sends.transfers.len() >= self.sends.max_on_ring {
@@ -162,8 +148,8 @@ impl UringDriver {
 
     /// Runs the steps of transfers marked ready (bounded by the list's length now).
     pub(super) fn send_run_ready(&mut self) {
-        for _ in 0..self.sends.ready.len() {
-            let Some(key) = self.sends.ready.pop_front() else {
+        for _ in 0..self.sends.book.ready.len() {
+            let Some(key) = self.sends.book.ready.pop_front() else {
                 break;
             };
             if self.sends.transfers.get(key).is_some_and(|rt| rt.ops == 0) {
@@ -173,14 +159,7 @@ impl UringDriver {
     }
 
     pub(super) fn send_collect(&mut self, out: &mut Vec<Finished>) {
-        self.sends.blocking.collect(&mut self.sends.done);
-        for finished in &self.sends.done {
-            if let Ok(bytes) = finished.result {
-                self.stats.sends += 1;
-                self.stats.send_bytes += bytes;
-            }
-        }
-        out.append(&mut self.sends.done);
+        self.sends.book.collect(out, &mut self.stats);
     }
 
     /// After the ring broke: every transfer fails. Those with entries still in flight are
@@ -192,23 +171,15 @@ impl UringDriver {
                 continue;
             };
             let sent = rt.t.sent_total();
-            rt.t.fail(SendError::Io {
-                what: "io_uring",
-                sent,
-                source: std::io::Error::other("the io_uring driver broke; reopen the log"),
-            });
+            rt.t.fail(ring_broke(sent));
             if rt.ops == 0 {
                 self.send_finish(key);
             } else if let Some(rt) = self.sends.transfers.try_remove(key) {
                 let token = rt.t.token;
                 std::mem::forget(rt);
-                self.sends.done.push(Finished {
+                self.sends.book.done.push(Finished {
                     token,
-                    result: Err(SendError::Io {
-                        what: "io_uring",
-                        sent,
-                        source: std::io::Error::other("the io_uring driver broke"),
-                    }),
+                    result: Err(ring_broke(sent)),
                 });
             }
         }
@@ -219,35 +190,24 @@ impl UringDriver {
         if self.broken.is_some() {
             self.send_fail_broken();
         }
-        let timeout = Duration::from_millis(self.sends.config.stall_timeout_ms);
-        self.sends.blocking.expire(all);
+        self.sends.book.blocking.expire(all);
         if all {
-            for mut t in self.sends.waiting_slot.drain(..) {
+            for mut t in std::mem::take(&mut self.sends.waiting_slot) {
                 t.fail(SendError::Cancelled { sent: 0 });
-                t.finish(&mut self.sends.pipes);
-                self.sends.done.push(t.into_finished());
+                self.sends.book.finish(t);
             }
         }
-        let keys: Vec<usize> = self
+        let expired: Vec<(usize, SendError)> = self
             .sends
             .transfers
             .iter()
-            .filter(|(_, rt)| all || rt.t.last_progress().elapsed() >= timeout)
-            .map(|(key, _)| key)
+            .filter_map(|(key, rt)| Some((key, self.sends.book.expiry(&rt.t, all)?)))
             .collect();
-        for key in keys {
+        for (key, error) in expired {
             let Some(rt) = self.sends.transfers.get_mut(key) else {
                 continue;
             };
-            let sent = rt.t.sent_total();
-            rt.t.fail(if all {
-                SendError::Cancelled { sent }
-            } else {
-                SendError::Stalled {
-                    sent,
-                    timeout_ms: self.sends.config.stall_timeout_ms,
-                }
-            });
+            rt.t.fail(error);
             if rt.ops == 0 {
                 self.send_finish(key);
                 continue;
@@ -342,10 +302,10 @@ impl UringDriver {
             return;
         };
         if rt.t.pipe.is_none() {
-            match self.sends.pipes.take() {
+            match self.sends.book.pipes.take() {
                 Ok(Some(pipe)) => rt.t.pipe = Some(pipe),
                 Ok(None) => {
-                    self.sends.waiting_pipe.push_back(key);
+                    self.sends.book.waiting_pipe.push_back(key);
                     return;
                 }
                 Err(e) => {
@@ -407,7 +367,7 @@ impl UringDriver {
     }
 
     fn copy_step(&mut self, key: usize) {
-        let chunk_bytes = self.sends.config.chunk_bytes as u64;
+        let chunk_bytes = self.sends.book.config.chunk_bytes as u64;
         let Some(rt) = self.sends.transfers.get_mut(key) else {
             return;
         };
@@ -462,19 +422,24 @@ impl UringDriver {
 
     /// Sendfile: system calls on the shard thread, a ring poll when the socket is full.
     fn syscall_step(&mut self, key: usize) {
-        let config = self.sends.config;
+        let config = self.sends.book.config;
         let Some(rt) = self.sends.transfers.get_mut(key) else {
             return;
         };
         let before = rt.t.sent_total();
-        let progress = advance(&mut rt.t, &mut self.sends.pipes, &config, SYSCALL_BUDGET);
+        let progress = advance(
+            &mut rt.t,
+            &mut self.sends.book.pipes,
+            &config,
+            SYSCALL_BUDGET,
+        );
         if rt.t.sent_total() != before {
             rt.idle_steps = 0;
         }
         match progress {
             Progress::Done => self.send_finish(key),
-            Progress::Yield => self.sends.ready.push_back(key),
-            Progress::NoPipe => self.sends.waiting_pipe.push_back(key),
+            Progress::Yield => self.sends.book.ready.push_back(key),
+            Progress::NoPipe => self.sends.book.waiting_pipe.push_back(key),
             Progress::WouldBlock => {
                 rt.needs_poll = true;
                 self.send_step(key);
@@ -505,14 +470,9 @@ impl UringDriver {
             return;
         };
         debug_assert_eq!(rt.ops, 0, "a transfer finishes with nothing in flight");
-        rt.t.finish(&mut self.sends.pipes);
         // The staging buffer (if any) returns to the pool: nothing in flight refers to it.
         drop(rt.staging.take());
-        self.sends.done.push(rt.t.into_finished());
-        // A pipe may have come free.
-        while let Some(waiting) = self.sends.waiting_pipe.pop_front() {
-            self.sends.ready.push_back(waiting);
-        }
+        self.sends.book.finish(rt.t);
         if let Some(next) = self.sends.waiting_slot.pop_front() {
             self.send_start(next);
         }
