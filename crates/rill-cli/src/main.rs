@@ -12,6 +12,7 @@ mod dump;
 mod layout;
 mod stat;
 mod verify;
+mod walk;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

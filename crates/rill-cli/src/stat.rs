@@ -1,11 +1,11 @@
 //! `rill stat`: topics, partitions, offsets, sizes and segments of a log, read-only. The log
-//! end comes from scanning the last segment (the other segments' ends follow from the next
+//! end comes from walking the last segment (the other segments' ends follow from the next
 //! segment's base offset).
 
 use crate::layout::{PartitionDir, partitions};
+use crate::walk::walk;
 use anyhow::{Context, Result};
-use rill_segment::disk::{Disk, OpenMode, StdDisk};
-use rill_segment::scan::{Scanner, Step};
+use rill_segment::disk::StdDisk;
 use rill_segment::segment::FileKind;
 use std::io::Write;
 use std::path::Path;
@@ -59,35 +59,14 @@ fn partition_stat(disk: &StdDisk, partition: &PartitionDir) -> Result<PartitionS
             damaged_at: None,
         });
     };
-    let path = partition.file(last, FileKind::Log);
-    let file = disk
-        .open(&path, OpenMode::Existing)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let len = disk.file_len(file)?;
-    let mut scanner = Scanner::new(disk, file, 0, len);
-    let mut next = last;
-    let mut damaged_at = None;
-    // Bounded: each step consumes a batch or ends the loop.
-    loop {
-        match scanner.next(next, u64::from(u32::MAX)) {
-            Step::Batch { header, .. } => next = header.next_offset(),
-            Step::End => break,
-            Step::Stop(stop) => {
-                if !stop.zero_tail {
-                    damaged_at = Some(stop.position);
-                }
-                break;
-            }
-        }
-    }
-    disk.close(file);
+    let end = walk(disk, &partition.file(last, FileKind::Log), last, |_, _| {})?;
     Ok(PartitionStat {
         name,
         segments: partition.segments.len(),
         log_start: first,
-        log_end: next,
+        log_end: end.next_offset,
         file_bytes,
-        damaged_at,
+        damaged_at: end.damage.map(|stop| stop.position),
     })
 }
 

@@ -4,10 +4,10 @@
 //! (recovery does that at open); every problem names its file and byte range.
 
 use crate::layout::{PartitionDir, partitions};
-use anyhow::{Context, Result};
-use rill_segment::disk::{Disk, OpenMode, StdDisk};
+use crate::walk::walk;
+use anyhow::Result;
+use rill_segment::disk::StdDisk;
 use rill_segment::index::{OffsetIndex, SegmentBounds, TimeIndex};
-use rill_segment::scan::{Scanner, Step};
 use rill_segment::segment::FileKind;
 use std::collections::HashMap;
 use std::fmt;
@@ -99,12 +99,7 @@ fn verify_partition(
             });
         }
         summary.segments += 1;
-        let file = disk
-            .open(&path, OpenMode::Existing)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let scanned = scan_segment(disk, file, &path, base, summary, problems);
-        disk.close(file);
-        let Some((batches, bounds)) = scanned else {
+        let Some((batches, bounds)) = scan_segment(disk, &path, base, summary, problems)? else {
             // Damaged: what follows cannot be checked against it.
             expected_base = None;
             continue;
@@ -118,61 +113,38 @@ fn verify_partition(
 /// Scans a segment's batches; `None` (with a problem recorded) if they stop at damage.
 fn scan_segment(
     disk: &StdDisk,
-    file: rill_segment::disk::FileId,
     path: &Path,
     base: i64,
     summary: &mut Summary,
     problems: &mut Vec<Problem>,
-) -> Option<(HashMap<u64, Seen>, SegmentBounds)> {
-    let len = match disk.file_len(file) {
-        Ok(len) => len,
-        Err(e) => {
-            problems.push(problem(path, 0..0, base, format!("stat: {e}")));
-            return None;
-        }
-    };
-    let mut scanner = Scanner::new(disk, file, 0, len);
+) -> Result<Option<(HashMap<u64, Seen>, SegmentBounds)>> {
     let mut batches = HashMap::new();
-    let mut next = base;
     let mut running_max = i64::MIN;
-    // Bounded: each step consumes a batch or ends the loop.
-    let written = loop {
-        match scanner.next(next, u64::from(u32::MAX)) {
-            Step::Batch { header, position } => {
-                running_max = running_max.max(header.max_timestamp);
-                batches.insert(
-                    position,
-                    Seen {
-                        base_offset: header.base_offset,
-                        last_offset: header.last_offset(),
-                        max_timestamp: header.max_timestamp,
-                        running_max,
-                    },
-                );
-                summary.batches += 1;
-                summary.bytes += header.total_bytes();
-                next = header.next_offset();
-            }
-            Step::End => break len,
-            // A preallocated or zero-filled tail after the last batch is expected.
-            Step::Stop(stop) if stop.zero_tail => break stop.position,
-            Step::Stop(stop) => {
-                problems.push(problem(
-                    path,
-                    stop.position..stop.damage_end,
-                    next,
-                    stop.detail,
-                ));
-                return None;
-            }
-        }
-    };
+    let end = walk(disk, path, base, |header, position| {
+        running_max = running_max.max(header.max_timestamp);
+        batches.insert(
+            position,
+            Seen {
+                base_offset: header.base_offset,
+                last_offset: header.last_offset(),
+                max_timestamp: header.max_timestamp,
+                running_max,
+            },
+        );
+        summary.batches += 1;
+        summary.bytes += header.total_bytes();
+    })?;
+    if let Some(stop) = end.damage {
+        let range = stop.position..stop.damage_end;
+        problems.push(problem(path, range, end.next_offset, stop.detail));
+        return Ok(None);
+    }
     let bounds = SegmentBounds {
         base_offset: base,
-        next_offset: next,
-        size_bytes: written,
+        next_offset: end.next_offset,
+        size_bytes: end.written_bytes,
     };
-    Some((batches, bounds))
+    Ok(Some((batches, bounds)))
 }
 
 fn check_indexes(
