@@ -4,7 +4,8 @@
 //!   valid or not, records) or an index's entries;
 //! - `rill verify <dir>`: a read-only check of every batch CRC, offset continuity and index
 //!   agreement; exits 1 on any problem, naming the file and byte range;
-//! - `rill stat <dir>`: partitions, offsets, sizes, segments.
+//! - `rill stat <dir>`: partitions, offsets, sizes, segments;
+//! - `rill bench [--quick] [--workload ...]`: the head-to-head benchmark (`rill-bench`).
 //!
 //! `<dir>` is a log's data directory or one partition directory.
 
@@ -47,9 +48,46 @@ enum Command {
         /// A data directory or a partition directory.
         dir: PathBuf,
     },
+    /// Runs the head-to-head benchmark: rill's io_uring executor against the epoll baseline
+    /// and the peers (commitlog, fjall), interleaved, medians and ratios; writes
+    /// results.json and one SVG per workload.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// A subset of the cases with short runs (about a minute and a half).
+    #[arg(long)]
+    quick: bool,
+    /// Toy sizes: checks the harness end to end, measures nothing worth reading.
+    #[arg(long, hide = true, conflicts_with = "quick")]
+    smoke: bool,
+    /// Workloads to run (default all; `limits` always runs).
+    #[arg(long = "workload", value_delimiter = ',', value_parser = ["limits", "append", "fetch", "read", "recovery"])]
+    workloads: Vec<String>,
+    /// Repetitions of every engine in every case (at least 5 for results worth quoting).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    reps: u16,
+    /// Where the logs are written (default: the system's temporary directory); its
+    /// filesystem is the one measured.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Where results.json and the SVG plots go.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
 }
 
 fn main() -> ExitCode {
+    // The recovery workload re-runs this executable as the process it kills.
+    if let Some(result) = rill_bench::child_main_if_requested() {
+        if let Err(e) = result {
+            eprintln!("rill: recovery child: {e:#}");
+        }
+        return ExitCode::from(2);
+    }
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
@@ -96,6 +134,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Stat { dir } => stat::print(&stat::stat(&dir)?, &mut out)?,
+        Command::Bench(args) => {
+            drop(out);
+            bench(args)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let mode = if args.smoke {
+        rill_bench::Mode::Smoke
+    } else if args.quick {
+        rill_bench::Mode::Quick
+    } else {
+        rill_bench::Mode::Full
+    };
+    let workloads = args
+        .workloads
+        .iter()
+        .map(|name| {
+            rill_bench::Workload::parse(name)
+                .ok_or_else(|| anyhow::anyhow!("unknown workload {name}"))
+        })
+        .collect::<Result<_>>()?;
+    rill_bench::run(rill_bench::Options {
+        mode,
+        workloads,
+        reps: usize::from(args.reps),
+        data_dir: args.dir,
+        out_dir: args.out,
+        progress: !args.no_progress,
+    })?;
+    Ok(())
 }

@@ -1,0 +1,182 @@
+//! The machine's physical limits, measured by the harness itself so every other result can be
+//! read as a fraction of them: buffered sequential write + fdatasync bandwidth, 4 KiB append +
+//! fdatasync latency, loopback sendfile throughput.
+
+use super::mb_per_s;
+use crate::harness::{Bench, Engine, Sample};
+use crate::measure::{Latency, PERCENTILES};
+use crate::report::WorkloadResult;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::time::Instant;
+
+/// The limit metrics other workloads compare against.
+pub const WRITE_MB_S: &str = "seq_write_fdatasync_mb_per_s";
+/// 4 KiB append + fdatasync median latency.
+pub const SYNC_P50_US: &str = "append_4k_fdatasync_p50_us";
+/// Loopback sendfile throughput.
+pub const SENDFILE_MB_S: &str = "loopback_sendfile_mb_per_s";
+
+const MACHINE: &str = "this machine";
+
+pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
+    let scale = bench.scale;
+    let root = bench.scratch_root().to_path_buf();
+    let mut cases = Vec::new();
+
+    let write = Engine::new(
+        MACHINE,
+        "pwrite 1 MiB chunks to a new file, then one fdatasync",
+        || sequential_write(&root, scale.limit_write_bytes),
+    );
+    cases.push(bench.run_case(
+        "sequential write + fdatasync",
+        BTreeMap::from([("bytes", scale.limit_write_bytes.into())]),
+        vec![write],
+        &[],
+        "mb_per_s",
+    ));
+
+    let sync = Engine::new(
+        MACHINE,
+        "pwrite 4 KiB at the end of a new file, fdatasync, repeat",
+        || append_sync_latency(&root, scale.limit_sync_iterations),
+    );
+    cases.push(bench.run_case(
+        "4 KiB append + fdatasync",
+        BTreeMap::from([("iterations", scale.limit_sync_iterations.into())]),
+        vec![sync],
+        &[],
+        "p50_us",
+    ));
+
+    let source = root.join("sendfile-source");
+    fill_file(&source, 64 << 20)?;
+    let send = Engine::new(
+        MACHINE,
+        "sendfile of a page-cache resident 64 MiB file, repeated, to one loopback TCP reader",
+        || loopback_sendfile(&source, scale.limit_send_bytes),
+    );
+    cases.push(bench.run_case(
+        "loopback sendfile",
+        BTreeMap::from([("bytes", scale.limit_send_bytes.into())]),
+        vec![send],
+        &[],
+        "mb_per_s",
+    ));
+    std::fs::remove_file(&source)?;
+
+    let median =
+        |case: usize, metric: &str| cases[case].engines[0].metrics.get(metric).map(|s| s.median);
+    for (name, value) in [
+        (WRITE_MB_S, median(0, "mb_per_s")),
+        (SYNC_P50_US, median(1, "p50_us")),
+        (SENDFILE_MB_S, median(2, "mb_per_s")),
+    ] {
+        if let Some(value) = value {
+            bench.limits.insert(name.to_string(), value);
+        }
+    }
+    Ok(WorkloadResult {
+        name: "limits".into(),
+        description: "this machine's physical limits, the reference for every other workload"
+            .into(),
+        primary_metric: "mb_per_s".into(),
+        columns: ["mb_per_s", "p50_us", "p99_us", "p999_us"]
+            .map(String::from)
+            .to_vec(),
+        cases,
+        notes: vec![
+            "files live in the data directory, so the limits are those of its filesystem".into(),
+        ],
+    })
+}
+
+fn fill_file(path: &std::path::Path, bytes: u64) -> Result<()> {
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let chunk = vec![0xa5_u8; 1 << 20];
+    let mut at = 0;
+    while at < bytes {
+        file.write_all_at(&chunk, at)?;
+        at += chunk.len() as u64;
+    }
+    file.sync_data()?;
+    Ok(())
+}
+
+fn sequential_write(root: &std::path::Path, bytes: u64) -> Result<Sample> {
+    let path = root.join("limit-write");
+    let file = File::create(&path)?;
+    let chunk = vec![0xa5_u8; 1 << 20];
+    let start = Instant::now();
+    let mut at = 0;
+    while at < bytes {
+        file.write_all_at(&chunk, at)?;
+        at += chunk.len() as u64;
+    }
+    file.sync_data()?;
+    let seconds = start.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(Sample::from([("mb_per_s", mb_per_s(at, seconds))]))
+}
+
+fn append_sync_latency(root: &std::path::Path, iterations: usize) -> Result<Sample> {
+    let path = root.join("limit-sync");
+    let file = File::create(&path)?;
+    let block = [0x5a_u8; 4096];
+    let mut latency = Latency::new();
+    for i in 0..iterations as u64 {
+        let start = Instant::now();
+        file.write_all_at(&block, i * 4096)?;
+        file.sync_data()?;
+        latency.record(start.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(PERCENTILES
+        .iter()
+        .map(|(name, p)| (*name, latency.percentile_us(*p)))
+        .collect())
+}
+
+fn loopback_sendfile(source: &std::path::Path, bytes: u64) -> Result<Sample> {
+    let file = File::open(source)?;
+    let file_bytes = file.metadata()?.len();
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let tx = TcpStream::connect(listener.local_addr()?)?;
+    let (mut rx, _) = listener.accept()?;
+    let receiver = std::thread::spawn(move || -> u64 {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0;
+        while let Ok(n) = rx.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        total
+    });
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < bytes {
+        let mut offset = 0u64;
+        while offset < file_bytes {
+            let count = (file_bytes - offset) as usize;
+            let n = rustix::fs::sendfile(&tx, &file, Some(&mut offset), count)?;
+            anyhow::ensure!(n > 0, "sendfile sent nothing");
+            sent += n as u64;
+        }
+    }
+    drop(tx);
+    let received = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("the receiver panicked"))?;
+    let seconds = start.elapsed().as_secs_f64();
+    anyhow::ensure!(received == sent, "sent {sent} bytes, received {received}");
+    Ok(Sample::from([("mb_per_s", mb_per_s(sent, seconds))]))
+}
