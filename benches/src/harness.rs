@@ -333,6 +333,7 @@ impl Bench {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
+            primary_metric: primary.to_string(),
             engines: results,
             ratios,
         }

@@ -15,6 +15,11 @@
 //! - [`report`]: the result model (JSON), the terminal table and the SVG plots.
 //! - [`machine`]: what the results were measured on (kernel, CPU, filesystem, commit).
 
+#![allow(
+    clippy::cast_precision_loss,
+    reason = "statistics over counters and byte counts far below 2^52"
+)]
+
 pub mod harness;
 pub mod machine;
 pub mod measure;

@@ -161,6 +161,9 @@ impl PeerLog {
                     .get(partition as usize)
                     .ok_or_else(|| anyhow!("no partition {partition}"))?
                     .lock();
+                if offset >= log.next_offset() {
+                    return Ok(0);
+                }
                 let messages = log
                     .read(offset, ReadLimit::max_bytes(max_bytes))
                     .map_err(commitlog_error)?;
@@ -245,7 +248,7 @@ mod tests {
     fn peers_read_back_what_was_appended() {
         for peer in [Peer::Commitlog, Peer::Fjall] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let log = PeerLog::open(peer, dir.path(), 2, 100, 1 << 20).expect("open");
+            let log = PeerLog::open(peer, dir.path(), 2, 10 * 164, 1 << 20).expect("open");
             let mut appender = log.appender(Durability::Written);
             for _ in 0..3 {
                 appender.append(1, 10, &[7u8; 100]).expect("append");

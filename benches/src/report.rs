@@ -85,6 +85,8 @@ pub struct CaseResult {
     pub name: String,
     /// Every parameter of the case.
     pub params: BTreeMap<String, serde_json::Value>,
+    /// The metric its ratios use (the workload's, except for the latency limit).
+    pub primary_metric: String,
     /// Each engine's results.
     pub engines: Vec<EngineResult>,
     /// Ratios of the primary metric per repetition pair.
@@ -313,6 +315,7 @@ mod tests {
             cases: vec![CaseResult {
                 name: "1 consumer & splice".into(),
                 params: BTreeMap::new(),
+                primary_metric: "mb_per_s".into(),
                 engines: vec![
                     EngineResult {
                         engine: "rill io_uring".into(),

@@ -34,16 +34,17 @@ pub const URING: &str = "rill io_uring";
 /// rill on the epoll + syscalls baseline executor.
 pub const BASELINE: &str = "rill epoll baseline";
 
-/// The first record timestamp of generated batches.
-pub const BASE_TIMESTAMP_MS: i64 = 1_700_000_000_000;
-
 /// One Kafka v2 batch of `records` records, each a `record_bytes` value (no key), as a
-/// producer would send it.
+/// producer would send it. Timestamps are now: older ones would fall to the default
+/// time-based retention (7 days) while the benchmark runs.
 pub fn build_batch(records: usize, record_bytes: usize) -> Result<Vec<u8>> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let value = vec![0x5a_u8; record_bytes];
     let mut builder = BatchBuilder::with_capacity(records * (record_bytes + 16) + 64);
     for i in 0..records {
-        builder.append(BASE_TIMESTAMP_MS + i as i64, None, Some(&value), &[])?;
+        builder.append(now_ms + i as i64, None, Some(&value), &[])?;
     }
     Ok(builder.build()?)
 }
@@ -83,31 +84,6 @@ pub fn cpu_per_gib(cpu_seconds: f64, bytes: u64) -> f64 {
     cpu_seconds / (bytes as f64 / f64::from(1u32 << 30)).max(1e-12)
 }
 
-#[cfg(test)]
-#[allow(clippy::expect_used, reason = "tests")]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn built_batches_validate_and_hold_their_records() {
-        let batch = build_batch(10, 100).expect("batch");
-        let header = rill::batch::check_stored(&batch, 0).expect("valid batch");
-        assert_eq!(header.last_offset_delta, 9);
-        assert!(batch.len() > 1000);
-    }
-
-    #[test]
-    fn rng_is_seeded_and_bounded() {
-        let mut a = Rng::new(7);
-        let mut b = Rng::new(7);
-        for _ in 0..100 {
-            let x = a.below(10);
-            assert_eq!(x, b.below(10));
-            assert!(x < 10);
-        }
-    }
-}
-
 /// Opens a new rill log in `dir` on `driver` with `segment_bytes` segments and fills topic
 /// `topic` (`partitions` partitions) with `bytes_per_partition` bytes each of `batch`,
 /// appended `Written` with several in flight, then flushed.
@@ -145,4 +121,29 @@ pub fn fill_rill(
         partition.flush().wait()?;
     }
     Ok(log)
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_batches_validate_and_hold_their_records() {
+        let batch = build_batch(10, 100).expect("batch");
+        let header = rill::batch::check_stored(&batch, 0).expect("valid batch");
+        assert_eq!(header.last_offset_delta, 9);
+        assert!(batch.len() > 1000);
+    }
+
+    #[test]
+    fn rng_is_seeded_and_bounded() {
+        let mut a = Rng::new(7);
+        let mut b = Rng::new(7);
+        for _ in 0..100 {
+            let x = a.below(10);
+            assert_eq!(x, b.below(10));
+            assert!(x < 10);
+        }
+    }
 }

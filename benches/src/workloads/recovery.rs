@@ -80,7 +80,7 @@ fn child_fill(spec: &str) -> Result<()> {
     println!("filled {}", offsets.log_end);
     std::io::Write::flush(&mut std::io::stdout())?;
     // Wait for SIGKILL; the bound only matters if the parent died first.
-    std::thread::sleep(std::time::Duration::from_secs(600));
+    std::thread::sleep(std::time::Duration::from_mins(10));
     bail!("the parent never killed this recovery child")
 }
 

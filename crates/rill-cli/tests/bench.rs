@@ -1,0 +1,74 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests: a failure is a test failure"
+)]
+//! `rill bench` end to end at toy sizes (`--smoke`): every workload runs on every engine
+//! without an error (the recovery child included), and the results land as JSON with the
+//! machine and parameters, one SVG per workload and a table on stdout. This checks the
+//! harness, not performance: no number is compared with another.
+
+use std::process::Command;
+
+#[test]
+fn the_smoke_benchmark_runs_every_workload_and_writes_its_results() {
+    let out = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args(["bench", "--smoke", "--reps", "2", "--no-progress", "--out"])
+        .arg(out.path())
+        .arg("--dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    assert!(
+        json["machine"]["kernel"]
+            .as_str()
+            .unwrap()
+            .starts_with("Linux")
+    );
+    assert_eq!(json["reps"], 2);
+    let workloads = json["workloads"].as_array().unwrap();
+    let names: Vec<&str> = workloads
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["limits", "append", "fetch", "read", "recovery"]);
+    for workload in workloads {
+        let name = workload["name"].as_str().unwrap();
+        let cases = workload["cases"].as_array().unwrap();
+        assert!(!cases.is_empty(), "{name}");
+        for case in cases {
+            let primary = case["primary_metric"].as_str().unwrap();
+            for engine in case["engines"].as_array().unwrap() {
+                assert!(engine["error"].is_null(), "{name}: {engine}");
+                let samples = engine["metrics"][primary]["samples"].as_array();
+                assert_eq!(samples.map(Vec::len), Some(2), "{name}: {engine}");
+            }
+            if name != "limits" {
+                let ratio = &case["ratios"][0];
+                assert!(ratio["per_rep"]["median"].as_f64().unwrap() > 0.0, "{case}");
+            }
+        }
+        let svg = std::fs::read_to_string(out.path().join(format!("{name}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(stdout.contains(&format!("== {name}:")), "{stdout}");
+    }
+    // The scratch directory is removed at the end.
+    assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn unknown_workloads_are_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args(["bench", "--smoke", "--workload", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
