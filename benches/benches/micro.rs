@@ -21,19 +21,18 @@ fn main() {
 /// Batch shapes: (records, value bytes).
 const SHAPES: [(usize, usize); 3] = [(1, 100), (100, 100), (1000, 100)];
 
-fn batch_of(records: usize, value_bytes: usize) -> Vec<u8> {
-    let value = vec![0x5a_u8; value_bytes];
-    let mut builder = BatchBuilder::new();
+/// Appends `records` records with key `key` and `value` to `builder`.
+fn fill(builder: &mut BatchBuilder, records: usize, value: &[u8]) {
     for i in 0..records {
         builder
-            .append(
-                1_700_000_000_000 + i as i64,
-                Some(b"key"),
-                Some(&value),
-                &[],
-            )
+            .append(1_700_000_000_000 + i as i64, Some(b"key"), Some(value), &[])
             .unwrap();
     }
+}
+
+fn batch_of(records: usize, value_bytes: usize) -> Vec<u8> {
+    let mut builder = BatchBuilder::new();
+    fill(&mut builder, records, &vec![0x5a_u8; value_bytes]);
     builder.build().unwrap()
 }
 
@@ -74,16 +73,7 @@ fn encode_records(bencher: Bencher, (records, value_bytes): (usize, usize)) {
         .counter(divan::counter::ItemsCount::new(records))
         .bench_local(|| {
             builder.clear();
-            for i in 0..records {
-                builder
-                    .append(
-                        1_700_000_000_000 + i as i64,
-                        Some(b"key"),
-                        Some(&value),
-                        &[],
-                    )
-                    .unwrap();
-            }
+            fill(&mut builder, records, &value);
             builder.finish().unwrap().len()
         });
 }

@@ -84,6 +84,30 @@ pub fn cpu_per_gib(cpu_seconds: f64, bytes: u64) -> f64 {
     cpu_seconds / (bytes as f64 / f64::from(1u32 << 30)).max(1e-12)
 }
 
+/// Appends `count` copies of `batch` to `partition` `Written`, 16 in flight, then flushes;
+/// returns the partition's offsets after the flush.
+pub fn append_copies(
+    partition: &rill::Partition,
+    batch: &[u8],
+    count: u64,
+) -> Result<rill::Offsets> {
+    let mut window = std::collections::VecDeque::new();
+    for _ in 0..count {
+        window.push_back(
+            partition.append_with(bytes::BytesMut::from(batch), rill::Durability::Written),
+        );
+        if window.len() >= 16
+            && let Some(oldest) = window.pop_front()
+        {
+            oldest.wait()?;
+        }
+    }
+    for pending in window {
+        pending.wait()?;
+    }
+    Ok(partition.flush().wait()?)
+}
+
 /// Opens a new rill log in `dir` on `driver` with `segment_bytes` segments and fills topic
 /// `topic` (`partitions` partitions) with `bytes_per_partition` bytes each of `batch`,
 /// appended `Written` with several in flight, then flushed.
@@ -104,21 +128,7 @@ pub fn fill_rill(
     log.create_topic(topic, partitions)?;
     let batches = bytes_per_partition.div_ceil(batch.len() as u64);
     for partition in log.partitions(topic)? {
-        let mut window = std::collections::VecDeque::new();
-        for _ in 0..batches {
-            window.push_back(
-                partition.append_with(bytes::BytesMut::from(batch), rill::Durability::Written),
-            );
-            if window.len() >= 16
-                && let Some(oldest) = window.pop_front()
-            {
-                oldest.wait()?;
-            }
-        }
-        for pending in window {
-            pending.wait()?;
-        }
-        partition.flush().wait()?;
+        append_copies(&partition, batch, batches)?;
     }
     Ok(log)
 }

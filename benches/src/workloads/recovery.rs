@@ -8,11 +8,11 @@
 //! every batch. The "cold" case drops the page cache first (needs root), so the scan reads
 //! the disk; the "warm" case scans what the child left in the page cache.
 
-use super::{BASELINE, RILL_ENGINES, URING, build_batch};
+use super::{BASELINE, RILL_ENGINES, URING, append_copies, build_batch};
 use crate::harness::{Bench, Engine, Sample};
 use crate::report::WorkloadResult;
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use rill::{Config, DriverChoice, Durability, Log};
+use rill::{Config, DriverChoice, Log};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -62,21 +62,7 @@ fn child_fill(spec: &str) -> Result<()> {
     let partition = log.partition("recovery", 0)?;
     // 64 KiB batches of 64 records of 1000 B.
     let batch = build_batch(64, 1000)?;
-    let mut window = std::collections::VecDeque::new();
-    for _ in 0..bytes.div_ceil(batch.len() as u64) {
-        window.push_back(
-            partition.append_with(bytes::BytesMut::from(&batch[..]), Durability::Written),
-        );
-        if window.len() >= 16
-            && let Some(oldest) = window.pop_front()
-        {
-            oldest.wait()?;
-        }
-    }
-    for pending in window {
-        pending.wait()?;
-    }
-    let offsets = partition.flush().wait()?;
+    let offsets = append_copies(&partition, &batch, bytes.div_ceil(batch.len() as u64))?;
     println!("filled {}", offsets.log_end);
     std::io::Write::flush(&mut std::io::stdout())?;
     // Wait for SIGKILL; the bound only matters if the parent died first.
