@@ -240,13 +240,13 @@ struct Produced {
 
 /// Runs `case.producers` threads until `run_time` has passed; each calls `append(partition)`
 /// through its own appender made by `make`.
-fn produce<'env, A>(
+fn produce<A>(
     case: &Case,
     run_time: Duration,
     make: impl Fn() -> A + Sync,
 ) -> Result<(Produced, f64)>
 where
-    A: FnMut(usize) -> Result<()> + 'env,
+    A: FnMut(usize) -> Result<()>,
 {
     let start = Instant::now();
     let deadline = start + run_time;
