@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing rill needs beyond the pinned Rust toolchain
-# (rust-toolchain.toml). Idempotent; safe to run on every CI start.
+# (rust-toolchain.toml): rustfmt and clippy, and the independent Kafka clients the broker's
+# tests run against (kcat, which is librdkafka, from Debian's packages; kafka-python from PyPI).
+# Idempotent; safe to run on every CI start.
 set -euo pipefail
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install rustup, which reads rust-toolchain.toml" >&2
@@ -8,3 +10,24 @@ if ! command -v cargo >/dev/null; then
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 echo "setup: toolchain $(rustc --version)"
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "setup: need root (or sudo) to run: $*" >&2
+    return 1
+  fi
+}
+
+if ! command -v kcat >/dev/null; then
+  echo "setup: installing kcat (librdkafka) from the distribution's packages"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+fi
+echo "setup: $(kcat -V 2>&1 | head -n1)"
+
+KAFKA_PYTHON_VERSION=2.0.2
+if ! python3 -c "import kafka, sys; sys.exit(kafka.__version__ != '$KAFKA_PYTHON_VERSION')" 2>/dev/null; then
+  echo "setup: installing kafka-python $KAFKA_PYTHON_VERSION from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check "kafka-python==$KAFKA_PYTHON_VERSION"
+fi
+echo "setup: kafka-python $(python3 -c 'import kafka; print(kafka.__version__)')"

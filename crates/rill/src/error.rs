@@ -83,6 +83,16 @@ pub enum Error {
     /// failed). Nothing was sent.
     #[error("send: unusable socket: {0}")]
     Socket(#[source] io::Error),
+    /// A send with [`crate::SendOptions::exact_bytes`] found a different range than the one
+    /// expected (the log was truncated, or its start deleted, since it was located). Nothing
+    /// was sent.
+    #[error("send: the located range is {found} bytes, not the expected {expected}")]
+    RangeChanged {
+        /// The `exact_bytes` asked for.
+        expected: u64,
+        /// The batch bytes found now.
+        found: u64,
+    },
     /// Another error of the segment layer.
     #[error(transparent)]
     Log(LogError),

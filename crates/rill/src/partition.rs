@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::pending::{self, Pending};
 use crate::queue::{PartitionKey, Request, ShardHandle};
-use crate::send::{Entered, SendHeader, SendInfo, SendOptions, SocketGates};
+use crate::send::{Entered, SendHeader, SendInfo, SendOptions, SocketGates, SendRange};
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use rill_segment::batch::{self, BatchBuilder, Header};
@@ -235,6 +235,27 @@ impl Partition {
         *self.shared.offsets.lock()
     }
 
+    /// The batches a [`Partition::send`] of `offset` and `max_bytes` would carry now, without
+    /// sending them (the read limit of the `Config`). A service answering one request for
+    /// several partitions locates them all, frames the response from the lengths, then sends
+    /// each with [`SendOptions::exact_bytes`] = `batch_bytes`. Appends queued before it are
+    /// seen.
+    pub fn locate(&self, offset: i64, max_bytes: u64) -> Pending<SendRange> {
+        self.locate_with(offset, max_bytes, self.read_limit)
+    }
+
+    /// [`Partition::locate`] with a chosen read limit.
+    pub fn locate_with(&self, offset: i64, max_bytes: u64, limit: ReadLimit) -> Pending<SendRange> {
+        let max_bytes = max_bytes.min(self.max_read_bytes);
+        self.request(|part, reply| Request::Locate {
+            part,
+            offset,
+            max_bytes,
+            limit,
+            reply,
+        })
+    }
+
     /// The offset of the first record with a timestamp at or after `timestamp_ms` (Kafka's
     /// ListOffsets by time); `None` if there is none.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Pending<Option<i64>> {
@@ -343,12 +364,15 @@ impl Partition {
         let request = Request::Send {
             part: Arc::clone(&self.shared),
             offset,
-            max_bytes: max_bytes.min(self.max_read_bytes),
+            max_bytes: options
+                .exact_bytes
+                .unwrap_or_else(|| max_bytes.min(self.max_read_bytes)),
             limit: options.limit.unwrap_or(self.read_limit),
             strategy: options.strategy.unwrap_or(self.send_strategy),
             socket,
             socket_nonblocking,
             header: header.into(),
+            exact_bytes: options.exact_bytes,
             gate: self.gates.ticket(id),
             reply,
         };

@@ -9,7 +9,7 @@
 
 use crate::partition::{PartitionShared, ReadBatches};
 use crate::pending::Reply;
-use crate::send::{GateTicket, SendHeader, SendInfo};
+use crate::send::{GateTicket, SendHeader, SendInfo, SendRange};
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use rill_segment::partition::ReadLimit;
@@ -53,8 +53,18 @@ pub(crate) enum Request {
         socket: OwnedFd,
         socket_nonblocking: bool,
         header: SendHeader,
+        /// Fail with `RangeChanged` unless the located batches are exactly this long.
+        exact_bytes: Option<u64>,
         gate: GateTicket,
         reply: Reply<SendInfo>,
+    },
+    /// Where a send of `offset`/`max_bytes` would start and end, without sending.
+    Locate {
+        part: Arc<PartitionShared>,
+        offset: i64,
+        max_bytes: u64,
+        limit: ReadLimit,
+        reply: Reply<SendRange>,
     },
     OffsetForTimestamp {
         part: Arc<PartitionShared>,
@@ -94,6 +104,7 @@ impl Request {
             | Self::Read { part, .. }
             | Self::Flush { part, .. }
             | Self::Send { part, .. }
+            | Self::Locate { part, .. }
             | Self::OffsetForTimestamp { part, .. }
             | Self::TruncateTo { part, .. }
             | Self::DeleteBefore { part, .. }

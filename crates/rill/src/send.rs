@@ -108,6 +108,13 @@ pub struct SendOptions {
     pub strategy: Option<SendStrategy>,
     /// How far the send sees: written, or only durable data (default: `Config::read_limit`).
     pub limit: Option<ReadLimit>,
+    /// Send exactly the range a [`crate::Partition::locate`] returned: its `batch_bytes`.
+    /// `max_bytes` is then ignored, and a log that no longer holds a range of this length at
+    /// the offset (truncated or trimmed since) fails the send with
+    /// [`crate::Error::RangeChanged`] before anything is written. A service that frames
+    /// several partitions in one response needs this: the frame's length is computed from
+    /// the located ranges before the first byte goes out.
+    pub exact_bytes: Option<u64>,
 }
 
 /// The result of a send.

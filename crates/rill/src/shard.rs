@@ -448,6 +448,7 @@ impl Shard {
             socket,
             socket_nonblocking,
             header,
+            exact_bytes,
             gate,
             reply,
         } = request
@@ -467,7 +468,13 @@ impl Shard {
         let Some(state) = self.partitions.get_mut(&part.key) else {
             return answer(gate, reply, Err(unknown(&part)));
         };
-        match locate_send(state, &self.disk, offset, max_bytes, limit, header) {
+        let want = Want {
+            offset,
+            max_bytes,
+            limit,
+            exact_bytes,
+        };
+        match locate_send(state, &self.disk, want, header) {
             Err(e) => {
                 self.send_ended(part.key);
                 answer(gate, reply, Err(e));
@@ -819,6 +826,21 @@ fn run_control(state: &mut PartitionState, request: Request, now: i64) {
                 .offset_for_timestamp(timestamp_ms)
                 .map_err(Error::from),
         ),
+        Request::Locate {
+            offset,
+            max_bytes,
+            limit,
+            reply,
+            ..
+        } => {
+            let want = Want {
+                offset,
+                max_bytes,
+                limit,
+                exact_bytes: None,
+            };
+            reply.send(locate_range(state, want).map(|(range, _)| range));
+        }
         Request::TruncateTo { offset, reply, .. } => {
             let result = state.log.truncate_to(offset, now).map_err(Error::from);
             state.publish();
@@ -841,27 +863,50 @@ fn run_control(state: &mut PartitionState, request: Request, now: i64) {
 /// position (`None` at the end of the log), and the header bytes.
 type Located = (SendRange, Option<(std::os::fd::OwnedFd, u64)>, bytes::Bytes);
 
-fn locate_send(
-    state: &PartitionState,
-    disk: &Arc<dyn Disk>,
+/// What a send or locate asks for.
+#[derive(Debug, Clone, Copy)]
+struct Want {
     offset: i64,
     max_bytes: u64,
     limit: rill_segment::partition::ReadLimit,
-    header: crate::send::SendHeader,
-) -> Result<Located> {
+    /// For a send: the exact batch bytes expected (see `SendOptions::exact_bytes`).
+    exact_bytes: Option<u64>,
+}
+
+/// The range `want` covers now, and the batches' place in their segment.
+fn locate_range(
+    state: &PartitionState,
+    want: Want,
+) -> Result<(SendRange, Option<rill_segment::partition::BatchRange>)> {
     let offsets = state.log.offsets();
     let located = state
         .log
-        .locate(offset, max_bytes, limit)
+        .locate(want.offset, want.max_bytes, want.limit)
         .map_err(|e| locate_error(&state.log, e))?;
     let range = SendRange {
-        offset,
+        offset: want.offset,
         batch_bytes: located.as_ref().map_or(0, |r| r.len),
-        next_offset: located.as_ref().map_or(offset, |r| r.next_offset),
+        next_offset: located.as_ref().map_or(want.offset, |r| r.next_offset),
         high_watermark: offsets.durable,
         log_start_offset: offsets.log_start,
         log_end_offset: offsets.log_end,
     };
+    match want.exact_bytes {
+        Some(expected) if expected != range.batch_bytes => Err(Error::RangeChanged {
+            expected,
+            found: range.batch_bytes,
+        }),
+        _ => Ok((range, located)),
+    }
+}
+
+fn locate_send(
+    state: &PartitionState,
+    disk: &Arc<dyn Disk>,
+    want: Want,
+    header: crate::send::SendHeader,
+) -> Result<Located> {
+    let (range, located) = locate_range(state, want)?;
     let header = header
         .resolve(&range)
         .ok_or_else(|| Error::Config("the send's header builder panicked".into()))?;
@@ -932,6 +977,7 @@ fn fail_request(request: Request, e: Error) {
             reply.send(Err(e));
         }
         Request::OffsetForTimestamp { reply, .. } => reply.send(Err(e)),
+        Request::Locate { reply, .. } => reply.send(Err(e)),
         Request::TruncateTo { reply, .. } | Request::DeleteBefore { reply, .. } => {
             reply.send(Err(e));
         }

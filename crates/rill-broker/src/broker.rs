@@ -1,0 +1,218 @@
+//! The broker's state and the handlers of the small requests: ApiVersions, Metadata,
+//! CreateTopics and ListOffsets. Produce and Fetch have modules of their own.
+
+use crate::config::{BrokerConfig, Visibility};
+use crate::errors::kafka_code;
+use crate::protocol::{
+    self, BrokerAddress, CreateTopicsRequest, ListOffsetsRequest, ListOffsetsResult,
+    MetadataRequest, TopicMetadata, error_code as code,
+};
+use crate::topics::Topics;
+use bytes::BytesMut;
+use std::sync::Arc;
+
+/// Everything the connections share.
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub topics: Topics,
+    /// What Metadata tells clients to connect to.
+    pub address: BrokerAddress,
+    pub cluster_id: String,
+}
+
+impl Broker {
+    pub fn new(config: BrokerConfig, log: Arc<rill::Log>, address: BrokerAddress) -> Self {
+        Self {
+            cluster_id: format!("rill-{}", address.node_id),
+            topics: Topics::new(log),
+            config,
+            address,
+        }
+    }
+
+    /// The end of what consumers see, of a partition with these offsets.
+    pub fn high_watermark(&self, offsets: &rill::Offsets) -> i64 {
+        match self.config.visibility {
+            Visibility::Written => offsets.log_end,
+            Visibility::Durable => offsets.durable,
+        }
+    }
+
+    /// Metadata: the broker, and the topics asked for (all when `None`), created on first use
+    /// if allowed.
+    pub async fn metadata(&self, version: i16, request: &MetadataRequest, buf: &mut BytesMut) {
+        let mut topics = Vec::new();
+        match &request.topics {
+            None => {
+                for info in self.topics.log().topics() {
+                    topics.push(topic_metadata(code::NONE, info.name, info.partitions));
+                }
+            }
+            Some(names) => {
+                for name in names {
+                    topics.push(self.describe_or_create(name, request).await);
+                }
+            }
+        }
+        protocol::metadata(buf, version, &self.address, &self.cluster_id, &topics);
+    }
+
+    async fn describe_or_create(&self, name: &str, request: &MetadataRequest) -> TopicMetadata {
+        if let Some(partitions) = self.topics.get(name) {
+            return topic_metadata(code::NONE, name.to_owned(), partitions.len() as u32);
+        }
+        if let Err(e) = rill::validate_topic_name(name) {
+            return topic_metadata(kafka_code(&e, true), name.to_owned(), 0);
+        }
+        if !(request.allow_auto_topic_creation && self.config.auto_create_topics) {
+            return topic_metadata(code::UNKNOWN_TOPIC_OR_PARTITION, name.to_owned(), 0);
+        }
+        match self
+            .topics
+            .create(name, self.config.default_partitions)
+            .await
+        {
+            Ok(()) | Err(rill::Error::TopicExists(_)) => {
+                tracing::info!(topic = name, partitions = self.config.default_partitions, "auto-created topic");
+            }
+            Err(e) => {
+                tracing::warn!(topic = name, error = %e, "auto-creating a topic failed");
+                return topic_metadata(kafka_code(&e, true), name.to_owned(), 0);
+            }
+        }
+        match self.topics.get(name) {
+            Some(partitions) => topic_metadata(code::NONE, name.to_owned(), partitions.len() as u32),
+            None => topic_metadata(code::UNKNOWN_TOPIC_OR_PARTITION, name.to_owned(), 0),
+        }
+    }
+
+    /// CreateTopics: one result per topic; a single broker cannot replicate, and per-topic
+    /// configs are not supported (every topic uses the broker's log settings).
+    pub async fn create_topics(
+        &self,
+        version: i16,
+        request: &CreateTopicsRequest,
+        buf: &mut BytesMut,
+    ) {
+        let mut results = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let fail = |error: i16, message: &str| (topic.name.clone(), error, Some(message.to_owned()));
+            let partitions = match topic.num_partitions {
+                -1 => self.config.default_partitions,
+                n => u32::try_from(n).unwrap_or(0),
+            };
+            let result = if request
+                .topics
+                .iter()
+                .filter(|t| t.name == topic.name)
+                .count()
+                > 1
+            {
+                fail(code::INVALID_REQUEST, "topic named more than once")
+            } else if partitions == 0 || partitions > rill::MAX_PARTITIONS {
+                fail(code::INVALID_PARTITIONS, "partition count out of range")
+            } else if !matches!(topic.replication_factor, -1 | 1) {
+                fail(
+                    code::INVALID_REPLICATION_FACTOR,
+                    "a single broker stores one replica",
+                )
+            } else if topic.assignments > 0 {
+                fail(
+                    code::INVALID_REPLICA_ASSIGNMENT,
+                    "manual replica assignment is not supported",
+                )
+            } else if !topic.configs.is_empty() {
+                fail(
+                    code::INVALID_CONFIG,
+                    "per-topic configs are not supported; topics use the broker's settings",
+                )
+            } else if let Err(e) = rill::validate_topic_name(&topic.name) {
+                fail(kafka_code(&e, true), &e.to_string())
+            } else if self.topics.get(&topic.name).is_some() {
+                fail(code::TOPIC_ALREADY_EXISTS, "topic exists")
+            } else if request.validate_only {
+                (topic.name.clone(), code::NONE, None)
+            } else {
+                match self.topics.create(&topic.name, partitions).await {
+                    Ok(()) => {
+                        tracing::info!(topic = %topic.name, partitions, "created topic");
+                        (topic.name.clone(), code::NONE, None)
+                    }
+                    Err(e) => fail(kafka_code(&e, true), &e.to_string()),
+                }
+            };
+            results.push(result);
+        }
+        protocol::create_topics(buf, version, &results);
+    }
+
+    /// ListOffsets: earliest (-2), latest (-1), or the first offset at or after a time.
+    pub async fn list_offsets(
+        &self,
+        version: i16,
+        request: &ListOffsetsRequest,
+        buf: &mut BytesMut,
+    ) {
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for p in &topic.partitions {
+                let (error, timestamp, offset) = self.list_offset(&topic.name, p.index, p.timestamp).await;
+                partitions.push(ListOffsetsResult {
+                    index: p.index,
+                    error,
+                    timestamp,
+                    offset,
+                });
+            }
+            topics.push((topic.name.clone(), partitions));
+        }
+        protocol::list_offsets(buf, version, &topics);
+    }
+
+    /// `(error, timestamp, offset)` of one partition.
+    async fn list_offset(&self, topic: &str, index: i32, timestamp: i64) -> (i16, i64, i64) {
+        let Some(handle) = self.topics.partition(topic, index) else {
+            return (code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
+        };
+        let p = &handle.partition;
+        let offsets = p.offsets();
+        let high_watermark = self.high_watermark(&offsets);
+        match timestamp {
+            -1 => (code::NONE, -1, high_watermark),
+            -2 => (code::NONE, -1, offsets.log_start),
+            t if t < 0 => (code::INVALID_REQUEST, -1, -1),
+            t => match p.offset_for_timestamp(t).await {
+                Ok(Some(offset)) if offset < high_watermark => {
+                    let found = record_timestamp(p, offset).await.unwrap_or(t);
+                    (code::NONE, found, offset)
+                }
+                Ok(_) => (code::NONE, -1, -1),
+                Err(e) => (kafka_code(&e, true), -1, -1),
+            },
+        }
+    }
+}
+
+fn topic_metadata(error: i16, name: String, partitions: u32) -> TopicMetadata {
+    TopicMetadata {
+        error,
+        name,
+        partitions: (0..partitions as i32).map(|i| (i, code::NONE)).collect(),
+    }
+}
+
+/// The timestamp of the record at `offset` (ListOffsets answers with it): the record's own,
+/// or, in a compressed batch, the batch's largest.
+async fn record_timestamp(p: &rill::Partition, offset: i64) -> Option<i64> {
+    let read = p.read(offset, 1).await.ok()?;
+    let batch = read.batches().next()?;
+    let header = rill::batch::BatchHeader::parse(batch).ok()?;
+    let found = rill::batch::records(batch)
+        .ok()
+        .and_then(|mut records| {
+            records.find_map(|r| r.ok().filter(|r| r.offset == offset).map(|r| r.timestamp))
+        });
+    Some(found.unwrap_or(header.max_timestamp))
+}

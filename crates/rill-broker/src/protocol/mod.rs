@@ -1,0 +1,123 @@
+//! The subset of the Kafka protocol this broker speaks: request decoding, response encoding,
+//! API keys, supported versions and error codes. Only non-flexible versions are implemented,
+//! so there are no tagged fields and no compact encodings.
+//!
+//! Framing: every request and response is an `i32` size followed by that many bytes. A
+//! request starts with the header `api_key: i16, api_version: i16, correlation_id: i32,
+//! client_id: nullable string`; a response with `correlation_id: i32`.
+
+mod request;
+mod response;
+pub mod wire;
+
+pub use request::{
+    CreatableTopic, CreateTopicsRequest, FetchPartition, FetchRequest, FetchTopic,
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, MetadataRequest, ProducePartition,
+    ProduceRequest, ProduceTopic, Request, RequestHeader, decode_request,
+};
+pub use response::*;
+
+/// A request's API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiKey {
+    Produce,
+    Fetch,
+    ListOffsets,
+    Metadata,
+    ApiVersions,
+    CreateTopics,
+}
+
+impl ApiKey {
+    /// Every implemented API, in key order.
+    pub const ALL: [Self; 6] = [
+        Self::Produce,
+        Self::Fetch,
+        Self::ListOffsets,
+        Self::Metadata,
+        Self::ApiVersions,
+        Self::CreateTopics,
+    ];
+
+    /// The key on the wire.
+    pub fn code(self) -> i16 {
+        match self {
+            Self::Produce => 0,
+            Self::Fetch => 1,
+            Self::ListOffsets => 2,
+            Self::Metadata => 3,
+            Self::ApiVersions => 18,
+            Self::CreateTopics => 19,
+        }
+    }
+
+    /// The API of a key, if implemented.
+    pub fn from_code(code: i16) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    /// The versions implemented: exactly what ApiVersions advertises.
+    pub fn versions(self) -> (i16, i16) {
+        match self {
+            Self::Produce => (3, 8),
+            Self::Fetch => (4, 11),
+            Self::ListOffsets => (1, 5),
+            Self::Metadata => (1, 8),
+            Self::ApiVersions => (0, 2),
+            Self::CreateTopics => (0, 4),
+        }
+    }
+
+    /// Whether `version` is implemented.
+    pub fn supports(self, version: i16) -> bool {
+        let (min, max) = self.versions();
+        (min..=max).contains(&version)
+    }
+}
+
+/// Kafka error codes this broker answers with.
+pub mod error_code {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    pub const INVALID_RECORD: i16 = 87;
+}
+
+/// Why a request frame could not be decoded. The connection that sent it is closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The frame ends inside this field (or declares more elements than it could hold).
+    #[error("truncated at {0}")]
+    Truncated(&'static str),
+    /// A length below -1, or -1 where null is not allowed.
+    #[error("negative length in {0}")]
+    NegativeLength(&'static str),
+    /// Null where the schema has no null.
+    #[error("unexpected null {0}")]
+    UnexpectedNull(&'static str),
+    /// A string that is not UTF-8.
+    #[error("{0} is not UTF-8")]
+    InvalidUtf8(&'static str),
+    /// Bytes after the last field of the request.
+    #[error("{0} bytes after the request")]
+    TrailingBytes(usize),
+}

@@ -1,0 +1,260 @@
+//! Connections: accepting clients, framing requests, answering them in order.
+//!
+//! Each connection handles one request at a time, as Kafka does (responses must come back in
+//! request order); many connections run concurrently. Everything a client can make the
+//! broker hold is bounded: connections (`max_connections`), a request's size
+//! (`max_request_bytes`, larger closes the connection), request bytes in memory across all
+//! connections (`max_inflight_request_bytes`, a semaphore taken before a body is read), idle
+//! time (`idle_timeout_ms`) and how long a fetch waits (`max_fetch_wait_ms`).
+
+use crate::broker::Broker;
+use crate::protocol::{self, Request, decode_request};
+use crate::{fetch, produce};
+use bytes::BytesMut;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// Why a connection was closed by the broker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("request size {0} is outside 8..={1}")]
+    FrameSize(i64, usize),
+    #[error("malformed request (api key {api_key}, version {api_version}): {source}")]
+    Malformed {
+        api_key: i16,
+        api_version: i16,
+        source: protocol::DecodeError,
+    },
+    #[error("idle for {0:?}")]
+    Idle(Duration),
+    #[error("an acks=0 produce failed")]
+    ProduceFailedWithoutAck,
+    #[error(transparent)]
+    Fetch(#[from] fetch::FetchError),
+    #[error(transparent)]
+    TooLarge(#[from] protocol::FrameTooLarge),
+}
+
+/// A bound listener and the broker it serves.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    broker: Arc<Broker>,
+}
+
+impl Server {
+    /// Binds `listener` for `broker`.
+    pub fn new(listener: TcpListener, broker: Arc<Broker>) -> Self {
+        Self { listener, broker }
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets each connection finish
+    /// the request it is on (bounded by `shutdown_timeout_ms`) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let config = &self.broker.config;
+        let connections = Arc::new(Semaphore::new(config.max_connections));
+        let budget = Arc::new(Semaphore::new(config.max_inflight_request_bytes));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(flush_loop(Arc::clone(&self.broker), stop_rx.clone()));
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            // Reap finished connections so the set stays as large as the open ones.
+            while tasks.try_join_next().is_some() {}
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                tracing::warn!(%peer, max = config.max_connections, "too many connections; closing the new one");
+                continue;
+            };
+            let broker = Arc::clone(&self.broker);
+            let budget = Arc::clone(&budget);
+            let stop = stop_rx.clone();
+            tasks.spawn(async move {
+                tracing::debug!(%peer, "connection opened");
+                match serve_connection(&broker, stream, &budget, stop).await {
+                    Ok(()) => tracing::debug!(%peer, "connection closed"),
+                    Err(e) => tracing::info!(%peer, error = %e, "connection closed by the broker"),
+                }
+                drop(permit);
+            });
+        }
+        tracing::info!("shutting down: no new connections; finishing requests in progress");
+        let _ = stop_tx.send(true);
+        let limit = Duration::from_millis(config.shutdown_timeout_ms);
+        if tokio::time::timeout(limit, async { while tasks.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            tracing::warn!(?limit, "connections still busy at the shutdown timeout; aborting them");
+            tasks.shutdown().await;
+        }
+    }
+}
+
+/// Syncs partitions with unsynced data every `flush_interval_ms`, so that written produces
+/// become durable (and, with `visibility = durable`, visible) without waiting for more
+/// traffic; wakes their fetchers.
+async fn flush_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    if broker.config.flush_interval_ms == 0 {
+        return;
+    }
+    let period = Duration::from_millis(broker.config.flush_interval_ms);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+        for handle in broker.topics.cached() {
+            let offsets = handle.partition.offsets();
+            if offsets.durable >= offsets.log_end {
+                continue;
+            }
+            match handle.partition.flush().await {
+                Ok(_) => handle.notify_grew(),
+                Err(e) => tracing::warn!(
+                    topic = handle.partition.topic(),
+                    partition = handle.partition.index(),
+                    error = %e,
+                    "periodic flush failed"
+                ),
+            }
+        }
+    }
+}
+
+/// Reads, handles and answers requests until the client leaves, misbehaves or the broker
+/// stops.
+async fn serve_connection(
+    broker: &Broker,
+    mut stream: TcpStream,
+    budget: &Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    stream.set_nodelay(true)?;
+    let idle = Duration::from_millis(broker.config.idle_timeout_ms);
+    let max = broker.config.max_request_bytes;
+    // Bounded by the client: one pass per request.
+    loop {
+        let mut size = [0u8; 4];
+        tokio::select! {
+            read = tokio::time::timeout(idle, stream.read_exact(&mut size)) => match read {
+                Err(_) => return Err(ConnectionError::Idle(idle)),
+                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(result) => { result?; }
+            },
+            _ = stop.changed() => return Ok(()),
+        }
+        let size = i32::from_be_bytes(size);
+        let len = usize::try_from(size)
+            .ok()
+            .filter(|len| (8..=max).contains(len))
+            .ok_or(ConnectionError::FrameSize(i64::from(size), max))?;
+        let permit = Arc::clone(budget)
+            .acquire_many_owned(len as u32)
+            .await
+            .map_err(|_| io::Error::other("request budget closed"))?;
+        let frame = read_frame(&mut stream, len, idle).await?;
+        handle_request(broker, &mut stream, frame, &stop).await?;
+        drop(permit);
+    }
+}
+
+/// Reads `len` bytes, growing the buffer as they arrive rather than trusting the size prefix
+/// with one allocation.
+async fn read_frame(
+    stream: &mut TcpStream,
+    len: usize,
+    idle: Duration,
+) -> Result<BytesMut, ConnectionError> {
+    const STEP: usize = 256 << 10;
+    let mut frame = BytesMut::with_capacity(len.min(STEP));
+    // Bounded: every pass reads at least one byte or returns.
+    while frame.len() < len {
+        let want = len - frame.len();
+        frame.reserve(want.min(STEP));
+        let mut limited = (&mut *stream).take(want as u64);
+        let n = tokio::time::timeout(idle, limited.read_buf(&mut frame))
+            .await
+            .map_err(|_| ConnectionError::Idle(idle))??;
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    Ok(frame)
+}
+
+/// Decodes one request, handles it and writes its response.
+async fn handle_request(
+    broker: &Broker,
+    stream: &mut TcpStream,
+    frame: BytesMut,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    let (header, request) = decode_request(&frame).map_err(|source| {
+        let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+        let api_version = i16::from_be_bytes([frame[2], frame[3]]);
+        ConnectionError::Malformed {
+            api_key,
+            api_version,
+            source,
+        }
+    })?;
+    let version = header.api_version;
+    let mut buf = protocol::begin_frame(header.correlation_id);
+    match request {
+        Request::Unsupported => {
+            tracing::debug!(api_key = header.api_key, version, "unsupported request");
+            protocol::unsupported(&mut buf, header.api_key, version);
+        }
+        Request::ApiVersions => protocol::api_versions(&mut buf, version, protocol::error_code::NONE),
+        Request::Metadata(r) => broker.metadata(version, &r, &mut buf).await,
+        Request::CreateTopics(r) => broker.create_topics(version, &r, &mut buf).await,
+        Request::ListOffsets(r) => broker.list_offsets(version, &r, &mut buf).await,
+        Request::Produce(r) => {
+            let produced = produce::handle(broker, version, &r, frame, &mut buf).await;
+            if r.acks == 0 {
+                // No response; a failure closes the connection so the producer notices.
+                return if produced.failed {
+                    Err(ConnectionError::ProduceFailedWithoutAck)
+                } else {
+                    Ok(())
+                };
+            }
+        }
+        Request::Fetch(r) => {
+            return Ok(
+                fetch::handle(broker, version, header.correlation_id, &r, stream, stop).await?,
+            );
+        }
+    }
+    protocol::finish_frame(&mut buf, 0)?;
+    stream.write_all(&buf).await?;
+    Ok(())
+}

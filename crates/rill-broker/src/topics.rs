@@ -1,0 +1,98 @@
+//! The broker's view of the log's topics: partition handles, cached, each with a notifier
+//! that long-polling fetches wait on.
+
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// A partition and the fetches waiting for it to grow.
+#[derive(Debug)]
+pub struct PartitionHandle {
+    pub partition: rill::Partition,
+    grew: Notify,
+}
+
+impl PartitionHandle {
+    /// Wakes the fetches waiting on this partition (new data is visible).
+    pub fn notify_grew(&self) {
+        self.grew.notify_waiters();
+    }
+
+    /// Resolves after the next [`PartitionHandle::notify_grew`]; `enable` it before looking
+    /// at the partition so a change in between is not missed.
+    pub fn grew(&self) -> tokio::sync::futures::Notified<'_> {
+        self.grew.notified()
+    }
+}
+
+/// A topic's partitions, by index.
+pub type TopicPartitions = Arc<[Arc<PartitionHandle>]>;
+
+/// Topics by name. Holds one entry per topic of the log (bounded by what exists on disk);
+/// topics are never deleted through the broker, so entries never go stale.
+#[derive(Debug)]
+pub struct Topics {
+    log: Arc<rill::Log>,
+    cache: RwLock<HashMap<String, TopicPartitions>>,
+}
+
+impl Topics {
+    pub fn new(log: Arc<rill::Log>) -> Self {
+        Self {
+            log,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Arc<rill::Log> {
+        &self.log
+    }
+
+    /// A topic's partitions, or `None` if it does not exist.
+    pub fn get(&self, name: &str) -> Option<TopicPartitions> {
+        if let Some(found) = self.cache.read().get(name) {
+            return Some(Arc::clone(found));
+        }
+        let partitions = self.log.partitions(name).ok()?;
+        let handles: TopicPartitions = partitions
+            .into_iter()
+            .map(|partition| {
+                Arc::new(PartitionHandle {
+                    partition,
+                    grew: Notify::new(),
+                })
+            })
+            .collect();
+        let mut cache = self.cache.write();
+        Some(Arc::clone(
+            cache.entry(name.to_owned()).or_insert(handles),
+        ))
+    }
+
+    /// One partition, or `None` if the topic or the index does not exist.
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<PartitionHandle>> {
+        let partitions = self.get(topic)?;
+        let index = usize::try_from(index).ok()?;
+        partitions.get(index).cloned()
+    }
+
+    /// Every partition handle created so far.
+    pub fn cached(&self) -> Vec<Arc<PartitionHandle>> {
+        self.cache
+            .read()
+            .values()
+            .flat_map(|partitions| partitions.iter().cloned())
+            .collect()
+    }
+
+    /// Creates a topic (file work, so off the async threads).
+    pub async fn create(&self, name: &str, partitions: u32) -> Result<(), rill::Error> {
+        let log = Arc::clone(&self.log);
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || log.create_topic(&name, partitions))
+            .await
+            .unwrap_or_else(|_| Err(rill::Error::ShuttingDown))
+    }
+}
