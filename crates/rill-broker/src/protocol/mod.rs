@@ -63,7 +63,7 @@ impl ApiKey {
             Self::Produce => (3, 8),
             Self::Fetch => (4, 11),
             Self::ListOffsets => (1, 5),
-            Self::Metadata => (1, 8),
+            Self::Metadata => (0, 8),
             Self::ApiVersions => (0, 2),
             Self::CreateTopics => (0, 4),
         }

@@ -172,6 +172,8 @@ fn metadata(r: &mut Reader<'_>, v: i16) -> Result<MetadataRequest, DecodeError> 
             Some(names)
         }
     };
+    // v0 has no null: an empty list means every topic.
+    let topics = topics.filter(|names| v >= 1 || !names.is_empty());
     let allow_auto_topic_creation = if v >= 4 {
         r.bool("allow_auto_topic_creation")?
     } else {

@@ -116,7 +116,7 @@ pub struct TopicMetadata {
     pub partitions: Vec<(i32, i16)>,
 }
 
-/// Metadata v1–v8 on a single broker that leads every partition.
+/// Metadata v0–v8 on a single broker that leads every partition.
 pub fn metadata(
     buf: &mut BytesMut,
     version: i16,
@@ -131,16 +131,22 @@ pub fn metadata(
     buf.put_i32(broker.node_id);
     buf.put_string(&broker.host);
     buf.put_i32(broker.port);
-    buf.put_nullable_string(None); // rack
+    if version >= 1 {
+        buf.put_nullable_string(None); // rack
+    }
     if version >= 2 {
         buf.put_nullable_string(Some(cluster_id));
     }
-    buf.put_i32(broker.node_id); // controller_id
+    if version >= 1 {
+        buf.put_i32(broker.node_id); // controller_id
+    }
     buf.put_array_len(topics.len());
     for topic in topics {
         buf.put_i16(topic.error);
         buf.put_string(&topic.name);
-        buf.put_bool(false); // is_internal
+        if version >= 1 {
+            buf.put_bool(false); // is_internal
+        }
         buf.put_array_len(topic.partitions.len());
         for &(index, error) in &topic.partitions {
             buf.put_i16(error);
