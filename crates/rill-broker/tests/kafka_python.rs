@@ -1,0 +1,34 @@
+//! kafka-python (an independent, pure-Python client) against a real `rill-broker` process:
+//! the script `clients/roundtrip.py` creates a topic, produces with keys, binary values,
+//! headers and timestamps at acks=all/1/0, consumes everything back and compares it, seeks by
+//! offset and looks offsets up by time.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod common;
+
+use common::{Broker, client_script, kafka_python_available, run};
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn kafka_python_round_trip() {
+    if !kafka_python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let out = run(
+        Command::new("python3")
+            .arg(client_script("roundtrip.py"))
+            .arg(&broker.addr)
+            .arg("3000"),
+        Duration::from_mins(3),
+    );
+    assert!(out.contains("\"consumed\": 3000"), "{out}");
+}
