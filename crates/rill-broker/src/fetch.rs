@@ -169,19 +169,18 @@ async fn plan_once(
     let mut first = true;
     let mut plan = Vec::with_capacity(located.len());
     for mut p in located {
-        if p.batch_bytes > 0 {
-            if first {
-                first = false;
-            } else if p.batch_bytes > remaining {
-                // Locate again within what is left; at least one batch comes back, which
-                // may still not fit.
-                if let Some(handle) = p.handle.clone() {
-                    locate(broker, &handle, &mut p, remaining).await;
-                }
-                if p.batch_bytes > remaining {
-                    p.batch_bytes = 0;
-                }
+        if p.batch_bytes > remaining {
+            // Locate again within what is left of the response; rill returns at least one
+            // batch, which only the first partition with data may keep beyond the limit.
+            if let Some(handle) = p.handle.clone() {
+                locate(broker, &handle, &mut p, remaining).await;
             }
+            if !first && p.batch_bytes > remaining {
+                p.batch_bytes = 0;
+            }
+        }
+        if p.batch_bytes > 0 {
+            first = false;
             remaining = remaining.saturating_sub(p.batch_bytes);
         }
         plan.push(p);

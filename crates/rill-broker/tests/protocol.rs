@@ -1,0 +1,420 @@
+//! The wire protocol against a real `rill-broker` process, byte by byte: bad input closes
+//! only the offending connection; unknown APIs and versions get answers; per-partition error
+//! codes; nothing invalid reaches the log; long-polling; fetch byte limits.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod common;
+
+use bytes::{Buf, BufMut, BytesMut};
+use common::Broker;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+
+const PRODUCE: i16 = 0;
+const FETCH: i16 = 1;
+const METADATA: i16 = 3;
+const API_VERSIONS: i16 = 18;
+const CREATE_TOPICS: i16 = 19;
+
+struct Client {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl Client {
+    fn connect(broker: &Broker) -> Self {
+        let stream = TcpStream::connect(&broker.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
+        Self {
+            stream,
+            correlation: 0,
+        }
+    }
+
+    /// Sends a request (header v1, client id "t") and returns the response body.
+    fn call(&mut self, api_key: i16, version: i16, body: &[u8]) -> BytesMut {
+        self.correlation += 1;
+        let mut frame = BytesMut::new();
+        frame.put_i16(api_key);
+        frame.put_i16(version);
+        frame.put_i32(self.correlation);
+        put_str(&mut frame, "t");
+        frame.put_slice(body);
+        self.send_frame(&frame);
+        let mut response = self.read_frame().expect("a response");
+        assert_eq!(response.get_i32(), self.correlation, "correlation id");
+        response
+    }
+
+    fn send_frame(&mut self, frame: &[u8]) {
+        self.stream
+            .write_all(&(frame.len() as i32).to_be_bytes())
+            .unwrap();
+        self.stream.write_all(frame).unwrap();
+    }
+
+    /// A response frame, or `None` if the broker closed the connection.
+    fn read_frame(&mut self) -> Option<BytesMut> {
+        let mut size = [0u8; 4];
+        if self.stream.read_exact(&mut size).is_err() {
+            return None;
+        }
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(BytesMut::from(&body[..]))
+    }
+
+    /// Whether the broker closed the connection (EOF or reset) without answering.
+    fn closed_without_answer(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+
+    fn api_versions_work(&mut self) -> bool {
+        let mut r = self.call(API_VERSIONS, 2, &[]);
+        r.get_i16() == 0
+    }
+}
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    b.put_i16(s.len() as i16);
+    b.put_slice(s.as_bytes());
+}
+
+fn get_str(b: &mut BytesMut) -> String {
+    let len = b.get_i16();
+    if len < 0 {
+        return String::new();
+    }
+    let s = String::from_utf8(b[..len as usize].to_vec()).unwrap();
+    b.advance(len as usize);
+    s
+}
+
+fn batch(values: &[&[u8]]) -> Vec<u8> {
+    let mut builder = rill::BatchBuilder::new();
+    for v in values {
+        builder.append(1_700_000_000_000, Some(b"k"), Some(v), &[]).unwrap();
+    }
+    builder.finish().unwrap().to_vec()
+}
+
+/// CreateTopics v4: one topic.
+fn create_topic(c: &mut Client, name: &str, partitions: i32) -> i16 {
+    let mut b = BytesMut::new();
+    b.put_i32(1);
+    put_str(&mut b, name);
+    b.put_i32(partitions);
+    b.put_i16(1);
+    b.put_i32(0); // assignments
+    b.put_i32(0); // configs
+    b.put_i32(5000);
+    b.put_i8(0);
+    let mut r = c.call(CREATE_TOPICS, 4, &b);
+    r.get_i32();
+    assert_eq!(r.get_i32(), 1);
+    assert_eq!(get_str(&mut r), name);
+    r.get_i16()
+}
+
+/// Produce at `version` (acks -1) of `records` per (topic, partition); returns the error and
+/// base offset of each, in order.
+fn produce(
+    c: &mut Client,
+    version: i16,
+    acks: i16,
+    parts: &[(&str, i32, &[u8])],
+) -> Vec<(i16, i64)> {
+    let mut b = BytesMut::new();
+    b.put_i16(-1); // transactional id
+    b.put_i16(acks);
+    b.put_i32(10_000);
+    b.put_i32(parts.len() as i32);
+    for (topic, partition, records) in parts {
+        put_str(&mut b, topic);
+        b.put_i32(1);
+        b.put_i32(*partition);
+        b.put_i32(records.len() as i32);
+        b.put_slice(records);
+    }
+    let mut r = c.call(PRODUCE, version, &b);
+    let mut out = Vec::new();
+    for _ in 0..r.get_i32() {
+        get_str(&mut r);
+        for _ in 0..r.get_i32() {
+            r.get_i32();
+            let error = r.get_i16();
+            let base = r.get_i64();
+            r.get_i64(); // log append time
+            if version >= 5 {
+                r.get_i64();
+            }
+            if version >= 8 {
+                assert_eq!(r.get_i32(), 0);
+                get_str(&mut r);
+            }
+            out.push((error, base));
+        }
+    }
+    out
+}
+
+/// One partition of a fetch response.
+#[derive(Debug)]
+struct Fetched {
+    error: i16,
+    high_watermark: i64,
+    records: Vec<u8>,
+}
+
+/// Fetch v11 of (topic, partition, offset, partition_max_bytes).
+fn fetch(
+    c: &mut Client,
+    max_wait_ms: i32,
+    min_bytes: i32,
+    max_bytes: i32,
+    parts: &[(&str, i32, i64, i32)],
+) -> Vec<Fetched> {
+    let mut b = BytesMut::new();
+    b.put_i32(-1);
+    b.put_i32(max_wait_ms);
+    b.put_i32(min_bytes);
+    b.put_i32(max_bytes);
+    b.put_i8(0);
+    b.put_i32(0); // session id
+    b.put_i32(-1); // session epoch
+    b.put_i32(parts.len() as i32);
+    for (topic, partition, offset, partition_max) in parts {
+        put_str(&mut b, topic);
+        b.put_i32(1);
+        b.put_i32(*partition);
+        b.put_i32(-1); // current leader epoch
+        b.put_i64(*offset);
+        b.put_i64(-1); // log start offset
+        b.put_i32(*partition_max);
+    }
+    b.put_i32(0); // forgotten topics
+    put_str(&mut b, "");
+    let mut r = c.call(FETCH, 11, &b);
+    r.get_i32(); // throttle
+    assert_eq!(r.get_i16(), 0);
+    r.get_i32(); // session
+    let mut out = Vec::new();
+    for _ in 0..r.get_i32() {
+        get_str(&mut r);
+        for _ in 0..r.get_i32() {
+            r.get_i32();
+            let error = r.get_i16();
+            let high_watermark = r.get_i64();
+            r.get_i64();
+            r.get_i64();
+            assert_eq!(r.get_i32(), 0, "aborted transactions");
+            assert_eq!(r.get_i32(), -1, "preferred read replica");
+            let len = r.get_i32().max(0) as usize;
+            let records = r[..len].to_vec();
+            r.advance(len);
+            out.push(Fetched {
+                error,
+                high_watermark,
+                records,
+            });
+        }
+    }
+    assert!(r.is_empty(), "{} bytes after the response", r.len());
+    out
+}
+
+#[test]
+fn bad_input_closes_only_that_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--max-request-bytes", "1048576"]);
+    let mut good = Client::connect(&broker);
+    assert!(good.api_versions_work());
+
+    let mut metadata_absurd = BytesMut::new();
+    metadata_absurd.put_i16(METADATA);
+    metadata_absurd.put_i16(1);
+    metadata_absurd.put_i32(7);
+    put_str(&mut metadata_absurd, "t");
+    metadata_absurd.put_i32(1_000_000_000); // topics
+    let mut produce_garbage = BytesMut::new();
+    produce_garbage.put_i16(PRODUCE);
+    produce_garbage.put_i16(8);
+    produce_garbage.put_i32(8);
+    produce_garbage.put_slice(&[0xff; 40]);
+    let mut trailing = BytesMut::new();
+    trailing.put_i16(API_VERSIONS);
+    trailing.put_i16(2);
+    trailing.put_i32(9);
+    put_str(&mut trailing, "t");
+    trailing.put_slice(b"extra");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("negative size", (-1i32).to_be_bytes().to_vec()),
+        ("size above the limit", (2_000_000i32).to_be_bytes().to_vec()),
+        ("size i32::MAX", i32::MAX.to_be_bytes().to_vec()),
+        ("size below a header", [0, 0, 0, 4, 1, 2, 3, 4].to_vec()),
+        ("absurd array count", framed(&metadata_absurd)),
+        ("garbage body", framed(&produce_garbage)),
+        ("bytes after the request", framed(&trailing)),
+        ("truncated frame", {
+            let mut f = 100i32.to_be_bytes().to_vec();
+            f.extend_from_slice(&[0; 20]);
+            f
+        }),
+    ];
+    for (what, bytes) in cases {
+        let mut bad = Client::connect(&broker);
+        bad.stream.write_all(&bytes).unwrap();
+        if what == "truncated frame" {
+            bad.stream.shutdown(Shutdown::Write).unwrap();
+        }
+        assert!(bad.closed_without_answer(), "{what}: connection closed");
+        assert!(good.api_versions_work(), "{what}: other clients unaffected");
+        assert!(Client::connect(&broker).api_versions_work(), "{what}: new clients served");
+    }
+}
+
+fn framed(frame: &[u8]) -> Vec<u8> {
+    let mut out = (frame.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(frame);
+    out
+}
+
+#[test]
+fn unknown_apis_and_versions_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker);
+
+    // ApiVersions v3 (flexible, not implemented): Kafka's v0-format UNSUPPORTED_VERSION
+    // answer, listing exactly what is implemented.
+    let mut r = c.call(API_VERSIONS, 3, &[0, 0]);
+    assert_eq!(r.get_i16(), 35);
+    let mut ranges = Vec::new();
+    for _ in 0..r.get_i32() {
+        ranges.push((r.get_i16(), r.get_i16(), r.get_i16()));
+    }
+    assert!(r.is_empty(), "v0 format has no throttle time");
+    assert_eq!(
+        ranges,
+        [(0, 3, 8), (1, 4, 11), (2, 1, 5), (3, 0, 8), (18, 0, 2), (19, 0, 4)]
+    );
+    // ApiVersions v2 lists the same, with throttle time.
+    let mut r = c.call(API_VERSIONS, 2, &[]);
+    assert_eq!(r.get_i16(), 0);
+    assert_eq!(r.get_i32(), 6);
+
+    // An unknown key, a version below the range and one above: UNSUPPORTED_VERSION, and the
+    // connection stays usable.
+    for (key, version) in [(999, 0), (PRODUCE, 2), (FETCH, 12), (METADATA, 9)] {
+        let mut r = c.call(key, version, &[1, 2, 3]);
+        assert_eq!(r.get_i16(), 35, "api {key} v{version}");
+    }
+    // FindCoordinator v2 (consumer groups): the error-shaped response of that API.
+    let mut r = c.call(10, 2, &[0, 1, b'g', 0]);
+    assert_eq!(r.get_i32(), 0);
+    assert_eq!(r.get_i16(), 35);
+    assert!(c.api_versions_work());
+}
+
+#[test]
+fn produce_and_fetch_report_errors_per_partition_and_store_only_valid_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(
+        dir.path(),
+        &["--segment-bytes", "65536", "--no-auto-create-topics"],
+    );
+    let mut c = Client::connect(&broker);
+    assert_eq!(create_topic(&mut c, "t", 2), 0);
+    assert_eq!(create_topic(&mut c, "t", 2), 36, "TOPIC_ALREADY_EXISTS");
+    assert_eq!(create_topic(&mut c, "bad/name", 1), 17, "INVALID_TOPIC_EXCEPTION");
+    assert_eq!(create_topic(&mut c, "zero", 0), 37, "INVALID_PARTITIONS");
+
+    let good = batch(&[b"one", b"two"]);
+    let mut bad_crc = good.clone();
+    let last = bad_crc.len() - 1;
+    bad_crc[last] ^= 0x55;
+    // Right CRC, wrong inside: the header claims 3 records, the batch holds 2.
+    let mut bad_count = good.clone();
+    bad_count[57..61].copy_from_slice(&3i32.to_be_bytes());
+    let crc = rill::batch::compute_crc(&bad_count);
+    bad_count[17..21].copy_from_slice(&crc.to_be_bytes());
+    let huge = batch(&[&vec![7u8; 100_000]]);
+
+    let results = produce(
+        &mut c,
+        8,
+        -1,
+        &[
+            ("t", 0, &good),
+            ("t", 1, &bad_crc),
+            ("t", 7, &good),
+            ("nope", 0, &good),
+        ],
+    );
+    assert_eq!(results, [(0, 0), (2, -1), (3, -1), (3, -1)]);
+    assert_eq!(produce(&mut c, 8, -1, &[("t", 1, &bad_count)]), [(87, -1)]);
+    assert_eq!(produce(&mut c, 7, -1, &[("t", 1, &bad_count)]), [(2, -1)], "CORRUPT_MESSAGE before v8");
+    assert_eq!(produce(&mut c, 8, -1, &[("t", 1, &huge)]), [(10, -1)], "MESSAGE_TOO_LARGE");
+    assert_eq!(produce(&mut c, 8, -1, &[("t", 1, &good[..30])]), [(2, -1)], "truncated batch");
+    assert_eq!(produce(&mut c, 8, 2, &[("t", 1, &good)]), [(21, -1)], "INVALID_REQUIRED_ACKS");
+    // Two batches where the second is bad: neither is stored.
+    let two: Vec<u8> = [good.clone(), bad_crc.clone()].concat();
+    assert_eq!(produce(&mut c, 8, 1, &[("t", 1, &two)]), [(2, -1)]);
+    // Two good batches in one produce: both stored, offsets from the first.
+    let two: Vec<u8> = [good.clone(), good.clone()].concat();
+    assert_eq!(produce(&mut c, 3, -1, &[("t", 0, &two)]), [(0, 2)]);
+
+    let fetched = fetch(&mut c, 0, 0, 1 << 20, &[("t", 0, 0, 1 << 20), ("t", 1, 0, 1 << 20)]);
+    assert_eq!(fetched[0].error, 0);
+    assert_eq!(fetched[0].high_watermark, 6);
+    assert_eq!(fetched[0].records.len(), 3 * good.len());
+    let mut expected = good.clone();
+    expected[..8].copy_from_slice(&0i64.to_be_bytes());
+    assert_eq!(&fetched[0].records[..good.len()], &expected[..], "stored byte for byte");
+    assert_eq!((fetched[1].error, fetched[1].high_watermark), (0, 0), "nothing invalid stored");
+    assert!(fetched[1].records.is_empty());
+    let out = fetch(&mut c, 0, 0, 1 << 20, &[("t", 0, 100, 1 << 20), ("x", 0, 0, 100)]);
+    assert_eq!((out[0].error, out[1].error), (1, 3), "OFFSET_OUT_OF_RANGE, UNKNOWN_TOPIC");
+}
+
+#[test]
+fn fetch_limits_and_long_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker);
+    assert_eq!(create_topic(&mut c, "t", 2), 0);
+    let value = vec![1u8; 1000];
+    let one = batch(&[&value]);
+    for _ in 0..3 {
+        assert_eq!(produce(&mut c, 8, 1, &[("t", 0, &one), ("t", 1, &one)])[0].0, 0);
+    }
+    // The response limit: the first partition gets its first batch whatever its size; others
+    // only what still fits.
+    let out = fetch(&mut c, 0, 0, 1500, &[("t", 0, 0, 1 << 20), ("t", 1, 0, 1 << 20)]);
+    assert_eq!((out[0].records.len(), out[1].records.len()), (one.len(), 0));
+    let out = fetch(&mut c, 0, 0, 10, &[("t", 0, 1, 1 << 20), ("t", 1, 0, 1 << 20)]);
+    assert_eq!((out[0].records.len(), out[1].records.len()), (one.len(), 0));
+    // The partition limit.
+    let out = fetch(&mut c, 0, 0, 1 << 20, &[("t", 0, 0, 2 * one.len() as i32), ("t", 1, 0, 1)]);
+    assert_eq!((out[0].records.len(), out[1].records.len()), (2 * one.len(), one.len()));
+
+    // Nothing new within max_wait: an empty answer.
+    let out = fetch(&mut c, 50, 1, 1 << 20, &[("t", 0, 3, 1 << 20)]);
+    assert!(out[0].records.is_empty());
+    // A long poll is answered by the next produce, not by its (long) timeout.
+    let mut waiter = Client::connect(&broker);
+    let poll = std::thread::spawn(move || fetch(&mut waiter, 60_000, 1, 1 << 20, &[("t", 1, 3, 1 << 20)]));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(produce(&mut c, 8, 1, &[("t", 1, &one)])[0], (0, 3));
+    let out = poll.join().unwrap();
+    assert_eq!(out[0].records.len(), one.len());
+    assert_eq!(out[0].high_watermark, 4);
+}
