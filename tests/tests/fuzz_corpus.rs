@@ -96,3 +96,15 @@ fn recovery_seeds_keep_exactly_their_valid_batches() {
     let kept = fuzz::recovery(&torn).unwrap();
     assert!(kept < torn.len() && kept > 0);
 }
+
+#[test]
+fn broker_request() {
+    // The seeds are valid requests of every implemented API.
+    for seed in corpus("broker_request") {
+        let decoded = rill_broker::protocol::decode_request(&seed);
+        assert!(decoded.is_ok(), "{decoded:?}");
+    }
+    run("broker_request", |data| {
+        let _ = rill_broker::protocol::decode_request(data);
+    });
+}

@@ -412,6 +412,46 @@ fn durable_limit_hides_unsynced_batches() {
 
 /// A sender socket with tiny buffers, so a transfer of megabytes is still in progress while
 /// the test acts.
+#[test]
+fn locate_then_exact_send_carries_the_located_range_or_nothing() {
+    for driver in DRIVERS {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(config(dir.path(), driver, SendConfig::default())).unwrap();
+        log.create_topic("t", 1).unwrap();
+        let p = log.partition("t", 0).unwrap();
+        for seq in 0..3 {
+            p.append(make_batch(3, 10, 1, seq)).wait().unwrap();
+        }
+        let range = p.locate(0, 1 << 20).wait().unwrap();
+        assert_eq!(range.next_offset, 9);
+        let one = p.locate(4, 1).wait().unwrap();
+        assert_eq!((one.next_offset, one.batch_bytes * 3), (6, range.batch_bytes));
+        // Appends after the locate do not change what the exact send carries.
+        p.append(make_batch(3, 10, 1, 9)).wait().unwrap();
+        let (tx, rx) = UnixStream::pair().unwrap();
+        let received = receive_all(rx);
+        let exact = SendOptions {
+            exact_bytes: Some(range.batch_bytes),
+            ..SendOptions::default()
+        };
+        let sent = p.send_with(0, 1, &tx, header(0), exact).wait().unwrap();
+        assert_eq!((sent.batch_bytes, sent.next_offset), (range.batch_bytes, 9));
+        // After a truncation the range no longer exists: an error, and nothing on the wire.
+        p.truncate_to(3).wait().unwrap();
+        let failed = p.send_with(0, 1, &tx, header(1), exact).wait();
+        assert!(
+            matches!(failed, Err(rill::Error::RangeChanged { expected, found })
+                if expected == range.batch_bytes && found == one.batch_bytes),
+            "{failed:?}"
+        );
+        drop(tx);
+        let frames = parse_frames(&received.join().unwrap());
+        assert_eq!(frames.len(), 1, "the failed send wrote nothing");
+        assert_eq!(check_batches(&frames[0].batches, 0), 9);
+        log.close().unwrap();
+    }
+}
+
 fn tight_pair() -> (UnixStream, UnixStream) {
     let (tx, rx) = UnixStream::pair().unwrap();
     rustix::net::sockopt::set_socket_send_buffer_size(&tx, 4096).unwrap();

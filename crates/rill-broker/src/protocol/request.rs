@@ -346,3 +346,89 @@ fn list_offsets(r: &mut Reader<'_>, v: i16) -> Result<ListOffsetsRequest, Decode
         topics,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::wire::WriteExt;
+    use bytes::{BufMut, BytesMut};
+    use proptest::prelude::*;
+
+    fn fetch_frame(topics: &[(&str, &[i32])]) -> BytesMut {
+        let mut b = BytesMut::new();
+        b.put_i16(1);
+        b.put_i16(11);
+        b.put_i32(42);
+        b.put_nullable_string(Some("client"));
+        b.put_i32(-1);
+        b.put_i32(500);
+        b.put_i32(1);
+        b.put_i32(1 << 20);
+        b.put_i8(0);
+        b.put_i32(0);
+        b.put_i32(-1);
+        b.put_array_len(topics.len());
+        for (name, partitions) in topics {
+            b.put_string(name);
+            b.put_array_len(partitions.len());
+            for &p in *partitions {
+                b.put_i32(p);
+                b.put_i32(-1);
+                b.put_i64(i64::from(p) * 10);
+                b.put_i64(-1);
+                b.put_i32(4096);
+            }
+        }
+        b.put_array_len(0);
+        b.put_string("rack");
+        b
+    }
+
+    #[test]
+    fn decodes_a_fetch() {
+        let frame = fetch_frame(&[("a", &[0, 1]), ("b", &[5])]);
+        let (header, request) = decode_request(&frame).unwrap();
+        assert_eq!(header.correlation_id, 42);
+        assert_eq!(header.client_id.as_deref(), Some("client"));
+        let Request::Fetch(f) = request else {
+            panic!("not a fetch: {request:?}")
+        };
+        assert_eq!(f.topics.len(), 2);
+        assert_eq!(f.topics[1].partitions[0].fetch_offset, 50);
+        assert_eq!(f.rack_id.as_deref(), Some("rack"));
+    }
+
+    #[test]
+    fn unsupported_requests_are_not_parsed_further() {
+        let mut b = BytesMut::new();
+        b.put_i16(1);
+        b.put_i16(12); // Fetch v12 is flexible: not implemented
+        b.put_i32(7);
+        b.put_slice(&[0xde, 0xad]);
+        let (header, request) = decode_request(&b).unwrap();
+        assert_eq!((header.correlation_id, request), (7, Request::Unsupported));
+    }
+
+    #[test]
+    fn every_truncation_of_a_valid_frame_is_an_error() {
+        let frame = fetch_frame(&[("topic", &[0, 1, 2])]);
+        for cut in 0..frame.len() {
+            assert!(decode_request(&frame[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_request(&bytes);
+        }
+
+        #[test]
+        fn corrupted_frames_never_panic(at in 0usize..200, value in any::<u8>()) {
+            let mut frame = fetch_frame(&[("topic", &[0, 1]), ("other", &[3])]);
+            let at = at % frame.len();
+            frame[at] = value;
+            let _ = decode_request(&frame);
+        }
+    }
+}
