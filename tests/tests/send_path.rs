@@ -425,7 +425,10 @@ fn locate_then_exact_send_carries_the_located_range_or_nothing() {
         let range = p.locate(0, 1 << 20).wait().unwrap();
         assert_eq!(range.next_offset, 9);
         let one = p.locate(4, 1).wait().unwrap();
-        assert_eq!((one.next_offset, one.batch_bytes * 3), (6, range.batch_bytes));
+        assert_eq!(
+            (one.next_offset, one.batch_bytes * 3),
+            (6, range.batch_bytes)
+        );
         // Appends after the locate do not change what the exact send carries.
         p.append(make_batch(3, 10, 1, 9)).wait().unwrap();
         let (tx, rx) = UnixStream::pair().unwrap();

@@ -74,7 +74,11 @@ impl Broker {
             .await
         {
             Ok(()) | Err(rill::Error::TopicExists(_)) => {
-                tracing::info!(topic = name, partitions = self.config.default_partitions, "auto-created topic");
+                tracing::info!(
+                    topic = name,
+                    partitions = self.config.default_partitions,
+                    "auto-created topic"
+                );
             }
             Err(e) => {
                 tracing::warn!(topic = name, error = %e, "auto-creating a topic failed");
@@ -82,7 +86,9 @@ impl Broker {
             }
         }
         match self.topics.get(name) {
-            Some(partitions) => topic_metadata(code::NONE, name.to_owned(), partitions.len() as u32),
+            Some(partitions) => {
+                topic_metadata(code::NONE, name.to_owned(), partitions.len() as u32)
+            }
             None => topic_metadata(code::UNKNOWN_TOPIC_OR_PARTITION, name.to_owned(), 0),
         }
     }
@@ -97,7 +103,8 @@ impl Broker {
     ) {
         let mut results = Vec::with_capacity(request.topics.len());
         for topic in &request.topics {
-            let fail = |error: i16, message: &str| (topic.name.clone(), error, Some(message.to_owned()));
+            let fail =
+                |error: i16, message: &str| (topic.name.clone(), error, Some(message.to_owned()));
             let partitions = match topic.num_partitions {
                 -1 => self.config.default_partitions,
                 n => u32::try_from(n).unwrap_or(0),
@@ -158,7 +165,8 @@ impl Broker {
         for topic in &request.topics {
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for p in &topic.partitions {
-                let (error, timestamp, offset) = self.list_offset(&topic.name, p.index, p.timestamp).await;
+                let (error, timestamp, offset) =
+                    self.list_offset(&topic.name, p.index, p.timestamp).await;
                 partitions.push(ListOffsetsResult {
                     index: p.index,
                     error,
@@ -209,10 +217,8 @@ async fn record_timestamp(p: &rill::Partition, offset: i64) -> Option<i64> {
     let read = p.read(offset, 1).await.ok()?;
     let batch = read.batches().next()?;
     let header = rill::batch::BatchHeader::parse(batch).ok()?;
-    let found = rill::batch::records(batch)
-        .ok()
-        .and_then(|mut records| {
-            records.find_map(|r| r.ok().filter(|r| r.offset == offset).map(|r| r.timestamp))
-        });
+    let found = rill::batch::records(batch).ok().and_then(|mut records| {
+        records.find_map(|r| r.ok().filter(|r| r.offset == offset).map(|r| r.timestamp))
+    });
     Some(found.unwrap_or(header.max_timestamp))
 }

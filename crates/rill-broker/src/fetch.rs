@@ -76,14 +76,26 @@ pub async fn handle(
     let handles: Vec<Option<Arc<PartitionHandle>>> = request
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| broker.topics.partition(&t.name, p.index)))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| broker.topics.partition(&t.name, p.index))
+        })
         .collect();
     let plan = if session_error == code::NONE {
         plan_with_wait(broker, request, &handles, shutdown).await
     } else {
         Vec::new()
     };
-    write_response(version, correlation_id, request, session_error, &plan, stream).await
+    write_response(
+        version,
+        correlation_id,
+        request,
+        session_error,
+        &plan,
+        stream,
+    )
+    .await
 }
 
 /// Plans until at least `min_bytes` are there, an error is, or `max_wait_ms` passed.
@@ -224,7 +236,11 @@ async fn write_response(
     stream: &mut TcpStream,
 ) -> Result<(), FetchError> {
     let mut buf = protocol::begin_frame(correlation_id);
-    let topics_in_plan = if plan.is_empty() { 0 } else { request.topics.len() };
+    let topics_in_plan = if plan.is_empty() {
+        0
+    } else {
+        request.topics.len()
+    };
     protocol::fetch_prefix(&mut buf, version, error, topics_in_plan);
     // (end of the encoded bytes that precede the batches, partition)
     let mut sends: Vec<(usize, &Planned)> = Vec::new();

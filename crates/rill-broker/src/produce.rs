@@ -43,9 +43,12 @@ pub async fn handle(
         _ => Durability::Written,
     };
     let mut work = split_partitions(broker, request, frame, invalid_record);
-    if !matches!(request.acks, -1 | 0 | 1) {
+    if !(-1..=1).contains(&request.acks) {
         for w in &mut work {
-            w.outcome = Err((code::INVALID_REQUIRED_ACKS, "acks must be -1, 0 or 1".into()));
+            w.outcome = Err((
+                code::INVALID_REQUIRED_ACKS,
+                "acks must be -1, 0 or 1".into(),
+            ));
         }
     }
     if request.transactional_id.is_some() {
@@ -117,16 +120,15 @@ async fn finish_partition(
         }
     };
     let all = join_all(pending);
-    let outcomes = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, all).await {
-            Ok(outcomes) => outcomes,
-            Err(_) => {
-                result.error = code::REQUEST_TIMED_OUT;
-                result.message = Some("the append did not complete within timeout_ms".into());
-                return result;
-            }
-        },
-        None => all.await,
+    let outcomes = if let Some(limit) = timeout {
+        let Ok(outcomes) = tokio::time::timeout(limit, all).await else {
+            result.error = code::REQUEST_TIMED_OUT;
+            result.message = Some("the append did not complete within timeout_ms".into());
+            return result;
+        };
+        outcomes
+    } else {
+        all.await
     };
     let mut appended_any = false;
     for outcome in outcomes {
@@ -174,8 +176,9 @@ fn split_partitions(
                     code::UNKNOWN_TOPIC_OR_PARTITION,
                     format!("{}-{} does not exist", topic.name, p.index),
                 )),
-                Some(handle) => split_batches(records, broker, invalid_record)
-                    .map(|batches| (handle, batches)),
+                Some(handle) => {
+                    split_batches(records, broker, invalid_record).map(|batches| (handle, batches))
+                }
             };
             work.push(PartitionWork {
                 topic: topic_index,

@@ -112,7 +112,10 @@ impl Server {
             .await
             .is_err()
         {
-            tracing::warn!(?limit, "connections still busy at the shutdown timeout; aborting them");
+            tracing::warn!(
+                ?limit,
+                "connections still busy at the shutdown timeout; aborting them"
+            );
             tasks.shutdown().await;
         }
     }
@@ -233,7 +236,9 @@ async fn handle_request(
             tracing::debug!(api_key = header.api_key, version, "unsupported request");
             protocol::unsupported(&mut buf, header.api_key, version);
         }
-        Request::ApiVersions => protocol::api_versions(&mut buf, version, protocol::error_code::NONE),
+        Request::ApiVersions => {
+            protocol::api_versions(&mut buf, version, protocol::error_code::NONE)
+        }
         Request::Metadata(r) => broker.metadata(version, &r, &mut buf).await,
         Request::CreateTopics(r) => broker.create_topics(version, &r, &mut buf).await,
         Request::ListOffsets(r) => broker.list_offsets(version, &r, &mut buf).await,

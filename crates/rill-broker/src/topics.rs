@@ -66,9 +66,7 @@ impl Topics {
             })
             .collect();
         let mut cache = self.cache.write();
-        Some(Arc::clone(
-            cache.entry(name.to_owned()).or_insert(handles),
-        ))
+        Some(Arc::clone(cache.entry(name.to_owned()).or_insert(handles)))
     }
 
     /// One partition, or `None` if the topic or the index does not exist.
@@ -93,6 +91,6 @@ impl Topics {
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || log.create_topic(&name, partitions))
             .await
-            .unwrap_or_else(|_| Err(rill::Error::ShuttingDown))
+            .unwrap_or(Err(rill::Error::ShuttingDown))
     }
 }

@@ -89,7 +89,12 @@ fn kcat_round_trips_keys_headers_partitions_offsets_timestamps_and_codecs() {
     // 2000 keyed messages with headers; librdkafka spreads them over the 4 partitions by key.
     let count = 2000;
     let lines: Vec<String> = (0..count).map(|i| format!("key-{i}:value-{i}")).collect();
-    produce(&broker, "orders", &lines, &["-H", "source=kcat", "-H", "n=42"]);
+    produce(
+        &broker,
+        "orders",
+        &lines,
+        &["-H", "source=kcat", "-H", "n=42"],
+    );
     let all = consume(&broker, "orders", &["-o", "beginning"]);
     assert_eq!(all.len(), count, "every message comes back once");
     let mut by_partition: BTreeMap<u32, Vec<&Message>> = BTreeMap::new();
@@ -98,21 +103,34 @@ fn kcat_round_trips_keys_headers_partitions_offsets_timestamps_and_codecs() {
         let i: usize = m.key.strip_prefix("key-").unwrap().parse().unwrap();
         assert_eq!(m.value, format!("value-{i}"));
         assert_eq!(m.headers, "source=kcat,n=42");
-        assert_eq!(*key_partition.entry(m.key.clone()).or_insert(m.partition), m.partition);
+        assert_eq!(
+            *key_partition.entry(m.key.clone()).or_insert(m.partition),
+            m.partition
+        );
         by_partition.entry(m.partition).or_default().push(m);
     }
     assert_eq!(key_partition.len(), count, "no key repeated or lost");
-    assert!(by_partition.len() >= 3, "keys spread over partitions: {:?}", by_partition.keys());
+    assert!(
+        by_partition.len() >= 3,
+        "keys spread over partitions: {:?}",
+        by_partition.keys()
+    );
     for (partition, messages) in &by_partition {
         let offsets: Vec<i64> = messages.iter().map(|m| m.offset).collect();
         let expected: Vec<i64> = (0..messages.len() as i64).collect();
-        assert_eq!(offsets, expected, "partition {partition}: offsets 0.. without gaps");
+        assert_eq!(
+            offsets, expected,
+            "partition {partition}: offsets 0.. without gaps"
+        );
         // Within a partition, messages keep the order they were produced in.
         let produced: Vec<usize> = messages
             .iter()
             .map(|m| m.key[4..].parse().unwrap())
             .collect();
-        assert!(produced.windows(2).all(|w| w[0] < w[1]), "partition {partition} order");
+        assert!(
+            produced.windows(2).all(|w| w[0] < w[1]),
+            "partition {partition} order"
+        );
     }
 
     // From the middle, by offset.
@@ -126,11 +144,21 @@ fn kcat_round_trips_keys_headers_partitions_offsets_timestamps_and_codecs() {
     assert_eq!(middle, expected);
 
     // By timestamp: only what was produced after the mark.
-    produce(&broker, "timed", &["a:early-1".into(), "b:early-2".into()], &["-p", "0"]);
+    produce(
+        &broker,
+        "timed",
+        &["a:early-1".into(), "b:early-2".into()],
+        &["-p", "0"],
+    );
     std::thread::sleep(Duration::from_millis(20));
     let mark = now_ms();
     std::thread::sleep(Duration::from_millis(20));
-    produce(&broker, "timed", &["c:late-1".into(), "d:late-2".into()], &["-p", "0"]);
+    produce(
+        &broker,
+        "timed",
+        &["c:late-1".into(), "d:late-2".into()],
+        &["-p", "0"],
+    );
     let late = consume(&broker, "timed", &["-p", "0", "-o", &format!("s@{mark}")]);
     let values: Vec<&str> = late.iter().map(|m| m.value.as_str()).collect();
     assert_eq!(values, ["late-1", "late-2"]);
@@ -139,17 +167,32 @@ fn kcat_round_trips_keys_headers_partitions_offsets_timestamps_and_codecs() {
     // Compressed batches are stored opaque and come back intact.
     for codec in ["gzip", "snappy", "lz4", "zstd"] {
         let topic = format!("codec-{codec}");
-        let lines: Vec<String> = (0..300).map(|i| format!("k{i}:{codec} value {i} {}", "x".repeat(i % 50))).collect();
+        let lines: Vec<String> = (0..300)
+            .map(|i| format!("k{i}:{codec} value {i} {}", "x".repeat(i % 50)))
+            .collect();
         produce(&broker, &topic, &lines, &["-z", codec, "-p", "0"]);
         let back = consume(&broker, &topic, &["-o", "beginning"]);
-        let got: Vec<String> = back.iter().map(|m| format!("{}:{}", m.key, m.value)).collect();
+        let got: Vec<String> = back
+            .iter()
+            .map(|m| format!("{}:{}", m.key, m.value))
+            .collect();
         assert_eq!(got, lines, "{codec}");
     }
 
     // SIGTERM: a clean shutdown, so the next open loads without a recovery scan.
     assert!(broker.terminate(), "rill-broker exits 0 on SIGTERM");
     let (log, report) = rill::Log::open(rill::Config::new(dir.path())).unwrap();
-    assert!(report.partitions.iter().all(|p| p.report.clean_load), "{report:?}");
-    assert_eq!(log.offsets("orders").unwrap().iter().map(|o| o.log_end).sum::<i64>(), count as i64);
+    assert!(
+        report.partitions.iter().all(|p| p.report.clean_load),
+        "{report:?}"
+    );
+    assert_eq!(
+        log.offsets("orders")
+            .unwrap()
+            .iter()
+            .map(|o| o.log_end)
+            .sum::<i64>(),
+        count as i64
+    );
     log.close().unwrap();
 }

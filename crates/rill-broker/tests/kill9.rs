@@ -38,7 +38,10 @@ fn every_acknowledged_message_survives_sigkill() {
         .unwrap()
         .subsec_nanos();
     for round in 0..kills {
-        let mut broker = Broker::start(dir.path(), &["--default-partitions", &PARTITIONS.to_string()]);
+        let mut broker = Broker::start(
+            dir.path(),
+            &["--default-partitions", &PARTITIONS.to_string()],
+        );
         seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
         let kill_after = 200 + (seed >> 8) as usize % 3000;
         let mut producer = Command::new("python3")
@@ -84,15 +87,30 @@ fn every_acknowledged_message_survives_sigkill() {
         let _ = producer.kill();
         let _ = producer.wait();
         reader.join().unwrap();
-        assert!(killed, "round {round}: only {this_round} acks before the producer stopped");
-        eprintln!("round {round}: killed after {kill_after} acks; {} acked in all", acked.len());
+        assert!(
+            killed,
+            "round {round}: only {this_round} acks before the producer stopped"
+        );
+        eprintln!(
+            "round {round}: killed after {kill_after} acks; {} acked in all",
+            acked.len()
+        );
     }
 
     // Restart and read everything back.
     let broker = Broker::start(dir.path(), &[]);
     let out = run(
         Command::new("kcat").args([
-            "-b", &broker.addr, "-q", "-C", "-t", "crash", "-o", "beginning", "-e", "-f",
+            "-b",
+            &broker.addr,
+            "-q",
+            "-C",
+            "-t",
+            "crash",
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
             "%p %o %k\\n",
         ]),
         Duration::from_mins(2),
@@ -100,7 +118,10 @@ fn every_acknowledged_message_survives_sigkill() {
     let mut stored: BTreeMap<(u32, i64), String> = BTreeMap::new();
     for line in out.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        stored.insert((f[0].parse().unwrap(), f[1].parse().unwrap()), f[2].to_owned());
+        stored.insert(
+            (f[0].parse().unwrap(), f[1].parse().unwrap()),
+            f[2].to_owned(),
+        );
     }
     let missing: Vec<_> = acked
         .iter()
@@ -110,12 +131,23 @@ fn every_acknowledged_message_survives_sigkill() {
     assert!(
         missing.is_empty(),
         "{} of {} acknowledged messages lost or changed, e.g. {missing:?}",
-        acked.iter().filter(|(at, key)| stored.get(at) != Some(key)).count(),
+        acked
+            .iter()
+            .filter(|(at, key)| stored.get(at) != Some(key))
+            .count(),
         acked.len()
     );
     // Offsets stay dense: recovery truncates only unacknowledged tails.
     for p in 0..PARTITIONS {
-        let offsets: Vec<i64> = stored.keys().filter(|(q, _)| *q == p).map(|(_, o)| *o).collect();
-        assert_eq!(offsets, (0..offsets.len() as i64).collect::<Vec<_>>(), "partition {p}");
+        let offsets: Vec<i64> = stored
+            .keys()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, o)| *o)
+            .collect();
+        assert_eq!(
+            offsets,
+            (0..offsets.len() as i64).collect::<Vec<_>>(),
+            "partition {p}"
+        );
     }
 }

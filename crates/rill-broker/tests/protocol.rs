@@ -31,7 +31,9 @@ struct Client {
 impl Client {
     fn connect(broker: &Broker) -> Self {
         let stream = TcpStream::connect(&broker.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_mins(1)))
+            .unwrap();
         Self {
             stream,
             correlation: 0,
@@ -101,7 +103,9 @@ fn get_str(b: &mut BytesMut) -> String {
 fn batch(values: &[&[u8]]) -> Vec<u8> {
     let mut builder = rill::BatchBuilder::new();
     for v in values {
-        builder.append(1_700_000_000_000, Some(b"k"), Some(v), &[]).unwrap();
+        builder
+            .append(1_700_000_000_000, Some(b"k"), Some(v), &[])
+            .unwrap();
     }
     builder.finish().unwrap().to_vec()
 }
@@ -257,7 +261,10 @@ fn bad_input_closes_only_that_connection() {
     trailing.put_slice(b"extra");
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("negative size", (-1i32).to_be_bytes().to_vec()),
-        ("size above the limit", (2_000_000i32).to_be_bytes().to_vec()),
+        (
+            "size above the limit",
+            (2_000_000i32).to_be_bytes().to_vec(),
+        ),
         ("size i32::MAX", i32::MAX.to_be_bytes().to_vec()),
         ("size below a header", [0, 0, 0, 4, 1, 2, 3, 4].to_vec()),
         ("absurd array count", framed(&metadata_absurd)),
@@ -277,7 +284,10 @@ fn bad_input_closes_only_that_connection() {
         }
         assert!(bad.closed_without_answer(), "{what}: connection closed");
         assert!(good.api_versions_work(), "{what}: other clients unaffected");
-        assert!(Client::connect(&broker).api_versions_work(), "{what}: new clients served");
+        assert!(
+            Client::connect(&broker).api_versions_work(),
+            "{what}: new clients served"
+        );
     }
 }
 
@@ -304,7 +314,14 @@ fn unknown_apis_and_versions_are_answered() {
     assert!(r.is_empty(), "v0 format has no throttle time");
     assert_eq!(
         ranges,
-        [(0, 3, 8), (1, 4, 11), (2, 1, 5), (3, 0, 8), (18, 0, 2), (19, 0, 4)]
+        [
+            (0, 3, 8),
+            (1, 4, 11),
+            (2, 1, 5),
+            (3, 0, 8),
+            (18, 0, 2),
+            (19, 0, 4)
+        ]
     );
     // ApiVersions v2 lists the same, with throttle time.
     let mut r = c.call(API_VERSIONS, 2, &[]);
@@ -334,7 +351,11 @@ fn produce_and_fetch_report_errors_per_partition_and_store_only_valid_batches() 
     let mut c = Client::connect(&broker);
     assert_eq!(create_topic(&mut c, "t", 2), 0);
     assert_eq!(create_topic(&mut c, "t", 2), 36, "TOPIC_ALREADY_EXISTS");
-    assert_eq!(create_topic(&mut c, "bad/name", 1), 17, "INVALID_TOPIC_EXCEPTION");
+    assert_eq!(
+        create_topic(&mut c, "bad/name", 1),
+        17,
+        "INVALID_TOPIC_EXCEPTION"
+    );
     assert_eq!(create_topic(&mut c, "zero", 0), 37, "INVALID_PARTITIONS");
 
     let good = batch(&[b"one", b"two"]);
@@ -361,10 +382,26 @@ fn produce_and_fetch_report_errors_per_partition_and_store_only_valid_batches() 
     );
     assert_eq!(results, [(0, 0), (2, -1), (3, -1), (3, -1)]);
     assert_eq!(produce(&mut c, 8, -1, &[("t", 1, &bad_count)]), [(87, -1)]);
-    assert_eq!(produce(&mut c, 7, -1, &[("t", 1, &bad_count)]), [(2, -1)], "CORRUPT_MESSAGE before v8");
-    assert_eq!(produce(&mut c, 8, -1, &[("t", 1, &huge)]), [(10, -1)], "MESSAGE_TOO_LARGE");
-    assert_eq!(produce(&mut c, 8, -1, &[("t", 1, &good[..30])]), [(2, -1)], "truncated batch");
-    assert_eq!(produce(&mut c, 8, 2, &[("t", 1, &good)]), [(21, -1)], "INVALID_REQUIRED_ACKS");
+    assert_eq!(
+        produce(&mut c, 7, -1, &[("t", 1, &bad_count)]),
+        [(2, -1)],
+        "CORRUPT_MESSAGE before v8"
+    );
+    assert_eq!(
+        produce(&mut c, 8, -1, &[("t", 1, &huge)]),
+        [(10, -1)],
+        "MESSAGE_TOO_LARGE"
+    );
+    assert_eq!(
+        produce(&mut c, 8, -1, &[("t", 1, &good[..30])]),
+        [(2, -1)],
+        "truncated batch"
+    );
+    assert_eq!(
+        produce(&mut c, 8, 2, &[("t", 1, &good)]),
+        [(21, -1)],
+        "INVALID_REQUIRED_ACKS"
+    );
     // Two batches where the second is bad: neither is stored.
     let two: Vec<u8> = [good.clone(), bad_crc.clone()].concat();
     assert_eq!(produce(&mut c, 8, 1, &[("t", 1, &two)]), [(2, -1)]);
@@ -372,17 +409,41 @@ fn produce_and_fetch_report_errors_per_partition_and_store_only_valid_batches() 
     let two: Vec<u8> = [good.clone(), good.clone()].concat();
     assert_eq!(produce(&mut c, 3, -1, &[("t", 0, &two)]), [(0, 2)]);
 
-    let fetched = fetch(&mut c, 0, 0, 1 << 20, &[("t", 0, 0, 1 << 20), ("t", 1, 0, 1 << 20)]);
+    let fetched = fetch(
+        &mut c,
+        0,
+        0,
+        1 << 20,
+        &[("t", 0, 0, 1 << 20), ("t", 1, 0, 1 << 20)],
+    );
     assert_eq!(fetched[0].error, 0);
     assert_eq!(fetched[0].high_watermark, 6);
     assert_eq!(fetched[0].records.len(), 3 * good.len());
     let mut expected = good.clone();
     expected[..8].copy_from_slice(&0i64.to_be_bytes());
-    assert_eq!(&fetched[0].records[..good.len()], &expected[..], "stored byte for byte");
-    assert_eq!((fetched[1].error, fetched[1].high_watermark), (0, 0), "nothing invalid stored");
+    assert_eq!(
+        &fetched[0].records[..good.len()],
+        &expected[..],
+        "stored byte for byte"
+    );
+    assert_eq!(
+        (fetched[1].error, fetched[1].high_watermark),
+        (0, 0),
+        "nothing invalid stored"
+    );
     assert!(fetched[1].records.is_empty());
-    let out = fetch(&mut c, 0, 0, 1 << 20, &[("t", 0, 100, 1 << 20), ("x", 0, 0, 100)]);
-    assert_eq!((out[0].error, out[1].error), (1, 3), "OFFSET_OUT_OF_RANGE, UNKNOWN_TOPIC");
+    let out = fetch(
+        &mut c,
+        0,
+        0,
+        1 << 20,
+        &[("t", 0, 100, 1 << 20), ("x", 0, 0, 100)],
+    );
+    assert_eq!(
+        (out[0].error, out[1].error),
+        (1, 3),
+        "OFFSET_OUT_OF_RANGE, UNKNOWN_TOPIC"
+    );
 }
 
 #[test]
@@ -394,24 +455,49 @@ fn fetch_limits_and_long_polling() {
     let value = vec![1u8; 1000];
     let one = batch(&[&value]);
     for _ in 0..3 {
-        assert_eq!(produce(&mut c, 8, 1, &[("t", 0, &one), ("t", 1, &one)])[0].0, 0);
+        assert_eq!(
+            produce(&mut c, 8, 1, &[("t", 0, &one), ("t", 1, &one)])[0].0,
+            0
+        );
     }
     // The response limit: the first partition gets its first batch whatever its size; others
     // only what still fits.
-    let out = fetch(&mut c, 0, 0, 1500, &[("t", 0, 0, 1 << 20), ("t", 1, 0, 1 << 20)]);
+    let out = fetch(
+        &mut c,
+        0,
+        0,
+        1500,
+        &[("t", 0, 0, 1 << 20), ("t", 1, 0, 1 << 20)],
+    );
     assert_eq!((out[0].records.len(), out[1].records.len()), (one.len(), 0));
-    let out = fetch(&mut c, 0, 0, 10, &[("t", 0, 1, 1 << 20), ("t", 1, 0, 1 << 20)]);
+    let out = fetch(
+        &mut c,
+        0,
+        0,
+        10,
+        &[("t", 0, 1, 1 << 20), ("t", 1, 0, 1 << 20)],
+    );
     assert_eq!((out[0].records.len(), out[1].records.len()), (one.len(), 0));
     // The partition limit.
-    let out = fetch(&mut c, 0, 0, 1 << 20, &[("t", 0, 0, 2 * one.len() as i32), ("t", 1, 0, 1)]);
-    assert_eq!((out[0].records.len(), out[1].records.len()), (2 * one.len(), one.len()));
+    let out = fetch(
+        &mut c,
+        0,
+        0,
+        1 << 20,
+        &[("t", 0, 0, 2 * one.len() as i32), ("t", 1, 0, 1)],
+    );
+    assert_eq!(
+        (out[0].records.len(), out[1].records.len()),
+        (2 * one.len(), one.len())
+    );
 
     // Nothing new within max_wait: an empty answer.
     let out = fetch(&mut c, 50, 1, 1 << 20, &[("t", 0, 3, 1 << 20)]);
     assert!(out[0].records.is_empty());
     // A long poll is answered by the next produce, not by its (long) timeout.
     let mut waiter = Client::connect(&broker);
-    let poll = std::thread::spawn(move || fetch(&mut waiter, 60_000, 1, 1 << 20, &[("t", 1, 3, 1 << 20)]));
+    let poll =
+        std::thread::spawn(move || fetch(&mut waiter, 60_000, 1, 1 << 20, &[("t", 1, 3, 1 << 20)]));
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(produce(&mut c, 8, 1, &[("t", 1, &one)])[0], (0, 3));
     let out = poll.join().unwrap();

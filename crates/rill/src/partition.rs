@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::pending::{self, Pending};
 use crate::queue::{PartitionKey, Request, ShardHandle};
-use crate::send::{Entered, SendHeader, SendInfo, SendOptions, SocketGates, SendRange};
+use crate::send::{Entered, SendHeader, SendInfo, SendOptions, SendRange, SocketGates};
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use rill_segment::batch::{self, BatchBuilder, Header};

@@ -317,11 +317,7 @@ fn fetch(r: &mut Reader<'_>, v: i16) -> Result<FetchRequest, DecodeError> {
 
 fn list_offsets(r: &mut Reader<'_>, v: i16) -> Result<ListOffsetsRequest, DecodeError> {
     let replica_id = r.i32("replica_id")?;
-    let isolation_level = if v >= 2 {
-        r.i8("isolation_level")?
-    } else {
-        0
-    };
+    let isolation_level = if v >= 2 { r.i8("isolation_level")? } else { 0 };
     let partition_bytes = 4 + 8 + if v >= 4 { 4 } else { 0 };
     let topics = r.vec("topics", 2 + 4, |r| {
         let name = r.string("topic name")?;

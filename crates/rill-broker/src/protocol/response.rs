@@ -78,8 +78,8 @@ pub fn unsupported(buf: &mut BytesMut, api_key: i16, version: i16) {
             buf.put_i16(UNSUPPORTED);
             buf.put_array_len(0);
         }
-        // Heartbeat v0, LeaveGroup v0, SyncGroup v0: error (SyncGroup adds empty assignment).
-        (12 | 13, 0) => buf.put_i16(UNSUPPORTED),
+        // SyncGroup v0: error, empty assignment. (Heartbeat and LeaveGroup v0 are the bare
+        // error code, the fallback below.)
         (14, 0) => {
             buf.put_i16(UNSUPPORTED);
             buf.put_i32(0);
@@ -198,11 +198,7 @@ pub struct ProducePartitionResult {
 }
 
 /// Produce v3–v8.
-pub fn produce(
-    buf: &mut BytesMut,
-    version: i16,
-    topics: &[(String, Vec<ProducePartitionResult>)],
-) {
+pub fn produce(buf: &mut BytesMut, version: i16, topics: &[(String, Vec<ProducePartitionResult>)]) {
     buf.put_array_len(topics.len());
     for (name, partitions) in topics {
         buf.put_string(name);
@@ -234,11 +230,7 @@ pub struct ListOffsetsResult {
 }
 
 /// ListOffsets v1–v5.
-pub fn list_offsets(
-    buf: &mut BytesMut,
-    version: i16,
-    topics: &[(String, Vec<ListOffsetsResult>)],
-) {
+pub fn list_offsets(buf: &mut BytesMut, version: i16, topics: &[(String, Vec<ListOffsetsResult>)]) {
     if version >= 2 {
         buf.put_i32(0);
     }
