@@ -23,11 +23,11 @@ if ! command -v kcat >/dev/null; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
 fi
-echo "setup: $(kcat -V 2>&1 | head -n1)"
+echo "setup: kcat $(kcat -V 2>&1 | grep -m1 -o 'Version [^ ]* .*librdkafka [^ ]*')"
 
 KAFKA_PYTHON_VERSION=2.0.2
 if ! python3 -c "import kafka, sys; sys.exit(kafka.__version__ != '$KAFKA_PYTHON_VERSION')" 2>/dev/null; then
   echo "setup: installing kafka-python $KAFKA_PYTHON_VERSION from PyPI"
-  python3 -m pip install --quiet --disable-pip-version-check "kafka-python==$KAFKA_PYTHON_VERSION"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "kafka-python==$KAFKA_PYTHON_VERSION"
 fi
 echo "setup: kafka-python $(python3 -c 'import kafka; print(kafka.__version__)')"
