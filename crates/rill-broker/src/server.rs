@@ -237,7 +237,7 @@ async fn handle_request(
             protocol::unsupported(&mut buf, header.api_key, version);
         }
         Request::ApiVersions => {
-            protocol::api_versions(&mut buf, version, protocol::error_code::NONE)
+            protocol::api_versions(&mut buf, version, protocol::error_code::NONE);
         }
         Request::Metadata(r) => broker.metadata(version, &r, &mut buf).await,
         Request::CreateTopics(r) => broker.create_topics(version, &r, &mut buf).await,
