@@ -150,24 +150,32 @@ fn produce(
     }
     let mut r = c.call(PRODUCE, version, &b);
     let mut out = Vec::new();
+    each_partition(&mut r, |r| {
+        let error = r.get_i16();
+        let base = r.get_i64();
+        r.get_i64(); // log append time
+        if version >= 5 {
+            r.get_i64();
+        }
+        if version >= 8 {
+            assert_eq!(r.get_i32(), 0);
+            get_str(r);
+        }
+        out.push((error, base));
+    });
+    out
+}
+
+/// Walks a response's `[topic, [partition index, ...]]` nesting, calling `f` after each
+/// partition index.
+fn each_partition(r: &mut BytesMut, mut f: impl FnMut(&mut BytesMut)) {
     for _ in 0..r.get_i32() {
-        get_str(&mut r);
+        get_str(r);
         for _ in 0..r.get_i32() {
             r.get_i32();
-            let error = r.get_i16();
-            let base = r.get_i64();
-            r.get_i64(); // log append time
-            if version >= 5 {
-                r.get_i64();
-            }
-            if version >= 8 {
-                assert_eq!(r.get_i32(), 0);
-                get_str(&mut r);
-            }
-            out.push((error, base));
+            f(r);
         }
     }
-    out
 }
 
 /// One partition of a fetch response.
@@ -211,26 +219,22 @@ fn fetch(
     assert_eq!(r.get_i16(), 0);
     r.get_i32(); // session
     let mut out = Vec::new();
-    for _ in 0..r.get_i32() {
-        get_str(&mut r);
-        for _ in 0..r.get_i32() {
-            r.get_i32();
-            let error = r.get_i16();
-            let high_watermark = r.get_i64();
-            r.get_i64();
-            r.get_i64();
-            assert_eq!(r.get_i32(), 0, "aborted transactions");
-            assert_eq!(r.get_i32(), -1, "preferred read replica");
-            let len = r.get_i32().max(0) as usize;
-            let records = r[..len].to_vec();
-            r.advance(len);
-            out.push(Fetched {
-                error,
-                high_watermark,
-                records,
-            });
-        }
-    }
+    each_partition(&mut r, |r| {
+        let error = r.get_i16();
+        let high_watermark = r.get_i64();
+        r.get_i64();
+        r.get_i64();
+        assert_eq!(r.get_i32(), 0, "aborted transactions");
+        assert_eq!(r.get_i32(), -1, "preferred read replica");
+        let len = r.get_i32().max(0) as usize;
+        let records = r[..len].to_vec();
+        r.advance(len);
+        out.push(Fetched {
+            error,
+            high_watermark,
+            records,
+        });
+    });
     assert!(r.is_empty(), "{} bytes after the response", r.len());
     out
 }

@@ -199,25 +199,36 @@ pub struct ProducePartitionResult {
 
 /// Produce v3–v8.
 pub fn produce(buf: &mut BytesMut, version: i16, topics: &[(String, Vec<ProducePartitionResult>)]) {
+    put_by_topic(buf, topics, |buf, p| {
+        buf.put_i32(p.index);
+        buf.put_i16(p.error);
+        buf.put_i64(p.base_offset);
+        buf.put_i64(-1); // log_append_time_ms: topics use CreateTime
+        if version >= 5 {
+            buf.put_i64(p.log_start_offset);
+        }
+        if version >= 8 {
+            buf.put_array_len(0); // record_errors
+            buf.put_nullable_string(p.message.as_deref());
+        }
+    });
+    buf.put_i32(0); // throttle_time_ms
+}
+
+/// The `[topic name, [partition]]` nesting of Produce and ListOffsets responses.
+fn put_by_topic<T>(
+    buf: &mut BytesMut,
+    topics: &[(String, Vec<T>)],
+    mut put_partition: impl FnMut(&mut BytesMut, &T),
+) {
     buf.put_array_len(topics.len());
     for (name, partitions) in topics {
         buf.put_string(name);
         buf.put_array_len(partitions.len());
         for p in partitions {
-            buf.put_i32(p.index);
-            buf.put_i16(p.error);
-            buf.put_i64(p.base_offset);
-            buf.put_i64(-1); // log_append_time_ms: topics use CreateTime
-            if version >= 5 {
-                buf.put_i64(p.log_start_offset);
-            }
-            if version >= 8 {
-                buf.put_array_len(0); // record_errors
-                buf.put_nullable_string(p.message.as_deref());
-            }
+            put_partition(buf, p);
         }
     }
-    buf.put_i32(0); // throttle_time_ms
 }
 
 /// A partition's result in a ListOffsets response.
@@ -234,20 +245,15 @@ pub fn list_offsets(buf: &mut BytesMut, version: i16, topics: &[(String, Vec<Lis
     if version >= 2 {
         buf.put_i32(0);
     }
-    buf.put_array_len(topics.len());
-    for (name, partitions) in topics {
-        buf.put_string(name);
-        buf.put_array_len(partitions.len());
-        for p in partitions {
-            buf.put_i32(p.index);
-            buf.put_i16(p.error);
-            buf.put_i64(p.timestamp);
-            buf.put_i64(p.offset);
-            if version >= 4 {
-                buf.put_i32(0); // leader_epoch
-            }
+    put_by_topic(buf, topics, |buf, p| {
+        buf.put_i32(p.index);
+        buf.put_i16(p.error);
+        buf.put_i64(p.timestamp);
+        buf.put_i64(p.offset);
+        if version >= 4 {
+            buf.put_i32(0); // leader_epoch
         }
-    }
+    });
 }
 
 /// The start of a Fetch v4–v11 response body, up to the topic count.
