@@ -31,11 +31,12 @@ impl Broker {
         }
     }
 
-    /// The end of what consumers see, of a partition with these offsets.
-    pub fn high_watermark(&self, offsets: &rill::Offsets) -> i64 {
+    /// The end of what consumers see (the high watermark), given a partition's log end and
+    /// durable offset.
+    pub fn visible_end(&self, log_end: i64, durable: i64) -> i64 {
         match self.config.visibility {
-            Visibility::Written => offsets.log_end,
-            Visibility::Durable => offsets.durable,
+            Visibility::Written => log_end,
+            Visibility::Durable => durable,
         }
     }
 
@@ -186,7 +187,7 @@ impl Broker {
         };
         let p = &handle.partition;
         let offsets = p.offsets();
-        let high_watermark = self.high_watermark(&offsets);
+        let high_watermark = self.visible_end(offsets.log_end, offsets.durable);
         match timestamp {
             -1 => (code::NONE, -1, high_watermark),
             -2 => (code::NONE, -1, offsets.log_start),

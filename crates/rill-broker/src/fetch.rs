@@ -203,17 +203,14 @@ async fn plan_once(
 /// Locates `p`'s batches from its offset, filling its error, watermarks and length.
 async fn locate(broker: &Broker, handle: &PartitionHandle, p: &mut Planned, max_bytes: u64) {
     let offsets = handle.partition.offsets();
-    p.high_watermark = broker.high_watermark(&offsets);
+    p.high_watermark = broker.visible_end(offsets.log_end, offsets.durable);
     p.log_start_offset = offsets.log_start;
     p.batch_bytes = 0;
     match handle.partition.locate(p.offset, max_bytes).await {
         Ok(range) => {
             p.error = code::NONE;
             p.batch_bytes = range.batch_bytes;
-            p.high_watermark = match broker.config.visibility {
-                crate::config::Visibility::Written => range.log_end_offset,
-                crate::config::Visibility::Durable => range.high_watermark,
-            };
+            p.high_watermark = broker.visible_end(range.log_end_offset, range.high_watermark);
             p.log_start_offset = range.log_start_offset;
         }
         // Beyond what consumers see but written: nothing yet, not out of range.
