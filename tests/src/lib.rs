@@ -172,9 +172,9 @@ pub fn crash_batch_shape(seed: u64) -> (usize, usize) {
     (1 + (seed % 7) as usize, ((seed * 97) % 2000) as usize)
 }
 
-/// The real-file-system drivers the cross-driver tests compare: the syscall baseline, and
-/// io_uring with fdatasyncs after the writes and linked behind them.
-pub const REAL_DRIVERS: [&str; 3] = ["syscall", "after-writes", "linked"];
+/// The real-file-system drivers the cross-driver tests compare: the syscall baseline and
+/// io_uring.
+pub const REAL_DRIVERS: [&str; 2] = ["syscall", "uring"];
 
 /// A driver of `kind` (one of [`REAL_DRIVERS`]) over `disk`; `None`, with a `SKIP` line, when
 /// io_uring is unavailable here.
@@ -184,7 +184,7 @@ pub fn real_driver(
     closed: Arc<rill_uring::ClosedFiles>,
 ) -> Option<Box<dyn rill_uring::Driver>> {
     use rill_uring::{
-        Doorbell, DriverError, SyncMode, SyscallDriver, SyscallOptions, UringDriver, UringOptions,
+        Doorbell, DriverError, SyscallDriver, SyscallOptions, UringDriver, UringOptions,
     };
     let doorbell = Arc::new(Doorbell::new().expect("eventfd"));
     if kind == "syscall" {
@@ -192,16 +192,7 @@ pub fn real_driver(
             .expect("syscall driver");
         return Some(Box::new(driver));
     }
-    let sync_mode = if kind == "linked" {
-        SyncMode::Linked
-    } else {
-        SyncMode::AfterWrites
-    };
-    let options = UringOptions {
-        sync_mode,
-        ..UringOptions::default()
-    };
-    match UringDriver::new(Arc::clone(disk), closed, doorbell, options) {
+    match UringDriver::new(Arc::clone(disk), closed, doorbell, UringOptions::default()) {
         Ok(driver) => Some(Box::new(driver)),
         Err(DriverError::Unsupported { what }) => {
             eprintln!("SKIP: io_uring unavailable: {what}");
@@ -231,4 +222,24 @@ pub fn unmount(mnt: &Path) {
         .arg("-l")
         .arg(mnt)
         .status();
+}
+
+/// Polls (and parks briefly on) `driver` until `count` operations completed; panics after a
+/// minute, which no healthy driver needs.
+pub fn drive(driver: &mut dyn rill_uring::Driver, count: usize) -> Vec<rill_uring::Completion> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    let mut out = Vec::with_capacity(count);
+    // Bounded by the deadline.
+    while out.len() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {count} operations completed",
+            out.len()
+        );
+        driver.poll(&mut out);
+        if out.len() < count {
+            let _ = driver.park(std::time::Duration::from_millis(10), &mut out);
+        }
+    }
+    out
 }

@@ -4,18 +4,18 @@
     clippy::panic,
     reason = "tests: a failure is a test failure"
 )]
-//! Differential test of the drivers: the same operations on several partitions, run through
-//! the simulated disk's driver, the syscall baseline and the io_uring driver (both sync modes),
-//! give identical results and byte-identical files.
+//! Differential test of the drivers: the same operations on several partitions (appends
+//! written by the log, their fdatasyncs and reads started together on a driver and completed as
+//! they come back), run through the simulated disk's driver, the syscall baseline and the
+//! io_uring driver, give identical results and byte-identical files.
 
 use proptest::prelude::*;
 use rill_segment::disk::{Disk, FileId, SimDisk, StdDisk};
-use rill_segment::partition::ReadLimit;
-use rill_segment::plan::Round;
+use rill_segment::partition::{ReadLimit, SyncTicket, ValidBatch};
 use rill_segment::recovery::OpenOptions;
 use rill_segment::{LogConfig, PartitionLog};
-use rill_tests::{make_batch, small_config};
-use rill_uring::{ClosedFiles, DiskDriver, Doorbell, Driver, NotifyingDisk, ReadOp};
+use rill_tests::{drive, make_batch, small_config};
+use rill_uring::{ClosedFiles, Completion, DiskDriver, Doorbell, Driver, NotifyingDisk, ReadOp};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -91,33 +91,28 @@ fn run(steps: &[Step], mut env: Env) -> (Vec<String>, BTreeMap<String, Vec<u8>>)
         let now = now + i as i64;
         match step {
             Step::Batch { appends, reads } => {
-                let mut rounds: Vec<Option<Round>> = (0..PARTITIONS).map(|_| None).collect();
                 let mut durable = [false; PARTITIONS];
                 for (j, &(p, records, value_bytes, is_durable)) in appends.iter().enumerate() {
                     let log = &mut logs[p];
-                    if rounds[p].is_none() {
-                        rounds[p] = Some(log.begin_round().expect("begin"));
-                    }
                     let batch = make_batch(records, value_bytes, now, (i * 100 + j) as u64);
-                    let Some(round) = rounds[p].as_mut() else {
-                        continue;
-                    };
                     if log.must_sync_before(batch.len()) {
                         out.push(format!("{p}: sync required"));
                         durable[p] = true;
                         continue;
                     }
-                    out.push(format!("{p}: {:?}", log.plan_append(round, batch, now)));
+                    let batch = ValidBatch::validate(batch, config().max_batch_bytes);
+                    let result = batch
+                        .map_err(Into::into)
+                        .and_then(|b| log.append_valid(b, now));
+                    out.push(format!("{p}: {result:?}"));
                     durable[p] |= is_durable;
                 }
+                let mut syncs = Syncs::default();
                 for p in 0..PARTITIONS {
-                    if durable[p]
-                        && let Some(round) = rounds[p].as_mut()
-                    {
-                        logs[p].plan_sync(round).expect("plan sync");
+                    if durable[p] {
+                        syncs.start(p, &mut logs[p], env.driver.as_mut());
                     }
                 }
-                let mut ops = Vec::new();
                 let mut ranges = Vec::new();
                 for &(p, frac, max_bytes) in reads {
                     match logs[p].locate(
@@ -126,37 +121,44 @@ fn run(steps: &[Step], mut env: Env) -> (Vec<String>, BTreeMap<String, Vec<u8>>)
                         ReadLimit::Written,
                     ) {
                         Ok(Some(range)) => {
-                            ops.push(ReadOp::new(range.file, range.position, range.len as usize));
+                            let token = 1000 + ranges.len() as u64;
+                            let op = ReadOp::new(range.file, range.position, range.len as usize);
+                            env.driver.start_read(token, op);
                             ranges.push((p, range));
                         }
                         other => out.push(format!("{p}: locate {other:?}")),
                     }
                 }
-                let mut refs: Vec<&mut Round> = rounds.iter_mut().flatten().collect();
-                env.driver.run(&mut refs, &mut ops);
-                for (p, round) in rounds.into_iter().enumerate() {
-                    if let Some(round) = round {
-                        out.push(format!("{p}: {:?}", logs[p].complete_round(round, now)));
+                let mut read_bytes = BTreeMap::new();
+                for completion in drive(env.driver.as_mut(), syncs.files + ranges.len()) {
+                    match completion {
+                        Completion::Sync { token, result, .. } => syncs.done(token, result),
+                        Completion::Read { token, result } => {
+                            read_bytes.insert(token, result.expect("read ok"));
+                        }
                     }
                 }
-                for ((p, range), op) in ranges.into_iter().zip(ops) {
-                    let bytes = op.result.expect("read ran").expect("read ok");
-                    logs[p].check_read(&range, &bytes).expect("valid batches");
+                syncs.complete(&mut logs, &mut out);
+                for (r, (p, range)) in ranges.into_iter().enumerate() {
+                    let bytes = &read_bytes[&(1000 + r as u64)];
+                    logs[p].check_read(&range, bytes).expect("valid batches");
                     out.push(format!(
                         "{p}: read {} bytes {:x}",
                         bytes.len(),
-                        crc32fast::hash(&bytes)
+                        crc32fast::hash(bytes)
                     ));
                 }
             }
             Step::Flush(p) => {
-                let mut round = logs[*p].begin_round().expect("begin");
-                logs[*p].plan_sync(&mut round).expect("plan sync");
-                env.driver.run(&mut [&mut round], &mut []);
-                out.push(format!(
-                    "{p}: flush {:?}",
-                    logs[*p].complete_round(round, now)
-                ));
+                let mut syncs = Syncs::default();
+                syncs.start(*p, &mut logs[*p], env.driver.as_mut());
+                for completion in drive(env.driver.as_mut(), syncs.files) {
+                    if let Completion::Sync { token, result, .. } = completion {
+                        syncs.done(token, result);
+                    }
+                }
+                syncs.complete(&mut logs, &mut out);
+                out.push(format!("{p}: flush {:?}", logs[*p].offsets()));
             }
             Step::Truncate(p, frac) => {
                 let offset = pick(&logs[*p], *frac);
@@ -182,6 +184,46 @@ fn run(steps: &[Step], mut env: Env) -> (Vec<String>, BTreeMap<String, Vec<u8>>)
     }
     let files = files(env.disk.as_ref(), &env.root);
     (out, files)
+}
+
+/// The syncs of one step: one per partition, each over several files.
+#[derive(Default)]
+struct Syncs {
+    /// Per partition: its ticket, and the first failed fdatasync.
+    begun: BTreeMap<usize, (SyncTicket, Option<(FileId, std::io::Error)>)>,
+    /// fdatasyncs started in all.
+    files: usize,
+}
+
+impl Syncs {
+    fn start(&mut self, p: usize, log: &mut PartitionLog, driver: &mut dyn Driver) {
+        let mut files = Vec::new();
+        match log.begin_sync(&mut files) {
+            Ok(Some(ticket)) => {
+                for &file in &files {
+                    driver.start_sync(p as u64, file);
+                }
+                self.files += files.len();
+                self.begun.insert(p, (ticket, None));
+            }
+            Ok(None) => {}
+            Err(e) => panic!("begin sync: {e}"),
+        }
+    }
+
+    fn done(&mut self, token: u64, result: std::io::Result<()>) {
+        let entry = self.begun.get_mut(&(token as usize)).expect("known sync");
+        if let Err(e) = result {
+            entry.1.get_or_insert((FileId(u64::MAX), e));
+        }
+    }
+
+    fn complete(self, logs: &mut [PartitionLog], out: &mut Vec<String>) {
+        for (p, (ticket, failure)) in self.begun {
+            let result = logs[p].complete_sync(ticket, failure.map_or(Ok(()), Err));
+            out.push(format!("{p}: sync {result:?}"));
+        }
+    }
 }
 
 fn files(disk: &dyn Disk, root: &Path) -> BTreeMap<String, Vec<u8>> {

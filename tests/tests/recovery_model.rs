@@ -25,11 +25,12 @@
 //! Cases: 48 by default (CI), `PROPTEST_CASES=20000` for a deep run. A failing case is saved
 //! by proptest under `proptest-regressions/` and replays from its seed.
 
+use bytes::BytesMut;
 use proptest::prelude::*;
 use rill_segment::checkpoint;
 use rill_segment::disk::{CrashKind, FaultConfig, SimDisk};
 use rill_segment::partition::ReadLimit;
-use rill_segment::plan::{DiskExecutor, Executor};
+use rill_segment::partition::ValidBatch;
 use rill_segment::{Durability, LogConfig, LogError, PartitionLog, Preallocate};
 use rill_tests::{as_stored, make_batch, open, read_all, sim_dir, small_config, split_batches};
 use std::sync::Arc;
@@ -233,7 +234,10 @@ impl Harness {
             match open(&self.disk, &self.config, false) {
                 Ok((log, report)) => {
                     if std::env::var_os("RILL_TRACE").is_some() {
-                        eprintln!("recovered: {report:?}");
+                        eprintln!(
+                            "recovered: {report:?} segments {:?}",
+                            log.segment_base_offsets()
+                        );
                     }
                     return log;
                 }
@@ -306,7 +310,7 @@ impl Harness {
             }
             Op::Round { batches, durable } => self.round(batches, durable),
             Op::Flush => {
-                let result = self.log().flush(0);
+                let result = self.log().flush();
                 if !self.note_failure(&result) {
                     self.model.acked_durable = self.model.end();
                 }
@@ -466,38 +470,67 @@ impl Harness {
         }
     }
 
-    /// Several batches planned into one round and run by an executor: the shard's path.
+    /// The shard's path: several batches written, then (if durable) a sync begun, one more
+    /// batch written while it is in flight, and its fdatasyncs run; only what was written before
+    /// the sync began is acknowledged durable.
     fn round(&mut self, batches: usize, durable: bool) {
-        let mut planned = Vec::new();
-        let log = self.log.as_mut().unwrap();
-        let mut round = match log.begin_round() {
-            Ok(round) => round,
-            Err(LogError::Failed(_)) => {
-                self.model.failed = true;
-                return;
+        let mut written = Vec::new();
+        let mut acked = None;
+        let result = {
+            let log = self.log.as_mut().unwrap();
+            let mut result = Ok(());
+            let mut write = |log: &mut PartitionLog, batch: BytesMut| {
+                let expected = log.offsets().log_end;
+                let valid = ValidBatch::validate(batch.clone(), log.config().max_batch_bytes)
+                    .expect("the model makes valid batches");
+                if log.must_sync_before(valid.len()) {
+                    return Ok(false);
+                }
+                // A failed write may still have reached the disk: it counts as issued.
+                written.push((expected, as_stored(&batch, expected)));
+                log.append_valid(valid, 0).map(|_| true)
+            };
+            for _ in 0..batches {
+                let batch = self.model.batch(2, 40);
+                match write(log, batch) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
             }
-            Err(e) => panic!("{e}"),
+            if durable && result.is_ok() {
+                let mut files = Vec::new();
+                result = match log.begin_sync(&mut files) {
+                    Ok(Some(ticket)) => {
+                        let covered = log.offsets().log_end;
+                        let extra = self.model.batch(1, 20);
+                        let during = write(log, extra).map(|_| ());
+                        let disk = Arc::clone(log.disk());
+                        let synced = files
+                            .iter()
+                            .try_for_each(|&f| disk.fdatasync(f).map_err(|e| (f, e)));
+                        let completed = log.complete_sync(ticket, synced).map(|_| ());
+                        if completed.is_ok() {
+                            acked = Some(covered);
+                        }
+                        completed.and(during)
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                };
+            }
+            result
         };
-        for _ in 0..batches {
-            let batch = self.model.batch(2, 40);
-            match log.plan_append(&mut round, batch.clone(), 0) {
-                Ok(info) => planned.push((info.base_offset, as_stored(&batch, info.base_offset))),
-                Err(LogError::Failed(_)) => break,
-                Err(e) => panic!("{e}"),
-            }
-        }
-        if durable {
-            let _ = log.plan_sync(&mut round);
-        }
-        let disk = Arc::clone(log.disk());
-        DiskExecutor::new(disk.as_ref()).execute(&mut [&mut round]);
-        let result = log.complete_round(round, 0);
-        for (base, bytes) in planned {
+        for (base, bytes) in written {
             assert_eq!(base, self.model.end());
             self.model.issued.push((base, bytes));
         }
-        if !self.note_failure(&result) && durable {
-            self.model.acked_durable = self.model.end();
+        self.note_failure(&result);
+        if let Some(covered) = acked {
+            self.model.acked_durable = self.model.acked_durable.max(covered);
         }
     }
 }
@@ -552,7 +585,11 @@ proptest! {
 }
 
 fn run(seed: u64, ops: &[Op]) {
-    let config = config(Preallocate::None);
+    run_with(seed, ops, Preallocate::None);
+}
+
+fn run_with(seed: u64, ops: &[Op], preallocate: Preallocate) {
+    let config = config(preallocate);
     let disk = Arc::new(SimDisk::new(seed));
     let (log, _) = open(&disk, &config, false).unwrap();
     let mut harness = Harness {
@@ -824,4 +861,236 @@ fn check_reads(log: &PartitionLog, acked: &[(i64, Vec<u8>)]) {
             Err(e) => panic!("unexpected read error: {e}"),
         }
     }
+}
+
+/// Found by the property test after appends moved to the caller's thread.
+#[test]
+fn regression_pipelined_rounds_then_clean_restart() {
+    use Op::*;
+    run_with(
+        9_236_522_119_502_367_424,
+        &[
+            Append {
+                records: 1,
+                value_bytes: 0,
+                durable: false,
+            },
+            Round {
+                batches: 3,
+                durable: true,
+            },
+            Append {
+                records: 4,
+                value_bytes: 103,
+                durable: false,
+            },
+            Round {
+                batches: 5,
+                durable: false,
+            },
+            Append {
+                records: 3,
+                value_bytes: 162,
+                durable: true,
+            },
+            Append {
+                records: 1,
+                value_bytes: 0,
+                durable: false,
+            },
+            Append {
+                records: 1,
+                value_bytes: 0,
+                durable: false,
+            },
+            FailNextWrite,
+            Append {
+                records: 2,
+                value_bytes: 69,
+                durable: false,
+            },
+            CrashDuringRecovery { after_ops: 13 },
+            Append {
+                records: 5,
+                value_bytes: 241,
+                durable: false,
+            },
+            CleanRestart,
+            Round {
+                batches: 5,
+                durable: true,
+            },
+            Append {
+                records: 5,
+                value_bytes: 238,
+                durable: true,
+            },
+            Append {
+                records: 5,
+                value_bytes: 295,
+                durable: false,
+            },
+            FailNextFsync,
+            Append {
+                records: 3,
+                value_bytes: 242,
+                durable: true,
+            },
+            CleanRestart,
+        ],
+        Preallocate::Fallocate,
+    );
+}
+
+/// Found by the property test after appends moved to the caller's thread: a sealed segment's
+/// last changes unsynced while the watermark moved past it.
+#[test]
+fn regression_sealed_segment_unsynced_then_crashes() {
+    use Op::*;
+    run_with(
+        4_217_846_038_643_439_007,
+        &[
+            DeleteBefore { at: 40799 },
+            Append {
+                records: 3,
+                value_bytes: 153,
+                durable: false,
+            },
+            Round {
+                batches: 5,
+                durable: true,
+            },
+            CleanRestart,
+            DeleteBefore { at: 9949 },
+            Append {
+                records: 3,
+                value_bytes: 209,
+                durable: true,
+            },
+            Round {
+                batches: 4,
+                durable: false,
+            },
+            CleanRestart,
+            Retention { age_ms: 3878 },
+            Retention { age_ms: 23624 },
+            FailNextFsync,
+            Append {
+                records: 5,
+                value_bytes: 250,
+                durable: false,
+            },
+            FailNextWrite,
+            Retention { age_ms: 54784 },
+            FailNextWrite,
+            CrashDuringRecovery { after_ops: 12 },
+            Append {
+                records: 3,
+                value_bytes: 253,
+                durable: false,
+            },
+            Read {
+                at: 28392,
+                max_bytes: 40369,
+            },
+            Crash { power: false },
+            Append {
+                records: 2,
+                value_bytes: 1,
+                durable: false,
+            },
+            Append {
+                records: 5,
+                value_bytes: 211,
+                durable: true,
+            },
+            DeleteBefore { at: 44722 },
+            Append {
+                records: 4,
+                value_bytes: 144,
+                durable: false,
+            },
+            FailNextFsync,
+            Append {
+                records: 2,
+                value_bytes: 169,
+                durable: false,
+            },
+            Crash { power: false },
+            Append {
+                records: 4,
+                value_bytes: 160,
+                durable: false,
+            },
+            Append {
+                records: 5,
+                value_bytes: 282,
+                durable: true,
+            },
+            Timestamp { at: 61701 },
+            CrashDuringRecovery { after_ops: 18 },
+            Checkpoint,
+            Append {
+                records: 3,
+                value_bytes: 35,
+                durable: false,
+            },
+            Append {
+                records: 5,
+                value_bytes: 206,
+                durable: true,
+            },
+            Checkpoint,
+            Read {
+                at: 5380,
+                max_bytes: 52591,
+            },
+            Checkpoint,
+            Checkpoint,
+            Truncate { at: 58569 },
+            Read {
+                at: 48827,
+                max_bytes: 11089,
+            },
+            Round {
+                batches: 4,
+                durable: false,
+            },
+            Append {
+                records: 1,
+                value_bytes: 22,
+                durable: true,
+            },
+            Read {
+                at: 12021,
+                max_bytes: 30463,
+            },
+            Append {
+                records: 1,
+                value_bytes: 253,
+                durable: true,
+            },
+            Round {
+                batches: 5,
+                durable: true,
+            },
+            Append {
+                records: 1,
+                value_bytes: 60,
+                durable: false,
+            },
+            Crash { power: true },
+            Retention { age_ms: 35398 },
+            Append {
+                records: 4,
+                value_bytes: 73,
+                durable: false,
+            },
+            CrashDuringRecovery { after_ops: 22 },
+            Truncate { at: 40086 },
+            Retention { age_ms: 45492 },
+            FailNextFsync,
+        ],
+        Preallocate::Zeroed,
+    );
 }

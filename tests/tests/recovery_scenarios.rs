@@ -544,7 +544,7 @@ fn fsync_failure_fail_stops_the_partition() {
         log.append(make_batch(2, 50, 9, 10), Durability::Written, 0),
         Err(LogError::Failed(_))
     ));
-    assert!(matches!(log.flush(0), Err(LogError::Failed(_))));
+    assert!(matches!(log.flush(), Err(LogError::Failed(_))));
     assert!(log.failure().is_some());
     // Reads serve only what is durable.
     let end = log.offsets().durable;

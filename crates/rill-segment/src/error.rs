@@ -81,16 +81,17 @@ pub enum LogError {
     /// reopened, which recovers from what is durable.
     #[error("partition failed, reopen to recover: {0}")]
     Failed(FailReason),
-    /// Another round is in flight on this partition; rounds are sequential.
-    #[error("a round is already in flight on this partition")]
-    RoundInFlight,
-    /// The round was not made by this partition.
-    #[error("the round belongs to another partition")]
-    ForeignRound,
-    /// The partition holds `max_unsynced_bytes` of unsynced data: the round must sync
-    /// ([`crate::partition::PartitionLog::plan_sync`]) and complete before more is planned.
-    /// Check [`crate::partition::PartitionLog::must_sync_before`] first to keep the batch.
-    #[error("too much unsynced data: sync before planning more")]
+    /// A sync is in flight on this partition: at most one is, and changes to its files wait for
+    /// it.
+    #[error("a sync is already in flight on this partition")]
+    SyncInFlight,
+    /// The sync ticket was not issued by this partition, or not for the sync in flight.
+    #[error("the sync ticket belongs to another partition or sync")]
+    ForeignSync,
+    /// The partition holds `max_unsynced_bytes` of unsynced data: a sync must complete
+    /// ([`crate::partition::PartitionLog::begin_sync`]) before more is appended. Check
+    /// [`crate::partition::PartitionLog::must_sync_before`] first to keep the batch.
+    #[error("too much unsynced data: sync before appending more")]
     SyncRequired,
     /// The offset space (`i64`) or a segment's relative offsets would overflow.
     #[error("offset overflow")]

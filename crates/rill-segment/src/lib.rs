@@ -3,7 +3,8 @@
 //! The storage format and the single-partition log logic of rill: Kafka RecordBatch v2 batches
 //! ([`batch`]), segment files with sparse offset and time indexes ([`index`], [`segment`]),
 //! checkpoints ([`checkpoint`]), crash recovery ([`recovery`]), and the partition log itself
-//! ([`partition`]), which *plans* its data I/O as [`plan::Round`]s for an executor to run.
+//! ([`partition`]), which writes appends at once into the page cache and leaves the
+//! fdatasyncs that make them durable to an executor ([`partition::SyncTicket`]).
 //!
 //! All file access goes through the [`disk::Disk`] trait, with a real implementation
 //! ([`disk::StdDisk`]) and a deterministic simulated one with a fault model ([`disk::SimDisk`]),
@@ -18,7 +19,6 @@ pub mod error;
 pub mod fuzz;
 pub mod index;
 pub mod partition;
-pub mod plan;
 pub mod recovery;
 pub mod scan;
 pub mod segment;

@@ -1,17 +1,17 @@
-//! The epoll baseline: the same plans run with plain system calls, as a careful engineer builds
-//! without io_uring. Writes are `pwritev` on the shard thread (into the page cache: fast);
-//! fdatasyncs of different files run in parallel on a small thread pool (one sync runs inline,
-//! sparing the thread hop); reads are `pread`; the shard sleeps in `epoll_wait` on its doorbell.
-//! It is the benchmark's baseline and the fallback where io_uring is unavailable.
+//! The epoll baseline: the same operations run with plain system calls, as a careful engineer
+//! builds without io_uring. fdatasyncs of different files run in parallel on a small thread
+//! pool, which wakes the shard through its doorbell (a sync that is alone runs inline, sparing
+//! the thread hop); reads are `pread`; the shard sleeps in `epoll_wait` on its doorbell. Appends
+//! are written on the caller's thread, as with io_uring. It is the benchmark's baseline and the
+//! fallback where io_uring is unavailable.
 
 use crate::buffers::{BufferPool, BufferPoolConfig};
 use crate::doorbell::Doorbell;
-use crate::driver::{Driver, DriverKind, DriverStats, ReadOp, sync_not_issued};
+use crate::driver::{Completion, Driver, DriverKind, DriverStats, ReadOp};
 use crate::error::DriverError;
 use crate::syscall_sends::SyscallSends;
 use parking_lot::Mutex;
 use rill_segment::disk::{self, Disk, FileId};
-use rill_segment::plan::Round;
 use rill_send::{Finished, SendConfig, Transfer};
 use rustix::event::epoll;
 use std::io;
@@ -43,23 +43,28 @@ impl Default for SyscallOptions {
 }
 
 struct SyncJob {
+    token: u64,
     file: FileId,
-    round: usize,
-    sync: usize,
 }
 
-type SyncDone = (usize, usize, io::Result<()>);
+type SyncDone = (u64, FileId, io::Result<()>);
 
 /// Fixed threads that run fdatasyncs; jobs and results travel over channels bounded by the
-/// number of syncs of one batch.
+/// syncs started (a shard has at most one sync per partition in flight). A finished job rings
+/// the shard's doorbell, after its result is in the channel, so a sleeping shard wakes for it.
 struct SyncPool {
     jobs: Option<mpsc::Sender<SyncJob>>,
     done: mpsc::Receiver<SyncDone>,
     threads: Vec<JoinHandle<()>>,
+    outstanding: usize,
 }
 
 impl SyncPool {
-    fn new(disk: &Arc<dyn Disk>, threads: usize) -> Result<Self, DriverError> {
+    fn new(
+        disk: &Arc<dyn Disk>,
+        doorbell: &Arc<Doorbell>,
+        threads: usize,
+    ) -> Result<Self, DriverError> {
         let (jobs, job_rx) = mpsc::channel::<SyncJob>();
         let (done_tx, done) = mpsc::channel::<SyncDone>();
         let job_rx = Arc::new(Mutex::new(job_rx));
@@ -68,6 +73,7 @@ impl SyncPool {
             let job_rx = Arc::clone(&job_rx);
             let done_tx = done_tx.clone();
             let disk = Arc::clone(disk);
+            let doorbell = Arc::clone(doorbell);
             let handle = std::thread::Builder::new()
                 .name(format!("rill-fsync-{i}"))
                 .spawn(move || {
@@ -76,9 +82,10 @@ impl SyncPool {
                         let job = job_rx.lock().recv();
                         let Ok(job) = job else { return };
                         let result = disk.fdatasync(job.file);
-                        if done_tx.send((job.round, job.sync, result)).is_err() {
+                        if done_tx.send((job.token, job.file, result)).is_err() {
                             return;
                         }
+                        doorbell.ring();
                     }
                 })
                 .map_err(|e| DriverError::setup("spawn fsync thread", e))?;
@@ -88,6 +95,7 @@ impl SyncPool {
             jobs: Some(jobs),
             done,
             threads: handles,
+            outstanding: 0,
         })
     }
 }
@@ -108,6 +116,10 @@ pub struct SyscallDriver {
     epoll: OwnedFd,
     pool: BufferPool,
     syncs: SyncPool,
+    /// Syncs started since the last poll.
+    queued_syncs: Vec<(u64, FileId)>,
+    /// Completions not yet handed to the shard.
+    done: Vec<Completion>,
     sends: SyscallSends,
     stats: DriverStats,
 }
@@ -144,7 +156,9 @@ impl SyscallDriver {
         )
         .map_err(|e| DriverError::setup("epoll_ctl(doorbell)", e))?;
         Ok(Self {
-            syncs: SyncPool::new(&disk, options.sync_threads)?,
+            syncs: SyncPool::new(&disk, &doorbell, options.sync_threads)?,
+            queued_syncs: Vec::with_capacity(64),
+            done: Vec::with_capacity(256),
             sends: SyscallSends::new(options.send, &doorbell),
             disk,
             doorbell,
@@ -159,81 +173,91 @@ impl SyscallDriver {
         &self.pool
     }
 
-    fn write_rounds(&mut self, rounds: &mut [&mut Round]) {
-        for round in rounds.iter_mut() {
-            for write in &mut round.writes {
-                let bufs: Vec<&[u8]> = write.bufs.iter().map(|b| &b[..]).collect();
-                self.stats.submit_calls += 1;
-                let result =
-                    disk::write_all_at(self.disk.as_ref(), write.file, write.position, &bufs);
-                if result.is_ok() {
-                    self.stats.writes += 1;
-                    self.stats.write_bytes += write.len();
-                }
-                write.result = Some(result);
-            }
+    /// Runs the syncs started since the last pass: inline when one is alone and none is
+    /// running, else in parallel on the pool.
+    fn dispatch_syncs(&mut self) {
+        if self.queued_syncs.is_empty() {
+            return;
         }
-    }
-
-    /// Runs the syncs of rounds whose writes succeeded: in parallel on the pool, or inline when
-    /// there is just one.
-    fn sync_rounds(&mut self, rounds: &mut [&mut Round]) {
-        let mut wanted = Vec::new();
-        for (r, round) in rounds.iter_mut().enumerate() {
-            let ok = round.writes_succeeded();
-            for (s, sync) in round.syncs.iter_mut().enumerate() {
-                if ok {
-                    wanted.push((r, s, sync.file));
-                } else {
-                    sync.result = Some(Err(sync_not_issued()));
-                }
-            }
-        }
-        let mut outstanding = 0usize;
-        for &(r, s, file) in &wanted {
-            let sent = wanted.len() > 1
-                && self.syncs.jobs.as_ref().is_some_and(|jobs| {
-                    jobs.send(SyncJob {
-                        file,
-                        round: r,
-                        sync: s,
-                    })
-                    .is_ok()
-                });
+        self.stats.batches += 1;
+        let alone = self.queued_syncs.len() == 1 && self.syncs.outstanding == 0;
+        for (token, file) in self.queued_syncs.drain(..) {
+            let sent = !alone
+                && self
+                    .syncs
+                    .jobs
+                    .as_ref()
+                    .is_some_and(|jobs| jobs.send(SyncJob { token, file }).is_ok());
             if sent {
-                outstanding += 1;
-            } else {
-                let result = self.disk.fdatasync(file);
-                self.record_sync(rounds, r, s, result);
+                self.syncs.outstanding += 1;
+                continue;
             }
-        }
-        // Bounded by the syncs sent; each worker answers every job it takes.
-        for _ in 0..outstanding {
-            match self.syncs.done.recv() {
-                Ok((r, s, result)) => self.record_sync(rounds, r, s, result),
-                Err(_) => break,
+            self.stats.submit_calls += 1;
+            let result = self.disk.fdatasync(file);
+            if result.is_ok() {
+                self.stats.syncs += 1;
             }
+            self.done.push(Completion::Sync {
+                token,
+                file,
+                result,
+            });
         }
-        for round in rounds.iter_mut() {
-            for sync in &mut round.syncs {
-                sync.result
-                    .get_or_insert_with(|| Err(io::Error::other("fsync thread pool stopped")));
+    }
+
+    /// Moves the pool's finished syncs into `done`.
+    fn collect_syncs(&mut self) {
+        // Bounded by the jobs outstanding.
+        while self.syncs.outstanding > 0 {
+            match self.syncs.done.try_recv() {
+                Ok((token, file, result)) => {
+                    self.syncs.outstanding -= 1;
+                    self.stats.submit_calls += 1;
+                    if result.is_ok() {
+                        self.stats.syncs += 1;
+                    }
+                    self.done.push(Completion::Sync {
+                        token,
+                        file,
+                        result,
+                    });
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    // The pool's threads are gone: nothing outstanding will come back.
+                    self.syncs.outstanding = 0;
+                    tracing::error!("the fsync threads stopped; outstanding syncs are lost");
+                    break;
+                }
             }
         }
     }
 
-    fn record_sync(
-        &mut self,
-        rounds: &mut [&mut Round],
-        r: usize,
-        s: usize,
-        result: io::Result<()>,
-    ) {
+    /// Waits in `epoll_wait` for the doorbell or writable sockets, at most `timeout`.
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let ts = rustix::event::Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
         self.stats.submit_calls += 1;
-        if result.is_ok() {
-            self.stats.syncs += 1;
+        let mut buffer = [std::mem::MaybeUninit::<epoll::Event>::uninit(); 64];
+        let events: &[epoll::Event] = match epoll::wait(&self.epoll, &mut buffer[..], Some(&ts)) {
+            Ok((events, _)) => events,
+            Err(rustix::io::Errno::INTR) => &[],
+            Err(e) => return Err(e.into()),
+        };
+        let mut doorbell = false;
+        for event in events {
+            match SyscallSends::event_key(event.data.u64()) {
+                Some(key) => self.sends.on_writable(key),
+                None => doorbell = true,
+            }
         }
-        rounds[r].syncs[s].result = Some(result);
+        if doorbell {
+            self.stats.wakeups += 1;
+            self.doorbell.consume();
+        }
+        Ok(())
     }
 }
 
@@ -242,64 +266,59 @@ impl Driver for SyscallDriver {
         DriverKind::Syscall
     }
 
-    fn run(&mut self, rounds: &mut [&mut Round], reads: &mut [ReadOp]) {
-        self.sends.run_ready(&self.epoll);
-        if rounds.iter().all(|r| r.is_empty()) && reads.is_empty() {
-            return;
-        }
-        self.stats.batches += 1;
-        self.write_rounds(rounds);
-        self.sync_rounds(rounds);
-        for read in reads.iter_mut() {
-            let mut buf = self.pool.take(read.len);
-            self.stats.submit_calls += 1;
-            let result = disk::read_exact_at(
-                self.disk.as_ref(),
-                read.file,
-                read.position,
-                buf.as_mut_slice(),
-            );
-            if result.is_ok() {
-                self.stats.reads += 1;
-            }
-            read.result = Some(result.map(|()| buf));
-        }
+    fn start_sync(&mut self, token: u64, file: FileId) {
+        self.queued_syncs.push((token, file));
     }
 
-    fn park(&mut self, timeout: Duration) -> io::Result<()> {
-        let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
-        // Steps to run or transfers to hand back: only poll.
-        let timeout = if self.sends.has_work() {
+    fn start_read(&mut self, token: u64, read: ReadOp) {
+        let mut buf = self.pool.take(read.len);
+        self.stats.submit_calls += 1;
+        let result = disk::read_exact_at(
+            self.disk.as_ref(),
+            read.file,
+            read.position,
+            buf.as_mut_slice(),
+        );
+        if result.is_ok() {
+            self.stats.reads += 1;
+        }
+        self.done.push(Completion::Read {
+            token,
+            result: result.map(|()| buf),
+        });
+    }
+
+    fn poll(&mut self, out: &mut Vec<Completion>) {
+        self.dispatch_syncs();
+        self.collect_syncs();
+        if self.sends.in_flight() > 0 {
+            // A zero-timeout look for writable sockets, then the ready steps.
+            if let Err(e) = self.wait(Duration::ZERO) {
+                tracing::warn!(error = %e, "polling transfers");
+            }
+            self.sends.run_ready(&self.epoll);
+        }
+        out.append(&mut self.done);
+    }
+
+    fn park(&mut self, timeout: Duration, out: &mut Vec<Completion>) -> io::Result<()> {
+        self.dispatch_syncs();
+        self.collect_syncs();
+        // Completions, steps to run or transfers to hand back: only poll.
+        let timeout = if !self.done.is_empty() || self.sends.has_work() {
             Duration::ZERO
         } else {
             timeout
         };
-        let ts = rustix::event::Timespec {
-            tv_sec: timeout.as_secs() as i64,
-            tv_nsec: i64::from(timeout.subsec_nanos()),
-        };
-        self.stats.submit_calls += 1;
-        match epoll::wait(
-            &self.epoll,
-            rustix::buffer::spare_capacity(&mut events),
-            Some(&ts),
-        ) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let mut doorbell = false;
-        for event in &events {
-            match SyscallSends::event_key(event.data.u64()) {
-                Some(key) => self.sends.on_writable(key),
-                None => doorbell = true,
-            }
-        }
-        if doorbell {
-            self.stats.wakeups += 1;
-        }
-        self.doorbell.consume();
+        let waited = self.wait(timeout);
+        self.collect_syncs();
         self.sends.run_ready(&self.epoll);
-        Ok(())
+        out.append(&mut self.done);
+        waited
+    }
+
+    fn io_in_flight(&self) -> usize {
+        self.queued_syncs.len() + self.syncs.outstanding
     }
 
     fn stats(&self) -> DriverStats {
@@ -312,13 +331,6 @@ impl Driver for SyscallDriver {
 
     fn finished_sends(&mut self, out: &mut Vec<Finished>) {
         self.sends.collect(out, &mut self.stats);
-    }
-
-    fn progress_sends(&mut self) {
-        // A zero-timeout poll for writable sockets, then the ready steps.
-        if let Err(e) = self.park(Duration::ZERO) {
-            tracing::warn!(error = %e, "polling transfers");
-        }
     }
 
     fn sends_in_flight(&self) -> usize {

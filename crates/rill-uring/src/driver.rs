@@ -2,7 +2,6 @@
 
 use crate::buffers::ReadBuf;
 use rill_segment::disk::FileId;
-use rill_segment::plan::Round;
 use rill_send::{Finished, Transfer};
 use std::fmt;
 use std::io;
@@ -30,7 +29,7 @@ impl fmt::Display for DriverKind {
 }
 
 /// A read of `len` bytes at `position` of `file`, into a buffer the driver provides.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadOp {
     /// The file.
     pub file: FileId,
@@ -38,34 +37,50 @@ pub struct ReadOp {
     pub position: u64,
     /// Bytes to read; the read fails if the file ends sooner.
     pub len: usize,
-    /// Set by the driver: the bytes, or why not.
-    pub result: Option<io::Result<ReadBuf>>,
 }
 
 impl ReadOp {
-    /// A read not yet run.
+    /// A read of `len` bytes at `position` of `file`.
     pub fn new(file: FileId, position: u64, len: usize) -> Self {
         Self {
             file,
             position,
             len,
-            result: None,
         }
     }
+}
+
+/// The end of an operation started with [`Driver::start_sync`] or [`Driver::start_read`],
+/// carrying the caller's token.
+#[derive(Debug)]
+pub enum Completion {
+    /// An fdatasync ended.
+    Sync {
+        /// The token given to [`Driver::start_sync`].
+        token: u64,
+        /// The file synced.
+        file: FileId,
+        /// Done, or why not (never retried).
+        result: io::Result<()>,
+    },
+    /// A read ended.
+    Read {
+        /// The token given to [`Driver::start_read`].
+        token: u64,
+        /// The bytes (exactly the length asked for), or why not.
+        result: io::Result<ReadBuf>,
+    },
 }
 
 /// Counters of a driver's work since it was made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DriverStats {
-    /// Batches run ([`Driver::run`] calls with at least one operation).
+    /// Submissions (`io_uring_enter`, or passes of the baseline) that carried at least one
+    /// storage operation: fdatasyncs of many partitions started together count once.
     pub batches: u64,
     /// System calls that submitted or waited for I/O (`io_uring_enter`, or one per syscall
     /// operation for the baseline).
     pub submit_calls: u64,
-    /// Write operations completed (each may be several `iovec`s).
-    pub writes: u64,
-    /// Bytes written.
-    pub write_bytes: u64,
     /// fdatasyncs completed successfully.
     pub syncs: u64,
     /// Reads completed.
@@ -104,8 +119,6 @@ impl std::ops::AddAssign for DriverStats {
     fn add_assign(&mut self, other: Self) {
         self.batches += other.batches;
         self.submit_calls += other.submit_calls;
-        self.writes += other.writes;
-        self.write_bytes += other.write_bytes;
         self.syncs += other.syncs;
         self.reads += other.reads;
         self.fixed_reads += other.fixed_reads;
@@ -124,20 +137,30 @@ pub trait Driver: Send + fmt::Debug {
     /// Which driver this is.
     fn kind(&self) -> DriverKind;
 
-    /// Runs every write of every round; the syncs of a round once all of its writes to that
-    /// file completed (none issued for a round with a failed write); and every read. Results
-    /// are recorded in place. Returns when every operation has completed: no buffer of `rounds`
-    /// or `reads` is referenced by the kernel afterwards.
-    fn run(&mut self, rounds: &mut [&mut Round], reads: &mut [ReadOp]);
+    /// Starts an fdatasync of `file`. Its [`Completion::Sync`] carries `token`. The file must
+    /// stay open until then.
+    fn start_sync(&mut self, token: u64, file: FileId);
 
-    /// Sleeps until the shard's doorbell rings or `timeout` passes. The shard must have called
+    /// Starts a read. Its [`Completion::Read`] carries `token`. The file must stay open until
+    /// then.
+    fn start_read(&mut self, token: u64, read: ReadOp);
+
+    /// Submits what was started and moves the completions that arrived into `out`, without
+    /// sleeping. Every started operation completes exactly once, whatever happens to the driver.
+    fn poll(&mut self, out: &mut Vec<Completion>);
+
+    /// Sleeps until an operation completes, the shard's doorbell rings or `timeout` passes, and
+    /// moves completions into `out`. The shard must have called
     /// [`crate::Doorbell::prepare_sleep`] and checked its queue first.
-    fn park(&mut self, timeout: Duration) -> io::Result<()>;
+    fn park(&mut self, timeout: Duration, out: &mut Vec<Completion>) -> io::Result<()>;
+
+    /// Storage operations (syncs and reads) started and not yet handed back.
+    fn io_in_flight(&self) -> usize;
 
     /// Counters so far.
     fn stats(&self) -> DriverStats;
 
-    /// Starts a transfer to a socket (see `rill_send`). It progresses during [`Driver::run`] and
+    /// Starts a transfer to a socket (see `rill_send`). It progresses during [`Driver::poll`] and
     /// [`Driver::park`], which does not sleep while a finished transfer waits to be collected;
     /// [`Driver::finished_sends`] hands it back with its result. The caller bounds how many are
     /// in progress.
@@ -146,20 +169,10 @@ pub trait Driver: Send + fmt::Debug {
     /// Moves the outcomes of finished transfers into `out`.
     fn finished_sends(&mut self, out: &mut Vec<Finished>);
 
-    /// Advances transfers without sleeping: submits their pending steps and reaps what
-    /// completed. The shard calls it on every pass while transfers are in progress, so they
-    /// move even when no batch runs and the shard cannot sleep.
-    fn progress_sends(&mut self);
-
     /// Transfers started and not yet handed back.
     fn sends_in_flight(&self) -> usize;
 
     /// Fails transfers that made no progress for the stall timeout, or with `all` every
     /// transfer (shutdown); they are handed back once nothing of theirs is in flight.
     fn expire_sends(&mut self, all: bool);
-}
-
-/// The error recorded for a sync that was not issued because a write of its round failed.
-pub(crate) fn sync_not_issued() -> io::Error {
-    io::Error::other("fdatasync not issued: a write of the round failed")
 }

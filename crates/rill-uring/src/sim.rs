@@ -1,17 +1,17 @@
-//! A driver over any [`Disk`]: the plans run with the disk's own calls. Used with the simulated
-//! disk in tests, and as the reference the other drivers are compared with.
+//! A driver over any [`Disk`]: each operation runs with the disk's own calls when started, and
+//! its completion is handed back at the next poll. Used with the simulated disk in tests, and
+//! as the reference the other drivers are compared with.
 
 use crate::buffers::ReadBuf;
 use crate::doorbell::Doorbell;
-use crate::driver::{Driver, DriverKind, DriverStats, ReadOp};
-use rill_segment::disk::{self, Disk};
-use rill_segment::plan::{DiskExecutor, Executor, Round};
+use crate::driver::{Completion, Driver, DriverKind, DriverStats, ReadOp};
+use rill_segment::disk::{self, Disk, FileId};
 use rill_send::{Finished, PipePool, SendError, Transfer};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Runs plans with [`Disk`] calls, one after another.
+/// Runs operations with [`Disk`] calls, one after another.
 #[derive(Debug)]
 pub struct DiskDriver {
     disk: Arc<dyn Disk>,
@@ -19,6 +19,7 @@ pub struct DiskDriver {
     stats: DriverStats,
     /// Transfers refused (a [`Disk`] offers no descriptors to send from).
     refused: Vec<Finished>,
+    done: Vec<Completion>,
 }
 
 impl DiskDriver {
@@ -29,6 +30,7 @@ impl DiskDriver {
             doorbell,
             stats: DriverStats::default(),
             refused: Vec::new(),
+            done: Vec::new(),
         }
     }
 }
@@ -38,41 +40,44 @@ impl Driver for DiskDriver {
         DriverKind::Disk
     }
 
-    fn run(&mut self, rounds: &mut [&mut Round], reads: &mut [ReadOp]) {
-        if rounds.is_empty() && reads.is_empty() {
-            return;
-        }
+    fn start_sync(&mut self, token: u64, file: FileId) {
         self.stats.batches += 1;
-        DiskExecutor::new(self.disk.as_ref()).execute(rounds);
-        for round in rounds.iter() {
-            for write in &round.writes {
-                if matches!(write.result, Some(Ok(()))) {
-                    self.stats.writes += 1;
-                    self.stats.write_bytes += write.len();
-                }
-            }
-            self.stats.syncs += round
-                .syncs
-                .iter()
-                .filter(|s| matches!(s.result, Some(Ok(()))))
-                .count() as u64;
+        let result = self.disk.fdatasync(file);
+        if result.is_ok() {
+            self.stats.syncs += 1;
         }
-        for read in reads.iter_mut() {
-            let mut bytes = vec![0u8; read.len];
-            let result =
-                disk::read_exact_at(self.disk.as_ref(), read.file, read.position, &mut bytes);
-            read.result = Some(result.map(|()| ReadBuf::from_vec(bytes)));
-            self.stats.reads += 1;
-        }
+        self.done.push(Completion::Sync {
+            token,
+            file,
+            result,
+        });
     }
 
-    fn park(&mut self, timeout: Duration) -> io::Result<()> {
-        if !self.refused.is_empty() {
-            return Ok(());
+    fn start_read(&mut self, token: u64, read: ReadOp) {
+        let mut bytes = vec![0u8; read.len];
+        let result = disk::read_exact_at(self.disk.as_ref(), read.file, read.position, &mut bytes);
+        self.stats.reads += 1;
+        self.done.push(Completion::Read {
+            token,
+            result: result.map(|()| ReadBuf::from_vec(bytes)),
+        });
+    }
+
+    fn poll(&mut self, out: &mut Vec<Completion>) {
+        out.append(&mut self.done);
+    }
+
+    fn park(&mut self, timeout: Duration, out: &mut Vec<Completion>) -> io::Result<()> {
+        if self.refused.is_empty() && self.done.is_empty() {
+            self.doorbell.wait(timeout)?;
+            self.stats.wakeups += 1;
         }
-        self.doorbell.wait(timeout)?;
-        self.stats.wakeups += 1;
+        out.append(&mut self.done);
         Ok(())
+    }
+
+    fn io_in_flight(&self) -> usize {
+        0
     }
 
     fn stats(&self) -> DriverStats {
@@ -88,8 +93,6 @@ impl Driver for DiskDriver {
     fn finished_sends(&mut self, out: &mut Vec<Finished>) {
         out.append(&mut self.refused);
     }
-
-    fn progress_sends(&mut self) {}
 
     fn sends_in_flight(&self) -> usize {
         self.refused.len()

@@ -12,7 +12,7 @@
 )]
 
 use anyhow::{Context, Result};
-use rill::{BatchBuilder, Config, DriverChoice, Durability, Log, SyncMode};
+use rill::{BatchBuilder, Config, DriverChoice, Durability, Log};
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -23,7 +23,6 @@ struct Args {
     records: usize,
     record_bytes: usize,
     durability: Durability,
-    sync_mode: SyncMode,
 }
 
 fn parse() -> Result<Args> {
@@ -35,7 +34,6 @@ fn parse() -> Result<Args> {
         records: 100,
         record_bytes: 100,
         durability: Durability::Durable,
-        sync_mode: SyncMode::Linked,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -48,8 +46,6 @@ fn parse() -> Result<Args> {
             "--records" => args.records = value()?.parse()?,
             "--record-bytes" => args.record_bytes = value()?.parse()?,
             "--written" => args.durability = Durability::Written,
-            "--linked" => args.sync_mode = SyncMode::Linked,
-            "--after-writes" => args.sync_mode = SyncMode::AfterWrites,
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -67,7 +63,6 @@ fn run_once(args: &Args, driver: DriverChoice) -> Result<Run> {
     let dir = tempfile::tempdir()?;
     let mut config = Config::new(dir.path());
     config.driver = driver;
-    config.uring.sync_mode = args.sync_mode;
     let (log, _) = Log::open(config)?;
     log.create_topic("bench", args.partitions)?;
     let mut builder = BatchBuilder::new();
@@ -147,14 +142,8 @@ fn main() -> Result<()> {
     }
     let med = |i: usize, f: fn(&Run) -> f64| median(results[i].iter().map(f).collect());
     println!(
-        "\n{} partitions, {:?}, window {}, {} records x {} B per batch, sync mode {:?}, {} reps",
-        args.partitions,
-        args.durability,
-        args.window,
-        args.records,
-        args.record_bytes,
-        args.sync_mode,
-        args.reps
+        "\n{} partitions, {:?}, window {}, {} records x {} B per batch, {} reps",
+        args.partitions, args.durability, args.window, args.records, args.record_bytes, args.reps
     );
     for (i, (name, _)) in drivers.iter().enumerate() {
         println!(

@@ -4,9 +4,10 @@
 //!
 //! A [`Log`] holds topics; a topic is split into partitions; each partition is an append-only
 //! sequence of segment files of Kafka RecordBatch v2 batches with sparse offset and time
-//! indexes. Appends, reads and maintenance run on shard threads, each owning a set of
-//! partitions and one I/O driver (io_uring, or the epoll + syscalls baseline), which batches
-//! many partitions' writes and fdatasyncs into one submission (group commit).
+//! indexes. Appends are validated and written into the page cache on the caller's thread; shard
+//! threads, each with one I/O driver (io_uring, or the epoll + syscalls baseline), make them
+//! durable (many partitions' fdatasyncs in one submission: group commit), and run reads, sends
+//! and maintenance.
 //!
 //! Every request returns a [`Pending`]: a runtime-agnostic future (`.await` it under tokio or
 //! any executor) that can also block with [`Pending::wait`]. Queues are bounded: when a shard is
@@ -30,14 +31,18 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the shard loop and the operation lifecycle.
 
+mod append;
 mod config;
 mod error;
+mod locate;
 mod log;
 mod partition;
 mod pending;
 mod queue;
+mod request;
 mod send;
 mod shard;
+mod shared;
 mod topic;
 
 pub use config::{Config, DriverChoice};
@@ -53,4 +58,4 @@ pub use rill_segment::partition::ReadLimit;
 pub use rill_segment::recovery::RecoveryReport;
 pub use rill_segment::{AppendInfo, Durability, LogConfig, Offsets, Preallocate};
 pub use rill_send::{SendConfig, SendError, SendStrategy};
-pub use rill_uring::{DriverKind, DriverStats, ReadBuf, SyncMode, SyscallOptions, UringOptions};
+pub use rill_uring::{DriverKind, DriverStats, ReadBuf, SyscallOptions, UringOptions};

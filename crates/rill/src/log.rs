@@ -3,11 +3,13 @@
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::partition::{Partition, PartitionShared};
+use crate::partition::Partition;
 use crate::pending::{self, Pending};
-use crate::queue::{Request, ShardHandle};
+use crate::queue::ShardHandle;
+use crate::request::Request;
 use crate::send::SocketGates;
 use crate::shard::{self, now_ms};
+use crate::shared::{OrderGuard, PartitionShared};
 use crate::topic::{self, DELETE_SUFFIX};
 use parking_lot::{Mutex, RwLock};
 use rill_segment::disk::{Disk, StdDisk};
@@ -218,16 +220,15 @@ impl Log {
         log: PartitionLog,
     ) -> Result<Partition> {
         let inner = &self.inner;
-        let shared = Arc::new(PartitionShared {
-            topic: Arc::from(topic),
+        let shared = Arc::new(PartitionShared::new(
+            Arc::from(topic),
             index,
-            key: inner.next_key.fetch_add(1, Ordering::Relaxed),
-            offsets: Mutex::new(log.offsets()),
-        });
+            inner.next_key.fetch_add(1, Ordering::Relaxed),
+            log,
+        ));
         let handle = Arc::clone(&inner.shards[shard]);
         let (reply, slot) = pending::channel();
         let request = Request::Attach {
-            log: Box::new(log),
             shared: Arc::clone(&shared),
             reply,
         };
@@ -239,6 +240,7 @@ impl Log {
             shared,
             shard: handle,
             default_durability: inner.config.default_durability,
+            max_batch_bytes: inner.config.log.max_batch_bytes,
             read_limit: inner.config.read_limit,
             max_read_bytes: inner.config.max_read_bytes,
             send_strategy: inner.config.send.strategy,
@@ -303,11 +305,17 @@ impl Log {
         };
         for partition in &partitions {
             let (reply, slot) = pending::channel();
-            let request = Request::Detach {
-                part: Arc::clone(&partition.shared),
-                reply,
+            let pushed = {
+                // Under the log's lock, as every request appends stay behind.
+                let _log = partition.shared.log.lock();
+                let request = Request::Detach {
+                    part: Arc::clone(&partition.shared),
+                    reply,
+                    order: OrderGuard::new(&partition.shared),
+                };
+                partition.shard.push_control(request)
             };
-            if partition.shard.push_control(request).is_err() {
+            if pushed.is_err() {
                 return Err(Error::ShuttingDown);
             }
             Pending::sent(slot).wait()?;

@@ -1,28 +1,21 @@
 //! `Partition`: a cheap, clonable handle to one partition of a topic.
 
-use crate::error::{Error, Result};
+use crate::error::Error;
+use crate::locate::{Want, locate_range};
 use crate::pending::{self, Pending};
-use crate::queue::{PartitionKey, Request, ShardHandle};
+use crate::queue::ShardHandle;
+use crate::request::Request;
 use crate::send::{Entered, SendHeader, SendInfo, SendOptions, SendRange, SocketGates};
-use bytes::{Bytes, BytesMut};
-use parking_lot::Mutex;
-use rill_segment::batch::{self, BatchBuilder, Header};
+use crate::shared::{OrderGuard, PartitionShared};
+use bytes::Bytes;
+use rill_segment::batch::{self, Header};
 use rill_segment::partition::ReadLimit;
-use rill_segment::{AppendInfo, Durability, Offsets};
+use rill_segment::{Durability, Offsets};
 use rill_send::{self, SendStrategy, SocketId};
 use rill_uring::ReadBuf;
 use std::fmt;
 use std::os::fd::AsFd;
 use std::sync::Arc;
-
-/// State of a partition shared by its shard (which writes it) and its handles.
-#[derive(Debug)]
-pub(crate) struct PartitionShared {
-    pub(crate) topic: Arc<str>,
-    pub(crate) index: u32,
-    pub(crate) key: PartitionKey,
-    pub(crate) offsets: Mutex<Offsets>,
-}
 
 /// One record for [`Partition::append_records`].
 #[derive(Debug, Clone, Copy)]
@@ -102,9 +95,13 @@ impl ReadBatches {
 
 /// A handle to one partition: cheap to clone, `Send + Sync`, usable from any thread or task.
 ///
-/// Requests go to the partition's shard through a bounded queue; each method returns a
-/// [`Pending`] to `.await` or [`Pending::wait`] for. Appends from one thread (or one task,
-/// awaited in order) keep their order; offsets are contiguous and assigned in arrival order.
+/// An append is validated and written into the page cache on the calling thread, under the
+/// partition's lock (a few microseconds for small batches; a segment roll takes longer): a
+/// [`Durability::Written`] append is answered by then, a durable one once the partition's shard
+/// has fdatasynced it. Reads, flushes, sends and changes to the log go to the shard through a
+/// bounded queue. Each method returns a [`Pending`] to `.await` or [`Pending::wait`] for.
+/// Appends from one thread (or one task, awaited in order) keep their order; offsets are
+/// contiguous and assigned in arrival order.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -132,6 +129,7 @@ pub struct Partition {
     pub(crate) shared: Arc<PartitionShared>,
     pub(crate) shard: Arc<ShardHandle>,
     pub(crate) default_durability: Durability,
+    pub(crate) max_batch_bytes: usize,
     pub(crate) read_limit: ReadLimit,
     pub(crate) max_read_bytes: u64,
     pub(crate) send_strategy: SendStrategy,
@@ -164,7 +162,7 @@ impl Partition {
         self.shard.id
     }
 
-    fn request<T>(
+    pub(crate) fn request<T>(
         &self,
         make: impl FnOnce(Arc<PartitionShared>, pending::Reply<T>) -> Request,
     ) -> Pending<T> {
@@ -172,44 +170,17 @@ impl Partition {
         Pending::send(&self.shard, make(Arc::clone(&self.shared), reply), slot)
     }
 
-    /// Appends an encoded Kafka v2 batch with the configured default durability. The batch is
-    /// validated (size, magic, CRC, counts); its `baseOffset` is assigned. Resolves to the
-    /// batch's base and last offsets once written (or durable).
-    pub fn append(&self, batch: impl Into<BytesMut>) -> Pending<AppendInfo> {
-        self.append_with(batch, self.default_durability)
-    }
-
-    /// Appends an encoded batch, resolving once written ([`Durability::Written`]: visible to
-    /// reads) or fdatasynced ([`Durability::Durable`]: survives a crash).
-    pub fn append_with(
+    /// Sends a request that later appends must not overtake (see
+    /// [`PartitionShared::ordered_behind`]), holding its [`OrderGuard`]. Counted and queued
+    /// under the log's lock, so every append either was written and queued its durable wait
+    /// before it, or sees it and queues behind it.
+    pub(crate) fn ordered_request<T>(
         &self,
-        batch: impl Into<BytesMut>,
-        durability: Durability,
-    ) -> Pending<AppendInfo> {
-        let batch = batch.into();
-        self.request(|part, reply| Request::Append {
-            part,
-            batch,
-            durability,
-            reply,
-        })
-    }
-
-    /// Encodes `records` into one batch and appends it with the default durability.
-    pub fn append_records(&self, records: &[Record<'_>]) -> Pending<AppendInfo> {
-        self.append_records_with(records, self.default_durability)
-    }
-
-    /// Encodes `records` into one batch and appends it.
-    pub fn append_records_with(
-        &self,
-        records: &[Record<'_>],
-        durability: Durability,
-    ) -> Pending<AppendInfo> {
-        match encode(records) {
-            Ok(batch) => self.append_with(batch, durability),
-            Err(e) => Pending::ready(Err(e)),
-        }
+        make: impl FnOnce(Arc<PartitionShared>, pending::Reply<T>, OrderGuard) -> Request,
+    ) -> Pending<T> {
+        let _log = self.shared.log.lock();
+        let order = OrderGuard::new(&self.shared);
+        self.request(|part, reply| make(part, reply, order))
     }
 
     /// Reads whole batches from `offset`: the batch containing it, then more while they fit in
@@ -230,7 +201,7 @@ impl Partition {
         })
     }
 
-    /// Start, end and durable offsets, as of the shard's last completed work.
+    /// Start, end and durable offsets, as of the last append, sync or change.
     pub fn offsets(&self) -> Offsets {
         *self.shared.offsets.lock()
     }
@@ -244,45 +215,45 @@ impl Partition {
         self.locate_with(offset, max_bytes, self.read_limit)
     }
 
-    /// [`Partition::locate`] with a chosen read limit.
+    /// [`Partition::locate`] with a chosen read limit. Runs on the calling thread.
     pub fn locate_with(&self, offset: i64, max_bytes: u64, limit: ReadLimit) -> Pending<SendRange> {
-        let max_bytes = max_bytes.min(self.max_read_bytes);
-        self.request(|part, reply| Request::Locate {
-            part,
+        let want = Want {
             offset,
-            max_bytes,
+            max_bytes: max_bytes.min(self.max_read_bytes),
             limit,
-            reply,
-        })
+            exact_bytes: None,
+        };
+        let log = self.shared.log.lock();
+        Pending::ready(locate_range(&log, want).map(|(range, _)| range))
     }
 
     /// The offset of the first record with a timestamp at or after `timestamp_ms` (Kafka's
-    /// ListOffsets by time); `None` if there is none.
+    /// ListOffsets by time); `None` if there is none. Runs on the calling thread.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Pending<Option<i64>> {
-        self.request(|part, reply| Request::OffsetForTimestamp {
-            part,
-            timestamp_ms,
-            reply,
-        })
+        let log = self.shared.log.lock();
+        let result = log.offset_for_timestamp(timestamp_ms);
+        Pending::ready(result.map_err(|e| self.shared.error(&log, e)))
     }
 
     /// Removes every record at or after `offset` (after earlier requests to the partition
-    /// finished). Resolves to the new log end.
+    /// finished; later appends wait for it). Resolves to the new log end.
     pub fn truncate_to(&self, offset: i64) -> Pending<i64> {
-        self.request(|part, reply| Request::TruncateTo {
+        self.ordered_request(|part, reply, order| Request::TruncateTo {
             part,
             offset,
             reply,
+            order,
         })
     }
 
-    /// Raises the log start to `offset`, deleting whole segments below it. Resolves to the new
-    /// log start.
+    /// Raises the log start to `offset`, deleting whole segments below it (later appends wait
+    /// for it). Resolves to the new log start.
     pub fn delete_before(&self, offset: i64) -> Pending<i64> {
-        self.request(|part, reply| Request::DeleteBefore {
+        self.ordered_request(|part, reply, order| Request::DeleteBefore {
             part,
             offset,
             reply,
+            order,
         })
     }
 
@@ -381,22 +352,4 @@ impl Partition {
             Entered::Queued => Pending::sent(slot),
         }
     }
-}
-
-fn encode(records: &[Record<'_>]) -> Result<BytesMut> {
-    let bytes: usize = records
-        .iter()
-        .map(|r| 32 + r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len))
-        .sum();
-    let mut builder = BatchBuilder::with_capacity(batch::HEADER_BYTES + bytes);
-    for record in records {
-        builder.append(
-            record.timestamp_ms,
-            record.key,
-            record.value,
-            record.headers,
-        )?;
-    }
-    let encoded = builder.build()?;
-    Ok(BytesMut::from(Bytes::from(encoded)))
 }

@@ -9,7 +9,8 @@
 //! as with any network produce whose answer is lost).
 
 use crate::error::{Error, Result};
-use crate::queue::{PushError, Queued, Request, ShardHandle};
+use crate::queue::{PushError, Queued, ShardHandle};
+use crate::request::Request;
 use parking_lot::Mutex;
 use std::future::Future;
 use std::pin::Pin;

@@ -1,4 +1,4 @@
-//! The bounded request queue of a shard, and the requests it carries.
+//! The bounded request queue of a shard.
 //!
 //! Bounded twice: by count (`queue_depth`) and by the bytes of queued batches
 //! (`max_queued_bytes`, always admitting one request into an empty queue so any batch can pass).
@@ -7,119 +7,11 @@
 //! answered it, and a caller that drops its future takes the parked request back out, so
 //! memory never grows beyond what callers hold in live futures.
 
-use crate::partition::{PartitionShared, ReadBatches};
-use crate::pending::Reply;
-use crate::send::{GateTicket, SendHeader, SendInfo, SendRange};
-use bytes::BytesMut;
+use crate::request::Request;
 use parking_lot::Mutex;
-use rill_segment::partition::ReadLimit;
-use rill_segment::{AppendInfo, Durability, Offsets, PartitionLog};
-use rill_send::SendStrategy;
 use rill_uring::{Doorbell, DriverStats};
 use std::collections::{BTreeMap, VecDeque};
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
-
-/// A partition's key inside its shard.
-pub(crate) type PartitionKey = u64;
-
-/// What a shard is asked to do.
-#[derive(Debug)]
-pub(crate) enum Request {
-    Append {
-        part: Arc<PartitionShared>,
-        batch: BytesMut,
-        durability: Durability,
-        reply: Reply<AppendInfo>,
-    },
-    Read {
-        part: Arc<PartitionShared>,
-        offset: i64,
-        max_bytes: u64,
-        limit: ReadLimit,
-        reply: Reply<ReadBatches>,
-    },
-    Flush {
-        part: Arc<PartitionShared>,
-        reply: Reply<Offsets>,
-    },
-    /// Whole batches to a socket (see [`crate::send`]).
-    Send {
-        part: Arc<PartitionShared>,
-        offset: i64,
-        max_bytes: u64,
-        limit: ReadLimit,
-        strategy: SendStrategy,
-        socket: OwnedFd,
-        socket_nonblocking: bool,
-        header: SendHeader,
-        /// Fail with `RangeChanged` unless the located batches are exactly this long.
-        exact_bytes: Option<u64>,
-        gate: GateTicket,
-        reply: Reply<SendInfo>,
-    },
-    /// Where a send of `offset`/`max_bytes` would start and end, without sending.
-    Locate {
-        part: Arc<PartitionShared>,
-        offset: i64,
-        max_bytes: u64,
-        limit: ReadLimit,
-        reply: Reply<SendRange>,
-    },
-    OffsetForTimestamp {
-        part: Arc<PartitionShared>,
-        timestamp_ms: i64,
-        reply: Reply<Option<i64>>,
-    },
-    TruncateTo {
-        part: Arc<PartitionShared>,
-        offset: i64,
-        reply: Reply<i64>,
-    },
-    DeleteBefore {
-        part: Arc<PartitionShared>,
-        offset: i64,
-        reply: Reply<i64>,
-    },
-    /// Hands a recovered partition log to the shard.
-    Attach {
-        log: Box<PartitionLog>,
-        shared: Arc<PartitionShared>,
-        reply: Reply<()>,
-    },
-    /// Closes a partition and forgets it (topic deletion).
-    Detach {
-        part: Arc<PartitionShared>,
-        reply: Reply<()>,
-    },
-    /// Finishes queued work, closes every partition cleanly, and stops the shard.
-    Shutdown { reply: Reply<()> },
-}
-
-impl Request {
-    /// The partition the request is for; `None` for shard-wide requests.
-    pub(crate) fn partition(&self) -> Option<&Arc<PartitionShared>> {
-        match self {
-            Self::Append { part, .. }
-            | Self::Read { part, .. }
-            | Self::Flush { part, .. }
-            | Self::Send { part, .. }
-            | Self::Locate { part, .. }
-            | Self::OffsetForTimestamp { part, .. }
-            | Self::TruncateTo { part, .. }
-            | Self::DeleteBefore { part, .. }
-            | Self::Detach { part, .. } => Some(part),
-            Self::Attach { .. } | Self::Shutdown { .. } => None,
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        match self {
-            Self::Append { batch, .. } => batch.len(),
-            _ => 0,
-        }
-    }
-}
 
 /// Why a request was not queued.
 #[derive(Debug)]

@@ -6,7 +6,8 @@
 //! dispatched when the previous one's [`GateTicket`] drops, which the shard does before it
 //! answers, so a caller that awaited one send finds the socket free for the next.
 
-use crate::queue::{Request, ShardHandle};
+use crate::queue::ShardHandle;
+use crate::request::Request;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rill_segment::partition::ReadLimit;

@@ -93,6 +93,7 @@ impl PartitionLog {
         rebuilt.file_len = file_len;
         rebuilt.created_ms = created_ms;
         self.segments.insert(keep_base, rebuilt);
+        // The cut segment was synced above; later ones are gone.
         self.unsynced.retain(|b| *b < keep_base);
         self.next_offset = new_end;
         self.written_offset = new_end;
@@ -200,7 +201,7 @@ impl PartitionLog {
             if let Some(segment) = self.segments.remove(base) {
                 disk.close(segment.log);
             }
-            self.unsynced.remove(base);
+            self.unsynced.retain(|b| b != base);
             if let Err((path, e)) = crate::segment::remove_files(disk.as_ref(), &self.dir, *base) {
                 return Err(self.fail("remove", path, &e));
             }
@@ -223,10 +224,13 @@ impl PartitionLog {
     }
 
     /// Writes the checkpoint if the recovery point can advance and `checkpoint_interval_ms` has
-    /// passed since the last one. Returns whether it wrote.
+    /// passed since the last one. Returns whether it wrote. With the durable watermark tracked
+    /// (the default) the watermark carries the recovery point, so this writes nothing: the
+    /// checkpoint changes only with the log start and at close.
     pub fn maybe_checkpoint(&mut self, now_ms: i64) -> Result<bool, LogError> {
         self.check_idle()?;
-        if !self.checkpoint_interval_elapsed(now_ms)
+        if self.config.track_durable_watermark
+            || !self.checkpoint_interval_elapsed(now_ms)
             || self.durable_offset <= self.checkpoint.recovery_point
         {
             return Ok(false);
@@ -266,16 +270,18 @@ impl PartitionLog {
             if let Err(e) = disk.set_len(file, size) {
                 return Err(self.fail("trim preallocation", self.path_of(base, FileKind::Log), &e));
             }
-            self.unsynced.insert(base);
+            if !self.unsynced.contains(&base) {
+                self.unsynced.push(base);
+            }
         }
-        for base in self.unsynced.clone() {
-            let Some(segment) = self.segments.get(&base) else {
-                continue;
-            };
-            if let Err(e) = disk.fdatasync(segment.log) {
+        // Bounded by the unsynced segments; each pass removes one.
+        while let Some(&base) = self.unsynced.first() {
+            if let Some(segment) = self.segments.get(&base)
+                && let Err(e) = disk.fdatasync(segment.log)
+            {
                 return Err(self.fail("fdatasync", self.path_of(base, FileKind::Log), &e));
             }
-            self.unsynced.remove(&base);
+            self.unsynced.remove(0);
         }
         self.durable_offset = self.written_offset;
         self.unsynced_bytes = 0;

@@ -1,32 +1,29 @@
 //! One partition's log: an ordered set of segments in a directory.
 //!
-//! Appends are planned, not performed: [`PartitionLog::plan_append`] validates a batch, assigns
-//! its offsets, rolls the segment when needed, and adds the write to a [`Round`]. An executor
-//! runs the round; [`PartitionLog::complete_round`] then advances the visible (written) and
-//! durable offsets, or fail-stops the partition if any write or fdatasync failed. Rounds are
-//! sequential per partition; many partitions' rounds go to an executor together.
+//! Appends are written at once into the page cache ([`append`]); syncs are begun and completed
+//! separately so an executor can run many partitions' fdatasyncs together while appends go on.
+//! Any failed write or fdatasync fail-stops the partition.
 //!
-//! Offsets: `log_start <= durable <= written <= next`, where `next` includes planned writes,
-//! `written` is what reads see, and `durable` what survives a crash.
+//! Offsets: `log_start <= durable <= written == next`, where `written` is what reads see and
+//! `durable` what survives a crash.
 
+mod append;
 mod maintenance;
 mod read;
 mod verify;
 
+pub use append::{SyncFailure, SyncTicket, ValidBatch};
 pub use maintenance::RetentionOutcome;
 pub use read::{BatchRange, ReadLimit, ReadResult};
 pub use verify::VerifyReport;
 
-use crate::batch;
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::{LogConfig, Preallocate};
 use crate::disk::{self, Disk, FileId, OpenMode};
 use crate::error::{FailReason, LogError};
-use crate::plan::{DiskExecutor, Executor, Round};
 use crate::segment::{self, FileKind, Segment};
-use crate::watermark::{Slot, Watermark};
-use bytes::BytesMut;
-use std::collections::{BTreeMap, BTreeSet};
+use crate::watermark::Watermark;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,23 +64,6 @@ pub struct Offsets {
     pub durable: i64,
 }
 
-/// The partition's state after a round completed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RoundOutcome {
-    /// Offset after the last written batch.
-    pub written_offset: i64,
-    /// Offset after the last durable batch.
-    pub durable_offset: i64,
-}
-
-/// The state of one round between planning and completion.
-#[derive(Debug, Default)]
-struct InFlight {
-    rolled: bool,
-    /// The watermark slot this round writes, if any.
-    watermark: Option<Slot>,
-}
-
 /// One partition's log. See the module documentation.
 #[derive(Debug)]
 pub struct PartitionLog {
@@ -99,16 +79,20 @@ pub struct PartitionLog {
     /// The checkpoint as last written.
     pub(crate) checkpoint: Checkpoint,
     pub(crate) last_checkpoint_ms: i64,
-    /// Segments with writes or length changes not yet covered by an fdatasync.
-    pub(crate) unsynced: BTreeSet<i64>,
-    /// Bytes planned since the last completed sync of every segment (bounded by
-    /// `max_unsynced_bytes`).
+    /// Base offsets of segments with writes or length changes since the last sync began: the
+    /// active segment (a roll syncs the segment it seals), or after a truncation the segment
+    /// cut. A handful at most.
+    pub(crate) unsynced: Vec<i64>,
+    /// The segments the sync in flight covers.
+    pub(crate) syncing: Vec<i64>,
+    /// Bytes written since the last completed sync began (bounded by `max_unsynced_bytes`):
+    /// what a crash can tear.
     pub(crate) unsynced_bytes: u64,
-    in_flight: Option<InFlight>,
+    pub(crate) sync_in_flight: Option<SyncTicket>,
     pub(crate) failed: Option<FailReason>,
     pub(crate) closed: bool,
     pub(crate) watermark: Watermark,
-    leader_epoch: Option<i32>,
+    pub(crate) leader_epoch: Option<i32>,
 }
 
 impl PartitionLog {
@@ -137,9 +121,10 @@ impl PartitionLog {
             durable_offset: end,
             checkpoint,
             last_checkpoint_ms: now_ms,
-            unsynced: BTreeSet::new(),
+            unsynced: Vec::new(),
+            syncing: Vec::new(),
             unsynced_bytes: 0,
-            in_flight: None,
+            sync_in_flight: None,
             failed: None,
             closed: false,
             watermark,
@@ -202,7 +187,7 @@ impl PartitionLog {
         self.dir.join(segment::file_name(base_offset, kind))
     }
 
-    fn path_of_file(&self, file: FileId) -> PathBuf {
+    pub(crate) fn path_of_file(&self, file: FileId) -> PathBuf {
         if file == self.watermark.file {
             return self.dir.join(crate::watermark::WATERMARK_FILE);
         }
@@ -224,8 +209,8 @@ impl PartitionLog {
 
     pub(crate) fn check_idle(&self) -> Result<(), LogError> {
         self.check_usable()?;
-        if self.in_flight.is_some() {
-            return Err(LogError::RoundInFlight);
+        if self.sync_in_flight.is_some() {
+            return Err(LogError::SyncInFlight);
         }
         Ok(())
     }
@@ -252,257 +237,11 @@ impl PartitionLog {
             .unwrap_or_else(|| unreachable!("a partition log always has an active segment"))
     }
 
-    fn active_mut(&mut self) -> &mut Segment {
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
         self.segments
             .values_mut()
             .next_back()
             .unwrap_or_else(|| unreachable!("a partition log always has an active segment"))
-    }
-
-    /// Starts a round. Only one round may be in flight per partition.
-    pub fn begin_round(&mut self) -> Result<Round, LogError> {
-        self.check_idle()?;
-        self.in_flight = Some(InFlight::default());
-        Ok(Round::new(self.id))
-    }
-
-    fn check_round(&self, round: &Round) -> Result<(), LogError> {
-        if round.owner != self.id || self.in_flight.is_none() {
-            return Err(LogError::ForeignRound);
-        }
-        Ok(())
-    }
-
-    /// Whether a batch of `batch_bytes` would exceed `max_unsynced_bytes`, so that the current
-    /// round must sync and complete before it can be planned.
-    pub fn must_sync_before(&self, batch_bytes: usize) -> bool {
-        self.unsynced_bytes > 0
-            && self.unsynced_bytes + batch_bytes as u64 > self.config.max_unsynced_bytes
-    }
-
-    /// Validates `batch`, assigns its offsets (rewriting `baseOffset`, and
-    /// `partitionLeaderEpoch` when set, without touching the CRC), rolls the segment if needed,
-    /// and adds its write to `round`. Nothing is visible until the round completes.
-    pub fn plan_append(
-        &mut self,
-        round: &mut Round,
-        mut batch: BytesMut,
-        now_ms: i64,
-    ) -> Result<AppendInfo, LogError> {
-        self.check_usable()?;
-        self.check_round(round)?;
-        if self.must_sync_before(batch.len()) {
-            return Err(LogError::SyncRequired);
-        }
-        let mut header = batch::validate_for_append(&batch, self.config.max_batch_bytes)?;
-        let base_offset = self.next_offset;
-        let last_offset = base_offset
-            .checked_add(i64::from(header.last_offset_delta))
-            .filter(|last| *last < i64::MAX)
-            .ok_or(LogError::OffsetOverflow)?;
-        if self
-            .active()
-            .must_roll(header.total_bytes(), last_offset, &self.config, now_ms)
-        {
-            self.roll(round, base_offset, now_ms)?;
-        }
-        batch::set_base_offset(&mut batch, base_offset);
-        if let Some(epoch) = self.leader_epoch {
-            batch::set_partition_leader_epoch(&mut batch, epoch);
-            header.partition_leader_epoch = epoch;
-        }
-        header.base_offset = base_offset;
-        let interval = self.config.index_interval_bytes;
-        let active = self.active_mut();
-        let position = active.size_bytes;
-        active.push_batch(&header, interval);
-        let (file, segment_base) = (active.log, active.base_offset);
-        round.push_write(file, position, batch.freeze());
-        self.unsynced.insert(segment_base);
-        self.unsynced_bytes += header.total_bytes();
-        self.next_offset = header.next_offset();
-        Ok(AppendInfo {
-            base_offset,
-            last_offset,
-            max_timestamp: header.max_timestamp,
-            batch_bytes: header.total_bytes(),
-        })
-    }
-
-    /// Adds to `round` an fdatasync of every segment with unsynced data, so that when the round
-    /// completes everything planned so far is durable.
-    pub fn plan_sync(&mut self, round: &mut Round) -> Result<(), LogError> {
-        self.check_usable()?;
-        self.check_round(round)?;
-        for base in &self.unsynced {
-            if let Some(segment) = self.segments.get(base) {
-                round.push_sync(segment.log);
-            }
-        }
-        // Record what was durable before this round; it rides on the round's sync phase.
-        let in_flight = self.in_flight.get_or_insert_with(InFlight::default);
-        if self.config.track_durable_watermark
-            && in_flight.watermark.is_none()
-            && self.durable_offset > self.watermark.last.durable_offset
-        {
-            let (position, slot) = self.watermark.next_slot(self.durable_offset);
-            round.push_write(
-                self.watermark.file,
-                position,
-                bytes::Bytes::copy_from_slice(&slot.encode()),
-            );
-            round.push_sync(self.watermark.file);
-            in_flight.watermark = Some(slot);
-        }
-        Ok(())
-    }
-
-    /// Takes back a round the executor ran. On success the planned batches become visible and,
-    /// if the round synced every unsynced segment, durable. Any failed write or fdatasync
-    /// fail-stops the partition: nothing in the round is acknowledged, and fsync is never
-    /// retried.
-    #[allow(
-        clippy::needless_pass_by_value,
-        reason = "the round is finished: taking it ends its use"
-    )]
-    pub fn complete_round(&mut self, round: Round, now_ms: i64) -> Result<RoundOutcome, LogError> {
-        self.check_round(&round)?;
-        let in_flight = self.in_flight.take().unwrap_or_default();
-        for write in &round.writes {
-            match &write.result {
-                Some(Ok(())) => {}
-                Some(Err(e)) => return Err(self.fail("write", self.path_of_file(write.file), e)),
-                None => {
-                    let e = std::io::Error::other("the executor did not run the write");
-                    return Err(self.fail("write", self.path_of_file(write.file), &e));
-                }
-            }
-        }
-        self.check_usable()?;
-        // Planned writes go only to the newest segments (the active one and those rolled in this
-        // round), so the segments still catching up are a suffix: stop at the first complete one.
-        for segment in self.segments.values_mut().rev() {
-            if segment.written_bytes == segment.size_bytes {
-                break;
-            }
-            segment.written_bytes = segment.size_bytes;
-        }
-        self.written_offset = self.next_offset;
-        for sync in &round.syncs {
-            match &sync.result {
-                Some(Ok(())) => {
-                    // Only unsynced segments are synced: search those, not every segment.
-                    let synced =
-                        self.unsynced.iter().copied().find(|base| {
-                            self.segments.get(base).is_some_and(|s| s.log == sync.file)
-                        });
-                    if let Some(base) = synced {
-                        self.unsynced.remove(&base);
-                    }
-                }
-                Some(Err(e)) => {
-                    return Err(self.fail("fdatasync", self.path_of_file(sync.file), e));
-                }
-                None => {
-                    let e = std::io::Error::other("the executor did not run the fdatasync");
-                    return Err(self.fail("fdatasync", self.path_of_file(sync.file), &e));
-                }
-            }
-        }
-        if self.unsynced.is_empty() {
-            self.durable_offset = self.written_offset;
-            self.unsynced_bytes = 0;
-        }
-        if let Some(slot) = in_flight.watermark {
-            self.watermark.last = slot;
-        }
-        let outcome = RoundOutcome {
-            written_offset: self.written_offset,
-            durable_offset: self.durable_offset,
-        };
-        // The round's data is safe whatever happens to the checkpoint; a checkpoint failure
-        // fail-stops the partition for later calls.
-        let due = in_flight.rolled || self.checkpoint_interval_elapsed(now_ms);
-        if due && self.durable_offset > self.checkpoint.recovery_point {
-            let _ = self.write_checkpoint_at(self.durable_offset, now_ms);
-        }
-        Ok(outcome)
-    }
-
-    /// Appends one batch and runs its round at once on the log's own disk: the simple,
-    /// synchronous path (tests, tools, single-partition users).
-    pub fn append(
-        &mut self,
-        batch: BytesMut,
-        durability: Durability,
-        now_ms: i64,
-    ) -> Result<AppendInfo, LogError> {
-        if self.must_sync_before(batch.len()) {
-            self.flush(now_ms)?;
-        }
-        let mut round = self.begin_round()?;
-        let info = match self.plan_append(&mut round, batch, now_ms) {
-            Ok(info) => info,
-            Err(e) => {
-                // Nothing was planned into the round except, possibly, a roll; finish it so the
-                // partition is idle again.
-                self.run_round(round, now_ms)?;
-                return Err(e);
-            }
-        };
-        if durability == Durability::Durable {
-            self.plan_sync(&mut round)?;
-        }
-        self.run_round(round, now_ms)?;
-        Ok(info)
-    }
-
-    /// Makes everything written so far durable.
-    pub fn flush(&mut self, now_ms: i64) -> Result<RoundOutcome, LogError> {
-        let mut round = self.begin_round()?;
-        self.plan_sync(&mut round)?;
-        self.run_round(round, now_ms)
-    }
-
-    fn run_round(&mut self, mut round: Round, now_ms: i64) -> Result<RoundOutcome, LogError> {
-        let disk = Arc::clone(&self.disk);
-        DiskExecutor::new(disk.as_ref()).execute(&mut [&mut round]);
-        self.complete_round(round, now_ms)
-    }
-
-    /// Seals the active segment and starts a new one at `base_offset`.
-    fn roll(&mut self, round: &mut Round, base_offset: i64, now_ms: i64) -> Result<(), LogError> {
-        let disk = Arc::clone(&self.disk);
-        let dir = self.dir.clone();
-        let old = self.active_mut();
-        old.finish_time_index();
-        let old_file = old.log;
-        if old.file_len > old.size_bytes {
-            let size = old.size_bytes;
-            old.file_len = size;
-            if let Err(e) = disk.set_len(old_file, size) {
-                let path = self.path_of(self.active().base_offset, FileKind::Log);
-                return Err(self.fail("trim preallocation", path, &e));
-            }
-        }
-        let old = self.active();
-        if let Err((path, e)) = write_index_files(disk.as_ref(), &dir, old) {
-            return Err(self.fail("write index", path, &e));
-        }
-        // Kafka flushes a segment when it rolls: the old segment becomes durable with this round
-        // even when no append asked for durability, so the recovery point can pass it.
-        round.push_sync(old_file);
-        let old_base = old.base_offset;
-        self.unsynced.insert(old_base);
-        let segment = match create_segment(disk.as_ref(), &dir, base_offset, &self.config, now_ms) {
-            Ok(s) => s,
-            Err((path, e)) => return Err(self.fail("create segment", path, &e)),
-        };
-        self.segments.insert(base_offset, segment);
-        if let Some(in_flight) = self.in_flight.as_mut() {
-            in_flight.rolled = true;
-        }
-        Ok(())
     }
 
     /// Whether `checkpoint_interval_ms` has passed since the last checkpoint. A clock that went

@@ -5,6 +5,7 @@ use crate::batch::{self, BatchHeader, Compression, HEADER_BYTES};
 use crate::disk::{self, FileId};
 use crate::error::LogError;
 use crate::segment::{FileKind, Segment};
+use std::path::Path;
 
 /// How far reads may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -204,19 +205,7 @@ impl PartitionLog {
     /// contiguous from `range.first_offset`. Damage gives [`LogError::Corrupt`] naming the file
     /// range, so wrong bytes are never served.
     pub fn check_read(&self, range: &BatchRange, bytes: &[u8]) -> Result<(), LogError> {
-        if bytes.len() as u64 != range.len {
-            return Err(LogError::corrupt(
-                self.path_of(range.segment_base_offset, FileKind::Log),
-                range.position..range.position + range.len,
-                range.first_offset,
-                format!("read {} bytes, expected {}", bytes.len(), range.len),
-            ));
-        }
-        check_batches(bytes, range.first_offset).map_err(|(at, len, offset, detail)| {
-            let start = range.position + at;
-            let path = self.path_of(range.segment_base_offset, FileKind::Log);
-            LogError::corrupt(path, start..start + len, offset, detail)
-        })
+        range.check(&self.dir, bytes)
     }
 
     /// The offset of the first record whose timestamp is at or above `timestamp_ms`, Kafka's
@@ -286,6 +275,32 @@ impl PartitionLog {
             }
         }
         Ok(None)
+    }
+}
+
+impl BatchRange {
+    /// Checks bytes read for this range of the partition in `dir`: whole batches, each
+    /// CRC-valid, with offsets contiguous from `first_offset`. Needs no access to the log, so a
+    /// reader checks on its own thread.
+    pub fn check(&self, dir: &Path, bytes: &[u8]) -> Result<(), LogError> {
+        let path = || {
+            dir.join(crate::segment::file_name(
+                self.segment_base_offset,
+                FileKind::Log,
+            ))
+        };
+        if bytes.len() as u64 != self.len {
+            return Err(LogError::corrupt(
+                path(),
+                self.position..self.position + self.len,
+                self.first_offset,
+                format!("read {} bytes, expected {}", bytes.len(), self.len),
+            ));
+        }
+        check_batches(bytes, self.first_offset).map_err(|(at, len, offset, detail)| {
+            let start = self.position + at;
+            LogError::corrupt(path(), start..start + len, offset, detail)
+        })
     }
 }
 

@@ -1,10 +1,11 @@
 //! Unit tests of the partition log on the simulated disk.
 
 use super::*;
-use crate::batch::{BatchBuilder, BatchError};
+use crate::batch::{self, BatchBuilder, BatchError};
 use crate::disk::SimDisk;
 use crate::partition::ReadLimit;
 use crate::recovery::OpenOptions;
+use bytes::BytesMut;
 
 fn config() -> LogConfig {
     LogConfig {
@@ -211,35 +212,94 @@ fn lookups_agree_with_a_linear_scan() {
     }
 }
 
+fn valid(b: BytesMut) -> ValidBatch {
+    ValidBatch::validate(b, 1024).unwrap()
+}
+
 #[test]
-fn rounds_are_sequential_and_owned() {
+fn syncs_pipeline_one_at_a_time_and_belong_to_their_log() {
     let mut log = open_with(config());
     let mut other = open_with(config());
-    let mut round = log.begin_round().unwrap();
-    assert!(matches!(log.begin_round(), Err(LogError::RoundInFlight)));
+    let mut files = Vec::new();
+    let a = log.append_valid(valid(batch(1, 1, 0)), 0).unwrap();
+    // Visible at once, not yet durable.
+    assert_eq!((log.offsets().log_end, log.offsets().durable), (1, 0));
+    let ticket = log.begin_sync(&mut files).unwrap().unwrap();
+    assert_eq!(ticket.target_offset, a.last_offset + 1);
+    assert!(!files.is_empty());
     assert!(matches!(
-        log.truncate_to(0, 0),
-        Err(LogError::RoundInFlight)
+        log.begin_sync(&mut files),
+        Err(LogError::SyncInFlight)
     ));
-    log.plan_append(&mut round, batch(1, 1, 0), 0).unwrap();
-    let mut foreign = other.begin_round().unwrap();
+    assert!(matches!(log.truncate_to(0, 0), Err(LogError::SyncInFlight)));
+    // Appends go on while the sync is in flight; it does not cover them.
+    log.append_valid(valid(batch(1, 1, 0)), 0).unwrap();
+    other.append_valid(valid(batch(1, 1, 0)), 0).unwrap();
+    let foreign = other.begin_sync(&mut Vec::new()).unwrap().unwrap();
     assert!(matches!(
-        log.plan_append(&mut foreign, batch(1, 1, 0), 0),
-        Err(LogError::ForeignRound)
+        log.complete_sync(foreign, Ok(())),
+        Err(LogError::ForeignSync)
     ));
-    // Nothing is visible before the round completes.
-    assert_eq!(log.offsets().log_end, 0);
-    let disk = Arc::clone(log.disk());
-    DiskExecutor::new(disk.as_ref()).execute(&mut [&mut round]);
-    let outcome = log.complete_round(round, 0).unwrap();
-    assert_eq!(
-        outcome,
-        RoundOutcome {
-            written_offset: 1,
-            durable_offset: 0
-        }
-    );
-    assert_eq!(log.flush(0).unwrap().durable_offset, 1);
+    for &file in &files {
+        log.disk().fdatasync(file).unwrap();
+    }
+    assert_eq!(log.complete_sync(ticket, Ok(())).unwrap(), 1);
+    assert_eq!((log.offsets().log_end, log.offsets().durable), (2, 1));
+    assert!(log.has_unsynced());
+    // The next sync covers the append made during the first.
+    assert_eq!(log.flush().unwrap(), 2);
+    assert!(!log.has_unsynced());
+    assert_eq!(log.begin_sync(&mut files).unwrap(), None);
+}
+
+#[test]
+fn a_failed_sync_fail_stops_and_acknowledges_nothing_more() {
+    let mut log = open_with(config());
+    let mut files = Vec::new();
+    log.append_valid(valid(batch(1, 1, 0)), 0).unwrap();
+    let ticket = log.begin_sync(&mut files).unwrap().unwrap();
+    let e = std::io::Error::from_raw_os_error(libc_eio());
+    assert!(matches!(
+        log.complete_sync(ticket, Err((files[0], e))),
+        Err(LogError::Failed(_))
+    ));
+    assert_eq!(log.offsets().durable, 0);
+    assert!(matches!(
+        log.append_valid(valid(batch(1, 1, 0)), 0),
+        Err(LogError::Failed(_))
+    ));
+    assert!(matches!(
+        log.begin_sync(&mut files),
+        Err(LogError::Failed(_))
+    ));
+}
+
+fn libc_eio() -> i32 {
+    5
+}
+
+#[test]
+fn the_unsynced_bound_asks_for_a_sync_first() {
+    let mut log = open_with(LogConfig {
+        max_unsynced_bytes: 300,
+        ..config()
+    });
+    let mut appended = 0;
+    // Bounded: each pass appends or stops.
+    while !log.must_sync_before(batch(1, 100, 0).len()) {
+        log.append_valid(valid(batch(1, 100, 0)), 0).unwrap();
+        appended += 1;
+        assert!(appended < 10);
+    }
+    assert!(log.wants_sync());
+    let before = log.offsets();
+    assert!(matches!(
+        log.append_valid(valid(batch(1, 100, 0)), 0),
+        Err(LogError::SyncRequired)
+    ));
+    assert_eq!(log.offsets(), before, "a refused append changes nothing");
+    log.flush().unwrap();
+    log.append_valid(valid(batch(1, 100, 0)), 0).unwrap();
 }
 
 #[test]

@@ -1,0 +1,313 @@
+//! Appends and group commit.
+//!
+//! A batch is validated where it is produced ([`ValidBatch::validate`], on the caller's
+//! thread), then [`PartitionLog::append_valid`] assigns its offsets, rolls the segment if
+//! needed and writes it into the page cache at once with the disk's write call: it is visible
+//! (written) when the call returns. Durability is separate and pipelined:
+//! [`PartitionLog::begin_sync`] names the files whose fdatasync makes everything written so far
+//! durable, the executor runs those fdatasyncs however it likes (on a ring, on threads), and
+//! [`PartitionLog::complete_sync`] advances the durable offset to what the sync covered. Writes
+//! go on while a sync is in flight; the next sync covers them. At most one sync is in flight per
+//! partition, so every durable acknowledgement follows a completed fdatasync issued after its
+//! write.
+
+use super::{PartitionLog, create_segment, write_index_files};
+use crate::batch::{self, BatchError, BatchHeader};
+use crate::disk::FileId;
+use crate::error::LogError;
+use crate::segment::FileKind;
+use crate::watermark::Slot;
+use bytes::BytesMut;
+use std::io::{self, IoSlice};
+
+/// A batch that passed [`batch::validate_for_append`]: its bytes and the header parsed from them.
+#[derive(Debug)]
+pub struct ValidBatch {
+    bytes: BytesMut,
+    header: BatchHeader,
+}
+
+impl ValidBatch {
+    /// Validates `bytes` as a producer's batch (size, shape, CRC, records): the CPU work of an
+    /// append, done on the caller's thread before any shared state is touched.
+    pub fn validate(bytes: BytesMut, max_batch_bytes: usize) -> Result<Self, BatchError> {
+        let header = batch::validate_for_append(&bytes, max_batch_bytes)?;
+        Ok(Self { bytes, header })
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether it has no bytes (never: a valid batch holds at least a header).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The parsed header (offsets not yet assigned).
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+}
+
+/// What one sync covers: issued by [`PartitionLog::begin_sync`], handed back to
+/// [`PartitionLog::complete_sync`] with the fdatasyncs' result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncTicket {
+    owner: u64,
+    /// The written offset when the sync began: durable once it completes.
+    pub target_offset: i64,
+    /// Unsynced bytes the sync covers.
+    bytes: u64,
+    /// The watermark slot written for this sync, current once it completes.
+    watermark: Option<Slot>,
+}
+
+/// A failed fdatasync: the file and the error.
+pub type SyncFailure = (FileId, io::Error);
+
+impl PartitionLog {
+    /// Assigns `batch` its offsets (rewriting `baseOffset`, and `partitionLeaderEpoch` when set,
+    /// without touching the CRC), rolls the segment if needed, and writes it. Visible to reads
+    /// on return; durable after a sync that began later completes. A write error fail-stops the
+    /// partition. Fails with [`LogError::SyncRequired`] (and changes nothing) when the batch
+    /// would take the unsynced bytes past `max_unsynced_bytes`: sync first.
+    pub fn append_valid(
+        &mut self,
+        batch: ValidBatch,
+        now_ms: i64,
+    ) -> Result<super::AppendInfo, LogError> {
+        self.check_usable()?;
+        let ValidBatch {
+            bytes: mut data,
+            mut header,
+        } = batch;
+        if self.must_sync_before(data.len()) {
+            return Err(LogError::SyncRequired);
+        }
+        let base_offset = self.next_offset;
+        let last_offset = base_offset
+            .checked_add(i64::from(header.last_offset_delta))
+            .filter(|last| *last < i64::MAX)
+            .ok_or(LogError::OffsetOverflow)?;
+        if self
+            .active()
+            .must_roll(header.total_bytes(), last_offset, &self.config, now_ms)
+        {
+            self.roll(base_offset, now_ms)?;
+        }
+        batch::set_base_offset(&mut data, base_offset);
+        if let Some(epoch) = self.leader_epoch {
+            batch::set_partition_leader_epoch(&mut data, epoch);
+            header.partition_leader_epoch = epoch;
+        }
+        header.base_offset = base_offset;
+        let active = self.active();
+        let (file, position, segment_base) = (active.log, active.size_bytes, active.base_offset);
+        if let Err(e) = self.write_at(file, position, &data) {
+            let path = self.path_of(segment_base, FileKind::Log);
+            return Err(self.fail("write", path, &e));
+        }
+        let interval = self.config.index_interval_bytes;
+        let active = self.active_mut();
+        active.push_batch(&header, interval);
+        active.written_bytes = active.size_bytes;
+        if !self.unsynced.contains(&segment_base) {
+            self.unsynced.push(segment_base);
+        }
+        self.unsynced_bytes += header.total_bytes();
+        self.next_offset = header.next_offset();
+        self.written_offset = self.next_offset;
+        Ok(super::AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp: header.max_timestamp,
+            batch_bytes: header.total_bytes(),
+        })
+    }
+
+    /// Writes all of `data` at `position`, resubmitting the rest after a short write.
+    fn write_at(&self, file: FileId, position: u64, data: &[u8]) -> io::Result<()> {
+        let mut done = 0usize;
+        // Each pass writes at least one byte or returns: at most `data.len()` passes.
+        while done < data.len() {
+            let slices = [IoSlice::new(&data[done..])];
+            match self.disk.write_at(file, position + done as u64, &slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a batch of `batch_bytes` would exceed `max_unsynced_bytes`, so that a sync must
+    /// complete before it can be appended.
+    pub fn must_sync_before(&self, batch_bytes: usize) -> bool {
+        self.unsynced_bytes > 0
+            && self.unsynced_bytes + batch_bytes as u64 > self.config.max_unsynced_bytes
+    }
+
+    /// Whether a sync should start even though nobody waits for one: half the unsynced bound is
+    /// used, so appends rarely meet the bound.
+    pub fn wants_sync(&self) -> bool {
+        self.sync_in_flight.is_none()
+            && self.failed.is_none()
+            && !self.closed
+            && self.unsynced_bytes >= self.config.max_unsynced_bytes / 2
+    }
+
+    /// Whether data was written that no completed or running sync covers.
+    pub fn has_unsynced(&self) -> bool {
+        !self.unsynced.is_empty()
+    }
+
+    /// Whether a sync is in flight.
+    pub fn sync_in_flight(&self) -> bool {
+        self.sync_in_flight.is_some()
+    }
+
+    /// Begins a sync of everything written so far: puts into `files` the files to fdatasync
+    /// (every segment written since the last sync began, and the watermark, whose next slot is
+    /// written now with the offset durable before this sync). `None` when there is nothing to
+    /// sync. At most one sync is in flight: [`LogError::SyncInFlight`] otherwise.
+    pub fn begin_sync(&mut self, files: &mut Vec<FileId>) -> Result<Option<SyncTicket>, LogError> {
+        self.check_usable()?;
+        if self.sync_in_flight.is_some() {
+            return Err(LogError::SyncInFlight);
+        }
+        if self.unsynced.is_empty() {
+            return Ok(None);
+        }
+        files.clear();
+        for base in &self.unsynced {
+            if let Some(segment) = self.segments.get(base) {
+                files.push(segment.log);
+            }
+        }
+        let mut watermark = None;
+        if self.config.track_durable_watermark
+            && self.durable_offset > self.watermark.last.durable_offset
+        {
+            let (position, slot) = self.watermark.next_slot(self.durable_offset);
+            let file = self.watermark.file;
+            if let Err(e) = self.write_at(file, position, &slot.encode()) {
+                let path = self.dir.join(crate::watermark::WATERMARK_FILE);
+                return Err(self.fail("write watermark", path, &e));
+            }
+            files.push(file);
+            watermark = Some(slot);
+        }
+        std::mem::swap(&mut self.unsynced, &mut self.syncing);
+        self.unsynced.clear();
+        let ticket = SyncTicket {
+            owner: self.id,
+            target_offset: self.written_offset,
+            bytes: self.unsynced_bytes,
+            watermark,
+        };
+        self.sync_in_flight = Some(ticket);
+        Ok(Some(ticket))
+    }
+
+    /// Takes back a sync begun by [`PartitionLog::begin_sync`] with the result of its
+    /// fdatasyncs. On success the durable offset advances to what it covered; returns it. A
+    /// failed fdatasync fail-stops the partition; it is never retried (after a failure the kernel
+    /// may have dropped the dirty pages, so a later success would prove nothing).
+    pub fn complete_sync(
+        &mut self,
+        ticket: SyncTicket,
+        result: Result<(), SyncFailure>,
+    ) -> Result<i64, LogError> {
+        if ticket.owner != self.id || self.sync_in_flight != Some(ticket) {
+            return Err(LogError::ForeignSync);
+        }
+        self.sync_in_flight = None;
+        if let Err((file, e)) = result {
+            self.syncing.clear();
+            return Err(self.fail("fdatasync", self.path_of_file(file), &e));
+        }
+        self.syncing.clear();
+        self.check_usable()?;
+        debug_assert!(ticket.target_offset <= self.written_offset);
+        self.durable_offset = self.durable_offset.max(ticket.target_offset);
+        self.unsynced_bytes = self.unsynced_bytes.saturating_sub(ticket.bytes);
+        if let Some(slot) = ticket.watermark {
+            self.watermark.last = slot;
+        }
+        Ok(self.durable_offset)
+    }
+
+    /// Appends one batch and, for [`super::Durability::Durable`], syncs at once with the disk's
+    /// own calls: the simple, synchronous path (tests, tools, single-partition users).
+    pub fn append(
+        &mut self,
+        batch: BytesMut,
+        durability: super::Durability,
+        now_ms: i64,
+    ) -> Result<super::AppendInfo, LogError> {
+        let batch = ValidBatch::validate(batch, self.config.max_batch_bytes)?;
+        if self.must_sync_before(batch.len()) {
+            self.flush()?;
+        }
+        let info = self.append_valid(batch, now_ms)?;
+        if durability == super::Durability::Durable {
+            self.flush()?;
+        }
+        Ok(info)
+    }
+
+    /// Makes everything written so far durable, with the disk's own fdatasync calls. Returns
+    /// the durable offset.
+    pub fn flush(&mut self) -> Result<i64, LogError> {
+        let mut files = Vec::new();
+        let Some(ticket) = self.begin_sync(&mut files)? else {
+            self.check_usable()?;
+            return Ok(self.durable_offset);
+        };
+        let result = files
+            .iter()
+            .try_for_each(|&file| self.disk.fdatasync(file).map_err(|e| (file, e)));
+        self.complete_sync(ticket, result)
+    }
+
+    /// Seals the active segment (trims its preallocation, writes its indexes, syncs it) and
+    /// starts a new one at `base_offset`.
+    fn roll(&mut self, base_offset: i64, now_ms: i64) -> Result<(), LogError> {
+        let disk = std::sync::Arc::clone(&self.disk);
+        let dir = self.dir.clone();
+        let old = self.active_mut();
+        old.finish_time_index();
+        let old_file = old.log;
+        let old_base = old.base_offset;
+        if old.file_len > old.size_bytes {
+            let size = old.size_bytes;
+            old.file_len = size;
+            if let Err(e) = disk.set_len(old_file, size) {
+                let path = self.path_of(old_base, FileKind::Log);
+                return Err(self.fail("trim preallocation", path, &e));
+            }
+        }
+        if let Err((path, e)) = write_index_files(disk.as_ref(), &dir, self.active()) {
+            return Err(self.fail("write index", path, &e));
+        }
+        // A sealed segment is durable before the next one gets data, as Kafka flushes a
+        // segment when it rolls: recovery loads the segments below the recovery point as they
+        // are (length included), so none of them may hold unsynced changes. Everything below the
+        // new segment is then durable.
+        if let Err(e) = disk.fdatasync(old_file) {
+            let path = self.path_of(old_base, FileKind::Log);
+            return Err(self.fail("fdatasync", path, &e));
+        }
+        self.unsynced.retain(|&base| base != old_base);
+        self.durable_offset = self.durable_offset.max(base_offset);
+        let segment = match create_segment(disk.as_ref(), &dir, base_offset, &self.config, now_ms) {
+            Ok(s) => s,
+            Err((path, e)) => return Err(self.fail("create segment", path, &e)),
+        };
+        self.segments.insert(base_offset, segment);
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+//! What a shard is asked to do: plain data, one variant per request, each with the reply slot
+//! its caller waits on.
+
+use crate::partition::ReadBatches;
+use crate::pending::Reply;
+use crate::send::{GateTicket, SendHeader, SendInfo};
+use crate::shared::{OrderGuard, PartitionShared};
+use rill_segment::partition::{ReadLimit, ValidBatch};
+use rill_segment::{AppendInfo, Durability, Offsets};
+use rill_send::SendStrategy;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+/// What a shard is asked to do.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// An append that could not be written on the caller's thread (the unsynced bound was
+    /// reached, or requests it must not overtake are queued): the shard writes it.
+    Append {
+        part: Arc<PartitionShared>,
+        batch: ValidBatch,
+        durability: Durability,
+        reply: Reply<AppendInfo>,
+        /// Held for its `Drop` (see [`OrderGuard`]).
+        order: OrderGuard,
+    },
+    /// Answer once the partition is durable up to `durable_offset` (a durable append, already
+    /// written on the caller's thread, waiting for its fdatasync).
+    AwaitDurable {
+        part: Arc<PartitionShared>,
+        durable_offset: i64,
+        info: AppendInfo,
+        reply: Reply<AppendInfo>,
+    },
+    /// Start a sync though nobody waits for it (the unsynced bound is half used, or a segment
+    /// rolled).
+    WantSync { part: Arc<PartitionShared> },
+    Read {
+        part: Arc<PartitionShared>,
+        offset: i64,
+        max_bytes: u64,
+        limit: ReadLimit,
+        reply: Reply<ReadBatches>,
+    },
+    Flush {
+        part: Arc<PartitionShared>,
+        reply: Reply<Offsets>,
+    },
+    /// Whole batches to a socket (see [`crate::send`]).
+    Send {
+        part: Arc<PartitionShared>,
+        offset: i64,
+        max_bytes: u64,
+        limit: ReadLimit,
+        strategy: SendStrategy,
+        socket: OwnedFd,
+        socket_nonblocking: bool,
+        header: SendHeader,
+        /// Fail with `RangeChanged` unless the located batches are exactly this long.
+        exact_bytes: Option<u64>,
+        gate: GateTicket,
+        reply: Reply<SendInfo>,
+    },
+    TruncateTo {
+        part: Arc<PartitionShared>,
+        offset: i64,
+        reply: Reply<i64>,
+        /// Held for its `Drop` (see [`OrderGuard`]).
+        order: OrderGuard,
+    },
+    DeleteBefore {
+        part: Arc<PartitionShared>,
+        offset: i64,
+        reply: Reply<i64>,
+        /// Held for its `Drop` (see [`OrderGuard`]).
+        order: OrderGuard,
+    },
+    /// Hands a recovered partition to the shard.
+    Attach {
+        shared: Arc<PartitionShared>,
+        reply: Reply<()>,
+    },
+    /// Closes a partition and forgets it (topic deletion).
+    Detach {
+        part: Arc<PartitionShared>,
+        reply: Reply<()>,
+        /// Held for its `Drop` (see [`OrderGuard`]).
+        order: OrderGuard,
+    },
+    /// Finishes queued work, closes every partition cleanly, and stops the shard.
+    Shutdown { reply: Reply<()> },
+}
+
+impl Request {
+    /// The partition the request is for; `None` for shard-wide requests.
+    pub(crate) fn partition(&self) -> Option<&Arc<PartitionShared>> {
+        match self {
+            Self::Append { part, .. }
+            | Self::AwaitDurable { part, .. }
+            | Self::WantSync { part }
+            | Self::Read { part, .. }
+            | Self::Flush { part, .. }
+            | Self::Send { part, .. }
+            | Self::TruncateTo { part, .. }
+            | Self::DeleteBefore { part, .. }
+            | Self::Detach { part, .. } => Some(part),
+            Self::Attach { .. } | Self::Shutdown { .. } => None,
+        }
+    }
+
+    /// Bytes of batch data the request holds (what `max_queued_bytes` bounds).
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Self::Append { batch, .. } => batch.len(),
+            _ => 0,
+        }
+    }
+
+    /// Answers the request with `e`.
+    pub(crate) fn fail(self, e: crate::error::Error) {
+        match self {
+            Self::Append { reply, .. } | Self::AwaitDurable { reply, .. } => reply.send(Err(e)),
+            Self::Read { reply, .. } => reply.send(Err(e)),
+            Self::Flush { reply, .. } => reply.send(Err(e)),
+            Self::Send { reply, gate, .. } => {
+                drop(gate);
+                reply.send(Err(e));
+            }
+            Self::TruncateTo { reply, .. } | Self::DeleteBefore { reply, .. } => {
+                reply.send(Err(e));
+            }
+            Self::WantSync { .. } => {}
+            Self::Detach { reply, .. } | Self::Shutdown { reply } | Self::Attach { reply, .. } => {
+                reply.send(Err(e));
+            }
+        }
+    }
+}

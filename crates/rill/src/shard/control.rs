@@ -1,0 +1,81 @@
+//! The partition's life around its I/O: detaching (topic deletion), periodic maintenance
+//! (retention, checkpoints when the watermark is off, transfer expiry), and the clean close.
+
+use super::{Shard, now_ms};
+use crate::error::Error;
+use crate::request::Request;
+use crate::shared::PartitionKey;
+use std::sync::atomic::Ordering;
+
+impl Shard {
+    /// Closes an idle partition and forgets it; answers its detach and fails what is queued
+    /// behind it.
+    pub(super) fn detach(&mut self, key: PartitionKey, request: Request) {
+        let Some(mut state) = self.partitions.remove(&key) else {
+            request.fail(Error::ShuttingDown);
+            return;
+        };
+        // The detach itself and everything behind it leave the queue.
+        self.pending_total -= 1 + state.pending.len();
+        self.waiters_total -= state.waiters.len();
+        {
+            let mut log = state.shared.log.lock();
+            state.shared.detached.store(true, Ordering::SeqCst);
+            if let Err(e) = log.close() {
+                tracing::warn!(error = %e, dir = %log.dir().display(), "closing a detached partition");
+            }
+            state.shared.publish(&log);
+        }
+        if let Request::Detach { reply, order, .. } = request {
+            drop(order);
+            reply.send(Ok(()));
+        }
+        for request in state.pending.drain(..) {
+            request.fail(state.shared.unknown());
+        }
+    }
+
+    pub(super) fn maintain_if_due(&mut self) {
+        let now = now_ms();
+        if now < self.next_maintenance_ms {
+            return;
+        }
+        self.next_maintenance_ms = now + self.config.maintenance_interval_ms as i64;
+        self.driver.expire_sends(false);
+        for state in self.partitions.values() {
+            // Files in use wait for the next tick.
+            if state.reads_in_flight > 0 || state.sync_token.is_some() {
+                continue;
+            }
+            let mut log = state.shared.log.lock();
+            if log.failure().is_some() {
+                continue;
+            }
+            if let Err(e) = log.apply_retention(now) {
+                tracing::warn!(error = %e, dir = %log.dir().display(), "retention");
+            }
+            if let Err(e) = log.maybe_checkpoint(now) {
+                tracing::warn!(error = %e, dir = %log.dir().display(), "checkpoint");
+            }
+            state.shared.publish(&log);
+        }
+    }
+
+    pub(super) fn close_all(&mut self) {
+        let mut first_error = None;
+        for state in self.partitions.values() {
+            let mut log = state.shared.log.lock();
+            if let Err(e) = log.close() {
+                tracing::warn!(error = %e, dir = %log.dir().display(), "close");
+                first_error.get_or_insert(e);
+            }
+            state.shared.publish(&log);
+        }
+        let stats = self.driver.stats();
+        tracing::debug!(shard = self.handle.id, ?stats, "shard stopped");
+        let mut first_error = first_error.map(Error::from);
+        for reply in self.shutdown.drain(..) {
+            reply.send(first_error.take().map_or(Ok(()), Err));
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! What a partition's handles and its shard share: the partition log itself (appends write it
+//! on the caller's thread, under its lock), the published offsets, and the flags that keep a
+//! caller's appends in order behind requests still queued at the shard.
+
+use crate::error::Error;
+use parking_lot::Mutex;
+use rill_segment::{LogError, Offsets, PartitionLog};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// A partition's key inside its shard.
+pub(crate) type PartitionKey = u64;
+
+/// State of a partition shared by its shard and its handles.
+#[derive(Debug)]
+pub(crate) struct PartitionShared {
+    pub(crate) topic: Arc<str>,
+    pub(crate) index: u32,
+    pub(crate) key: PartitionKey,
+    /// The partition's directory (for errors named without taking the lock).
+    pub(crate) dir: PathBuf,
+    /// The log. Held briefly: an append's write, a sync's start and end, a lookup.
+    pub(crate) log: Mutex<PartitionLog>,
+    /// The offsets as of the last change, readable without the log's lock.
+    pub(crate) offsets: Mutex<Offsets>,
+    /// Requests queued at the shard that later appends must not overtake: appends that met the
+    /// unsynced bound, truncations, deletions, a detach. While it is non-zero, appends queue
+    /// behind them instead of writing at once (a caller's appends keep their order).
+    pub(crate) ordered_behind: AtomicUsize,
+    /// A sync was asked of the shard without a waiter (the unsynced bound half used, a roll);
+    /// set by the asker, cleared by the shard, so it is asked once.
+    pub(crate) sync_wanted: AtomicBool,
+    /// The partition was detached (its topic deleted).
+    pub(crate) detached: AtomicBool,
+}
+
+impl PartitionShared {
+    pub(crate) fn new(topic: Arc<str>, index: u32, key: PartitionKey, log: PartitionLog) -> Self {
+        Self {
+            topic,
+            index,
+            key,
+            dir: log.dir().to_path_buf(),
+            offsets: Mutex::new(log.offsets()),
+            log: Mutex::new(log),
+            ordered_behind: AtomicUsize::new(0),
+            sync_wanted: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
+        }
+    }
+
+    /// Publishes `log`'s offsets (the caller holds the log's lock, so publications keep the
+    /// log's order).
+    pub(crate) fn publish(&self, log: &PartitionLog) {
+        *self.offsets.lock() = log.offsets();
+    }
+
+    pub(crate) fn unknown(&self) -> Error {
+        Error::UnknownPartition {
+            topic: self.topic.to_string(),
+            partition: self.index,
+        }
+    }
+
+    /// The error to report for `e` from this partition's log: a failed partition's reason, a
+    /// closed log's (shut down or detached), or the error itself.
+    pub(crate) fn error(&self, log: &PartitionLog, e: LogError) -> Error {
+        match (log.failure(), &e) {
+            (Some(reason), _) => Error::PartitionFailed(reason.clone()),
+            (None, LogError::Config(_)) if self.detached.load(Ordering::SeqCst) => self.unknown(),
+            (None, LogError::Config(_)) => Error::ShuttingDown,
+            _ => e.into(),
+        }
+    }
+}
+
+/// A queued request that later appends of its partition must not overtake: counted in
+/// [`PartitionShared::ordered_behind`] from its making until it drops (the shard ran it, it
+/// failed, or its caller gave up before the shard took it).
+#[derive(Debug)]
+pub(crate) struct OrderGuard(Arc<PartitionShared>);
+
+impl OrderGuard {
+    pub(crate) fn new(part: &Arc<PartitionShared>) -> Self {
+        part.ordered_behind.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(part))
+    }
+}
+
+impl Drop for OrderGuard {
+    fn drop(&mut self) {
+        let before = self.0.ordered_behind.fetch_sub(1, Ordering::SeqCst);
+        debug_assert!(before > 0, "ordered_behind underflow");
+    }
+}
