@@ -57,6 +57,16 @@ pub enum Error {
     /// The log is closing or closed.
     #[error("the log is shutting down")]
     ShuttingDown,
+    /// The shard thread serving this request panicked (a bug): its partitions fail-stop, every
+    /// request to it gets this error or [`Error::PartitionFailed`], and reopening the log
+    /// recovers them from disk.
+    #[error("shard {shard} failed: {message}")]
+    ShardFailed {
+        /// The shard.
+        shard: usize,
+        /// The panic's message.
+        message: String,
+    },
     /// An I/O error outside a partition's data path (directories, set-up).
     #[error("{op} {}: {source}", path.display())]
     Io {

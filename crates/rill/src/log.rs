@@ -406,6 +406,18 @@ impl Log {
         &self.inner.config
     }
 
+    /// Test hook: makes shard `shard` panic at its next pass (to test that a panic fails safe).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn inject_shard_panic(&self, shard: usize) {
+        if let Some(handle) = self.inner.shards.get(shard) {
+            handle
+                .panic_next_pass
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            handle.doorbell.ring();
+        }
+    }
+
     /// Clean shutdown: the shards finish every request already queued (new ones get
     /// [`Error::ShuttingDown`]), then each partition syncs, writes its indexes and a clean
     /// checkpoint, so the next open needs no scan. Idempotent; returns the first error.

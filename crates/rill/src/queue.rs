@@ -48,8 +48,11 @@ pub(crate) struct ShardHandle {
     capacity: usize,
     max_bytes: usize,
     pub(crate) doorbell: Arc<Doorbell>,
-    /// The driver's counters, published by the shard after each round.
+    /// The driver's counters, published by the shard after each pass.
     pub(crate) stats: Mutex<DriverStats>,
+    /// Test hook: the shard panics at its next pass.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) panic_next_pass: std::sync::atomic::AtomicBool,
 }
 
 impl ShardHandle {
@@ -66,6 +69,8 @@ impl ShardHandle {
             max_bytes,
             doorbell,
             stats: Mutex::new(DriverStats::default()),
+            #[cfg(feature = "test-hooks")]
+            panic_next_pass: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -151,6 +156,14 @@ impl ShardHandle {
     pub(crate) fn is_empty(&self) -> bool {
         let state = self.state.lock();
         state.items.is_empty() && state.overflow.is_empty()
+    }
+
+    /// Takes every queued request, parked ones included, however many.
+    pub(crate) fn drain_all(&self, out: &mut Vec<Request>) {
+        let mut state = self.state.lock();
+        state.bytes = 0;
+        out.extend(state.items.drain(..));
+        out.extend(std::mem::take(&mut state.overflow).into_values());
     }
 
     /// Refuses new requests; queued ones stay for the shard to finish.

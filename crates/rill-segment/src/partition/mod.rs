@@ -215,6 +215,15 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Fail-stops the partition from outside (its owner hit a bug): nothing more is appended or
+    /// acknowledged durable; reopening recovers from disk. Returns the reason in force.
+    pub fn fail_stop(&mut self, op: &'static str, error: &std::io::Error) -> FailReason {
+        let path = self.dir.clone();
+        self.failed
+            .get_or_insert_with(|| FailReason::new(op, path, error))
+            .clone()
+    }
+
     /// Fail-stops the partition and returns the error to report.
     pub(crate) fn fail(
         &mut self,

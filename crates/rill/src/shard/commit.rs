@@ -24,6 +24,13 @@ pub(super) struct Waiter {
     answer: Answer,
 }
 
+impl Waiter {
+    /// Answers the waiter with `e`.
+    pub(super) fn fail(self, e: Error) {
+        self.answer.send(Err(e));
+    }
+}
+
 /// What a waiter is answered with.
 #[derive(Debug)]
 pub(super) enum Answer {

@@ -15,6 +15,7 @@
 
 mod commit;
 mod control;
+mod failed;
 mod reads;
 mod sends;
 mod serve;
@@ -219,8 +220,31 @@ impl Shard {
         }
     }
 
+    /// Runs passes until the shard closes. A panic in a pass (a bug) is caught: the shard's
+    /// partitions fail-stop and the thread answers every request with an error until closed.
     fn run(mut self) {
         loop {
+            let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.pass()));
+            match pass {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(panic) => return self.fail_safe(&failed::panic_message(&*panic)),
+            }
+        }
+    }
+
+    /// One pass of the loop; false once the shard closed.
+    fn pass(&mut self) -> bool {
+        #[cfg(feature = "test-hooks")]
+        #[allow(clippy::panic, reason = "the test hook's whole point")]
+        if self
+            .handle
+            .panic_next_pass
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("injected shard panic (test hook)");
+        }
+        {
             self.take_requests();
             let served = self.serve_ready();
             self.start_syncs();
@@ -235,13 +259,14 @@ impl Shard {
             if !self.shutdown.is_empty() && self.drained() {
                 self.drain_sends();
                 self.close_all();
-                return;
+                return false;
             }
             let idle = !served && !completed && !answered;
             if idle && self.ready.is_empty() && self.sync_queue.is_empty() {
                 self.sleep();
             }
         }
+        true
     }
 
     /// Whether nothing is left to do before closing: no request queued or waiting, no

@@ -20,6 +20,13 @@ pub(super) struct PlannedRead {
     reply: Reply<ReadBatches>,
 }
 
+impl PlannedRead {
+    /// Answers the read with `e`.
+    pub(super) fn fail(self, e: crate::error::Error) {
+        self.reply.send(Err(e));
+    }
+}
+
 impl Shard {
     pub(super) fn start_read(
         &mut self,

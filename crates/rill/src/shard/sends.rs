@@ -35,6 +35,19 @@ pub(super) struct Sends {
     pub(super) deferred: VecDeque<Request>,
 }
 
+impl Sends {
+    /// Answers every send held, started or waiting, with an error made by `error`.
+    pub(super) fn fail_all(self, error: impl Fn() -> Error) {
+        for (_, waiter) in self.started {
+            drop(waiter.gate);
+            waiter.reply.send(Err(error()));
+        }
+        for request in self.deferred {
+            request.fail(error());
+        }
+    }
+}
+
 /// A send's range in a partition's log: its `SendRange`, the segment's duplicated descriptor
 /// and position (`None` at the end of the log), and the header bytes.
 type Located = (SendRange, Option<(std::os::fd::OwnedFd, u64)>, bytes::Bytes);
