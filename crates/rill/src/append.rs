@@ -12,6 +12,7 @@
 use crate::error::{Error, Result};
 use crate::partition::{Partition, Record};
 use crate::pending::Pending;
+use crate::queue::{NoRoom, Permit};
 use crate::request::Request;
 use crate::shard::now_ms;
 use crate::shared::{OrderGuard, PartitionShared};
@@ -21,6 +22,104 @@ use rill_segment::partition::ValidBatch;
 use rill_segment::{AppendInfo, Durability};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+/// How an append gets room in its shard's queue, when it needs any (a durable wait, or a batch
+/// the shard must write).
+enum Room {
+    /// Take it at once, or wait for it in line (in the returned future).
+    Wait,
+    /// Take it at once, or fail with [`Error::QueueFull`] before anything is written.
+    Try,
+    /// Use this permit (from [`Partition::reserve`]).
+    Held(Permit),
+}
+
+/// Room for one append in a partition's shard queue, from [`Partition::reserve`]: the append
+/// made with it never waits for room and never fails with [`Error::QueueFull`]. Dropping it
+/// unused gives the room back.
+#[derive(Debug)]
+pub struct AppendPermit {
+    partition: Partition,
+    permit: Permit,
+}
+
+impl AppendPermit {
+    /// Appends `batch` (at most the bytes reserved, to be sure of the room) with the
+    /// partition's default durability.
+    pub fn append(self, batch: impl Into<BytesMut>) -> Pending<AppendInfo> {
+        let durability = self.partition.default_durability;
+        self.append_with(batch, durability)
+    }
+
+    /// Appends `batch` with the permit's room; see [`Partition::append_with`].
+    pub fn append_with(
+        self,
+        batch: impl Into<BytesMut>,
+        durability: Durability,
+    ) -> Pending<AppendInfo> {
+        let Self { partition, permit } = self;
+        match partition.append_in(batch.into(), durability, Room::Held(permit)) {
+            Ok(pending) => pending,
+            Err(e) => Pending::ready(Err(e)),
+        }
+    }
+}
+
+/// The future of [`Partition::reserve`]: room for one append, in arrival order.
+#[derive(Debug)]
+#[must_use = "the room is taken only when awaited or waited for"]
+pub struct Reserve {
+    partition: Partition,
+    bytes: usize,
+    /// The ticket in line, or the outcome already known.
+    state: Result<Option<u64>, Option<Result<AppendPermit>>>,
+}
+
+impl Reserve {
+    /// Blocks the calling thread until there is room. Do not call it on an async executor's
+    /// thread; `.await` the future there.
+    pub fn wait(self) -> Result<AppendPermit> {
+        crate::pending::block_on(self)
+    }
+}
+
+impl std::future::Future for Reserve {
+    type Output = Result<AppendPermit>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<AppendPermit>> {
+        let this = &mut *self;
+        let ticket = match &mut this.state {
+            Err(done) => {
+                return std::task::Poll::Ready(done.take().unwrap_or(Err(Error::ShuttingDown)));
+            }
+            Ok(None) => return std::task::Poll::Ready(Err(Error::ShuttingDown)),
+            Ok(Some(ticket)) => *ticket,
+        };
+        match this.partition.shard.poll_reserve(ticket, this.bytes, cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(result) => {
+                this.state = Ok(None);
+                std::task::Poll::Ready(result.map_err(|_| Error::ShuttingDown).map(|permit| {
+                    AppendPermit {
+                        partition: this.partition.clone(),
+                        permit,
+                    }
+                }))
+            }
+        }
+    }
+}
+
+impl Drop for Reserve {
+    fn drop(&mut self) {
+        if let Ok(Some(ticket)) = self.state {
+            self.partition.shard.cancel_wait(ticket);
+        }
+    }
+}
 
 impl Partition {
     /// Appends an encoded Kafka v2 batch with the configured default durability. The batch is
@@ -32,16 +131,63 @@ impl Partition {
 
     /// Appends an encoded batch, resolving once written ([`Durability::Written`]: visible to
     /// reads) or fdatasynced ([`Durability::Durable`]: survives a crash). The write happens
-    /// during this call, on this thread (see the type's documentation).
+    /// during this call, on this thread (see the type's documentation), unless the shard's
+    /// queue must carry it and is full: then the future waits for room, in arrival order,
+    /// holding the batch, and the append happens once there is room.
     pub fn append_with(
         &self,
         batch: impl Into<BytesMut>,
         durability: Durability,
     ) -> Pending<AppendInfo> {
-        let batch = match ValidBatch::validate(batch.into(), self.max_batch_bytes) {
-            Ok(batch) => batch,
-            Err(e) => return Pending::ready(Err(Error::InvalidBatch(e))),
+        match self.append_in(batch.into(), durability, Room::Wait) {
+            Ok(pending) => pending,
+            Err(e) => Pending::ready(Err(e)),
+        }
+    }
+
+    /// Appends as [`Partition::append_with`] does, but never waits for room in the shard's
+    /// queue: fails at once with [`Error::QueueFull`], having written nothing, when the append
+    /// would need room that is not there (a written append to a partition below its unsynced
+    /// bound needs none). Other errors come through the returned future.
+    pub fn try_append_with(
+        &self,
+        batch: impl Into<BytesMut>,
+        durability: Durability,
+    ) -> Result<Pending<AppendInfo>> {
+        match self.append_in(batch.into(), durability, Room::Try) {
+            Err(Error::QueueFull) => Err(Error::QueueFull),
+            Err(e) => Ok(Pending::ready(Err(e))),
+            Ok(pending) => Ok(pending),
+        }
+    }
+
+    /// Waits for room for one append of up to `bytes` in the shard's queue, in arrival order,
+    /// so a producer can slow down before building its next batch. The [`AppendPermit`] holds
+    /// the room until used or dropped.
+    pub fn reserve(&self, bytes: usize) -> Reserve {
+        let state = match self.shard.reserve_or_ticket(bytes) {
+            Ok(Ok(permit)) => Err(Some(Ok(AppendPermit {
+                partition: self.clone(),
+                permit,
+            }))),
+            Ok(Err(ticket)) => Ok(Some(ticket)),
+            Err(_) => Err(Some(Err(Error::ShuttingDown))),
         };
+        Reserve {
+            partition: self.clone(),
+            bytes,
+            state,
+        }
+    }
+
+    fn append_in(
+        &self,
+        batch: BytesMut,
+        durability: Durability,
+        room: Room,
+    ) -> Result<Pending<AppendInfo>> {
+        let batch =
+            ValidBatch::validate(batch, self.max_batch_bytes).map_err(Error::InvalidBatch)?;
         let now = now_ms();
         let mut log = self.shared.log.lock();
         // Requests are queued while the lock is held, so the queue's order is the log's: a
@@ -49,35 +195,73 @@ impl Partition {
         if self.shared.ordered_behind.load(Ordering::SeqCst) > 0
             || log.must_sync_before(batch.len())
         {
-            let order = OrderGuard::new(&self.shared);
-            return self.request(|part, reply| Request::Append {
-                part,
-                batch,
-                durability,
-                reply,
-                order,
-            });
+            return self.queue_append(batch, durability, room);
         }
+        let permit = match (durability, room) {
+            (Durability::Written, _) => None,
+            (Durability::Durable, Room::Held(permit)) => Some(permit),
+            (Durability::Durable, room) => match self.shard.try_reserve(0) {
+                Ok(permit) => Some(permit),
+                Err(NoRoom::Closed) => return Err(Error::ShuttingDown),
+                // No room for the durable wait: nothing is written; the shard writes the batch
+                // once the queue has room for it.
+                Err(NoRoom::Full) => return self.queue_append(batch, durability, room),
+            },
+        };
         let result = log.append_valid(batch, now);
         let wants_sync = log.wants_sync();
         self.shared.publish(&log);
-        let info = match result {
-            Ok(info) => info,
-            Err(e) => return Pending::ready(Err(self.shared.error(&log, e))),
-        };
-        if durability == Durability::Durable {
-            return self.request(|part, reply| Request::AwaitDurable {
-                part,
+        let info = result.map_err(|e| self.shared.error(&log, e))?;
+        if let Some(permit) = permit {
+            let (reply, slot) = crate::pending::channel();
+            permit.push(Request::AwaitDurable {
+                part: Arc::clone(&self.shared),
                 durable_offset: info.last_offset + 1,
                 info,
                 reply,
             });
+            return Ok(Pending::sent(slot));
         }
         drop(log);
         if wants_sync {
             ask_for_sync(&self.shared, &self.shard);
         }
-        Pending::ready(Ok(info))
+        Ok(Pending::ready(Ok(info)))
+    }
+
+    /// Queues the batch for the shard to write (the caller holds the log's lock).
+    fn queue_append(
+        &self,
+        batch: ValidBatch,
+        durability: Durability,
+        room: Room,
+    ) -> Result<Pending<AppendInfo>> {
+        let permit = match room {
+            Room::Held(permit) => Some(permit),
+            Room::Try => match self.shard.try_reserve(batch.len()) {
+                Ok(permit) => Some(permit),
+                Err(NoRoom::Full) => return Err(Error::QueueFull),
+                Err(NoRoom::Closed) => return Err(Error::ShuttingDown),
+            },
+            Room::Wait => None,
+        };
+        let order = OrderGuard::new(&self.shared);
+        let make = |part, reply| Request::Append {
+            part,
+            batch,
+            durability,
+            reply,
+            order,
+            bytes: None,
+        };
+        Ok(match permit {
+            Some(permit) => {
+                let (reply, slot) = crate::pending::channel();
+                permit.push(make(Arc::clone(&self.shared), reply));
+                Pending::sent(slot)
+            }
+            None => self.request(make),
+        })
     }
 
     /// Encodes `records` into one batch and appends it with the default durability.

@@ -57,6 +57,10 @@ pub enum Error {
     /// The log is closing or closed.
     #[error("the log is shutting down")]
     ShuttingDown,
+    /// The shard's queue has no room now (from the `try_` APIs, which never wait; nothing was
+    /// written). Wait for room with [`crate::Partition::reserve`], or retry later.
+    #[error("the shard's queue is full")]
+    QueueFull,
     /// The shard thread serving this request panicked (a bug): its partitions fail-stop, every
     /// request to it gets this error or [`Error::PartitionFailed`], and reopening the log
     /// recovers them from disk.

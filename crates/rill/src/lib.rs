@@ -45,11 +45,13 @@ mod shard;
 mod shared;
 mod topic;
 
+pub use append::{AppendPermit, Reserve};
 pub use config::{Config, DriverChoice};
 pub use error::{Error, Result};
 pub use log::{Log, OpenReport, PartitionReport, TopicInfo};
 pub use partition::{Partition, ReadBatches, Record};
 pub use pending::Pending;
+pub use queue::QueueStats;
 pub use send::{SendHeader, SendInfo, SendOptions, SendRange};
 pub use topic::{MAX_PARTITIONS, MAX_TOPIC_NAME_BYTES, validate_name as validate_topic_name};
 

@@ -401,6 +401,16 @@ impl Log {
         total
     }
 
+    /// What the shards' request queues held at most since the log opened (maxima over shards),
+    /// and how many callers wait for room now.
+    pub fn queue_stats(&self) -> crate::QueueStats {
+        let mut total = crate::QueueStats::default();
+        for shard in &self.inner.shards {
+            total += shard.queue_stats();
+        }
+        total
+    }
+
     /// The settings the log was opened with.
     pub fn config(&self) -> &Config {
         &self.inner.config
@@ -521,7 +531,7 @@ fn start_shards(config: &Arc<Config>) -> Result<LogInner> {
         next_key: AtomicU64::new(1),
         closed: AtomicBool::new(false),
         driver,
-        gates: Arc::new(SocketGates::default()),
+        gates: Arc::new(SocketGates::new(config.queue_depth)),
     })
 }
 

@@ -350,6 +350,12 @@ impl Partition {
         match self.gates.enter(id, &self.shard, request) {
             Entered::Go(request) => Pending::send(&self.shard, request, slot),
             Entered::Queued => Pending::sent(slot),
+            Entered::Full(mut request) => {
+                // Its ticket must not open the gate held by the send in progress.
+                request.disarm_gate();
+                drop(request);
+                Pending::ready(Err(Error::QueueFull))
+            }
         }
     }
 }

@@ -3,13 +3,14 @@
 //! A request travels to its shard through a bounded queue; the answer comes back through a
 //! one-shot [`Slot`]. [`Pending`] is the caller's side: a `Future` that works under any executor
 //! (it only uses the `Waker` it is given), and [`Pending::wait`] blocks the calling thread
-//! instead. When the queue is full the request is parked behind earlier ones (see
-//! [`crate::queue`]); dropping the future then takes it back out, so it never runs. Once the
+//! instead. When the queue is full the request waits in the future itself, in line behind
+//! earlier ones (see [`crate::queue`]), and is queued once there is room; dropping the future
+//! before then means it never runs. Once the
 //! shard has taken a request it runs even if the future is dropped (an append may still land,
 //! as with any network produce whose answer is lost).
 
 use crate::error::{Error, Result};
-use crate::queue::{PushError, Queued, ShardHandle};
+use crate::queue::{NoRoom, ShardHandle};
 use crate::request::Request;
 use parking_lot::Mutex;
 use std::future::Future;
@@ -93,10 +94,12 @@ pub(crate) fn channel<T>() -> (Reply<T>, Arc<Slot<T>>) {
 
 enum State<T> {
     Sent(Arc<Slot<T>>),
-    /// Parked in the shard's overflow (the queue was full).
-    Parked {
+    /// Waiting for room in the shard's queue, in line with `ticket`; the request stays here,
+    /// in the caller's future, until it is queued.
+    Waiting {
         shard: Arc<ShardHandle>,
         ticket: u64,
+        request: Option<Request>,
         slot: Arc<Slot<T>>,
     },
     Ready(Result<T>),
@@ -113,7 +116,7 @@ impl<T> std::fmt::Debug for Pending<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
             State::Sent(_) => "sent",
-            State::Parked { .. } => "parked",
+            State::Waiting { .. } => "waiting for room",
             State::Ready(_) => "ready",
             State::Done => "done",
         };
@@ -122,20 +125,23 @@ impl<T> std::fmt::Debug for Pending<T> {
 }
 
 impl<T> Pending<T> {
-    /// Sends `request` (answered through `slot`) to `shard`.
+    /// Sends `request` (answered through `slot`) to `shard`: queued now if there is room, else
+    /// when there is, in arrival order, while the future is polled.
     pub(crate) fn send(shard: &Arc<ShardHandle>, request: Request, slot: Arc<Slot<T>>) -> Self {
-        match shard.push(request) {
-            Ok(Queued::Admitted) => Self {
-                state: State::Sent(slot),
-            },
-            Ok(Queued::Parked(ticket)) => Self {
-                state: State::Parked {
+        match shard.reserve_or_ticket(request.bytes()) {
+            Ok(Ok(permit)) => {
+                permit.push(request);
+                Self::sent(slot)
+            }
+            Ok(Err(ticket)) => Self {
+                state: State::Waiting {
                     shard: Arc::clone(shard),
                     ticket,
+                    request: Some(request),
                     slot,
                 },
             },
-            Err(PushError::Closed) => Self::ready(Err(Error::ShuttingDown)),
+            Err(_) => Self::ready(Err(Error::ShuttingDown)),
         }
     }
 
@@ -162,9 +168,9 @@ impl<T> Pending<T> {
 
 impl<T> Drop for Pending<T> {
     fn drop(&mut self) {
-        if let State::Parked { shard, ticket, .. } = &self.state {
-            // The caller gave up before the shard took the request: it never runs.
-            drop(shard.cancel(*ticket));
+        if let State::Waiting { shard, ticket, .. } = &self.state {
+            // The caller gave up before its request was queued: it never runs.
+            shard.cancel_wait(*ticket);
         }
     }
 }
@@ -177,6 +183,28 @@ impl<T> Future for Pending<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let this = &mut *self;
+        if let State::Waiting {
+            shard,
+            ticket,
+            request,
+            slot,
+        } = &mut this.state
+        {
+            let bytes = request.as_ref().map_or(0, Request::bytes);
+            match shard.poll_reserve(*ticket, bytes, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(NoRoom::Closed | NoRoom::Full)) => {
+                    this.state = State::Done;
+                    return Poll::Ready(Err(Error::ShuttingDown));
+                }
+                Poll::Ready(Ok(permit)) => {
+                    if let Some(request) = request.take() {
+                        permit.push(request);
+                    }
+                    this.state = State::Sent(Arc::clone(slot));
+                }
+            }
+        }
         let slot = match &this.state {
             State::Done => return Poll::Ready(Err(Error::ShuttingDown)),
             State::Ready(_) => {
@@ -185,12 +213,11 @@ impl<T> Future for Pending<T> {
                 };
                 return Poll::Ready(value);
             }
-            State::Sent(slot) | State::Parked { slot, .. } => Arc::clone(slot),
+            State::Sent(slot) | State::Waiting { slot, .. } => Arc::clone(slot),
         };
         let mut state = slot.state.lock();
         if let Some(value) = state.value.take() {
             drop(state);
-            // Answered: a parked request was taken by the shard, nothing to cancel.
             this.state = State::Done;
             return Poll::Ready(value);
         }

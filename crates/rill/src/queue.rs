@@ -1,43 +1,68 @@
-//! The bounded request queue of a shard.
+//! The bounded request queue of a shard, and the room in it.
 //!
-//! Bounded twice: by count (`queue_depth`) and by the bytes of queued batches
-//! (`max_queued_bytes`, always admitting one request into an empty queue so any batch can pass).
-//! A request that finds the queue full is parked behind the earlier ones: arrival order is kept
-//! (appends from one thread stay in order), its caller waits until the shard has taken and
-//! answered it, and a caller that drops its future takes the parked request back out, so
-//! memory never grows beyond what callers hold in live futures.
+//! Bounded twice: by count (`queue_depth` requests waiting for the shard to take them) and by
+//! bytes (`max_queued_bytes` of batches inside the library, from queuing until the shard wrote
+//! them; one batch is always admitted when none is inside, so any batch can pass). Room is taken
+//! as a [`Permit`] before a request is queued. A caller that finds no room either gets `Full`
+//! at once (the `try_` APIs) or waits for room in arrival order, with its request still in its
+//! own future: the library keeps only a ticket and a waker per waiting caller, so what callers
+//! queue never exceeds the bounds, and a caller that gives up takes nothing from anyone.
+//!
+//! Two kinds of request bypass the bounds, each bounded by construction: the log's own
+//! administration (attach, detach, shutdown: one at a time per log, one shutdown per shard,
+//! and a partition's unwaited sync, asked once until the shard starts it), and a send
+//! dispatched when its socket came free (at most one per socket; it took room when asked).
 
 use crate::request::Request;
 use parking_lot::Mutex;
 use rill_uring::{Doorbell, DriverStats};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
-/// Why a request was not queued.
-#[derive(Debug)]
-pub(crate) enum PushError {
+/// Why no room was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoRoom {
+    /// The queue is full (or earlier callers wait for room first).
+    Full,
+    /// The shard is closing.
     Closed,
 }
 
-/// Where a pushed request went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Queued {
-    /// Into the queue proper.
-    Admitted,
-    /// Into the overflow, behind earlier requests, with this ticket (see [`ShardHandle::cancel`]).
-    Parked(u64),
+/// What a shard's queue held at most since the log opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Most requests queued at once (waiting for the shard to take them).
+    pub max_queued_requests: usize,
+    /// Most bytes of batches inside the library at once (queued, or taken and not yet written).
+    pub max_queued_bytes: usize,
+    /// Callers waiting for room now.
+    pub waiting_callers: usize,
+}
+
+impl std::ops::AddAssign for QueueStats {
+    /// Combines shards: maxima of each, callers summed.
+    fn add_assign(&mut self, other: Self) {
+        self.max_queued_requests = self.max_queued_requests.max(other.max_queued_requests);
+        self.max_queued_bytes = self.max_queued_bytes.max(other.max_queued_bytes);
+        self.waiting_callers += other.waiting_callers;
+    }
 }
 
 #[derive(Debug, Default)]
 struct QueueState {
     items: VecDeque<Request>,
+    /// Permits given and not yet used or dropped.
+    reserved: usize,
+    /// Bytes of batches inside the library: reserved by permits, or carried by queued and taken
+    /// requests until their [`BytesGuard`] drops.
     bytes: usize,
-    /// Requests that found the queue full, in arrival order. The shard takes them after the
-    /// queue proper, so arrival order is kept; their callers wait (backpressure), and a caller
-    /// that gives up removes its request (memory is bounded by the callers' live futures).
-    overflow: BTreeMap<u64, Request>,
+    /// Callers waiting for room, in arrival order, with the waker of each (set once polled).
+    waiting: BTreeMap<u64, Option<Waker>>,
     next_ticket: u64,
     closed: bool,
+    stats: QueueStats,
 }
 
 /// A shard as producers see it: its queue and its doorbell.
@@ -53,6 +78,89 @@ pub(crate) struct ShardHandle {
     /// Test hook: the shard panics at its next pass.
     #[cfg(feature = "test-hooks")]
     pub(crate) panic_next_pass: std::sync::atomic::AtomicBool,
+}
+
+/// Room for one request (and `bytes` of batch) in a shard's queue, taken and not yet used.
+/// Dropping it unused gives the room back.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    handle: Arc<ShardHandle>,
+    bytes: usize,
+    used: bool,
+}
+
+/// Bytes of a batch counted inside the library until the request carrying it is done with it.
+#[derive(Debug)]
+pub(crate) struct BytesGuard {
+    handle: Arc<ShardHandle>,
+    bytes: usize,
+}
+
+impl Drop for BytesGuard {
+    fn drop(&mut self) {
+        let waker = {
+            let mut state = self.handle.state.lock();
+            state.bytes -= self.bytes;
+            head_waker(&mut state)
+        };
+        wake(waker);
+    }
+}
+
+impl Permit {
+    /// Queues `request` in the room taken (its batch bytes stay counted until the request is
+    /// done with them) and wakes the shard. A closing shard drops the request, which answers
+    /// its caller.
+    pub(crate) fn push(mut self, mut request: Request) {
+        self.used = true;
+        let bytes = std::mem::take(&mut self.bytes);
+        if bytes > 0 {
+            request.hold_bytes(BytesGuard {
+                handle: Arc::clone(&self.handle),
+                bytes,
+            });
+        }
+        let rejected = {
+            let mut state = self.handle.state.lock();
+            state.reserved -= 1;
+            if state.closed {
+                Some(request)
+            } else {
+                state.items.push_back(request);
+                state.stats.max_queued_requests =
+                    state.stats.max_queued_requests.max(state.items.len());
+                None
+            }
+        };
+        // Outside the lock: dropping it answers its caller.
+        drop(rejected);
+        self.handle.doorbell.ring();
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let waker = {
+            let mut state = self.handle.state.lock();
+            if !self.used {
+                state.reserved -= 1;
+            }
+            state.bytes -= self.bytes;
+            head_waker(&mut state)
+        };
+        wake(waker);
+    }
+}
+
+/// The waker of the first waiting caller, to be woken after the lock is released.
+fn head_waker(state: &mut QueueState) -> Option<Waker> {
+    state.waiting.values_mut().next().and_then(Option::take)
+}
+
+fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
+    }
 }
 
 impl ShardHandle {
@@ -74,100 +182,162 @@ impl ShardHandle {
         }
     }
 
-    /// Queues `request` and wakes the shard. A full queue (by count or bytes, or because
-    /// earlier requests are parked) parks the request in arrival order instead.
-    pub(crate) fn push(&self, request: Request) -> Result<Queued, PushError> {
-        let queued = {
+    fn fits(&self, state: &QueueState, bytes: usize) -> bool {
+        state.items.len() + state.reserved < self.capacity
+            && (state.bytes == 0 || state.bytes + bytes <= self.max_bytes)
+    }
+
+    fn take_room(self: &Arc<Self>, state: &mut QueueState, bytes: usize) -> Permit {
+        state.reserved += 1;
+        state.bytes += bytes;
+        state.stats.max_queued_bytes = state.stats.max_queued_bytes.max(state.bytes);
+        Permit {
+            handle: Arc::clone(self),
+            bytes,
+            used: false,
+        }
+    }
+
+    /// Room for a request with `bytes` of batch, at once, or why not. Callers already waiting
+    /// go first.
+    pub(crate) fn try_reserve(self: &Arc<Self>, bytes: usize) -> Result<Permit, NoRoom> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(NoRoom::Closed);
+        }
+        if !state.waiting.is_empty() || !self.fits(&state, bytes) {
+            return Err(NoRoom::Full);
+        }
+        Ok(self.take_room(&mut state, bytes))
+    }
+
+    /// Room at once, or a ticket in the line of waiting callers (see [`ShardHandle::poll_reserve`]).
+    pub(crate) fn reserve_or_ticket(
+        self: &Arc<Self>,
+        bytes: usize,
+    ) -> Result<Result<Permit, u64>, NoRoom> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(NoRoom::Closed);
+        }
+        if state.waiting.is_empty() && self.fits(&state, bytes) {
+            return Ok(Ok(self.take_room(&mut state, bytes)));
+        }
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.insert(ticket, None);
+        Ok(Err(ticket))
+    }
+
+    /// Room for the caller holding `ticket`, once every earlier caller has had theirs and the
+    /// queue has it; until then the caller's waker is kept and woken when room frees.
+    pub(crate) fn poll_reserve(
+        self: &Arc<Self>,
+        ticket: u64,
+        bytes: usize,
+        cx: &Context<'_>,
+    ) -> Poll<Result<Permit, NoRoom>> {
+        let (result, next) = {
             let mut state = self.state.lock();
             if state.closed {
-                return Err(PushError::Closed);
-            }
-            let bytes = request.bytes();
-            let full = !state.overflow.is_empty()
-                || state.items.len() >= self.capacity
-                || (!state.items.is_empty() && state.bytes + bytes > self.max_bytes);
-            if full {
-                let ticket = state.next_ticket;
-                state.next_ticket += 1;
-                state.overflow.insert(ticket, request);
-                Queued::Parked(ticket)
+                state.waiting.remove(&ticket);
+                let next = head_waker(&mut state);
+                (Poll::Ready(Err(NoRoom::Closed)), next)
+            } else if state.waiting.keys().next() == Some(&ticket) && self.fits(&state, bytes) {
+                state.waiting.remove(&ticket);
+                let permit = self.take_room(&mut state, bytes);
+                // The next caller may fit too.
+                let next = head_waker(&mut state);
+                (Poll::Ready(Ok(permit)), next)
             } else {
-                state.bytes += bytes;
-                state.items.push_back(request);
-                Queued::Admitted
+                if let Some(slot) = state.waiting.get_mut(&ticket) {
+                    *slot = Some(cx.waker().clone());
+                }
+                (Poll::Pending, None)
             }
         };
-        self.doorbell.ring();
-        Ok(queued)
+        wake(next);
+        result
     }
 
-    /// Removes a parked request whose caller gave up; returns it if the shard had not taken
-    /// it yet (it is then dropped outside the lock by the caller).
-    pub(crate) fn cancel(&self, ticket: u64) -> Option<Request> {
-        self.state.lock().overflow.remove(&ticket)
+    /// A waiting caller gave up.
+    pub(crate) fn cancel_wait(&self, ticket: u64) {
+        let waker = {
+            let mut state = self.state.lock();
+            state.waiting.remove(&ticket);
+            head_waker(&mut state)
+        };
+        wake(waker);
     }
 
-    /// Queues a control request even when the queue is full (it carries no data, and only the
-    /// log's own administration sends them). Fails only when closed.
-    pub(crate) fn push_control(&self, request: Request) -> Result<(), PushError> {
-        {
+    /// Queues a request of the log's own administration, a partition's unwaited sync, or a send
+    /// dispatched by its socket's gate, even when the queue is full (bounded by construction, see
+    /// the module documentation). Fails only when closed; the request is then dropped, which
+    /// answers its caller.
+    pub(crate) fn push_control(&self, request: Request) -> Result<(), NoRoom> {
+        let rejected = {
             let mut state = self.state.lock();
             if state.closed {
-                return Err(PushError::Closed);
+                Some(request)
+            } else {
+                state.items.push_back(request);
+                None
             }
-            state.items.push_back(request);
+        };
+        if let Some(mut request) = rejected {
+            // Dropped outside the lock, which answers its caller; a send's gate stays with the
+            // send in progress.
+            request.disarm_gate();
+            drop(request);
+            return Err(NoRoom::Closed);
         }
         self.doorbell.ring();
         Ok(())
     }
 
-    /// Queues a request even when the queue is full (a send whose socket just came free: it
-    /// was admitted when it was asked for). Gives the request back when closed.
-    pub(crate) fn push_or_return(&self, request: Request) -> Result<(), Request> {
-        {
-            let mut state = self.state.lock();
-            if state.closed {
-                return Err(request);
-            }
-            state.items.push_back(request);
-        }
-        self.doorbell.ring();
-        Ok(())
-    }
-
-    /// Takes up to `max` requests in arrival order: the queue proper, then parked ones.
+    /// Takes up to `max` queued requests in arrival order.
     pub(crate) fn drain(&self, out: &mut Vec<Request>, max: usize) {
-        let mut state = self.state.lock();
-        let state = &mut *state;
-        let n = max.min(state.items.len());
-        for request in state.items.drain(..n) {
-            state.bytes -= request.bytes();
-            out.push(request);
-        }
-        // Bounded by `max`.
-        while out.len() < max {
-            let Some((_, request)) = state.overflow.pop_first() else {
-                break;
-            };
-            out.push(request);
-        }
+        let waker = {
+            let mut state = self.state.lock();
+            let n = max.min(state.items.len());
+            out.extend(state.items.drain(..n));
+            if n > 0 { head_waker(&mut state) } else { None }
+        };
+        wake(waker);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        let state = self.state.lock();
-        state.items.is_empty() && state.overflow.is_empty()
+        self.state.lock().items.is_empty()
     }
 
-    /// Takes every queued request, parked ones included, however many.
+    /// Takes every queued request, however many.
     pub(crate) fn drain_all(&self, out: &mut Vec<Request>) {
-        let mut state = self.state.lock();
-        state.bytes = 0;
-        out.extend(state.items.drain(..));
-        out.extend(std::mem::take(&mut state.overflow).into_values());
+        self.drain(out, usize::MAX);
     }
 
-    /// Refuses new requests; queued ones stay for the shard to finish.
+    /// Refuses new requests (waiting callers are woken to learn it); queued ones stay for the
+    /// shard to finish.
     pub(crate) fn close(&self) {
-        self.state.lock().closed = true;
+        let wakers: Vec<Waker> = {
+            let mut state = self.state.lock();
+            state.closed = true;
+            state
+                .waiting
+                .values_mut()
+                .filter_map(Option::take)
+                .collect()
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// What the queue held at most, and the callers waiting now.
+    pub(crate) fn queue_stats(&self) -> QueueStats {
+        let state = self.state.lock();
+        QueueStats {
+            waiting_callers: state.waiting.len(),
+            ..state.stats
+        }
     }
 }

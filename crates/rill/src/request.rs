@@ -3,6 +3,7 @@
 
 use crate::partition::ReadBatches;
 use crate::pending::Reply;
+use crate::queue::BytesGuard;
 use crate::send::{GateTicket, SendHeader, SendInfo};
 use crate::shared::{OrderGuard, PartitionShared};
 use rill_segment::partition::{ReadLimit, ValidBatch};
@@ -23,6 +24,9 @@ pub(crate) enum Request {
         reply: Reply<AppendInfo>,
         /// Held for its `Drop` (see [`OrderGuard`]).
         order: OrderGuard,
+        /// The batch's bytes, counted in the queue's bound while the request holds them (set
+        /// when it is queued).
+        bytes: Option<BytesGuard>,
     },
     /// Answer once the partition is durable up to `durable_offset` (a durable append, already
     /// written on the caller's thread, waiting for its fdatasync).
@@ -113,6 +117,20 @@ impl Request {
         match self {
             Self::Append { batch, .. } => batch.len(),
             _ => 0,
+        }
+    }
+
+    /// Makes the request carry the guard of its batch's bytes.
+    pub(crate) fn hold_bytes(&mut self, guard: BytesGuard) {
+        if let Self::Append { bytes, .. } = self {
+            *bytes = Some(guard);
+        }
+    }
+
+    /// Makes a send's gate ticket inert: the request never held its socket's gate.
+    pub(crate) fn disarm_gate(&mut self) {
+        if let Self::Send { gate, .. } = self {
+            gate.disarm();
         }
     }
 

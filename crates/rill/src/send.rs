@@ -138,10 +138,12 @@ pub struct SendInfo {
 /// Sends queued behind a socket's current one, each with the shard to dispatch it to.
 type Waiting = VecDeque<(Arc<ShardHandle>, Request)>;
 
-/// The sends waiting for each busy socket, across all shards.
-#[derive(Debug, Default)]
+/// The sends waiting for each busy socket, across all shards: at most `max_waiting` per socket
+/// (a caller asking for more before awaiting any gets [`crate::Error::QueueFull`]).
+#[derive(Debug)]
 pub(crate) struct SocketGates {
     busy: Mutex<HashMap<SocketId, Waiting>>,
+    max_waiting: usize,
 }
 
 /// Held by the send that owns its socket's gate (inside its request); dropping it lets the
@@ -153,6 +155,13 @@ pub(crate) struct GateTicket {
     /// Whether dropping it opens the gate (a ticket disarmed by [`SocketGates::leave`] does
     /// not, so leaving never recurses).
     armed: bool,
+}
+
+impl GateTicket {
+    /// Dropping it will not open the gate.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
 }
 
 impl Drop for GateTicket {
@@ -169,9 +178,18 @@ pub(crate) enum Entered {
     Go(Request),
     /// Queued behind the socket's current send.
     Queued,
+    /// `max_waiting` sends already wait for the socket: the request is given back.
+    Full(Request),
 }
 
 impl SocketGates {
+    pub(crate) fn new(max_waiting: usize) -> Self {
+        Self {
+            busy: Mutex::new(HashMap::new()),
+            max_waiting,
+        }
+    }
+
     /// A ticket for `socket`, to put into the request passed to [`SocketGates::enter`].
     pub(crate) fn ticket(self: &Arc<Self>, socket: SocketId) -> GateTicket {
         GateTicket {
@@ -190,6 +208,9 @@ impl SocketGates {
     ) -> Entered {
         let mut busy = self.busy.lock();
         if let Some(queue) = busy.get_mut(&socket) {
+            if queue.len() >= self.max_waiting {
+                return Entered::Full(request);
+            }
             queue.push_back((Arc::clone(shard), request));
             Entered::Queued
         } else {
@@ -215,16 +236,11 @@ impl SocketGates {
                 next
             };
             let (shard, request) = next;
-            match shard.push_or_return(request) {
-                Ok(()) => return,
-                Err(mut request) => {
-                    // The shard is closing: the request is answered `ShuttingDown` when it
-                    // drops; its ticket must not re-enter `leave`.
-                    if let Request::Send { gate, .. } = &mut request {
-                        gate.armed = false;
-                    }
-                    drop(request);
-                }
+            // Queued even when the queue is full: it took room when asked for (at most one per
+            // socket is dispatched). A closing shard drops it (answered `ShuttingDown`, its
+            // ticket disarmed so it does not re-enter `leave`): try the next.
+            if shard.push_control(request).is_ok() {
+                return;
             }
         }
     }

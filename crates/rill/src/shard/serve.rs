@@ -136,6 +136,7 @@ impl Shard {
             durability,
             reply,
             order,
+            bytes,
         } = request
         else {
             return Step::Served;
@@ -149,6 +150,7 @@ impl Shard {
                 durability,
                 reply,
                 order,
+                bytes,
             };
             let sync_running = state.sync_token.is_some();
             if !sync_running {
@@ -160,8 +162,10 @@ impl Shard {
         let wants_sync = log.wants_sync();
         part.publish(&log);
         let result = result.map_err(|e| part.error(&log, e));
-        // Appends behind this one may now be written by their callers.
+        // Appends behind this one may now be written by their callers; the batch has left the
+        // library's queue.
         drop(order);
+        drop(bytes);
         drop(log);
         match result {
             Ok(info) if durability == Durability::Durable => {
