@@ -10,14 +10,14 @@ use crate::doorbell::Doorbell;
 use crate::driver::{Completion, Driver, DriverKind, DriverStats, ReadOp};
 use crate::error::DriverError;
 use crate::syscall_sends::SyscallSends;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rill_segment::disk::{self, Disk, FileId};
 use rill_send::{Finished, SendConfig, Transfer};
 use rustix::event::epoll;
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -49,14 +49,24 @@ struct SyncJob {
 
 type SyncDone = (u64, FileId, io::Result<()>);
 
-/// Fixed threads that run fdatasyncs; jobs and results travel over channels bounded by the
-/// syncs started (a shard has at most one sync per partition in flight). A finished job rings
-/// the shard's doorbell, after its result is in the channel, so a sleeping shard wakes for it.
+/// What the shard and the fsync threads share: jobs in, results out, both in reused buffers
+/// (no allocation per sync in steady state).
+#[derive(Default)]
+struct SyncQueues {
+    jobs: Mutex<(VecDeque<SyncJob>, bool)>,
+    job_ready: Condvar,
+    done: Mutex<Vec<SyncDone>>,
+}
+
+/// Fixed threads that run fdatasyncs. A finished job rings the shard's doorbell after its result
+/// is in `done`, so a sleeping shard wakes for it. Jobs are bounded by the syncs started (a
+/// shard has at most one sync per partition in flight).
 struct SyncPool {
-    jobs: Option<mpsc::Sender<SyncJob>>,
-    done: mpsc::Receiver<SyncDone>,
+    queues: Arc<SyncQueues>,
     threads: Vec<JoinHandle<()>>,
     outstanding: usize,
+    /// The shard's side of `done`, swapped with it.
+    collected: Vec<SyncDone>,
 }
 
 impl SyncPool {
@@ -65,44 +75,60 @@ impl SyncPool {
         doorbell: &Arc<Doorbell>,
         threads: usize,
     ) -> Result<Self, DriverError> {
-        let (jobs, job_rx) = mpsc::channel::<SyncJob>();
-        let (done_tx, done) = mpsc::channel::<SyncDone>();
-        let job_rx = Arc::new(Mutex::new(job_rx));
+        let queues = Arc::new(SyncQueues::default());
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
-            let job_rx = Arc::clone(&job_rx);
-            let done_tx = done_tx.clone();
+            let queues = Arc::clone(&queues);
             let disk = Arc::clone(disk);
             let doorbell = Arc::clone(doorbell);
             let handle = std::thread::Builder::new()
                 .name(format!("rill-fsync-{i}"))
-                .spawn(move || {
-                    // Ends when the pool drops its sender.
-                    loop {
-                        let job = job_rx.lock().recv();
-                        let Ok(job) = job else { return };
-                        let result = disk.fdatasync(job.file);
-                        if done_tx.send((job.token, job.file, result)).is_err() {
-                            return;
-                        }
-                        doorbell.ring();
-                    }
-                })
+                .spawn(move || sync_thread(&queues, disk.as_ref(), &doorbell))
                 .map_err(|e| DriverError::setup("spawn fsync thread", e))?;
             handles.push(handle);
         }
         Ok(Self {
-            jobs: Some(jobs),
-            done,
+            queues,
             threads: handles,
             outstanding: 0,
+            collected: Vec::with_capacity(64),
         })
+    }
+
+    fn submit(&mut self, token: u64, file: FileId) {
+        self.queues.jobs.lock().0.push_back(SyncJob { token, file });
+        self.queues.job_ready.notify_one();
+        self.outstanding += 1;
+    }
+}
+
+/// An fsync thread: runs jobs until the pool stops.
+fn sync_thread(queues: &SyncQueues, disk: &dyn Disk, doorbell: &Doorbell) {
+    // Ends when the pool sets the stop flag.
+    loop {
+        let job = {
+            let mut jobs = queues.jobs.lock();
+            // Bounded by the pool's life: each wake-up takes a job or sees the stop flag.
+            loop {
+                if let Some(job) = jobs.0.pop_front() {
+                    break job;
+                }
+                if jobs.1 {
+                    return;
+                }
+                queues.job_ready.wait(&mut jobs);
+            }
+        };
+        let result = disk.fdatasync(job.file);
+        queues.done.lock().push((job.token, job.file, result));
+        doorbell.ring();
     }
 }
 
 impl Drop for SyncPool {
     fn drop(&mut self) {
-        self.jobs = None;
+        self.queues.jobs.lock().1 = true;
+        self.queues.job_ready.notify_all();
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
@@ -182,14 +208,8 @@ impl SyscallDriver {
         self.stats.batches += 1;
         let alone = self.queued_syncs.len() == 1 && self.syncs.outstanding == 0;
         for (token, file) in self.queued_syncs.drain(..) {
-            let sent = !alone
-                && self
-                    .syncs
-                    .jobs
-                    .as_ref()
-                    .is_some_and(|jobs| jobs.send(SyncJob { token, file }).is_ok());
-            if sent {
-                self.syncs.outstanding += 1;
+            if !alone {
+                self.syncs.submit(token, file);
                 continue;
             }
             self.stats.submit_calls += 1;
@@ -207,29 +227,24 @@ impl SyscallDriver {
 
     /// Moves the pool's finished syncs into `done`.
     fn collect_syncs(&mut self) {
-        // Bounded by the jobs outstanding.
-        while self.syncs.outstanding > 0 {
-            match self.syncs.done.try_recv() {
-                Ok((token, file, result)) => {
-                    self.syncs.outstanding -= 1;
-                    self.stats.submit_calls += 1;
-                    if result.is_ok() {
-                        self.stats.syncs += 1;
-                    }
-                    self.done.push(Completion::Sync {
-                        token,
-                        file,
-                        result,
-                    });
-                }
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    // The pool's threads are gone: nothing outstanding will come back.
-                    self.syncs.outstanding = 0;
-                    tracing::error!("the fsync threads stopped; outstanding syncs are lost");
-                    break;
-                }
+        if self.syncs.outstanding == 0 {
+            return;
+        }
+        std::mem::swap(
+            &mut *self.syncs.queues.done.lock(),
+            &mut self.syncs.collected,
+        );
+        for (token, file, result) in self.syncs.collected.drain(..) {
+            self.syncs.outstanding -= 1;
+            self.stats.submit_calls += 1;
+            if result.is_ok() {
+                self.stats.syncs += 1;
             }
+            self.done.push(Completion::Sync {
+                token,
+                file,
+                result,
+            });
         }
     }
 

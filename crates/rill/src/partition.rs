@@ -162,7 +162,7 @@ impl Partition {
         self.shard.id
     }
 
-    pub(crate) fn request<T>(
+    pub(crate) fn request<T: pending::Pooled>(
         &self,
         make: impl FnOnce(Arc<PartitionShared>, pending::Reply<T>) -> Request,
     ) -> Pending<T> {
@@ -174,7 +174,7 @@ impl Partition {
     /// [`PartitionShared::ordered_behind`]), holding its [`OrderGuard`]. Counted and queued
     /// under the log's lock, so every append either was written and queued its durable wait
     /// before it, or sees it and queues behind it.
-    pub(crate) fn ordered_request<T>(
+    pub(crate) fn ordered_request<T: pending::Pooled>(
         &self,
         make: impl FnOnce(Arc<PartitionShared>, pending::Reply<T>, OrderGuard) -> Request,
     ) -> Pending<T> {

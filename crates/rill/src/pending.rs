@@ -24,6 +24,66 @@ pub(crate) struct Slot<T> {
     state: Mutex<SlotState<T>>,
 }
 
+/// Answer types whose slots are recycled through a small per-thread pool, so a request in
+/// steady state allocates nothing.
+pub(crate) trait Pooled: Sized + 'static {
+    /// Runs `f` with this thread's pool of free slots.
+    fn with_pool<R>(f: impl FnOnce(&mut Vec<Arc<Slot<Self>>>) -> R) -> R;
+}
+
+/// Free slots kept per thread and answer type.
+const POOL_SLOTS: usize = 16;
+
+macro_rules! pooled {
+    ($($t:ty),*) => {$(
+        impl Pooled for $t {
+            fn with_pool<R>(f: impl FnOnce(&mut Vec<Arc<Slot<Self>>>) -> R) -> R {
+                thread_local! {
+                    static POOL: std::cell::RefCell<Vec<Arc<Slot<$t>>>> =
+                        const { std::cell::RefCell::new(Vec::new()) };
+                }
+                POOL.with(|pool| f(&mut pool.borrow_mut()))
+            }
+        }
+    )*};
+}
+
+pooled!(
+    rill_segment::AppendInfo,
+    rill_segment::Offsets,
+    crate::partition::ReadBatches,
+    crate::send::SendInfo,
+    i64,
+    ()
+);
+
+/// Gives a slot whose answer was taken back to this thread's pool.
+fn recycle<T: Pooled>(slot: Arc<Slot<T>>) {
+    T::with_pool(|pool| {
+        if pool.len() < POOL_SLOTS {
+            pool.push(slot);
+        }
+    });
+}
+
+/// A slot from this thread's pool, if one is free (nobody else holds it), else a new one.
+fn pooled_slot<T: Pooled>() -> Arc<Slot<T>> {
+    let reused = T::with_pool(|pool| {
+        let at = pool.iter().position(|slot| Arc::strong_count(slot) == 1)?;
+        Some(pool.swap_remove(at))
+    });
+    match reused {
+        Some(slot) => {
+            let mut state = slot.state.lock();
+            state.value = None;
+            state.waker = None;
+            drop(state);
+            slot
+        }
+        None => Slot::new(),
+    }
+}
+
 #[derive(Debug)]
 struct SlotState<T> {
     value: Option<Result<T>>,
@@ -81,9 +141,9 @@ impl<T> Drop for Reply<T> {
     }
 }
 
-/// A new slot: the reply for the shard and the slot for the caller.
-pub(crate) fn channel<T>() -> (Reply<T>, Arc<Slot<T>>) {
-    let slot = Slot::new();
+/// A slot, recycled when one is free: the reply for the shard and the slot for the caller.
+pub(crate) fn channel<T: Pooled>() -> (Reply<T>, Arc<Slot<T>>) {
+    let slot = pooled_slot();
     (
         Reply {
             slot: Some(Arc::clone(&slot)),
@@ -110,6 +170,8 @@ enum State<T> {
 #[must_use = "a request does nothing visible until awaited or waited for"]
 pub struct Pending<T> {
     state: State<T>,
+    /// Where the slot goes once its answer is taken (pooled answer types).
+    recycle: Option<fn(Arc<Slot<T>>)>,
 }
 
 impl<T> std::fmt::Debug for Pending<T> {
@@ -120,14 +182,20 @@ impl<T> std::fmt::Debug for Pending<T> {
             State::Ready(_) => "ready",
             State::Done => "done",
         };
-        f.debug_struct("Pending").field("state", &state).finish()
+        f.debug_struct("Pending")
+            .field("state", &state)
+            .field("recycled", &self.recycle.is_some())
+            .finish()
     }
 }
 
 impl<T> Pending<T> {
     /// Sends `request` (answered through `slot`) to `shard`: queued now if there is room, else
     /// when there is, in arrival order, while the future is polled.
-    pub(crate) fn send(shard: &Arc<ShardHandle>, request: Request, slot: Arc<Slot<T>>) -> Self {
+    pub(crate) fn send(shard: &Arc<ShardHandle>, request: Request, slot: Arc<Slot<T>>) -> Self
+    where
+        T: Pooled,
+    {
         match shard.reserve_or_ticket(request.bytes()) {
             Ok(Ok(permit)) => {
                 permit.push(request);
@@ -140,15 +208,20 @@ impl<T> Pending<T> {
                     request: Some(request),
                     slot,
                 },
+                recycle: Some(recycle::<T>),
             },
             Err(_) => Self::ready(Err(Error::ShuttingDown)),
         }
     }
 
     /// The answer to a request already queued.
-    pub(crate) fn sent(slot: Arc<Slot<T>>) -> Self {
+    pub(crate) fn sent(slot: Arc<Slot<T>>) -> Self
+    where
+        T: Pooled,
+    {
         Self {
             state: State::Sent(slot),
+            recycle: Some(recycle::<T>),
         }
     }
 
@@ -156,6 +229,7 @@ impl<T> Pending<T> {
     pub(crate) fn ready(value: Result<T>) -> Self {
         Self {
             state: State::Ready(value),
+            recycle: None,
         }
     }
 
@@ -219,6 +293,9 @@ impl<T> Future for Pending<T> {
         if let Some(value) = state.value.take() {
             drop(state);
             this.state = State::Done;
+            if let Some(recycle) = this.recycle {
+                recycle(slot);
+            }
             return Poll::Ready(value);
         }
         let waker = cx.waker();
@@ -241,10 +318,15 @@ impl Wake for ThreadWaker {
     }
 }
 
+thread_local! {
+    /// This thread's waker for [`block_on`], made once.
+    static THREAD_WAKER: Waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+}
+
 /// Runs a future to completion on the calling thread, parking between polls.
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let waker = THREAD_WAKER.with(Waker::clone);
     let mut cx = Context::from_waker(&waker);
     // Each pass either finishes or parks until a wake-up (spurious wake-ups just poll again).
     loop {
