@@ -10,6 +10,14 @@
 //!   is a key `partition (u32 BE) ++ offset (u64 BE)` → its value; an append is one write batch
 //!   of the records. `written` = `PersistMode::Buffer` (journal flushed to the OS), `durable`
 //!   = `PersistMode::SyncData` (the journal fdatasync'd) on every batch commit.
+//! - **`walrus-rust`** (0.2, a WAL with an io_uring batch path): one topic per partition.
+//!   Its batch path (`batch_append_for_topic`: io_uring writes, then an fsync of every file
+//!   touched) syncs whatever the schedule, so `durable` = one batch per append with
+//!   `FsyncSchedule::NoFsync` (`SyncEach` would add O_SYNC to every write, for the whole
+//!   process); `written` = its single-entry path, one `append_for_topic` (a `pwrite`) per
+//!   record, with `NoFsync`. It takes its root directory and its quiet switch only from the
+//!   environment (`WALRUS_DATA_DIR`, `WALRUS_QUIET`), which `rill bench` sets for the process
+//!   it runs the benchmark in; each run gets its own key (a directory under that root).
 
 use anyhow::{Context, Result, anyhow};
 use commitlog::message::{MessageBuf, MessageSet};
@@ -26,6 +34,8 @@ pub enum Peer {
     Commitlog,
     /// The `fjall` LSM engine.
     Fjall,
+    /// The `walrus-rust` write-ahead log.
+    Walrus,
 }
 
 impl Peer {
@@ -34,6 +44,7 @@ impl Peer {
         match self {
             Self::Commitlog => "commitlog",
             Self::Fjall => "fjall",
+            Self::Walrus => "walrus-rust",
         }
     }
 
@@ -41,7 +52,7 @@ impl Peer {
     pub fn supports(self, durability: Durability) -> bool {
         match self {
             Self::Commitlog => durability == Durability::Written,
-            Self::Fjall => true,
+            Self::Fjall | Self::Walrus => true,
         }
     }
 
@@ -61,6 +72,14 @@ impl Peer {
             (Self::Fjall, _) => "fjall 2: keys partition++offset, one write batch per append, \
                  PersistMode::Buffer per batch"
                 .into(),
+            (Self::Walrus, Durability::Durable) => {
+                "walrus-rust 0.2: a topic per partition, batch_append_for_topic per append \
+                 (io_uring writes, then fsync of each file touched), FsyncSchedule::NoFsync"
+                    .into()
+            }
+            (Self::Walrus, _) => "walrus-rust 0.2: a topic per partition, append_for_topic per \
+                 record (its batch path always fsyncs), FsyncSchedule::NoFsync"
+                .into(),
         }
     }
 }
@@ -78,6 +97,8 @@ pub enum PeerLog {
         /// Next offset per log partition.
         next: Vec<AtomicU64>,
     },
+    /// One walrus instance; a topic per partition.
+    Walrus(walrus_rust::Walrus),
 }
 
 impl std::fmt::Debug for PeerLog {
@@ -85,6 +106,7 @@ impl std::fmt::Debug for PeerLog {
         f.write_str(match self {
             Self::Commitlog(_) => "PeerLog::Commitlog",
             Self::Fjall { .. } => "PeerLog::Fjall",
+            Self::Walrus(_) => "PeerLog::Walrus",
         })
     }
 }
@@ -95,6 +117,28 @@ fn fjall_error(e: impl std::fmt::Debug) -> anyhow::Error {
 
 fn commitlog_error(e: impl std::fmt::Debug) -> anyhow::Error {
     anyhow!("commitlog: {e:?}")
+}
+
+/// The topic of a partition in walrus (short: it must fit walrus's 64-byte record header).
+fn walrus_topic(partition: u32) -> String {
+    format!("p{partition}")
+}
+
+/// Opens a walrus instance under `WALRUS_DATA_DIR` with a key of its own.
+fn open_walrus() -> Result<walrus_rust::Walrus> {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    if std::env::var_os("WALRUS_DATA_DIR").is_none() {
+        anyhow::bail!("WALRUS_DATA_DIR is not set: run walrus-rust through `rill bench`");
+    }
+    let key = format!("run-{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
+    walrus_rust::Walrus::with_consistency_and_schedule_for_key(
+        &key,
+        walrus_rust::ReadConsistency::AtLeastOnce {
+            persist_every: u32::MAX,
+        },
+        walrus_rust::FsyncSchedule::NoFsync,
+    )
+    .context("opening walrus-rust")
 }
 
 fn fjall_key(partition: u32, offset: u64) -> [u8; 12] {
@@ -140,6 +184,7 @@ impl PeerLog {
                     next: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
                 })
             }
+            Peer::Walrus => Ok(Self::Walrus(open_walrus()?)),
         }
     }
 
@@ -182,6 +227,7 @@ impl PeerLog {
                 }
                 Ok(bytes)
             }
+            Self::Walrus(_) => anyhow::bail!("walrus-rust reads by consumer cursor, not by offset"),
         }
     }
 }
@@ -234,6 +280,20 @@ impl Appender<'_> {
                     batch.insert(handle, fjall_key(partition, base + i), value);
                 }
                 batch.commit().map_err(fjall_error)
+            }
+            PeerLog::Walrus(wal) => {
+                let topic = walrus_topic(partition);
+                if self.durability == Durability::Durable {
+                    let entries = vec![value; records];
+                    wal.batch_append_for_topic(&topic, &entries)
+                        .context("walrus-rust batch append")
+                } else {
+                    for _ in 0..records {
+                        wal.append_for_topic(&topic, value)
+                            .context("walrus-rust append")?;
+                    }
+                    Ok(())
+                }
             }
         }
     }

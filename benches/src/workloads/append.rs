@@ -87,9 +87,12 @@ const W: Durability = Durability::Written;
 const D: Durability = Durability::Durable;
 
 /// The cases of a quick run.
-pub const QUICK: [Case; 7] = [
+pub const QUICK: [Case; 9] = [
     Case::new(100, 1000, 1, 1, W).with_peers(),
     Case::new(100, 1000, 1, 1, D).with_peers(),
+    // Latency: 1-record batches, one producer and sixteen.
+    Case::new(100, 1, 1, 1, W).with_peers(),
+    Case::new(100, 1, 1, 1, D).with_peers(),
     Case::new(100, 1, 16, 16, W),
     Case::new(100, 1, 16, 16, D),
     Case::new(100, 100, 16, 16, W),
@@ -98,13 +101,15 @@ pub const QUICK: [Case; 7] = [
 ];
 
 /// The cases of a full run.
-pub const FULL: [Case; 19] = [
+pub const FULL: [Case; 21] = [
     // Against the peers: the prompt's workload (100 B records, batches of 1000).
     Case::new(100, 1000, 1, 1, W).with_peers(),
     Case::new(100, 1000, 1, 1, D).with_peers(),
     Case::new(100, 1000, 16, 16, W).with_peers(),
     Case::new(100, 1000, 16, 16, D).with_peers(),
-    // Batch size.
+    // Latency and batch size: 1-record batches, one producer and sixteen.
+    Case::new(100, 1, 1, 1, W).with_peers(),
+    Case::new(100, 1, 1, 1, D).with_peers(),
     Case::new(100, 1, 16, 16, W),
     Case::new(100, 1, 16, 16, D),
     Case::new(100, 10, 16, 16, W),
@@ -182,7 +187,7 @@ fn run_case(bench: &mut Bench, case: &Case) -> Result<crate::report::CaseResult>
         ));
     }
     if case.peers {
-        for peer in [Peer::Commitlog, Peer::Fjall] {
+        for peer in [Peer::Commitlog, Peer::Fjall, Peer::Walrus] {
             if !peer.supports(case.durability) {
                 continue;
             }
@@ -209,7 +214,7 @@ fn run_case(bench: &mut Bench, case: &Case) -> Result<crate::report::CaseResult>
     ]);
     let mut ratios = vec![(URING, BASELINE)];
     if case.peers {
-        ratios.extend([(URING, "commitlog"), (URING, "fjall")]);
+        ratios.extend([(URING, "commitlog"), (URING, "fjall"), (URING, "walrus-rust")]);
     }
     Ok(bench.run_case(&case.name(), params, engines, &ratios, "records_per_s"))
 }

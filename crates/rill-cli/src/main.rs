@@ -15,7 +15,7 @@ mod stat;
 mod verify;
 mod walk;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
@@ -97,6 +97,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the `walrus-rust` peer keeps its files: it reads its root (and its quiet switch, without
+/// which it prints a line per write) only from the environment.
+const WALRUS_DATA_DIR: &str = "WALRUS_DATA_DIR";
+
+/// Runs the benchmark in a child process of this executable with the peers' environment set
+/// (changing one's own environment while threads run is unsafe); removes the peer's files after.
+fn bench_in_child(args: &BenchArgs) -> Result<()> {
+    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let root = tempfile::Builder::new()
+        .prefix("rill-bench-walrus-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("making a directory for walrus-rust in {}", parent.display()))?;
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let status = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(WALRUS_DATA_DIR, root.path())
+        .env("WALRUS_QUIET", "1")
+        .status()
+        .context("running the benchmark process")?;
+    drop(root);
+    if !status.success() {
+        anyhow::bail!("the benchmark process failed: {status}");
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -143,6 +169,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
+    if std::env::var_os(WALRUS_DATA_DIR).is_none() {
+        return bench_in_child(&args);
+    }
     let mode = if args.smoke {
         rill_bench::Mode::Smoke
     } else if args.quick {
