@@ -130,7 +130,11 @@ fn open_walrus() -> Result<walrus_rust::Walrus> {
     if std::env::var_os("WALRUS_DATA_DIR").is_none() {
         anyhow::bail!("WALRUS_DATA_DIR is not set: run walrus-rust through `rill bench`");
     }
-    let key = format!("run-{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
+    let key = format!(
+        "run-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    );
     walrus_rust::Walrus::with_consistency_and_schedule_for_key(
         &key,
         walrus_rust::ReadConsistency::AtLeastOnce {

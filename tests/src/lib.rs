@@ -33,6 +33,8 @@ pub fn small_config() -> LogConfig {
         retention_bytes: None,
         retention_ms: None,
         checkpoint_interval_ms: 0,
+        // A watermark with every sync: the tests hold its recovery guarantee at its strongest.
+        watermark_interval_ms: 0,
         ..LogConfig::default()
     }
 }

@@ -10,7 +10,7 @@
 //! still readable.
 
 use rill_segment::disk::{Disk, FileId, OpenMode, StdDisk};
-use rill_segment::partition::{SyncTicket, ValidBatch};
+use rill_segment::partition::{SyncTicket, ValidBatch, WatermarkTicket};
 use rill_segment::recovery::OpenOptions;
 use rill_segment::{LogConfig, LogError, PartitionLog};
 use rill_tests::make_batch;
@@ -142,7 +142,9 @@ fn durable_round(
 
 /// Begins a sync of every log, runs their fdatasyncs together, and completes them.
 fn sync_all(driver: &mut dyn Driver, logs: &mut [PartitionLog]) -> Vec<Result<i64, LogError>> {
+    const WATERMARK: u64 = 1 << 32;
     let mut tickets: Vec<(SyncTicket, Option<(FileId, io::Error)>)> = Vec::new();
+    let mut watermarks: Vec<Option<(WatermarkTicket, io::Result<()>)>> = Vec::new();
     let mut started = 0;
     for (i, log) in logs.iter_mut().enumerate() {
         let mut files = Vec::new();
@@ -152,6 +154,12 @@ fn sync_all(driver: &mut dyn Driver, logs: &mut [PartitionLog]) -> Vec<Result<i6
         }
         started += files.len();
         tickets.push((ticket, None));
+        let watermark = log.begin_watermark(0).unwrap();
+        if let Some((file, _)) = watermark {
+            driver.start_sync(WATERMARK + i as u64, file);
+            started += 1;
+        }
+        watermarks.push(watermark.map(|(_, ticket)| (ticket, Ok(()))));
     }
     for completion in rill_tests::drive(driver, started) {
         if let Completion::Sync {
@@ -160,12 +168,25 @@ fn sync_all(driver: &mut dyn Driver, logs: &mut [PartitionLog]) -> Vec<Result<i6
             result: Err(e),
         } = completion
         {
-            tickets[token as usize].1.get_or_insert((file, e));
+            if token >= WATERMARK {
+                if let Some(w) = watermarks[(token - WATERMARK) as usize].as_mut() {
+                    w.1 = Err(e);
+                }
+            } else {
+                tickets[token as usize].1.get_or_insert((file, e));
+            }
         }
     }
     logs.iter_mut()
-        .zip(tickets)
-        .map(|(log, (ticket, failure))| log.complete_sync(ticket, failure.map_or(Ok(()), Err)))
+        .zip(tickets.into_iter().zip(watermarks))
+        .map(|(log, ((ticket, failure), watermark))| {
+            let durable = log.complete_sync(ticket, failure.map_or(Ok(()), Err));
+            let written = match watermark {
+                Some((ticket, result)) => log.complete_watermark(ticket, result),
+                None => Ok(()),
+            };
+            durable.and_then(|d| written.map(|()| d))
+        })
         .collect()
 }
 
@@ -246,7 +267,10 @@ fn a_full_submission_queue_is_drained_not_an_error() {
                 open_log(
                     &disk,
                     &tmp.path().join(format!("p-{i}")),
-                    LogConfig::default(),
+                    LogConfig {
+                        watermark_interval_ms: 0,
+                        ..LogConfig::default()
+                    },
                 )
             })
             .collect();

@@ -11,7 +11,7 @@
 
 use proptest::prelude::*;
 use rill_segment::disk::{Disk, FileId, SimDisk, StdDisk};
-use rill_segment::partition::{ReadLimit, SyncTicket, ValidBatch};
+use rill_segment::partition::{ReadLimit, SyncTicket, ValidBatch, WatermarkTicket};
 use rill_segment::recovery::OpenOptions;
 use rill_segment::{LogConfig, PartitionLog};
 use rill_tests::{drive, make_batch, small_config};
@@ -186,14 +186,19 @@ fn run(steps: &[Step], mut env: Env) -> (Vec<String>, BTreeMap<String, Vec<u8>>)
     (out, files)
 }
 
-/// The syncs of one step: one per partition, each over several files.
+/// The syncs of one step: one per partition, each over several files, and its watermark slot.
 #[derive(Default)]
 struct Syncs {
     /// Per partition: its ticket, and the first failed fdatasync.
     begun: BTreeMap<usize, (SyncTicket, Option<(FileId, std::io::Error)>)>,
+    /// Per partition: its watermark slot, and its fdatasync's result once done.
+    watermarks: BTreeMap<usize, (WatermarkTicket, Option<std::io::Result<()>>)>,
     /// fdatasyncs started in all.
     files: usize,
 }
+
+/// Tokens of watermark fdatasyncs (partition tokens are below).
+const WATERMARK_TOKEN: u64 = 1 << 32;
 
 impl Syncs {
     fn start(&mut self, p: usize, log: &mut PartitionLog, driver: &mut dyn Driver) {
@@ -206,12 +211,22 @@ impl Syncs {
                 self.files += files.len();
                 self.begun.insert(p, (ticket, None));
             }
-            Ok(None) => {}
+            Ok(None) => return,
             Err(e) => panic!("begin sync: {e}"),
+        }
+        if let Some((file, ticket)) = log.begin_watermark(0).expect("begin watermark") {
+            driver.start_sync(WATERMARK_TOKEN + p as u64, file);
+            self.files += 1;
+            self.watermarks.insert(p, (ticket, None));
         }
     }
 
     fn done(&mut self, token: u64, result: std::io::Result<()>) {
+        if token >= WATERMARK_TOKEN {
+            let p = (token - WATERMARK_TOKEN) as usize;
+            self.watermarks.get_mut(&p).expect("known watermark").1 = Some(result);
+            return;
+        }
         let entry = self.begun.get_mut(&(token as usize)).expect("known sync");
         if let Err(e) = result {
             entry.1.get_or_insert((FileId(u64::MAX), e));
@@ -222,6 +237,10 @@ impl Syncs {
         for (p, (ticket, failure)) in self.begun {
             let result = logs[p].complete_sync(ticket, failure.map_or(Ok(()), Err));
             out.push(format!("{p}: sync {result:?}"));
+        }
+        for (p, (ticket, result)) in self.watermarks {
+            let result = logs[p].complete_watermark(ticket, result.expect("watermark synced"));
+            out.push(format!("{p}: watermark {result:?}"));
         }
     }
 }

@@ -506,6 +506,7 @@ impl Harness {
                 result = match log.begin_sync(&mut files) {
                     Ok(Some(ticket)) => {
                         let covered = log.offsets().log_end;
+                        let watermark = log.begin_watermark(0);
                         let extra = self.model.batch(1, 20);
                         let during = write(log, extra).map(|_| ());
                         let disk = Arc::clone(log.disk());
@@ -516,7 +517,17 @@ impl Harness {
                         if completed.is_ok() {
                             acked = Some(covered);
                         }
-                        completed.and(during)
+                        // The watermark slot is synced after the acknowledgement (it records
+                        // what was already durable), as the shard does.
+                        let recorded = match watermark {
+                            Ok(Some((file, ticket))) => {
+                                let result = disk.fdatasync(file);
+                                log.complete_watermark(ticket, result)
+                            }
+                            Ok(None) => Ok(()),
+                            Err(e) => Err(e),
+                        };
+                        completed.and(during).and(recorded)
                     }
                     Ok(None) => Ok(()),
                     Err(e) => Err(e),

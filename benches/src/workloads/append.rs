@@ -214,7 +214,11 @@ fn run_case(bench: &mut Bench, case: &Case) -> Result<crate::report::CaseResult>
     ]);
     let mut ratios = vec![(URING, BASELINE)];
     if case.peers {
-        ratios.extend([(URING, "commitlog"), (URING, "fjall"), (URING, "walrus-rust")]);
+        ratios.extend([
+            (URING, "commitlog"),
+            (URING, "fjall"),
+            (URING, "walrus-rust"),
+        ]);
     }
     Ok(bench.run_case(&case.name(), params, engines, &ratios, "records_per_s"))
 }

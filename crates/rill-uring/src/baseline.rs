@@ -199,20 +199,24 @@ impl SyscallDriver {
         &self.pool
     }
 
-    /// Runs the syncs started since the last pass: inline when one is alone and none is
-    /// running, else in parallel on the pool.
+    /// Runs the syncs started since the last pass: with at most two (a partition's segment and
+    /// its watermark slot) and none running, the first inline and the other on the pool beside
+    /// it, sparing the thread hop; otherwise all in parallel on the pool.
     fn dispatch_syncs(&mut self) {
         if self.queued_syncs.is_empty() {
             return;
         }
         self.stats.batches += 1;
-        let alone = self.queued_syncs.len() == 1 && self.syncs.outstanding == 0;
-        for (token, file) in self.queued_syncs.drain(..) {
-            if !alone {
-                self.syncs.submit(token, file);
-                continue;
-            }
+        let lone = self.queued_syncs.len() <= 2 && self.syncs.outstanding == 0;
+        let mut queued = std::mem::take(&mut self.queued_syncs);
+        let inline = if lone { Some(queued.remove(0)) } else { None };
+        for (token, file) in queued.drain(..) {
+            self.syncs.submit(token, file);
+        }
+        self.queued_syncs = queued;
+        if let Some((token, file)) = inline {
             self.stats.submit_calls += 1;
+            self.stats.inline_syncs += 1;
             let result = self.disk.fdatasync(file);
             if result.is_ok() {
                 self.stats.syncs += 1;

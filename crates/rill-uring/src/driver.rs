@@ -83,6 +83,8 @@ pub struct DriverStats {
     pub submit_calls: u64,
     /// fdatasyncs completed successfully.
     pub syncs: u64,
+    /// fdatasyncs run inline on the shard thread because they were alone (see the drivers).
+    pub inline_syncs: u64,
     /// Reads completed.
     pub reads: u64,
     /// Reads that used a registered (fixed) buffer.
@@ -120,6 +122,7 @@ impl std::ops::AddAssign for DriverStats {
         self.batches += other.batches;
         self.submit_calls += other.submit_calls;
         self.syncs += other.syncs;
+        self.inline_syncs += other.inline_syncs;
         self.reads += other.reads;
         self.fixed_reads += other.fixed_reads;
         self.resubmits += other.resubmits;

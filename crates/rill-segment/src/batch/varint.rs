@@ -52,7 +52,16 @@ pub fn get_varlong(buf: &[u8]) -> Result<(i64, usize), RecordError> {
     Ok((((raw >> 1) as i64) ^ -((raw & 1) as i64), used))
 }
 
+#[inline]
 fn get_unsigned(buf: &[u8], max_bytes: usize) -> Result<(u64, usize), RecordError> {
+    // Fast paths: most fields of small records take one or two bytes.
+    match *buf {
+        [b0, ..] if b0 < 0x80 => return Ok((u64::from(b0), 1)),
+        [b0, b1, ..] if b1 < 0x80 => {
+            return Ok((u64::from(b0 & 0x7f) | (u64::from(b1) << 7), 2));
+        }
+        _ => {}
+    }
     let mut value: u64 = 0;
     for (i, &byte) in buf.iter().take(max_bytes).enumerate() {
         let shift = 7 * i as u32;

@@ -60,8 +60,14 @@ pub struct SyncTicket {
     pub target_offset: i64,
     /// Unsynced bytes the sync covers.
     bytes: u64,
-    /// The watermark slot written for this sync, current once it completes.
-    watermark: Option<Slot>,
+}
+
+/// A watermark slot written and not yet synced: issued by [`PartitionLog::begin_watermark`],
+/// handed back to [`PartitionLog::complete_watermark`] with its fdatasync's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatermarkTicket {
+    owner: u64,
+    slot: Slot,
 }
 
 /// A failed fdatasync: the file and the error.
@@ -170,9 +176,9 @@ impl PartitionLog {
     }
 
     /// Begins a sync of everything written so far: puts into `files` the files to fdatasync
-    /// (every segment written since the last sync began, and the watermark, whose next slot is
-    /// written now with the offset durable before this sync). `None` when there is nothing to
-    /// sync. At most one sync is in flight: [`LogError::SyncInFlight`] otherwise.
+    /// (every segment written since the last sync began). `None` when there is nothing to sync.
+    /// At most one sync is in flight: [`LogError::SyncInFlight`] otherwise. Call
+    /// [`PartitionLog::begin_watermark`] with it to record what was durable before it.
     pub fn begin_sync(&mut self, files: &mut Vec<FileId>) -> Result<Option<SyncTicket>, LogError> {
         self.check_usable()?;
         if self.sync_in_flight.is_some() {
@@ -187,26 +193,12 @@ impl PartitionLog {
                 files.push(segment.log);
             }
         }
-        let mut watermark = None;
-        if self.config.track_durable_watermark
-            && self.durable_offset > self.watermark.last.durable_offset
-        {
-            let (position, slot) = self.watermark.next_slot(self.durable_offset);
-            let file = self.watermark.file;
-            if let Err(e) = self.write_at(file, position, &slot.encode()) {
-                let path = self.dir.join(crate::watermark::WATERMARK_FILE);
-                return Err(self.fail("write watermark", path, &e));
-            }
-            files.push(file);
-            watermark = Some(slot);
-        }
         std::mem::swap(&mut self.unsynced, &mut self.syncing);
         self.unsynced.clear();
         let ticket = SyncTicket {
             owner: self.id,
             target_offset: self.written_offset,
             bytes: self.unsynced_bytes,
-            watermark,
         };
         self.sync_in_flight = Some(ticket);
         Ok(Some(ticket))
@@ -234,10 +226,62 @@ impl PartitionLog {
         debug_assert!(ticket.target_offset <= self.written_offset);
         self.durable_offset = self.durable_offset.max(ticket.target_offset);
         self.unsynced_bytes = self.unsynced_bytes.saturating_sub(ticket.bytes);
-        if let Some(slot) = ticket.watermark {
-            self.watermark.last = slot;
-        }
         Ok(self.durable_offset)
+    }
+
+    /// Writes the watermark's next slot with the offset durable now (into the page cache) and
+    /// returns its file to fdatasync, unless the watermark is off, already current, written
+    /// less than `watermark_interval_ms` ago, or a slot's fdatasync is still in flight.
+    /// Acknowledgements never wait for it: the slot records what was already durable, so its
+    /// own fdatasync only makes the record last. With one slot in flight at a time, the other
+    /// slot always holds the previous value, durably.
+    pub fn begin_watermark(
+        &mut self,
+        now_ms: i64,
+    ) -> Result<Option<(FileId, WatermarkTicket)>, LogError> {
+        self.check_usable()?;
+        let due = now_ms < self.last_watermark_ms
+            || now_ms.saturating_sub(self.last_watermark_ms) >= self.config.watermark_interval_ms;
+        if !self.config.track_durable_watermark
+            || !due
+            || self.watermark_in_flight.is_some()
+            || self.durable_offset <= self.watermark.last.durable_offset
+        {
+            return Ok(None);
+        }
+        self.last_watermark_ms = now_ms;
+        let (position, slot) = self.watermark.next_slot(self.durable_offset);
+        let file = self.watermark.file;
+        if let Err(e) = self.write_at(file, position, &slot.encode()) {
+            let path = self.dir.join(crate::watermark::WATERMARK_FILE);
+            return Err(self.fail("write watermark", path, &e));
+        }
+        let ticket = WatermarkTicket {
+            owner: self.id,
+            slot,
+        };
+        self.watermark_in_flight = Some(ticket);
+        Ok(Some((file, ticket)))
+    }
+
+    /// Takes back a watermark slot begun by [`PartitionLog::begin_watermark`] with its
+    /// fdatasync's result: on success it is the current slot; a failure fail-stops the
+    /// partition, as any failed fdatasync does.
+    pub fn complete_watermark(
+        &mut self,
+        ticket: WatermarkTicket,
+        result: io::Result<()>,
+    ) -> Result<(), LogError> {
+        if ticket.owner != self.id || self.watermark_in_flight != Some(ticket) {
+            return Err(LogError::ForeignSync);
+        }
+        self.watermark_in_flight = None;
+        if let Err(e) = result {
+            let path = self.dir.join(crate::watermark::WATERMARK_FILE);
+            return Err(self.fail("fdatasync", path, &e));
+        }
+        self.watermark.last = ticket.slot;
+        Ok(())
     }
 
     /// Appends one batch and, for [`super::Durability::Durable`], syncs at once with the disk's
@@ -267,10 +311,18 @@ impl PartitionLog {
             self.check_usable()?;
             return Ok(self.durable_offset);
         };
+        // The simple path records every sync: no interval.
+        self.last_watermark_ms = i64::MIN;
+        let watermark = self.begin_watermark(0)?;
         let result = files
             .iter()
             .try_for_each(|&file| self.disk.fdatasync(file).map_err(|e| (file, e)));
-        self.complete_sync(ticket, result)
+        let durable = self.complete_sync(ticket, result);
+        if let Some((file, ticket)) = watermark {
+            let result = self.disk.fdatasync(file);
+            self.complete_watermark(ticket, result)?;
+        }
+        durable
     }
 
     /// Seals the active segment (trims its preallocation, writes its indexes, syncs it) and

@@ -12,7 +12,7 @@ mod maintenance;
 mod read;
 mod verify;
 
-pub use append::{SyncFailure, SyncTicket, ValidBatch};
+pub use append::{SyncFailure, SyncTicket, ValidBatch, WatermarkTicket};
 pub use maintenance::RetentionOutcome;
 pub use read::{BatchRange, ReadLimit, ReadResult};
 pub use verify::VerifyReport;
@@ -89,6 +89,10 @@ pub struct PartitionLog {
     /// what a crash can tear.
     pub(crate) unsynced_bytes: u64,
     pub(crate) sync_in_flight: Option<SyncTicket>,
+    /// The watermark slot whose fdatasync is in flight.
+    pub(crate) watermark_in_flight: Option<WatermarkTicket>,
+    /// When the watermark was last written (`watermark_interval_ms`).
+    pub(crate) last_watermark_ms: i64,
     pub(crate) failed: Option<FailReason>,
     pub(crate) closed: bool,
     pub(crate) watermark: Watermark,
@@ -125,6 +129,8 @@ impl PartitionLog {
             syncing: Vec::new(),
             unsynced_bytes: 0,
             sync_in_flight: None,
+            watermark_in_flight: None,
+            last_watermark_ms: i64::MIN,
             failed: None,
             closed: false,
             watermark,
@@ -209,7 +215,7 @@ impl PartitionLog {
 
     pub(crate) fn check_idle(&self) -> Result<(), LogError> {
         self.check_usable()?;
-        if self.sync_in_flight.is_some() {
+        if self.sync_in_flight.is_some() || self.watermark_in_flight.is_some() {
             return Err(LogError::SyncInFlight);
         }
         Ok(())

@@ -75,6 +75,8 @@ pub struct UringDriver {
     ops: Slab<storage::Op>,
     /// Completions not yet handed to the shard.
     done: Vec<Completion>,
+    /// fdatasyncs started since the last pass (see `dispatch_syncs`).
+    queued_syncs: Vec<(u64, FileId)>,
     /// Chains of entries waiting for room in the SQ (or under the in-flight bound).
     backlog: VecDeque<Vec<squeue::Entry>>,
     /// Entries pushed and not yet completed.
@@ -154,6 +156,7 @@ impl UringDriver {
             doorbell_armed: false,
             ops: Slab::with_capacity(256),
             done: Vec::with_capacity(256),
+            queued_syncs: Vec::with_capacity(64),
             backlog: VecDeque::new(),
             in_flight: 0,
             unsubmitted: 0,
@@ -354,7 +357,7 @@ impl Driver for UringDriver {
     }
 
     fn start_sync(&mut self, token: u64, file: FileId) {
-        self.sync_start(token, file);
+        self.queued_syncs.push((token, file));
     }
 
     fn start_read(&mut self, token: u64, read: ReadOp) {
@@ -364,6 +367,7 @@ impl Driver for UringDriver {
     fn poll(&mut self, out: &mut Vec<Completion>) {
         self.release_closed_files();
         self.send_run_ready();
+        self.dispatch_syncs();
         if self.has_kernel_work() {
             // An error broke the ring: its operations are handed back failed.
             let _ = self.enter(Duration::ZERO);
@@ -378,6 +382,7 @@ impl Driver for UringDriver {
         }
         self.release_closed_files();
         self.send_run_ready();
+        self.dispatch_syncs();
         self.flush_backlog();
         let timeout = if !self.done.is_empty() || self.sends.has_work() {
             // Completions or finished transfers wait for the shard: only submit and reap.
@@ -401,7 +406,7 @@ impl Driver for UringDriver {
     }
 
     fn io_in_flight(&self) -> usize {
-        self.ops.len()
+        self.ops.len() + self.queued_syncs.len()
     }
 
     fn stats(&self) -> DriverStats {

@@ -31,8 +31,53 @@ pub(super) enum Op {
     },
 }
 
+/// A pass that starts at most this many fdatasyncs while nothing else is in flight runs the
+/// first one inline (a partition's segment, and its watermark slot on the ring beside it).
+const INLINE_SYNC_MAX: usize = 2;
+
 impl UringDriver {
-    pub(super) fn sync_start(&mut self, token: u64, file: FileId) {
+    /// Starts the fdatasyncs asked for since the last pass. A lone sync (see
+    /// [`INLINE_SYNC_MAX`]) runs inline with `fdatasync(2)` after the others were submitted:
+    /// the ring always hands an fsync to an io-wq worker, and measured here the worker's
+    /// wake-up and the completion's trip back cost about 100 µs on top of the sync itself
+    /// (p50 390 µs against 286 µs for one partition's durable appends). With several syncs,
+    /// or anything else in flight, they all go to the ring, so the shard never blocks on one
+    /// while other work waits.
+    pub(super) fn dispatch_syncs(&mut self) {
+        if self.queued_syncs.is_empty() {
+            return;
+        }
+        let mut queued = std::mem::take(&mut self.queued_syncs);
+        let lone = queued.len() <= INLINE_SYNC_MAX
+            && self.ops.is_empty()
+            && self.sends.entries_in_flight == 0
+            && self.backlog.is_empty()
+            && self.broken.is_none();
+        let inline = if lone { Some(queued.remove(0)) } else { None };
+        for (token, file) in queued.drain(..) {
+            self.sync_submit(token, file);
+        }
+        self.queued_syncs = queued;
+        if let Some((token, file)) = inline {
+            if self.unsubmitted > 0 {
+                // The others run beside it.
+                let _ = self.enter(std::time::Duration::ZERO);
+            }
+            self.stats.submit_calls += 1;
+            self.stats.inline_syncs += 1;
+            let result = self.disk.fdatasync(file);
+            if result.is_ok() {
+                self.stats.syncs += 1;
+            }
+            self.done.push(Completion::Sync {
+                token,
+                file,
+                result,
+            });
+        }
+    }
+
+    fn sync_submit(&mut self, token: u64, file: FileId) {
         let target = match self.usable_target(file) {
             Ok(target) => target,
             Err(e) => {

@@ -8,12 +8,12 @@
 //! starts as soon as the running one completes. A failed fdatasync fail-stops the partition and
 //! fails every waiter.
 
-use super::{InFlight, Shard};
+use super::{InFlight, Shard, now_ms};
 use crate::error::{Error, Result};
 use crate::pending::Reply;
 use crate::shared::PartitionKey;
 use rill_segment::disk::FileId;
-use rill_segment::partition::SyncTicket;
+use rill_segment::partition::{SyncTicket, WatermarkTicket};
 use rill_segment::{AppendInfo, Offsets};
 use std::io;
 
@@ -45,6 +45,14 @@ impl Answer {
             Self::Flush(reply) => reply.send(result),
         }
     }
+}
+
+/// A partition's watermark slot whose fdatasync is in flight (acknowledgements do not wait
+/// for it: it records what was already durable).
+#[derive(Debug)]
+pub(super) struct WatermarkInFlight {
+    key: PartitionKey,
+    ticket: WatermarkTicket,
 }
 
 /// A partition's sync in flight.
@@ -118,15 +126,31 @@ impl Shard {
                 // The running sync's completion starts the next one.
                 continue;
             }
-            let begun = {
+            let (begun, watermark) = {
                 let mut log = state.shared.log.lock();
                 let begun = log.begin_sync(&mut self.files);
-                match begun {
-                    Ok(Some(ticket)) => Ok(Some(ticket)),
-                    Ok(None) => Ok(None),
-                    Err(e) => Err(state.shared.error(&log, e)),
-                }
+                // What was durable before this sync; only once the sync began.
+                let watermark = match &begun {
+                    Ok(Some(_)) => log.begin_watermark(now_ms()),
+                    _ => Ok(None),
+                };
+                let watermark = watermark.map_err(|e| state.shared.error(&log, e));
+                let begun = begun.map_err(|e| state.shared.error(&log, e));
+                (begun, watermark)
             };
+            match watermark {
+                Ok(Some((file, ticket))) => {
+                    let token = self
+                        .in_flight
+                        .insert(InFlight::Watermark(WatermarkInFlight { key, ticket }));
+                    state.watermark_token = Some(token);
+                    self.driver.start_sync(token as u64, file);
+                }
+                Ok(None) => {}
+                // The partition failed writing the slot: the sync begun (if any) still runs,
+                // and its completion reports the failure.
+                Err(e) => tracing::warn!(error = %e, "writing the watermark"),
+            }
             match begun {
                 Ok(Some(ticket)) => {
                     let token = self.in_flight.insert(InFlight::Sync(SyncInFlight {
@@ -151,8 +175,11 @@ impl Shard {
         self.sync_queue = queue;
     }
 
-    /// One fdatasync of a sync ended.
+    /// One fdatasync of a sync, or a watermark slot's, ended.
     pub(super) fn sync_done(&mut self, token: usize, file: FileId, result: io::Result<()>) {
+        if let Some(InFlight::Watermark(_)) = self.in_flight.get(token) {
+            return self.watermark_done(token, result);
+        }
         let Some(InFlight::Sync(sync)) = self.in_flight.get_mut(token) else {
             debug_assert!(false, "sync completion for unknown token {token}");
             return;
@@ -186,6 +213,28 @@ impl Shard {
         };
         self.answer_waiters(sync.key, result);
         self.relist(sync.key);
+    }
+
+    /// A watermark slot's fdatasync ended: the slot is current, or the partition fail-stops.
+    fn watermark_done(&mut self, token: usize, result: io::Result<()>) {
+        let Some(InFlight::Watermark(wm)) = self.in_flight.try_remove(token) else {
+            return;
+        };
+        let Some(state) = self.partitions.get_mut(&wm.key) else {
+            return;
+        };
+        state.watermark_token = None;
+        let failed = {
+            let mut log = state.shared.log.lock();
+            let failed = log.complete_watermark(wm.ticket, result).is_err();
+            state.shared.publish(&log);
+            failed
+        };
+        if failed && !state.waiters.is_empty() {
+            // The next sync attempt answers them with the failure.
+            self.want_sync(wm.key);
+        }
+        self.relist(wm.key);
     }
 
     /// Answers the waiters of `key` that the durable offset covers (all of them with the error

@@ -44,7 +44,7 @@ impl Shard {
         self.driver.expire_sends(false);
         for state in self.partitions.values() {
             // Files in use wait for the next tick.
-            if state.reads_in_flight > 0 || state.sync_token.is_some() {
+            if state.files_in_use() {
                 continue;
             }
             let mut log = state.shared.log.lock();

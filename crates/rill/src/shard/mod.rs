@@ -136,6 +136,8 @@ struct PartitionState {
     waiters: VecDeque<commit::Waiter>,
     /// The token of the sync in flight.
     sync_token: Option<usize>,
+    /// The token of the watermark slot's fdatasync in flight.
+    watermark_token: Option<usize>,
     /// Whether the key is in the shard's `sync_queue`.
     sync_queued: bool,
     reads_in_flight: usize,
@@ -144,12 +146,17 @@ struct PartitionState {
 }
 
 impl PartitionState {
+    /// Whether an operation in flight names one of the partition's files by handle.
+    fn files_in_use(&self) -> bool {
+        self.reads_in_flight > 0 || self.sync_token.is_some() || self.watermark_token.is_some()
+    }
+
     /// Whether `request` (a change to the partition's files) must wait. Reads and syncs name
     /// files by handle, so nothing may close one under them; a truncation would change bytes a
     /// transfer is sending, or cut data a durable waiter waits for; a detach would fail the
     /// waiters. (Transfers hold their own descriptors: deleting files under them is safe.)
     fn must_wait(&self, request: &Request) -> bool {
-        let files_in_use = self.reads_in_flight > 0 || self.sync_token.is_some();
+        let files_in_use = self.files_in_use();
         match request {
             Request::TruncateTo { .. } => {
                 files_in_use || self.sends_in_flight > 0 || !self.waiters.is_empty()
@@ -163,6 +170,7 @@ impl PartitionState {
 /// An operation of the driver in flight, by token.
 enum InFlight {
     Sync(commit::SyncInFlight),
+    Watermark(commit::WatermarkInFlight),
     Read(reads::PlannedRead),
 }
 
@@ -330,6 +338,7 @@ impl Shard {
                     blocked: false,
                     waiters: VecDeque::new(),
                     sync_token: None,
+                    watermark_token: None,
                     sync_queued: false,
                     reads_in_flight: 0,
                     sends_in_flight: 0,
