@@ -348,3 +348,23 @@ fn retention_runs_in_the_background() {
     assert!(!p.read(last, 100).wait().unwrap().is_empty());
     drop(Arc::new(log));
 }
+
+#[test]
+fn open_reports_how_buffered_ring_writes_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, report) = Log::open(config(dir.path(), DriverChoice::Uring)).unwrap();
+    // The probe ran (and left no file behind); on ext4 (this project's machines) the answer is
+    // no: ext4 has no non-blocking buffered write path.
+    let inline = report.buffered_ring_writes_inline.expect("probed");
+    eprintln!("buffered io_uring writes complete inline here: {inline}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| {
+        !e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".rill-write-probe")
+    }));
+    log.close().unwrap();
+    let (log, report) = Log::open(config(dir.path(), DriverChoice::Syscall)).unwrap();
+    assert_eq!(report.buffered_ring_writes_inline, None);
+    log.close().unwrap();
+}

@@ -32,6 +32,11 @@ pub struct OpenReport {
     pub partitions: Vec<PartitionReport>,
     /// Topics whose deletion was interrupted by a crash and has now been finished.
     pub deletions_finished: Vec<String>,
+    /// With the io_uring driver: whether the data directory's file system completes buffered
+    /// io_uring writes inline (XFS, btrfs) or hands them to io-wq workers (ext4). Appends are
+    /// written on the caller's thread either way (see `docs/ARCHITECTURE.md`); `None` when not
+    /// probed (another driver) or the probe failed.
+    pub buffered_ring_writes_inline: Option<bool>,
 }
 
 /// One partition's recovery.
@@ -145,10 +150,12 @@ impl Log {
             }
         };
         sync_dir(&data_dir)?;
+        let buffered_ring_writes_inline = probe_ring_writes(log.inner.driver, &data_dir);
         let report = OpenReport {
             driver: log.inner.driver,
             partitions,
             deletions_finished,
+            buffered_ring_writes_inline,
         };
         Ok((log, report))
     }
@@ -596,6 +603,28 @@ fn finish_deletions(data_dir: &Path) -> Result<Vec<String>> {
     }
     sync_dir(data_dir)?;
     Ok(doomed_topics.into_iter().collect())
+}
+
+/// Probes, for the io_uring driver, whether buffered ring writes complete inline here.
+fn probe_ring_writes(driver: DriverKind, data_dir: &Path) -> Option<bool> {
+    if driver != DriverKind::Uring {
+        return None;
+    }
+    match rill_uring::buffered_writes_complete_inline(data_dir) {
+        Ok(inline) => {
+            tracing::info!(
+                inline,
+                dir = %data_dir.display(),
+                "buffered io_uring writes {} here; appends are written on the caller's thread",
+                if inline { "complete inline" } else { "go to io-wq workers" }
+            );
+            Some(inline)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "probing buffered io_uring writes");
+            None
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
