@@ -133,7 +133,9 @@ impl Partition {
     /// reads) or fdatasynced ([`Durability::Durable`]: survives a crash). The write happens
     /// during this call, on this thread (see the type's documentation), unless the shard's
     /// queue must carry it and is full: then the future waits for room, in arrival order,
-    /// holding the batch, and the append happens once there is room.
+    /// holding the batch, and the append happens once there is room and the future is polled.
+    /// Such a future keeps its place in line while it is not polled, and requests behind it
+    /// wait: await it (or drop it) rather than keep it aside.
     pub fn append_with(
         &self,
         batch: impl Into<BytesMut>,
