@@ -197,11 +197,21 @@ pub fn real_driver(
     match UringDriver::new(Arc::clone(disk), closed, doorbell, UringOptions::default()) {
         Ok(driver) => Some(Box::new(driver)),
         Err(DriverError::Unsupported { what }) => {
-            eprintln!("SKIP: io_uring unavailable: {what}");
+            skip_or_fail(&format!("io_uring unavailable: {what}"));
             None
         }
         Err(e) => panic!("{e}"),
     }
+}
+
+/// Reports a test that cannot run here: a `SKIP` line, or a failure under CI (`CI` set), where
+/// every test must run (CI machines are root and have io_uring).
+pub fn skip_or_fail(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "cannot run under CI: {why}"
+    );
+    eprintln!("SKIP: {why}");
 }
 
 /// Mounts a tmpfs of `bytes` in a new temporary directory (root only); `None` where mounting is

@@ -119,7 +119,7 @@ fn uring(
     ) {
         Ok(d) => Some(d),
         Err(DriverError::Unsupported { what }) => {
-            eprintln!("SKIP: io_uring unavailable: {what}");
+            rill_tests::skip_or_fail(&format!("io_uring unavailable: {what}"));
             None
         }
         Err(e) => panic!("{e}"),
@@ -296,7 +296,7 @@ fn a_full_submission_queue_is_drained_not_an_error() {
 fn a_full_file_system_fail_stops_and_keeps_what_was_acknowledged() {
     for kind in rill_tests::REAL_DRIVERS {
         let Some((_tmp, mnt)) = rill_tests::small_tmpfs(256 * 1024) else {
-            eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
+            rill_tests::skip_or_fail("cannot mount a tmpfs here (not root?)");
             return;
         };
         let result = std::panic::catch_unwind(|| fill_until_enospc(&mnt, kind));

@@ -812,7 +812,7 @@ fn closing_the_log_cancels_transfers_in_flight() {
 fn a_failed_partition_sends_its_durable_data_and_reports_the_failure_beyond() {
     for driver in DRIVERS {
         let Some((_tmp, mnt)) = rill_tests::small_tmpfs(512 * 1024) else {
-            eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
+            rill_tests::skip_or_fail("cannot mount a tmpfs here (not root?)");
             return;
         };
         let result = std::panic::catch_unwind(|| {
