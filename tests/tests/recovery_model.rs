@@ -7,8 +7,8 @@
 
 //! Model-based property tests of the partition log on the simulated disk (DESIGN §8).
 //!
-//! A generated sequence of operations (appends in single and multi-batch rounds, durable or
-//! not, flushes, reads, timestamp lookups, truncation, deletion, retention, injected fsync and
+//! A generated sequence of operations (appends alone, or several then a sync with one more
+//! written while it runs; durable or not), flushes, reads, timestamp lookups, truncation, deletion, retention, injected fsync and
 //! write failures, process and power crashes, crashes in the middle of recovery, clean
 //! restarts) runs against the log and against a model: the list of batches issued and the
 //! offset below which they were acknowledged durable. After every crash and reopen:

@@ -1,7 +1,7 @@
 //! Produce: the record batches of each partition go to the log as they arrived, without a
 //! copy (each is a slice of the request buffer), after rill validates them. Appends to every
-//! partition of the request are queued before any is awaited, so they share rounds and
-//! fdatasyncs.
+//! partition of the request are made before any is awaited (each written on this thread), so
+//! their durable waits share fdatasyncs.
 
 use crate::broker::Broker;
 use crate::config::DurabilityPolicy;
@@ -59,7 +59,8 @@ pub async fn handle(
             ));
         }
     }
-    // Queue every append first: the shards batch them into shared rounds.
+    // Make every append first (each is written now); durable waits then share the shards'
+    // fdatasyncs.
     let appends: Vec<_> = work
         .iter_mut()
         .map(|w| match &mut w.outcome {
