@@ -7,7 +7,9 @@
 
 use crate::buffers::{BufferPool, BufferPoolConfig};
 use crate::doorbell::Doorbell;
-use crate::driver::{Completion, Driver, DriverKind, DriverStats, ReadOp};
+use crate::driver::{
+    Completion, Driver, DriverKind, DriverStats, ReadOp, sync_finished, sync_inline,
+};
 use crate::error::DriverError;
 use crate::syscall_sends::SyscallSends;
 use parking_lot::{Condvar, Mutex};
@@ -214,18 +216,9 @@ impl SyscallDriver {
             self.syncs.submit(token, file);
         }
         self.queued_syncs = queued;
-        if let Some((token, file)) = inline {
-            self.stats.submit_calls += 1;
+        if let Some(sync) = inline {
             self.stats.inline_syncs += 1;
-            let result = self.disk.fdatasync(file);
-            if result.is_ok() {
-                self.stats.syncs += 1;
-            }
-            self.done.push(Completion::Sync {
-                token,
-                file,
-                result,
-            });
+            sync_inline(self.disk.as_ref(), &mut self.stats, &mut self.done, sync);
         }
     }
 
@@ -240,15 +233,7 @@ impl SyscallDriver {
         );
         for (token, file, result) in self.syncs.collected.drain(..) {
             self.syncs.outstanding -= 1;
-            self.stats.submit_calls += 1;
-            if result.is_ok() {
-                self.stats.syncs += 1;
-            }
-            self.done.push(Completion::Sync {
-                token,
-                file,
-                result,
-            });
+            sync_finished(&mut self.stats, &mut self.done, (token, file), result);
         }
     }
 

@@ -179,3 +179,32 @@ pub trait Driver: Send + fmt::Debug {
     /// transfer (shutdown); they are handed back once nothing of theirs is in flight.
     fn expire_sends(&mut self, all: bool);
 }
+
+/// Counts a finished fdatasync and queues its completion.
+pub(crate) fn sync_finished(
+    stats: &mut DriverStats,
+    done: &mut Vec<Completion>,
+    (token, file): (u64, FileId),
+    result: io::Result<()>,
+) {
+    stats.submit_calls += 1;
+    if result.is_ok() {
+        stats.syncs += 1;
+    }
+    done.push(Completion::Sync {
+        token,
+        file,
+        result,
+    });
+}
+
+/// Runs an fdatasync with `disk`'s own call on this thread, counts it and queues its completion.
+pub(crate) fn sync_inline(
+    disk: &dyn rill_segment::disk::Disk,
+    stats: &mut DriverStats,
+    done: &mut Vec<Completion>,
+    (token, file): (u64, FileId),
+) {
+    let result = disk.fdatasync(file);
+    sync_finished(stats, done, (token, file), result);
+}

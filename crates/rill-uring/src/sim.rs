@@ -4,7 +4,7 @@
 
 use crate::buffers::ReadBuf;
 use crate::doorbell::Doorbell;
-use crate::driver::{Completion, Driver, DriverKind, DriverStats, ReadOp};
+use crate::driver::{Completion, Driver, DriverKind, DriverStats, ReadOp, sync_inline};
 use rill_segment::disk::{self, Disk, FileId};
 use rill_send::{Finished, PipePool, SendError, Transfer};
 use std::io;
@@ -42,15 +42,12 @@ impl Driver for DiskDriver {
 
     fn start_sync(&mut self, token: u64, file: FileId) {
         self.stats.batches += 1;
-        let result = self.disk.fdatasync(file);
-        if result.is_ok() {
-            self.stats.syncs += 1;
-        }
-        self.done.push(Completion::Sync {
-            token,
-            file,
-            result,
-        });
+        sync_inline(
+            self.disk.as_ref(),
+            &mut self.stats,
+            &mut self.done,
+            (token, file),
+        );
     }
 
     fn start_read(&mut self, token: u64, read: ReadOp) {

@@ -8,7 +8,7 @@
 
 use super::{Target, UringDriver};
 use crate::buffers::ReadBuf;
-use crate::driver::{Completion, ReadOp};
+use crate::driver::{Completion, ReadOp, sync_inline};
 use io_uring::{opcode, squeue, types};
 use rill_segment::disk::FileId;
 use std::io;
@@ -58,22 +58,13 @@ impl UringDriver {
             self.sync_submit(token, file);
         }
         self.queued_syncs = queued;
-        if let Some((token, file)) = inline {
+        if let Some(sync) = inline {
             if self.unsubmitted > 0 {
                 // The others run beside it.
                 let _ = self.enter(std::time::Duration::ZERO);
             }
-            self.stats.submit_calls += 1;
             self.stats.inline_syncs += 1;
-            let result = self.disk.fdatasync(file);
-            if result.is_ok() {
-                self.stats.syncs += 1;
-            }
-            self.done.push(Completion::Sync {
-                token,
-                file,
-                result,
-            });
+            sync_inline(self.disk.as_ref(), &mut self.stats, &mut self.done, sync);
         }
     }
 
