@@ -204,3 +204,36 @@ fn sends_waiting_for_one_socket_are_bounded() {
     assert_eq!(reader.join().unwrap() as u64, sent);
     log.close().unwrap();
 }
+
+#[test]
+fn a_permit_append_stays_behind_a_truncation_waiting_for_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(config(dir.path(), DriverChoice::Syscall)).unwrap();
+    log.create_topic("t", 1).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    for i in 0..4 {
+        p.append_with(make_batch(1, 10, 1, i), Durability::Durable)
+            .wait()
+            .unwrap();
+    }
+    // Every slot of the queue is held: the truncation asked for now waits for room.
+    let mut permits: Vec<_> = (0..QUEUE_DEPTH)
+        .map(|_| p.reserve(0).wait().unwrap())
+        .collect();
+    let truncate = p.truncate_to(2);
+    // Made after the truncation, so it must land after it, permit or not.
+    let append = permits
+        .pop()
+        .unwrap()
+        .append_with(make_batch(1, 10, 1, 99), Durability::Durable);
+    drop(permits);
+    assert_eq!(truncate.wait().unwrap(), 2);
+    let info = append.wait().unwrap();
+    assert_eq!(
+        info.base_offset, 2,
+        "the append landed after the truncation"
+    );
+    assert_eq!(p.offsets().log_end, 3);
+    assert_eq!(p.read(2, 1 << 20).wait().unwrap().batches().count(), 1);
+    log.close().unwrap();
+}

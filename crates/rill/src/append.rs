@@ -35,8 +35,9 @@ enum Room {
 }
 
 /// Room for one append in a partition's shard queue, from [`Partition::reserve`]: the append
-/// made with it never waits for room and never fails with [`Error::QueueFull`]. Dropping it
-/// unused gives the room back.
+/// made with it never fails with [`Error::QueueFull`], and waits for room only when it must stay
+/// behind a request of the partition (a truncation, deletion, or an earlier append) that is
+/// itself still waiting for room. Dropping it unused gives the room back.
 #[derive(Debug)]
 pub struct AppendPermit {
     partition: Partition,
@@ -239,6 +240,13 @@ impl Partition {
         room: Room,
     ) -> Result<Pending<AppendInfo>> {
         let permit = match room {
+            // A request this append must stay behind may still wait for room in its caller's
+            // future: then the append takes its place in line too (the permit goes back).
+            // Ordered requests take their ticket under the log's lock, which is held here.
+            Room::Held(permit) if self.shard.has_waiting() => {
+                drop(permit);
+                None
+            }
             Room::Held(permit) => Some(permit),
             Room::Try => match self.shard.try_reserve(batch.len()) {
                 Ok(permit) => Some(permit),

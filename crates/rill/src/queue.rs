@@ -211,6 +211,12 @@ impl ShardHandle {
         Ok(self.take_room(&mut state, bytes))
     }
 
+    /// Whether callers wait for room (a request holding a permit must not pass them when it has
+    /// to stay behind one of theirs).
+    pub(crate) fn has_waiting(&self) -> bool {
+        !self.state.lock().waiting.is_empty()
+    }
+
     /// Room at once, or a ticket in the line of waiting callers (see [`ShardHandle::poll_reserve`]).
     pub(crate) fn reserve_or_ticket(
         self: &Arc<Self>,

@@ -138,19 +138,6 @@ impl Shard {
                 let begun = begun.map_err(|e| state.shared.error(&log, e));
                 (begun, watermark)
             };
-            match watermark {
-                Ok(Some((file, ticket))) => {
-                    let token = self
-                        .in_flight
-                        .insert(InFlight::Watermark(WatermarkInFlight { key, ticket }));
-                    state.watermark_token = Some(token);
-                    self.driver.start_sync(token as u64, file);
-                }
-                Ok(None) => {}
-                // The partition failed writing the slot: the sync begun (if any) still runs,
-                // and its completion reports the failure.
-                Err(e) => tracing::warn!(error = %e, "writing the watermark"),
-            }
             match begun {
                 Ok(Some(ticket)) => {
                     let token = self.in_flight.insert(InFlight::Sync(SyncInFlight {
@@ -171,7 +158,25 @@ impl Shard {
                 Ok(None) => self.answer_waiters(key, Ok(())),
                 Err(e) => self.answer_waiters(key, Err(e)),
             }
+            // After the data's, so a lone sync run inline is the data's.
+            match watermark {
+                Ok(Some((file, ticket))) => {
+                    let token = self
+                        .in_flight
+                        .insert(InFlight::Watermark(WatermarkInFlight { key, ticket }));
+                    if let Some(state) = self.partitions.get_mut(&key) {
+                        state.watermark_token = Some(token);
+                    }
+                    self.driver.start_sync(token as u64, file);
+                }
+                Ok(None) => {}
+                // The partition failed writing the slot: the sync begun (if any) still runs,
+                // and its completion reports the failure.
+                Err(e) => tracing::warn!(error = %e, "writing the watermark"),
+            }
         }
+        // Keys queued meanwhile (a sync finished inline wanting another) are kept.
+        queue.append(&mut self.sync_queue);
         self.sync_queue = queue;
     }
 
@@ -277,6 +282,10 @@ impl Shard {
         // A failed partition syncs no more (its waiters were all answered).
         if ok && (still_waiting || wants_sync) {
             self.want_sync(key);
+        }
+        // A change to the files may have waited for these waiters.
+        if before != 0 {
+            self.relist(key);
         }
     }
 }

@@ -307,11 +307,12 @@ impl Shard {
         self.completions = completions;
     }
 
-    /// How many more requests the shard may take: `queue_depth` in all, durable waiters and
-    /// transfers in progress or waiting included.
+    /// How many more requests the shard may take: `queue_depth` in all, durable waiters, reads
+    /// and syncs in flight, and transfers in progress or waiting included.
     fn room(&self) -> usize {
         let busy = self.pending_total
             + self.waiters_total
+            + self.in_flight.len()
             + self.sends.deferred.len()
             + self.driver.sends_in_flight();
         self.config.queue_depth.saturating_sub(busy)
