@@ -156,7 +156,7 @@ fn sync_all(driver: &mut dyn Driver, logs: &mut [PartitionLog]) -> Vec<Result<i6
         tickets.push((ticket, None));
         let watermark = log.begin_watermark(0).unwrap();
         if let Some((file, _)) = watermark {
-            driver.start_sync(WATERMARK + i as u64, file);
+            driver.start_background_sync(WATERMARK + i as u64, file);
             started += 1;
         }
         watermarks.push(watermark.map(|(_, ticket)| (ticket, Ok(()))));

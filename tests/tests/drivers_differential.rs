@@ -215,7 +215,7 @@ impl Syncs {
             Err(e) => panic!("begin sync: {e}"),
         }
         if let Some((file, ticket)) = log.begin_watermark(0).expect("begin watermark") {
-            driver.start_sync(WATERMARK_TOKEN + p as u64, file);
+            driver.start_background_sync(WATERMARK_TOKEN + p as u64, file);
             self.files += 1;
             self.watermarks.insert(p, (ticket, None));
         }

@@ -47,9 +47,11 @@ impl Default for SyscallOptions {
 struct SyncJob {
     token: u64,
     file: FileId,
+    background: bool,
 }
 
-type SyncDone = (u64, FileId, io::Result<()>);
+/// A finished job: its token, file, whether it was a background one, and the result.
+type SyncDone = (u64, FileId, bool, io::Result<()>);
 
 /// What the shard and the fsync threads share: jobs in, results out, both in reused buffers
 /// (no allocation per sync in steady state).
@@ -67,6 +69,8 @@ struct SyncPool {
     queues: Arc<SyncQueues>,
     threads: Vec<JoinHandle<()>>,
     outstanding: usize,
+    /// Background syncs among `outstanding`.
+    background: usize,
     /// The shard's side of `done`, swapped with it.
     collected: Vec<SyncDone>,
 }
@@ -93,14 +97,20 @@ impl SyncPool {
             queues,
             threads: handles,
             outstanding: 0,
+            background: 0,
             collected: Vec::with_capacity(64),
         })
     }
 
-    fn submit(&mut self, token: u64, file: FileId) {
-        self.queues.jobs.lock().0.push_back(SyncJob { token, file });
+    fn submit(&mut self, token: u64, file: FileId, background: bool) {
+        self.queues.jobs.lock().0.push_back(SyncJob {
+            token,
+            file,
+            background,
+        });
         self.queues.job_ready.notify_one();
         self.outstanding += 1;
+        self.background += usize::from(background);
     }
 }
 
@@ -122,7 +132,10 @@ fn sync_thread(queues: &SyncQueues, disk: &dyn Disk, doorbell: &Doorbell) {
             }
         };
         let result = disk.fdatasync(job.file);
-        queues.done.lock().push((job.token, job.file, result));
+        queues
+            .done
+            .lock()
+            .push((job.token, job.file, job.background, result));
         doorbell.ring();
     }
 }
@@ -144,8 +157,8 @@ pub struct SyscallDriver {
     epoll: OwnedFd,
     pool: BufferPool,
     syncs: SyncPool,
-    /// Syncs started since the last poll.
-    queued_syncs: Vec<(u64, FileId)>,
+    /// Syncs started since the last poll, and whether each is a background one.
+    queued_syncs: Vec<(u64, FileId, bool)>,
     /// Completions not yet handed to the shard.
     done: Vec<Completion>,
     sends: SyscallSends,
@@ -201,24 +214,40 @@ impl SyscallDriver {
         &self.pool
     }
 
-    /// Runs the syncs started since the last pass: with at most two (a partition's segment and
-    /// its watermark slot) and none running, the first inline and the other on the pool beside
-    /// it, sparing the thread hop; otherwise all in parallel on the pool.
+    /// Runs the syncs started since the last pass: one waited for, alone (nothing running on
+    /// the pool but background syncs), runs inline, sparing the thread hop, with the others on
+    /// the pool beside it; otherwise all in parallel on the pool.
     fn dispatch_syncs(&mut self) {
         if self.queued_syncs.is_empty() {
             return;
         }
         self.stats.batches += 1;
-        let lone = self.queued_syncs.len() <= 2 && self.syncs.outstanding == 0;
         let mut queued = std::mem::take(&mut self.queued_syncs);
-        let inline = if lone { Some(queued.remove(0)) } else { None };
-        for (token, file) in queued.drain(..) {
-            self.syncs.submit(token, file);
+        let waited = queued
+            .iter()
+            .filter(|(_, _, background)| !background)
+            .count();
+        let lone = waited == 1 && self.syncs.outstanding == self.syncs.background;
+        let inline = if lone {
+            queued
+                .iter()
+                .position(|(_, _, background)| !background)
+                .map(|at| queued.remove(at))
+        } else {
+            None
+        };
+        for (token, file, background) in queued.drain(..) {
+            self.syncs.submit(token, file, background);
         }
         self.queued_syncs = queued;
-        if let Some(sync) = inline {
+        if let Some((token, file, _)) = inline {
             self.stats.inline_syncs += 1;
-            sync_inline(self.disk.as_ref(), &mut self.stats, &mut self.done, sync);
+            sync_inline(
+                self.disk.as_ref(),
+                &mut self.stats,
+                &mut self.done,
+                (token, file),
+            );
         }
     }
 
@@ -231,8 +260,9 @@ impl SyscallDriver {
             &mut *self.syncs.queues.done.lock(),
             &mut self.syncs.collected,
         );
-        for (token, file, result) in self.syncs.collected.drain(..) {
+        for (token, file, background, result) in self.syncs.collected.drain(..) {
             self.syncs.outstanding -= 1;
+            self.syncs.background -= usize::from(background);
             sync_finished(&mut self.stats, &mut self.done, (token, file), result);
         }
     }
@@ -271,7 +301,11 @@ impl Driver for SyscallDriver {
     }
 
     fn start_sync(&mut self, token: u64, file: FileId) {
-        self.queued_syncs.push((token, file));
+        self.queued_syncs.push((token, file, false));
+    }
+
+    fn start_background_sync(&mut self, token: u64, file: FileId) {
+        self.queued_syncs.push((token, file, true));
     }
 
     fn start_read(&mut self, token: u64, read: ReadOp) {

@@ -144,6 +144,12 @@ pub trait Driver: Send + fmt::Debug {
     /// stay open until then.
     fn start_sync(&mut self, token: u64, file: FileId);
 
+    /// Starts an fdatasync nobody waits for (a watermark slot's): it never runs inline on the
+    /// shard thread, and it does not count when the driver decides whether a sync is alone.
+    fn start_background_sync(&mut self, token: u64, file: FileId) {
+        self.start_sync(token, file);
+    }
+
     /// Starts a read. Its [`Completion::Read`] carries `token`. The file must stay open until
     /// then.
     fn start_read(&mut self, token: u64, read: ReadOp);

@@ -75,8 +75,11 @@ pub struct UringDriver {
     ops: Slab<storage::Op>,
     /// Completions not yet handed to the shard.
     done: Vec<Completion>,
-    /// fdatasyncs started since the last pass (see `dispatch_syncs`).
-    queued_syncs: Vec<(u64, FileId)>,
+    /// fdatasyncs started since the last pass, and whether each is a background one (see
+    /// `dispatch_syncs`).
+    queued_syncs: Vec<(u64, FileId, bool)>,
+    /// Background fdatasyncs in the slab.
+    background_syncs: usize,
     /// Chains of entries waiting for room in the SQ (or under the in-flight bound).
     backlog: VecDeque<Vec<squeue::Entry>>,
     /// Entries pushed and not yet completed.
@@ -157,6 +160,7 @@ impl UringDriver {
             ops: Slab::with_capacity(256),
             done: Vec::with_capacity(256),
             queued_syncs: Vec::with_capacity(64),
+            background_syncs: 0,
             backlog: VecDeque::new(),
             in_flight: 0,
             unsubmitted: 0,
@@ -357,7 +361,11 @@ impl Driver for UringDriver {
     }
 
     fn start_sync(&mut self, token: u64, file: FileId) {
-        self.queued_syncs.push((token, file));
+        self.queued_syncs.push((token, file, false));
+    }
+
+    fn start_background_sync(&mut self, token: u64, file: FileId) {
+        self.queued_syncs.push((token, file, true));
     }
 
     fn start_read(&mut self, token: u64, read: ReadOp) {

@@ -21,6 +21,8 @@ pub(super) enum Op {
     Sync {
         token: u64,
         file: FileId,
+        /// Nobody waits for it (see [`crate::Driver::start_background_sync`]).
+        background: bool,
     },
     Read {
         token: u64,
@@ -31,44 +33,56 @@ pub(super) enum Op {
     },
 }
 
-/// A pass that starts at most this many fdatasyncs while nothing else is in flight runs the
-/// first one inline (a partition's segment, and its watermark slot on the ring beside it).
-const INLINE_SYNC_MAX: usize = 2;
-
 impl UringDriver {
-    /// Starts the fdatasyncs asked for since the last pass. A lone sync (see
-    /// [`INLINE_SYNC_MAX`]) runs inline with `fdatasync(2)` after the others were submitted:
-    /// the ring always hands an fsync to an io-wq worker, and measured here the worker's
-    /// wake-up and the completion's trip back cost about 100 µs on top of the sync itself
-    /// (p50 390 µs against 286 µs for one partition's durable appends). With several syncs,
-    /// or anything else in flight, they all go to the ring, so the shard never blocks on one
-    /// while other work waits.
+    /// Starts the fdatasyncs asked for since the last pass. A lone sync (the only one someone
+    /// waits for, with nothing else in flight but background syncs) runs inline with
+    /// `fdatasync(2)` after the others were submitted: the ring always hands an fsync to an
+    /// io-wq worker, and measured here the worker's wake-up and the completion's trip back cost
+    /// about 100 µs on top of the sync itself (p50 390 µs against 286 µs for one partition's
+    /// durable appends). With several syncs waited for, or anything else in flight, they all go
+    /// to the ring, so the shard never blocks on one while other work waits.
     pub(super) fn dispatch_syncs(&mut self) {
         if self.queued_syncs.is_empty() {
             return;
         }
         let mut queued = std::mem::take(&mut self.queued_syncs);
-        let lone = queued.len() <= INLINE_SYNC_MAX
-            && self.ops.is_empty()
+        let waited = queued
+            .iter()
+            .filter(|(_, _, background)| !background)
+            .count();
+        let lone = waited == 1
+            && self.ops.len() == self.background_syncs
             && self.sends.entries_in_flight == 0
             && self.backlog.is_empty()
             && self.broken.is_none();
-        let inline = if lone { Some(queued.remove(0)) } else { None };
-        for (token, file) in queued.drain(..) {
-            self.sync_submit(token, file);
+        let inline = if lone {
+            queued
+                .iter()
+                .position(|(_, _, background)| !background)
+                .map(|at| queued.remove(at))
+        } else {
+            None
+        };
+        for (token, file, background) in queued.drain(..) {
+            self.sync_submit(token, file, background);
         }
         self.queued_syncs = queued;
-        if let Some(sync) = inline {
+        if let Some((token, file, _)) = inline {
             if self.unsubmitted > 0 {
                 // The others run beside it.
                 let _ = self.enter(std::time::Duration::ZERO);
             }
             self.stats.inline_syncs += 1;
-            sync_inline(self.disk.as_ref(), &mut self.stats, &mut self.done, sync);
+            sync_inline(
+                self.disk.as_ref(),
+                &mut self.stats,
+                &mut self.done,
+                (token, file),
+            );
         }
     }
 
-    fn sync_submit(&mut self, token: u64, file: FileId) {
+    fn sync_submit(&mut self, token: u64, file: FileId, background: bool) {
         let target = match self.usable_target(file) {
             Ok(target) => target,
             Err(e) => {
@@ -80,7 +94,12 @@ impl UringDriver {
                 });
             }
         };
-        let key = self.ops.insert(Op::Sync { token, file });
+        let key = self.ops.insert(Op::Sync {
+            token,
+            file,
+            background,
+        });
+        self.background_syncs += usize::from(background);
         let flags = types::FsyncFlags::DATASYNC;
         let entry = match target {
             Target::Fixed(slot) => opcode::Fsync::new(types::Fixed(slot)).flags(flags).build(),
@@ -164,7 +183,12 @@ impl UringDriver {
             return;
         };
         match op {
-            Op::Sync { token, file } => {
+            Op::Sync {
+                token,
+                file,
+                background,
+            } => {
+                self.background_syncs -= usize::from(background);
                 let result = if res < 0 {
                     Err(io::Error::from_raw_os_error(-res))
                 } else {
@@ -250,7 +274,7 @@ impl UringDriver {
     pub(super) fn storage_fail_broken(&mut self) {
         for (_, op) in std::mem::take(&mut self.ops) {
             let completion = match op {
-                Op::Sync { token, file } => Completion::Sync {
+                Op::Sync { token, file, .. } => Completion::Sync {
                     token,
                     file,
                     result: Err(ring_broke()),
@@ -266,6 +290,7 @@ impl UringDriver {
             self.done.push(completion);
         }
         self.in_flight = self.sends.entries_in_flight;
+        self.background_syncs = 0;
     }
 }
 

@@ -167,7 +167,7 @@ impl Shard {
                     if let Some(state) = self.partitions.get_mut(&key) {
                         state.watermark_token = Some(token);
                     }
-                    self.driver.start_sync(token as u64, file);
+                    self.driver.start_background_sync(token as u64, file);
                 }
                 Ok(None) => {}
                 // The partition failed writing the slot: the sync begun (if any) still runs,
