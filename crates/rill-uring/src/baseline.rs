@@ -8,7 +8,8 @@
 use crate::buffers::{BufferPool, BufferPoolConfig};
 use crate::doorbell::Doorbell;
 use crate::driver::{
-    Completion, Driver, DriverKind, DriverStats, ReadOp, sync_finished, sync_inline,
+    Completion, Driver, DriverKind, DriverStats, QueuedSync, ReadOp, sync_finished, sync_inline,
+    take_lone_sync,
 };
 use crate::error::DriverError;
 use crate::syscall_sends::SyscallSends;
@@ -158,7 +159,7 @@ pub struct SyscallDriver {
     pool: BufferPool,
     syncs: SyncPool,
     /// Syncs started since the last poll, and whether each is a background one.
-    queued_syncs: Vec<(u64, FileId, bool)>,
+    queued_syncs: Vec<QueuedSync>,
     /// Completions not yet handed to the shard.
     done: Vec<Completion>,
     sends: SyscallSends,
@@ -223,25 +224,13 @@ impl SyscallDriver {
         }
         self.stats.batches += 1;
         let mut queued = std::mem::take(&mut self.queued_syncs);
-        let waited = queued
-            .iter()
-            .filter(|(_, _, background)| !background)
-            .count();
-        let lone = waited == 1 && self.syncs.outstanding == self.syncs.background;
-        let inline = if lone {
-            queued
-                .iter()
-                .position(|(_, _, background)| !background)
-                .map(|at| queued.remove(at))
-        } else {
-            None
-        };
+        let idle = self.syncs.outstanding == self.syncs.background;
+        let inline = take_lone_sync(&mut queued, idle);
         for (token, file, background) in queued.drain(..) {
             self.syncs.submit(token, file, background);
         }
         self.queued_syncs = queued;
         if let Some((token, file, _)) = inline {
-            self.stats.inline_syncs += 1;
             sync_inline(
                 self.disk.as_ref(),
                 &mut self.stats,

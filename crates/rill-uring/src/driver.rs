@@ -83,7 +83,8 @@ pub struct DriverStats {
     pub submit_calls: u64,
     /// fdatasyncs completed successfully.
     pub syncs: u64,
-    /// fdatasyncs run inline on the shard thread because they were alone (see the drivers).
+    /// fdatasyncs run inline on the shard thread: a lone one on the io_uring and baseline
+    /// drivers (see `take_lone_sync`), every one on the disk driver.
     pub inline_syncs: u64,
     /// Reads completed.
     pub reads: u64,
@@ -186,6 +187,24 @@ pub trait Driver: Send + fmt::Debug {
     fn expire_sends(&mut self, all: bool);
 }
 
+/// An fdatasync started and not yet submitted: its token, its file, and whether it is a
+/// background one (see [`Driver::start_background_sync`]).
+pub(crate) type QueuedSync = (u64, FileId, bool);
+
+/// The drivers' rule for running a sync inline: when `queued` holds exactly one sync someone
+/// waits for and `idle` (nothing else in flight but background syncs), removes and returns it.
+/// A thread hop to run a lone sync elsewhere costs more than blocking the shard on it, when
+/// nothing else waits for the shard.
+pub(crate) fn take_lone_sync(queued: &mut Vec<QueuedSync>, idle: bool) -> Option<QueuedSync> {
+    let mut waited = queued.iter().filter(|(_, _, background)| !background);
+    let first = waited.next()?;
+    if !idle || waited.next().is_some() {
+        return None;
+    }
+    let at = queued.iter().position(|sync| sync == first)?;
+    Some(queued.remove(at))
+}
+
 /// Counts a finished fdatasync and queues its completion.
 pub(crate) fn sync_finished(
     stats: &mut DriverStats,
@@ -204,13 +223,36 @@ pub(crate) fn sync_finished(
     });
 }
 
-/// Runs an fdatasync with `disk`'s own call on this thread, counts it and queues its completion.
+/// Runs an fdatasync with `disk`'s own call on this thread, counts it (as inline) and queues its
+/// completion.
 pub(crate) fn sync_inline(
     disk: &dyn rill_segment::disk::Disk,
     stats: &mut DriverStats,
     done: &mut Vec<Completion>,
     (token, file): (u64, FileId),
 ) {
+    stats.inline_syncs += 1;
     let result = disk.fdatasync(file);
     sync_finished(stats, done, (token, file), result);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lone_waited_sync_runs_inline() {
+        let data = (1, FileId(1), false);
+        let slot = (2, FileId(2), true);
+        let mut queued = vec![slot, data];
+        assert_eq!(take_lone_sync(&mut queued, true), Some(data));
+        assert_eq!(queued, vec![slot], "background syncs stay queued");
+        let mut busy = vec![data];
+        assert_eq!(take_lone_sync(&mut busy, false), None);
+        let mut two = vec![data, (3, FileId(3), false)];
+        assert_eq!(take_lone_sync(&mut two, true), None);
+        assert_eq!(two.len(), 2);
+        let mut background_only = vec![slot];
+        assert_eq!(take_lone_sync(&mut background_only, true), None);
+    }
 }

@@ -77,7 +77,7 @@ pub struct UringDriver {
     done: Vec<Completion>,
     /// fdatasyncs started since the last pass, and whether each is a background one (see
     /// `dispatch_syncs`).
-    queued_syncs: Vec<(u64, FileId, bool)>,
+    queued_syncs: Vec<crate::driver::QueuedSync>,
     /// Background fdatasyncs in the slab.
     background_syncs: usize,
     /// Chains of entries waiting for room in the SQ (or under the in-flight bound).

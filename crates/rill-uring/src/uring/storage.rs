@@ -8,7 +8,7 @@
 
 use super::{Target, UringDriver};
 use crate::buffers::ReadBuf;
-use crate::driver::{Completion, ReadOp, sync_inline};
+use crate::driver::{Completion, ReadOp, sync_inline, take_lone_sync};
 use io_uring::{opcode, squeue, types};
 use rill_segment::disk::FileId;
 use std::io;
@@ -46,23 +46,11 @@ impl UringDriver {
             return;
         }
         let mut queued = std::mem::take(&mut self.queued_syncs);
-        let waited = queued
-            .iter()
-            .filter(|(_, _, background)| !background)
-            .count();
-        let lone = waited == 1
-            && self.ops.len() == self.background_syncs
+        let idle = self.ops.len() == self.background_syncs
             && self.sends.entries_in_flight == 0
             && self.backlog.is_empty()
             && self.broken.is_none();
-        let inline = if lone {
-            queued
-                .iter()
-                .position(|(_, _, background)| !background)
-                .map(|at| queued.remove(at))
-        } else {
-            None
-        };
+        let inline = take_lone_sync(&mut queued, idle);
         for (token, file, background) in queued.drain(..) {
             self.sync_submit(token, file, background);
         }
@@ -72,7 +60,6 @@ impl UringDriver {
                 // The others run beside it.
                 let _ = self.enter(std::time::Duration::ZERO);
             }
-            self.stats.inline_syncs += 1;
             sync_inline(
                 self.disk.as_ref(),
                 &mut self.stats,

@@ -11,6 +11,7 @@ use super::{PartitionState, Shard, now_ms};
 use crate::request::Request;
 use crate::shared::PartitionKey;
 use rill_segment::Durability;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// What serving the head request did.
@@ -127,37 +128,30 @@ impl Shard {
     /// An append the caller could not write (the unsynced bound, or requests ahead of it): the
     /// shard writes it once the bound allows.
     fn serve_append(&mut self, key: PartitionKey, request: Request) -> Step {
-        let Some(state) = self.partitions.get_mut(&key) else {
+        let Some(state) = self.partitions.get(&key) else {
             return Step::Served;
         };
+        let part = Arc::clone(&state.shared);
+        let mut log = part.log.lock();
+        let len = request.bytes();
+        if log.must_sync_before(len) && log.failure().is_none() {
+            drop(log);
+            if state.sync_token.is_none() {
+                self.want_sync(key);
+            }
+            return self.put_back(key, request);
+        }
         let Request::Append {
-            part,
             batch,
             durability,
             reply,
             order,
             bytes,
+            ..
         } = request
         else {
             return Step::Served;
         };
-        let mut log = part.log.lock();
-        if log.must_sync_before(batch.len()) && log.failure().is_none() {
-            drop(log);
-            let request = Request::Append {
-                part,
-                batch,
-                durability,
-                reply,
-                order,
-                bytes,
-            };
-            let sync_running = state.sync_token.is_some();
-            if !sync_running {
-                self.want_sync(key);
-            }
-            return self.put_back(key, request);
-        }
         let result = log.append_valid(batch, now_ms());
         let wants_sync = log.wants_sync();
         part.publish(&log);
