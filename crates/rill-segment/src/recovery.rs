@@ -418,7 +418,6 @@ impl Recovery<'_> {
             {
                 let mut segment = Segment::new(o.base, o.file, max, self.options.now_ms);
                 segment.size_bytes = o.file_len;
-                segment.written_bytes = o.file_len;
                 segment.file_len = o.file_len;
                 segment.next_offset = next_offset;
                 if let Some(last) = time_index.entries().last() {

@@ -201,15 +201,20 @@ pub(crate) fn rebuild_segment(
     loop {
         match scanner.next(segment.next_offset, max_batch) {
             Step::Batch { header, .. } => segment.push_batch(&header, config.index_interval_bytes),
-            Step::End => return finish(segment, None),
-            Step::Stop(stop) => return finish(segment, Some(stop)),
+            Step::End => {
+                return Rebuilt {
+                    segment,
+                    stop: None,
+                };
+            }
+            Step::Stop(stop) => {
+                return Rebuilt {
+                    segment,
+                    stop: Some(stop),
+                };
+            }
         }
     }
-}
-
-fn finish(mut segment: Segment, stop: Option<Stop>) -> Rebuilt {
-    segment.written_bytes = segment.size_bytes;
-    Rebuilt { segment, stop }
 }
 
 /// Whether `[from, end)` of `file` holds a valid batch (shape, CRC) with a base offset above

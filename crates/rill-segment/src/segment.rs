@@ -71,10 +71,8 @@ pub(crate) fn remove_files(
 pub(crate) struct Segment {
     pub base_offset: i64,
     pub log: FileId,
-    /// Bytes of batches planned into the file (including writes still in flight).
+    /// Bytes of batches in the file (each written before it is counted): what reads may see.
     pub size_bytes: u64,
-    /// Bytes of batches whose writes completed: what reads may see.
-    pub written_bytes: u64,
     /// Physical file length when it differs from `size_bytes` (a preallocated tail).
     pub file_len: u64,
     /// Offset after the last planned batch.
@@ -94,7 +92,6 @@ impl Segment {
             base_offset,
             log,
             size_bytes: 0,
-            written_bytes: 0,
             file_len: 0,
             next_offset: base_offset,
             offset_index: OffsetIndex::new(base_offset, max_index_entries),

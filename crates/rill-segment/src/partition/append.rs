@@ -118,7 +118,6 @@ impl PartitionLog {
         let interval = self.config.index_interval_bytes;
         let active = self.active_mut();
         active.push_batch(&header, interval);
-        active.written_bytes = active.size_bytes;
         if !self.unsynced.contains(&segment_base) {
             self.unsynced.push(segment_base);
         }

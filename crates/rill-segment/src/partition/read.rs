@@ -113,7 +113,7 @@ impl PartitionLog {
         let Some(segment) = self.segments.range(..=offset).next_back().map(|(_, s)| s) else {
             return Ok(None);
         };
-        let readable = segment.written_bytes;
+        let readable = segment.size_bytes;
         let (mut expected, position) = segment.offset_index.lookup(offset);
         let mut position = u64::from(position);
         // Bounded: each step moves past one batch of at least HEADER_BYTES within the segment.
@@ -219,7 +219,7 @@ impl PartitionLog {
             .next_back()
             .map_or(self.log_start_offset, |(base, _)| *base);
         for segment in self.segments.range(first..).map(|(_, s)| s) {
-            if segment.written_bytes == 0 || segment.max_timestamp < timestamp_ms {
+            if segment.size_bytes == 0 || segment.max_timestamp < timestamp_ms {
                 continue;
             }
             let start_offset = segment
@@ -229,7 +229,7 @@ impl PartitionLog {
             let (mut expected, position) = segment.offset_index.lookup(start_offset);
             let mut position = u64::from(position);
             // Bounded by the segment size: each step moves past one batch.
-            while position < segment.written_bytes {
+            while position < segment.size_bytes {
                 let header = self.header_at(segment, position, expected)?;
                 expected = header.next_offset();
                 if header.next_offset() > end {

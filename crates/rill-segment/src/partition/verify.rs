@@ -48,7 +48,7 @@ impl PartitionLog {
             let (batches, index_entries) = self.verify_segment(segment, file_len)?;
             report.segments += 1;
             report.batches += batches;
-            report.bytes += segment.written_bytes;
+            report.bytes += segment.size_bytes;
             report.index_entries += index_entries;
             expected = segment.next_offset;
         }
@@ -69,7 +69,7 @@ impl PartitionLog {
         let bad = |range: std::ops::Range<u64>, offset: i64, detail: String| {
             Err(LogError::corrupt(path.clone(), range, offset, detail))
         };
-        let mut scanner = Scanner::new(self.disk.as_ref(), segment.log, 0, segment.written_bytes);
+        let mut scanner = Scanner::new(self.disk.as_ref(), segment.log, 0, segment.size_bytes);
         let mut offset_entries = segment.offset_index.entries().iter().peekable();
         let mut time_entries = segment.time_index.entries().iter().peekable();
         let mut next = segment.base_offset;
@@ -135,23 +135,23 @@ impl PartitionLog {
         }
         if offset_entries.next().is_some() || time_entries.next().is_some() {
             return bad(
-                segment.written_bytes..file_len,
+                segment.size_bytes..file_len,
                 next,
                 "index entries point past the last batch".into(),
             );
         }
-        if file_len != segment.written_bytes {
+        if file_len != segment.size_bytes {
             let mut tail = Scanner::new(
                 self.disk.as_ref(),
                 segment.log,
-                segment.written_bytes,
+                segment.size_bytes,
                 file_len,
             );
-            let zero_tail = file_len > segment.written_bytes
-                && matches!(tail.next(next, 0), Step::Stop(ref s) if s.zero_tail && s.position == segment.written_bytes);
+            let zero_tail = file_len > segment.size_bytes
+                && matches!(tail.next(next, 0), Step::Stop(ref s) if s.zero_tail && s.position == segment.size_bytes);
             if !zero_tail {
                 return bad(
-                    segment.written_bytes..file_len,
+                    segment.size_bytes..file_len,
                     next,
                     "file holds bytes past its last batch".into(),
                 );
