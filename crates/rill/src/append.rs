@@ -72,8 +72,16 @@ impl AppendPermit {
 pub struct Reserve {
     partition: Partition,
     bytes: usize,
-    /// The ticket in line, or the outcome already known.
-    state: Result<Option<u64>, Option<Result<AppendPermit>>>,
+    state: ReserveState,
+}
+
+#[derive(Debug)]
+enum ReserveState {
+    /// In line for room with this ticket.
+    Waiting(u64),
+    /// Known without waiting (room at once, or the shard is closing).
+    Ready(Result<AppendPermit>),
+    Done,
 }
 
 impl Reserve {
@@ -92,17 +100,17 @@ impl std::future::Future for Reserve {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<AppendPermit>> {
         let this = &mut *self;
-        let ticket = match &mut this.state {
-            Err(done) => {
-                return std::task::Poll::Ready(done.take().unwrap_or(Err(Error::ShuttingDown)));
-            }
-            Ok(None) => return std::task::Poll::Ready(Err(Error::ShuttingDown)),
-            Ok(Some(ticket)) => *ticket,
+        let ticket = match std::mem::replace(&mut this.state, ReserveState::Done) {
+            ReserveState::Ready(result) => return std::task::Poll::Ready(result),
+            ReserveState::Done => return std::task::Poll::Ready(Err(Error::ShuttingDown)),
+            ReserveState::Waiting(ticket) => ticket,
         };
         match this.partition.shard.poll_reserve(ticket, this.bytes, cx) {
-            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Pending => {
+                this.state = ReserveState::Waiting(ticket);
+                std::task::Poll::Pending
+            }
             std::task::Poll::Ready(result) => {
-                this.state = Ok(None);
                 std::task::Poll::Ready(result.map_err(|_| Error::ShuttingDown).map(|permit| {
                     AppendPermit {
                         partition: this.partition.clone(),
@@ -116,7 +124,7 @@ impl std::future::Future for Reserve {
 
 impl Drop for Reserve {
     fn drop(&mut self) {
-        if let Ok(Some(ticket)) = self.state {
+        if let ReserveState::Waiting(ticket) = self.state {
             self.partition.shard.cancel_wait(ticket);
         }
     }
@@ -169,12 +177,12 @@ impl Partition {
     /// the room until used or dropped.
     pub fn reserve(&self, bytes: usize) -> Reserve {
         let state = match self.shard.reserve_or_ticket(bytes) {
-            Ok(Ok(permit)) => Err(Some(Ok(AppendPermit {
+            Ok(Ok(permit)) => ReserveState::Ready(Ok(AppendPermit {
                 partition: self.clone(),
                 permit,
-            }))),
-            Ok(Err(ticket)) => Ok(Some(ticket)),
-            Err(_) => Err(Some(Err(Error::ShuttingDown))),
+            })),
+            Ok(Err(ticket)) => ReserveState::Waiting(ticket),
+            Err(_) => ReserveState::Ready(Err(Error::ShuttingDown)),
         };
         Reserve {
             partition: self.clone(),

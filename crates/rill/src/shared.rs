@@ -50,6 +50,15 @@ impl PartitionShared {
         }
     }
 
+    /// Runs `f` on the log under its lock, then publishes the offsets before the lock is
+    /// released (so publications keep the log's order).
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut PartitionLog) -> R) -> R {
+        let mut log = self.log.lock();
+        let result = f(&mut log);
+        self.publish(&log);
+        result
+    }
+
     /// Publishes `log`'s offsets (the caller holds the log's lock, so publications keep the
     /// log's order).
     pub(crate) fn publish(&self, log: &PartitionLog) {

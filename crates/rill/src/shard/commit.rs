@@ -210,12 +210,12 @@ impl Shard {
             return;
         };
         state.sync_token = None;
-        let result = {
-            let mut log = state.shared.log.lock();
-            let result = log.complete_sync(sync.ticket, sync.failure.map_or(Ok(()), Err));
-            state.shared.publish(&log);
-            result.map(|_| ()).map_err(|e| state.shared.error(&log, e))
-        };
+        let part = &state.shared;
+        let result = part.update(|log| {
+            log.complete_sync(sync.ticket, sync.failure.map_or(Ok(()), Err))
+                .map(|_| ())
+                .map_err(|e| part.error(log, e))
+        });
         self.answer_waiters(sync.key, result);
         self.relist(sync.key);
     }
@@ -229,12 +229,9 @@ impl Shard {
             return;
         };
         state.watermark_token = None;
-        let failed = {
-            let mut log = state.shared.log.lock();
-            let failed = log.complete_watermark(wm.ticket, result).is_err();
-            state.shared.publish(&log);
-            failed
-        };
+        let failed = state
+            .shared
+            .update(|log| log.complete_watermark(wm.ticket, result).is_err());
         if failed && !state.waiters.is_empty() {
             // The next sync attempt answers them with the failure.
             self.want_sync(wm.key);

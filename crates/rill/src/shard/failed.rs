@@ -44,11 +44,9 @@ impl Shard {
         std::mem::forget(driver);
         let mut parts: Vec<Arc<PartitionShared>> = Vec::with_capacity(partitions.len());
         for (_, mut state) in partitions {
-            {
-                let mut log = state.shared.log.lock();
-                log.fail_stop("shard panicked", &error);
-                state.shared.publish(&log);
-            }
+            state
+                .shared
+                .update(|log| log.fail_stop("shard panicked", &error));
             for request in state.pending.drain(..) {
                 fail(request, shard, message);
             }

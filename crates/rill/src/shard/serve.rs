@@ -188,7 +188,6 @@ impl Shard {
 /// Runs a truncation or deletion on an idle partition and answers it.
 fn run_change(state: &PartitionState, request: Request) {
     let part = &state.shared;
-    let mut log = part.log.lock();
     let now = now_ms();
     match request {
         Request::TruncateTo {
@@ -197,11 +196,11 @@ fn run_change(state: &PartitionState, request: Request) {
             order,
             ..
         } => {
-            let result = log.truncate_to(offset, now);
-            part.publish(&log);
+            let result =
+                part.update(|log| log.truncate_to(offset, now).map_err(|e| part.error(log, e)));
             // Later appends may go on once the change is made.
             drop(order);
-            reply.send(result.map_err(|e| part.error(&log, e)));
+            reply.send(result);
         }
         Request::DeleteBefore {
             offset,
@@ -209,12 +208,13 @@ fn run_change(state: &PartitionState, request: Request) {
             order,
             ..
         } => {
-            let result = log
-                .delete_before(offset, now)
-                .map(|outcome| outcome.log_start_offset);
-            part.publish(&log);
+            let result = part.update(|log| {
+                log.delete_before(offset, now)
+                    .map(|outcome| outcome.log_start_offset)
+                    .map_err(|e| part.error(log, e))
+            });
             drop(order);
-            reply.send(result.map_err(|e| part.error(&log, e)));
+            reply.send(result);
         }
         other => other.fail(crate::error::Error::Config("not a change request".into())),
     }
