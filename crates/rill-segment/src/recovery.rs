@@ -2,9 +2,10 @@
 //!
 //! Order of work, each step idempotent so that a crash inside recovery is recovered by running it
 //! again: sync the directory and every segment file before trusting what is read; read the
-//! checkpoint; delete leftovers (temp checkpoint, orphan indexes, segments below the log start);
-//! then either load (clean shutdown, valid checkpoint, tail consistent) or scan every segment
-//! from the one holding the recovery point, dropping cached pages first so that only durable
+//! checkpoint; delete leftovers (temp checkpoint, a prepared next segment, orphan indexes,
+//! segments below the log start); then either load (clean shutdown, valid checkpoint, tail
+//! consistent) or scan every segment from the one holding the offset just below the recovery
+//! point (see `partition::roll` for why), dropping cached pages first so that only durable
 //! bytes are validated. Damage at or above the recovery point is a torn tail: truncate it and
 //! remove later segments. Damage below it is corruption of acknowledged data: refuse to open,
 //! naming the file and byte range, unless repair was asked for. Finally write indexes of
@@ -252,7 +253,7 @@ impl Recovery<'_> {
         let mut logs = BTreeSet::new();
         let mut indexes = Vec::new();
         for name in &names {
-            if name == checkpoint::CHECKPOINT_TEMP_FILE {
+            if name == checkpoint::CHECKPOINT_TEMP_FILE || name == crate::partition::PREPARED_FILE {
                 self.remove(&self.dir.join(name))?;
                 continue;
             }
@@ -429,8 +430,8 @@ impl Recovery<'_> {
                     .last()
                     .map_or(0, |e| u64::from(e.position));
                 segment.bytes_since_index_entry = o.file_len - last_position;
-                segment.offset_index = offset_index;
-                segment.time_index = time_index;
+                segment.offset_index = Arc::new(offset_index);
+                segment.time_index = Arc::new(time_index);
                 Ok(segment)
             }
             _ => {
@@ -535,10 +536,11 @@ impl Recovery<'_> {
         scan_from: i64,
         recovery_point: i64,
     ) -> Result<Segments, LogError> {
-        let first_scanned = opened
-            .iter()
-            .rposition(|o| o.base <= scan_from)
-            .unwrap_or(0);
+        // The segment holding the last offset before `scan_from`: a recovery point recorded
+        // exactly at a roll's boundary (before the roll, when everything was durable) says
+        // nothing about the sealed segment's own trim and indexes, which may still have been
+        // pending (see `partition::roll`), so that segment is rescanned and sealed again.
+        let first_scanned = opened.iter().rposition(|o| o.base < scan_from).unwrap_or(0);
         let mut segments = Segments::new();
         let mut scanned = Vec::new();
         for (i, o) in opened.iter().enumerate().take(first_scanned) {
@@ -569,7 +571,19 @@ impl Recovery<'_> {
             let segment = rebuilt.segment;
             let next = segment.next_offset;
             segments.insert(o.base, segment);
-            if let Some(stop) = rebuilt.stop {
+            let stop = rebuilt.stop.filter(|stop| {
+                // Zeros after every batch of a sealed segment, up to exactly where the next
+                // segment starts: a preallocation whose trim was still pending (a roll's seal
+                // job, see `partition::roll`), not a torn tail. `seal_rescanned` trims it.
+                let untrimmed = stop.zero_tail
+                    && !stop.read_error
+                    && opened.get(i + 1).is_some_and(|n| n.base == next);
+                if untrimmed {
+                    self.report.zero_tail_bytes += o.file_len.saturating_sub(stop.position);
+                }
+                !untrimmed
+            });
+            if let Some(stop) = stop {
                 self.cut_tail(
                     &mut segments,
                     opened,

@@ -6,6 +6,7 @@
 use crate::batch::BatchHeader;
 use crate::disk::FileId;
 use crate::index::{OffsetIndex, TimeIndex};
+use std::sync::Arc;
 
 /// The kinds of files a segment has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,8 +78,10 @@ pub(crate) struct Segment {
     pub file_len: u64,
     /// Offset after the last planned batch.
     pub next_offset: i64,
-    pub offset_index: OffsetIndex,
-    pub time_index: TimeIndex,
+    /// Shared with a seal job that writes it out after the segment is sealed (sealed segments'
+    /// indexes no longer change; a change to a shared one copies it first).
+    pub offset_index: Arc<OffsetIndex>,
+    pub time_index: Arc<TimeIndex>,
     pub max_timestamp: i64,
     pub offset_of_max_timestamp: i64,
     pub bytes_since_index_entry: u64,
@@ -94,8 +97,8 @@ impl Segment {
             size_bytes: 0,
             file_len: 0,
             next_offset: base_offset,
-            offset_index: OffsetIndex::new(base_offset, max_index_entries),
-            time_index: TimeIndex::new(base_offset, max_index_entries),
+            offset_index: Arc::new(OffsetIndex::new(base_offset, max_index_entries)),
+            time_index: Arc::new(TimeIndex::new(base_offset, max_index_entries)),
             max_timestamp: i64::MIN,
             offset_of_max_timestamp: base_offset,
             bytes_since_index_entry: 0,
@@ -118,10 +121,12 @@ impl Segment {
         }
         if self.bytes_since_index_entry > index_interval_bytes {
             // Positions fit: segments are at most i32::MAX bytes (checked by the config).
-            self.offset_index
-                .append(header.base_offset, position as u32);
-            self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, false);
+            Arc::make_mut(&mut self.offset_index).append(header.base_offset, position as u32);
+            Arc::make_mut(&mut self.time_index).maybe_append(
+                self.max_timestamp,
+                self.offset_of_max_timestamp,
+                false,
+            );
             self.bytes_since_index_entry = 0;
         }
         self.bytes_since_index_entry += header.total_bytes();
@@ -134,8 +139,11 @@ impl Segment {
     /// segment is sealed or the log closed.
     pub fn finish_time_index(&mut self) {
         if !self.is_empty() {
-            self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true);
+            Arc::make_mut(&mut self.time_index).maybe_append(
+                self.max_timestamp,
+                self.offset_of_max_timestamp,
+                true,
+            );
         }
     }
 

@@ -220,7 +220,9 @@ impl Partition {
             },
         };
         let result = log.append_valid(batch, now);
-        let wants_sync = log.wants_sync();
+        // A roll job (the next segment's file, a rename's directory sync, a seal) is started
+        // by the shard, asked the same way as a sync.
+        let wants_sync = log.wants_sync() || log.has_roll_work();
         self.shared.publish(&log);
         let info = result.map_err(|e| self.shared.error(&log, e))?;
         if let Some(permit) = permit {

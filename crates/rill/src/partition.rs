@@ -9,7 +9,7 @@ use crate::send::{Entered, SendHeader, SendInfo, SendOptions, SendRange, SocketG
 use crate::shared::{OrderGuard, PartitionShared};
 use bytes::Bytes;
 use rill_segment::batch::{self, Header};
-use rill_segment::partition::ReadLimit;
+use rill_segment::partition::{ReadLimit, RollStats};
 use rill_segment::{Durability, Offsets};
 use rill_send::{self, SendStrategy, SocketId};
 use rill_uring::ReadBuf;
@@ -204,6 +204,12 @@ impl Partition {
     /// Start, end and durable offsets, as of the last append, sync or change.
     pub fn offsets(&self) -> Offsets {
         *self.shared.offsets.lock()
+    }
+
+    /// How the partition's segment rolls went since it was opened: into a file prepared ahead
+    /// (a rename on the appending thread) or synchronously (no file ready in time).
+    pub fn roll_stats(&self) -> RollStats {
+        self.shared.log.lock().roll_stats()
     }
 
     /// The batches a [`Partition::send`] of `offset` and `max_bytes` would carry now, without

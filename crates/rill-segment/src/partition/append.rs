@@ -11,7 +11,7 @@
 //! partition, so every durable acknowledgement follows a completed fdatasync issued after its
 //! write.
 
-use super::{PartitionLog, create_segment, write_index_files};
+use super::PartitionLog;
 use crate::batch::{self, BatchError, BatchHeader};
 use crate::disk::FileId;
 use crate::error::LogError;
@@ -124,6 +124,7 @@ impl PartitionLog {
         self.unsynced_bytes += header.total_bytes();
         self.next_offset = header.next_offset();
         self.written_offset = self.next_offset;
+        self.maybe_prepare_next(now_ms);
         Ok(super::AppendInfo {
             base_offset,
             last_offset,
@@ -169,6 +170,12 @@ impl PartitionLog {
         !self.unsynced.is_empty()
     }
 
+    /// Whether a sync begun now would move the durable offset: data is unsynced, or synced
+    /// data is not yet counted durable. (When neither, only roll jobs can: see [`super::roll`].)
+    pub fn sync_would_advance(&self) -> bool {
+        !self.unsynced.is_empty() || self.durable_offset < self.written_offset
+    }
+
     /// Whether a sync is in flight.
     pub fn sync_in_flight(&self) -> bool {
         self.sync_in_flight.is_some()
@@ -184,6 +191,9 @@ impl PartitionLog {
             return Err(LogError::SyncInFlight);
         }
         if self.unsynced.is_empty() {
+            // Everything written is covered by completed fdatasyncs (a roll's own, or a
+            // truncation's).
+            self.durable_offset = self.written_offset;
             return Ok(None);
         }
         files.clear();
@@ -225,7 +235,7 @@ impl PartitionLog {
         debug_assert!(ticket.target_offset <= self.written_offset);
         self.durable_offset = self.durable_offset.max(ticket.target_offset);
         self.unsynced_bytes = self.unsynced_bytes.saturating_sub(ticket.bytes);
-        Ok(self.durable_offset)
+        Ok(self.durable())
     }
 
     /// Writes the watermark's next slot with the offset durable now (into the page cache) and
@@ -244,12 +254,12 @@ impl PartitionLog {
         if !self.config.track_durable_watermark
             || !due
             || self.watermark_in_flight.is_some()
-            || self.durable_offset <= self.watermark.last.durable_offset
+            || self.recovery_point() <= self.watermark.last.durable_offset
         {
             return Ok(None);
         }
         self.last_watermark_ms = now_ms;
-        let (position, slot) = self.watermark.next_slot(self.durable_offset);
+        let (position, slot) = self.watermark.next_slot(self.recovery_point());
         let file = self.watermark.file;
         if let Err(e) = self.write_at(file, position, &slot.encode()) {
             let path = self.dir.join(crate::watermark::WATERMARK_FILE);
@@ -303,12 +313,13 @@ impl PartitionLog {
     }
 
     /// Makes everything written so far durable, with the disk's own fdatasync calls. Returns
-    /// the durable offset.
+    /// the durable offset. Roll jobs still queued run first, here.
     pub fn flush(&mut self) -> Result<i64, LogError> {
+        self.run_roll_jobs()?;
         let mut files = Vec::new();
         let Some(ticket) = self.begin_sync(&mut files)? else {
             self.check_usable()?;
-            return Ok(self.durable_offset);
+            return Ok(self.durable());
         };
         // The simple path records every sync: no interval.
         self.last_watermark_ms = i64::MIN;
@@ -322,43 +333,5 @@ impl PartitionLog {
             self.complete_watermark(ticket, result)?;
         }
         durable
-    }
-
-    /// Seals the active segment (trims its preallocation, writes its indexes, syncs it) and
-    /// starts a new one at `base_offset`.
-    fn roll(&mut self, base_offset: i64, now_ms: i64) -> Result<(), LogError> {
-        let disk = std::sync::Arc::clone(&self.disk);
-        let dir = self.dir.clone();
-        let old = self.active_mut();
-        old.finish_time_index();
-        let old_file = old.log;
-        let old_base = old.base_offset;
-        if old.file_len > old.size_bytes {
-            let size = old.size_bytes;
-            old.file_len = size;
-            if let Err(e) = disk.set_len(old_file, size) {
-                let path = self.path_of(old_base, FileKind::Log);
-                return Err(self.fail("trim preallocation", path, &e));
-            }
-        }
-        if let Err((path, e)) = write_index_files(disk.as_ref(), &dir, self.active()) {
-            return Err(self.fail("write index", path, &e));
-        }
-        // A sealed segment is durable before the next one gets data, as Kafka flushes a
-        // segment when it rolls: recovery loads the segments below the recovery point as they
-        // are (length included), so none of them may hold unsynced changes. Everything below the
-        // new segment is then durable.
-        if let Err(e) = disk.fdatasync(old_file) {
-            let path = self.path_of(old_base, FileKind::Log);
-            return Err(self.fail("fdatasync", path, &e));
-        }
-        self.unsynced.retain(|&base| base != old_base);
-        self.durable_offset = self.durable_offset.max(base_offset);
-        let segment = match create_segment(disk.as_ref(), &dir, base_offset, &self.config, now_ms) {
-            Ok(s) => s,
-            Err((path, e)) => return Err(self.fail("create segment", path, &e)),
-        };
-        self.segments.insert(base_offset, segment);
-        Ok(())
     }
 }

@@ -170,7 +170,7 @@ impl PartitionLog {
         self.log_start_offset = offset;
         // The new start is durable before any file goes; a crash in between leaves files that
         // recovery deletes because they lie below the start.
-        self.write_checkpoint_at(self.durable_offset, now_ms)?;
+        self.write_checkpoint_at(self.recovery_point(), now_ms)?;
         let doomed: Vec<i64> = self
             .segments
             .iter()
@@ -220,6 +220,7 @@ impl PartitionLog {
                 Err((path, e)) => return Err(self.fail("create segment", path, &e)),
             }
         }
+        self.forget_roll_work_of_removed();
         Ok(())
     }
 
@@ -231,11 +232,11 @@ impl PartitionLog {
         self.check_idle()?;
         if self.config.track_durable_watermark
             || !self.checkpoint_interval_elapsed(now_ms)
-            || self.durable_offset <= self.checkpoint.recovery_point
+            || self.recovery_point() <= self.checkpoint.recovery_point
         {
             return Ok(false);
         }
-        self.write_checkpoint_at(self.durable_offset, now_ms)?;
+        self.write_checkpoint_at(self.recovery_point(), now_ms)?;
         Ok(true)
     }
 
@@ -249,6 +250,7 @@ impl PartitionLog {
         }
         let result = self.close_cleanly();
         self.closed = true;
+        self.discard_prepared_file();
         for segment in self.segments.values() {
             self.disk.close(segment.log);
         }
@@ -258,6 +260,8 @@ impl PartitionLog {
 
     fn close_cleanly(&mut self) -> Result<(), LogError> {
         self.check_idle()?;
+        self.run_roll_jobs()?;
+        self.discard_prepared_file();
         let disk = std::sync::Arc::clone(&self.disk);
         let active = self.active();
         let (file, base, size, file_len) = (

@@ -10,20 +10,23 @@
 mod append;
 mod maintenance;
 mod read;
+mod roll;
 mod verify;
 
 pub use append::{SyncFailure, SyncTicket, ValidBatch, WatermarkTicket};
 pub use maintenance::RetentionOutcome;
 pub use read::{BatchRange, ReadLimit, ReadResult};
+pub use roll::{MAX_PENDING_SEALS, PREPARED_FILE, RollDone, RollJob, RollStats};
 pub use verify::VerifyReport;
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::{LogConfig, Preallocate};
 use crate::disk::{self, Disk, FileId, OpenMode};
 use crate::error::{FailReason, LogError};
+use crate::index::{OffsetIndex, TimeIndex};
 use crate::segment::{self, FileKind, Segment};
 use crate::watermark::Watermark;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,6 +96,19 @@ pub struct PartitionLog {
     pub(crate) watermark_in_flight: Option<WatermarkTicket>,
     /// When the watermark was last written (`watermark_interval_ms`).
     pub(crate) last_watermark_ms: i64,
+    /// The next segment's file, prepared ahead of the roll (module `roll`).
+    pub(crate) prepared: Option<roll::Prepared>,
+    /// Roll work waiting for an executor, in order (a few entries at most).
+    pub(crate) roll_queue: VecDeque<roll::Queued>,
+    /// Whether a roll job is out (taken, not yet completed).
+    pub(crate) roll_job_out: bool,
+    /// Segments renamed into place whose names a crash could still lose: the durable offset
+    /// stays below them until a directory sync.
+    pub(crate) pending_names: Vec<i64>,
+    /// Sealed segments not yet trimmed, indexed and synced (at most `MAX_PENDING_SEALS`): the
+    /// recorded recovery point stays inside the oldest.
+    pub(crate) pending_seals: Vec<i64>,
+    pub(crate) roll_stats: roll::RollStats,
     pub(crate) failed: Option<FailReason>,
     pub(crate) closed: bool,
     pub(crate) watermark: Watermark,
@@ -131,6 +147,12 @@ impl PartitionLog {
             sync_in_flight: None,
             watermark_in_flight: None,
             last_watermark_ms: i64::MIN,
+            prepared: None,
+            roll_queue: VecDeque::new(),
+            roll_job_out: false,
+            pending_names: Vec::new(),
+            pending_seals: Vec::new(),
+            roll_stats: roll::RollStats::default(),
             failed: None,
             closed: false,
             watermark,
@@ -158,7 +180,7 @@ impl PartitionLog {
         Offsets {
             log_start: self.log_start_offset,
             log_end: self.written_offset,
-            durable: self.durable_offset,
+            durable: self.durable(),
         }
     }
 
@@ -215,7 +237,8 @@ impl PartitionLog {
 
     pub(crate) fn check_idle(&self) -> Result<(), LogError> {
         self.check_usable()?;
-        if self.sync_in_flight.is_some() || self.watermark_in_flight.is_some() {
+        if self.sync_in_flight.is_some() || self.watermark_in_flight.is_some() || self.roll_job_out
+        {
             return Err(LogError::SyncInFlight);
         }
         Ok(())
@@ -357,12 +380,29 @@ pub(crate) fn write_index_files(
     dir: &Path,
     segment: &Segment,
 ) -> Result<(), (PathBuf, std::io::Error)> {
+    write_indexes(
+        disk,
+        dir,
+        segment.base_offset,
+        &segment.offset_index,
+        &segment.time_index,
+    )
+}
+
+/// Writes the index files of the segment at `base_offset` whole and syncs them.
+pub(crate) fn write_indexes(
+    disk: &dyn Disk,
+    dir: &Path,
+    base_offset: i64,
+    offset_index: &OffsetIndex,
+    time_index: &TimeIndex,
+) -> Result<(), (PathBuf, std::io::Error)> {
     let files = [
-        (FileKind::OffsetIndex, segment.offset_index.encode()),
-        (FileKind::TimeIndex, segment.time_index.encode()),
+        (FileKind::OffsetIndex, offset_index.encode()),
+        (FileKind::TimeIndex, time_index.encode()),
     ];
     for (kind, bytes) in files {
-        let path = dir.join(segment::file_name(segment.base_offset, kind));
+        let path = dir.join(segment::file_name(base_offset, kind));
         let file = disk
             .open(&path, OpenMode::Create)
             .map_err(|e| (path.clone(), e))?;
@@ -375,5 +415,7 @@ pub(crate) fn write_index_files(
     Ok(())
 }
 
+#[cfg(test)]
+mod roll_tests;
 #[cfg(test)]
 mod tests;

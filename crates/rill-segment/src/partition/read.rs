@@ -51,7 +51,7 @@ impl PartitionLog {
     fn read_end(&self, limit: ReadLimit) -> i64 {
         // A failed partition serves only what is durable: anything else may vanish.
         if limit == ReadLimit::Durable || self.failed.is_some() {
-            self.durable_offset
+            self.durable()
         } else {
             self.written_offset
         }
@@ -164,7 +164,7 @@ impl PartitionLog {
         max_bytes: u64,
         limit: ReadLimit,
     ) -> Result<ReadResult, LogError> {
-        let high_watermark = self.durable_offset;
+        let high_watermark = self.durable();
         let log_end_offset = self.read_end(ReadLimit::Written);
         let Some(range) = self.locate(offset, max_bytes, limit)? else {
             return Ok(ReadResult {

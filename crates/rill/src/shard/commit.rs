@@ -101,6 +101,8 @@ impl Shard {
         );
         self.waiters_total += 1;
         self.want_sync(key);
+        // The append may have rolled the segment: its name's directory sync is a roll job.
+        self.start_roll_work(key);
     }
 
     /// Queues a sync of `key` for the end of this pass (once).
@@ -241,13 +243,13 @@ impl Shard {
 
     /// Answers the waiters of `key` that the durable offset covers (all of them with the error
     /// on failure); queues another sync if some still wait or the log asks for one.
-    fn answer_waiters(&mut self, key: PartitionKey, result: Result<()>) {
+    pub(super) fn answer_waiters(&mut self, key: PartitionKey, result: Result<()>) {
         let Some(state) = self.partitions.get_mut(&key) else {
             return;
         };
-        let (offsets, wants_sync) = {
+        let (offsets, wants_sync, sync_would_advance) = {
             let log = state.shared.log.lock();
-            (log.offsets(), log.wants_sync())
+            (log.offsets(), log.wants_sync(), log.sync_would_advance())
         };
         let before = state.waiters.len();
         let ok = result.is_ok();
@@ -276,8 +278,9 @@ impl Shard {
         }
         let still_waiting = !state.waiters.is_empty();
         self.waiters_total -= before - state.waiters.len();
-        // A failed partition syncs no more (its waiters were all answered).
-        if ok && (still_waiting || wants_sync) {
+        // A failed partition syncs no more (its waiters were all answered). Waiters that no
+        // sync can help wait for a roll job (a new segment's name), which answers them.
+        if ok && ((still_waiting && sync_would_advance) || wants_sync) {
             self.want_sync(key);
         }
         // A change to the files may have waited for these waiters.

@@ -42,6 +42,7 @@ impl Shard {
         }
         self.next_maintenance_ms = now + self.config.maintenance_interval_ms as i64;
         self.driver.expire_sends(false);
+        self.start_all_roll_work();
         for state in self.partitions.values() {
             // Files in use wait for the next tick.
             if state.files_in_use() {

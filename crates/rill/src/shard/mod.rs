@@ -17,6 +17,7 @@ mod commit;
 mod control;
 mod failed;
 mod reads;
+mod roller;
 mod sends;
 mod serve;
 
@@ -66,8 +67,16 @@ pub(crate) fn spawn(
                     return;
                 }
             };
+            let roller =
+                match roller::Roller::spawn(id, Arc::clone(&disk), Arc::clone(&handle.doorbell)) {
+                    Ok(roller) => roller,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(Error::io("spawn roll-job thread", "", e)));
+                        return;
+                    }
+                };
             let _ = ready_tx.send(Ok(driver.kind()));
-            Shard::new(handle, driver, disk, config).run();
+            Shard::new(handle, driver, roller, disk, config).run();
         })
         .map_err(|e| Error::io("spawn shard thread", "", e))?;
     match ready_rx.recv() {
@@ -148,7 +157,11 @@ struct PartitionState {
 impl PartitionState {
     /// Whether an operation in flight names one of the partition's files by handle.
     fn files_in_use(&self) -> bool {
-        self.reads_in_flight > 0 || self.sync_token.is_some() || self.watermark_token.is_some()
+        self.reads_in_flight > 0
+            || self.sync_token.is_some()
+            || self.watermark_token.is_some()
+            // A roll job (module `roller`) names the sealed segment's file.
+            || self.shared.log.lock().roll_job_out()
     }
 
     /// Whether `request` (a change to the partition's files) must wait. Reads and syncs name
@@ -177,6 +190,7 @@ enum InFlight {
 struct Shard {
     handle: Arc<ShardHandle>,
     driver: Box<dyn Driver>,
+    roller: roller::Roller,
     disk: Arc<dyn Disk>,
     config: Arc<Config>,
     partitions: HashMap<PartitionKey, PartitionState>,
@@ -204,12 +218,14 @@ impl Shard {
     fn new(
         handle: Arc<ShardHandle>,
         driver: Box<dyn Driver>,
+        roller: roller::Roller,
         disk: Arc<dyn Disk>,
         config: Arc<Config>,
     ) -> Self {
         Self {
             handle,
             driver,
+            roller,
             disk,
             next_maintenance_ms: now_ms() + config.maintenance_interval_ms as i64,
             config,
@@ -261,6 +277,7 @@ impl Shard {
             let completed = !completions.is_empty();
             self.handle_completions(&mut completions);
             self.completions = completions;
+            let rolled = self.collect_roll_jobs();
             let answered = self.collect_sends();
             self.maintain_if_due();
             *self.handle.stats.lock() = self.driver.stats();
@@ -269,7 +286,7 @@ impl Shard {
                 self.close_all();
                 return false;
             }
-            let idle = !served && !completed && !answered;
+            let idle = !served && !completed && !answered && !rolled;
             if idle && self.ready.is_empty() && self.sync_queue.is_empty() {
                 self.sleep();
             }
@@ -283,6 +300,7 @@ impl Shard {
         self.pending_total == 0
             && self.waiters_total == 0
             && self.in_flight.is_empty()
+            && self.roller.in_flight == 0
             && self.sync_queue.is_empty()
             && self.handle.is_empty()
     }

@@ -88,6 +88,7 @@ impl Shard {
             Request::WantSync { part } => {
                 part.sync_wanted.store(false, Ordering::SeqCst);
                 self.want_sync(key);
+                self.start_roll_work(key);
             }
             Request::Read {
                 offset,
@@ -154,6 +155,7 @@ impl Shard {
         };
         let result = log.append_valid(batch, now_ms());
         let wants_sync = log.wants_sync();
+        let roll_work = log.has_roll_work();
         part.publish(&log);
         let result = result.map_err(|e| part.error(&log, e));
         // Appends behind this one may now be written by their callers; the batch has left the
@@ -161,6 +163,9 @@ impl Shard {
         drop(order);
         drop(bytes);
         drop(log);
+        if roll_work {
+            self.start_roll_work(key);
+        }
         match result {
             Ok(info) if durability == Durability::Durable => {
                 self.await_durable(key, info.last_offset + 1, Answer::Append(reply, info));

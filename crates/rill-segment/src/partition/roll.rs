@@ -1,0 +1,468 @@
+//! Rolling to a new segment without blocking the appender.
+//!
+//! A roll happens inside an append, on the appending thread, under the partition's lock. The
+//! slow parts of it (creating and preallocating the next file, syncing the directory, trimming
+//! the sealed segment, writing its indexes, fdatasyncing it) are done off that path, as
+//! [`RollJob`]s that an executor runs wherever it likes ([`RollJob::run`] is plain blocking I/O
+//! through the [`Disk`]) and hands back ([`PartitionLog::complete_roll_job`]):
+//! * **ahead of the roll**, once the active segment is half full (or half its `segment_ms` old),
+//!   a job prepares the next file under the name [`PREPARED_FILE`]: created, preallocated, its
+//!   name durable;
+//! * **the roll** renames the prepared file to the new segment's name and swaps it in: one
+//!   `rename`, no sync;
+//! * **after the roll**, a job syncs the directory (the rename becomes durable), and another
+//!   seals the old segment: trims its preallocation, writes and syncs its index files,
+//!   fdatasyncs it, syncs the directory.
+//!
+//! Recovery's guarantees hold because two offsets stay behind the jobs:
+//! * the durable offset (acknowledgements, durable reads) stays below a segment whose name a
+//!   crash could still lose ([`PartitionLog::durable`]);
+//! * the recovery point written to the watermark and the checkpoint stays below the end of a
+//!   sealed segment whose seal is not done, so recovery rescans that segment (and seals it)
+//!   instead of loading it as sealed ([`PartitionLog::recovery_point`]).
+//!
+//! Without a prepared file (not ready in time), or with [`MAX_PENDING_SEALS`] seals already
+//! pending, the roll does everything itself, synchronously, as before. Jobs run one at a time
+//! per partition, in order; the simple synchronous path runs them inline
+//! ([`PartitionLog::run_roll_jobs`], from `flush` and `close`).
+
+use super::{PartitionLog, create_segment, preallocate, write_index_files, write_indexes};
+use crate::config::LogConfig;
+use crate::disk::{Disk, FileId, OpenMode};
+use crate::error::LogError;
+use crate::index::{OffsetIndex, TimeIndex};
+use crate::segment::{FileKind, Segment};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The file name of the next segment's file while it is prepared ahead of a roll. Not a
+/// segment: recovery removes it.
+pub const PREPARED_FILE: &str = "next-segment.prepared";
+
+/// Sealed segments whose seal may be pending at once; a roll beyond it seals synchronously.
+pub const MAX_PENDING_SEALS: usize = 2;
+
+/// How a partition's rolls went since it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RollStats {
+    /// Rolls into a prepared file: a rename on the appending thread, the rest in roll jobs.
+    pub prepared_rolls: u64,
+    /// Rolls that did everything on the appending thread (no file prepared in time, or seals
+    /// pending at the bound).
+    pub synchronous_rolls: u64,
+}
+
+/// A prepared next-segment file: created, preallocated, its name durable.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    file: FileId,
+    file_len: u64,
+}
+
+/// Roll work waiting for an executor. What a job does is decided when it is taken, from the
+/// log as it is then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queued {
+    SyncNames,
+    Seal(i64),
+    Prepare,
+}
+
+/// A piece of roll work for an executor: taken with [`PartitionLog::take_roll_job`], run with
+/// [`RollJob::run`] on any thread, handed back with [`PartitionLog::complete_roll_job`].
+#[derive(Debug)]
+pub struct RollJob {
+    owner: u64,
+    dir: PathBuf,
+    work: Work,
+}
+
+#[derive(Debug)]
+enum Work {
+    /// Sync the directory: the renames of these segments become durable.
+    SyncNames(Vec<i64>),
+    /// Trim, write the indexes of, and fdatasync the sealed segment at `base`, then sync the
+    /// directory (the index files' names).
+    Seal {
+        base: i64,
+        file: FileId,
+        size_bytes: u64,
+        trim: bool,
+        offset_index: Arc<OffsetIndex>,
+        time_index: Arc<TimeIndex>,
+    },
+    /// Create and preallocate the next segment's file, and sync the directory.
+    Prepare(Box<LogConfig>),
+}
+
+/// A finished [`RollJob`], for [`PartitionLog::complete_roll_job`].
+#[derive(Debug)]
+pub struct RollDone {
+    owner: u64,
+    outcome: Result<Finished, (&'static str, PathBuf, io::Error)>,
+}
+
+#[derive(Debug)]
+enum Finished {
+    SyncNames(Vec<i64>),
+    Seal(i64),
+    Prepare(Prepared),
+}
+
+impl RollJob {
+    /// Runs the job's I/O (blocking) with `disk`, the log's disk.
+    pub fn run(self, disk: &dyn Disk) -> RollDone {
+        let dir = self.dir.as_path();
+        let outcome = match self.work {
+            Work::SyncNames(bases) => disk
+                .sync_dir(dir)
+                .map(|()| Finished::SyncNames(bases))
+                .map_err(|e| ("sync dir", dir.to_path_buf(), e)),
+            Work::Seal {
+                base,
+                file,
+                size_bytes,
+                trim,
+                offset_index,
+                time_index,
+            } => seal(
+                disk,
+                dir,
+                base,
+                file,
+                size_bytes,
+                trim,
+                &offset_index,
+                &time_index,
+            )
+            .map(|()| Finished::Seal(base)),
+            Work::Prepare(config) => prepare(disk, dir, &config).map(Finished::Prepare),
+        };
+        RollDone {
+            owner: self.owner,
+            outcome,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn seal(
+    disk: &dyn Disk,
+    dir: &Path,
+    base: i64,
+    file: FileId,
+    size_bytes: u64,
+    trim: bool,
+    offset_index: &OffsetIndex,
+    time_index: &TimeIndex,
+) -> Result<(), (&'static str, PathBuf, io::Error)> {
+    let log_path = || dir.join(crate::segment::file_name(base, FileKind::Log));
+    if trim {
+        disk.set_len(file, size_bytes)
+            .map_err(|e| ("trim preallocation", log_path(), e))?;
+    }
+    write_indexes(disk, dir, base, offset_index, time_index)
+        .map_err(|(path, e)| ("write index", path, e))?;
+    disk.fdatasync(file)
+        .map_err(|e| ("fdatasync", log_path(), e))?;
+    disk.sync_dir(dir)
+        .map_err(|e| ("sync dir", dir.to_path_buf(), e))
+}
+
+fn prepare(
+    disk: &dyn Disk,
+    dir: &Path,
+    config: &LogConfig,
+) -> Result<Prepared, (&'static str, PathBuf, io::Error)> {
+    let path = dir.join(PREPARED_FILE);
+    match disk.remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(("remove stale prepared segment", path, e)),
+    }
+    let file = disk
+        .open(&path, OpenMode::CreateNew)
+        .map_err(|e| ("create prepared segment", path.clone(), e))?;
+    let ready = preallocate(disk, file, config, 0).and_then(|len| disk.sync_dir(dir).map(|()| len));
+    match ready {
+        Ok(file_len) => Ok(Prepared { file, file_len }),
+        Err(e) => {
+            disk.close(file);
+            Err(("prepare segment", path, e))
+        }
+    }
+}
+
+impl PartitionLog {
+    /// The durable offset: what completed fdatasyncs cover, but never into a segment whose name
+    /// a crash could still lose.
+    pub(crate) fn durable(&self) -> i64 {
+        let name_cap = self.pending_names.iter().copied().min().unwrap_or(i64::MAX);
+        self.durable_offset.min(name_cap)
+    }
+
+    /// The recovery point to record (watermark, checkpoint): the durable offset, kept inside
+    /// the oldest sealed segment whose seal is not done, so that recovery rescans it.
+    pub(crate) fn recovery_point(&self) -> i64 {
+        let seal_cap = self
+            .pending_seals
+            .iter()
+            .filter_map(|base| self.segments.get(base))
+            .map(|s| s.next_offset - 1)
+            .min()
+            .unwrap_or(i64::MAX);
+        self.durable().min(seal_cap)
+    }
+
+    /// Whether roll work waits for an executor and none is out.
+    pub fn has_roll_work(&self) -> bool {
+        !self.roll_job_out && !self.roll_queue.is_empty() && self.failed.is_none() && !self.closed
+    }
+
+    /// Whether a roll job is out (taken, not yet completed).
+    pub fn roll_job_out(&self) -> bool {
+        self.roll_job_out
+    }
+
+    /// How rolls went since the log was opened.
+    pub fn roll_stats(&self) -> RollStats {
+        self.roll_stats
+    }
+
+    /// Takes the next piece of roll work, unless one is out, the log failed or closed, or
+    /// there is none. Run it with [`RollJob::run`] and hand the result back with
+    /// [`PartitionLog::complete_roll_job`]; until then the log refuses changes to its files
+    /// ([`LogError::SyncInFlight`]).
+    pub fn take_roll_job(&mut self) -> Option<RollJob> {
+        if !self.has_roll_work() {
+            return None;
+        }
+        // Bounded by the queue (a few entries): each pass removes one.
+        while let Some(queued) = self.roll_queue.pop_front() {
+            if let Some(work) = self.work_for(queued) {
+                self.roll_job_out = true;
+                return Some(RollJob {
+                    owner: self.id,
+                    dir: self.dir.clone(),
+                    work,
+                });
+            }
+        }
+        None
+    }
+
+    /// What `queued` asks for now, if anything is still to do.
+    fn work_for(&self, queued: Queued) -> Option<Work> {
+        match queued {
+            Queued::SyncNames if !self.pending_names.is_empty() => {
+                Some(Work::SyncNames(self.pending_names.clone()))
+            }
+            Queued::Seal(base) if self.pending_seals.contains(&base) => {
+                let segment = self.segments.get(&base)?;
+                Some(Work::Seal {
+                    base,
+                    file: segment.log,
+                    size_bytes: segment.size_bytes,
+                    trim: segment.file_len > segment.size_bytes,
+                    offset_index: Arc::clone(&segment.offset_index),
+                    time_index: Arc::clone(&segment.time_index),
+                })
+            }
+            Queued::Prepare if self.prepared.is_none() => {
+                Some(Work::Prepare(Box::new(self.config.clone())))
+            }
+            _ => None,
+        }
+    }
+
+    /// Takes back a job from [`PartitionLog::take_roll_job`] once run. A failed job fail-stops
+    /// the partition, as any failed write or sync does.
+    pub fn complete_roll_job(&mut self, done: RollDone) -> Result<(), LogError> {
+        if done.owner != self.id || !self.roll_job_out {
+            return Err(LogError::ForeignSync);
+        }
+        self.roll_job_out = false;
+        let finished = match done.outcome {
+            Ok(finished) => finished,
+            Err((op, path, e)) => return Err(self.fail(op, path, &e)),
+        };
+        match finished {
+            Finished::SyncNames(bases) => self.pending_names.retain(|b| !bases.contains(b)),
+            Finished::Seal(base) => {
+                self.pending_seals.retain(|b| *b != base);
+                if let Some(segment) = self.segments.get_mut(&base) {
+                    segment.file_len = segment.size_bytes;
+                    // Its fdatasync covered all of it: no later sync needs to.
+                    self.unsynced.retain(|b| *b != base);
+                }
+            }
+            Finished::Prepare(prepared) => {
+                if self.closed || self.prepared.is_some() {
+                    self.discard_prepared(prepared);
+                } else {
+                    self.prepared = Some(prepared);
+                }
+            }
+        }
+        self.check_usable()
+    }
+
+    /// Runs every queued roll job here, synchronously (the simple path: `flush`, `close`).
+    pub fn run_roll_jobs(&mut self) -> Result<(), LogError> {
+        let disk = Arc::clone(&self.disk);
+        // Bounded by the queue: each job removes its entry, and running one queues nothing.
+        while let Some(job) = self.take_roll_job() {
+            let done = job.run(disk.as_ref());
+            self.complete_roll_job(done)?;
+        }
+        Ok(())
+    }
+
+    /// Queues `queued` unless it is already waiting.
+    fn queue_roll_work(&mut self, queued: Queued) {
+        if !self.roll_queue.contains(&queued) {
+            self.roll_queue.push_back(queued);
+        }
+    }
+
+    /// Queues the preparation of the next segment once the active one is half way to a roll
+    /// (by size or age), unless a file is prepared or being prepared.
+    pub(crate) fn maybe_prepare_next(&mut self, now_ms: i64) {
+        if self.prepared.is_some() || self.roll_queue.contains(&Queued::Prepare) {
+            return;
+        }
+        let active = self.active();
+        let half_full = active.size_bytes.saturating_mul(2) >= self.config.segment_bytes;
+        let half_old = self
+            .config
+            .segment_ms
+            .is_some_and(|ms| now_ms.saturating_sub(active.created_ms) >= ms / 2);
+        if half_full || half_old {
+            self.queue_roll_work(Queued::Prepare);
+        }
+    }
+
+    /// Seals the active segment and starts a new one at `base_offset`: into the prepared file
+    /// when there is one (a rename; the rest is left to roll jobs), else synchronously.
+    pub(crate) fn roll(&mut self, base_offset: i64, now_ms: i64) -> Result<(), LogError> {
+        let old = self.active_mut();
+        old.finish_time_index();
+        let old_base = old.base_offset;
+        let segment = match self.prepared.take() {
+            Some(prepared) if self.pending_seals.len() < MAX_PENDING_SEALS => {
+                self.roll_stats.prepared_rolls += 1;
+                self.roll_into(prepared, old_base, base_offset, now_ms)?
+            }
+            prepared => {
+                self.roll_stats.synchronous_rolls += 1;
+                self.prepared = prepared;
+                self.seal_now(old_base)?;
+                match create_segment(
+                    self.disk.as_ref(),
+                    &self.dir,
+                    base_offset,
+                    &self.config,
+                    now_ms,
+                ) {
+                    Ok(s) => {
+                        // Its directory sync made every earlier rename durable too.
+                        self.pending_names.clear();
+                        s
+                    }
+                    Err((path, e)) => return Err(self.fail("create segment", path, &e)),
+                }
+            }
+        };
+        self.segments.insert(base_offset, segment);
+        Ok(())
+    }
+
+    /// The roll's fast path: the prepared file becomes the segment at `base_offset`; its name
+    /// and the old segment's seal are left to jobs.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the prepared file is handed over: nothing may use it again"
+    )]
+    fn roll_into(
+        &mut self,
+        prepared: Prepared,
+        old_base: i64,
+        base_offset: i64,
+        now_ms: i64,
+    ) -> Result<Segment, LogError> {
+        let Prepared { file, file_len } = prepared;
+        let to = self.path_of(base_offset, FileKind::Log);
+        if let Err(e) = self.disk.rename(&self.dir.join(PREPARED_FILE), &to) {
+            self.disk.close(file);
+            return Err(self.fail("rename prepared segment", to, &e));
+        }
+        let mut segment = Segment::new(base_offset, file, self.config.max_index_entries, now_ms);
+        segment.file_len = file_len;
+        self.pending_names.push(base_offset);
+        self.pending_seals.push(old_base);
+        self.queue_roll_work(Queued::SyncNames);
+        self.queue_roll_work(Queued::Seal(old_base));
+        Ok(segment)
+    }
+
+    /// The roll's slow path: trims the segment at `base`, writes its indexes and fdatasyncs it,
+    /// here and now. (A sealed segment is durable before the next one gets data, as Kafka
+    /// flushes a segment when it rolls: recovery loads the segments below the recovery point
+    /// as they are, length included.)
+    fn seal_now(&mut self, base: i64) -> Result<(), LogError> {
+        let disk = Arc::clone(&self.disk);
+        let path = self.path_of(base, FileKind::Log);
+        let Some(old) = self.segments.get_mut(&base) else {
+            return Ok(());
+        };
+        let file = old.log;
+        if old.file_len > old.size_bytes {
+            let size = old.size_bytes;
+            old.file_len = size;
+            if let Err(e) = disk.set_len(file, size) {
+                return Err(self.fail("trim preallocation", path, &e));
+            }
+        }
+        if let Some(segment) = self.segments.get(&base)
+            && let Err((path, e)) = write_index_files(disk.as_ref(), &self.dir, segment)
+        {
+            return Err(self.fail("write index", path, &e));
+        }
+        if let Err(e) = disk.fdatasync(file) {
+            return Err(self.fail("fdatasync", path, &e));
+        }
+        // Its data is durable; the next sync (or `begin_sync` finding nothing to do) moves the
+        // durable offset past it.
+        self.unsynced.retain(|b| *b != base);
+        Ok(())
+    }
+
+    /// Forgets roll work about segments that are gone (truncated or deleted).
+    pub(crate) fn forget_roll_work_of_removed(&mut self) {
+        let segments = &self.segments;
+        self.pending_names.retain(|b| segments.contains_key(b));
+        let active = self.active().base_offset;
+        self.pending_seals
+            .retain(|b| *b != active && segments.contains_key(b));
+    }
+
+    /// Closes and removes a prepared file that will not be used.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the prepared file is handed over: nothing may use it again"
+    )]
+    pub(crate) fn discard_prepared(&self, prepared: Prepared) {
+        let Prepared { file, .. } = prepared;
+        self.disk.close(file);
+        // A leftover is removed at the next open.
+        let _ = self.disk.remove_file(&self.dir.join(PREPARED_FILE));
+    }
+
+    /// Discards the prepared file, if any (at close).
+    pub(crate) fn discard_prepared_file(&mut self) {
+        if let Some(prepared) = self.prepared.take() {
+            self.discard_prepared(prepared);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Unit tests of rolls through a prepared segment (module `roll`) on the simulated disk.
+
+use super::*;
+use crate::batch::BatchBuilder;
+use crate::disk::SimDisk;
+use crate::recovery::OpenOptions;
+use bytes::BytesMut;
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 2048,
+        segment_ms: None,
+        index_interval_bytes: 100,
+        max_index_entries: 100,
+        max_batch_bytes: 1024,
+        retention_bytes: None,
+        retention_ms: None,
+        preallocate: Preallocate::Fallocate,
+        ..LogConfig::default()
+    }
+}
+
+fn open(disk: &Arc<SimDisk>) -> PartitionLog {
+    let shared: Arc<dyn Disk> = Arc::clone(disk) as Arc<dyn Disk>;
+    PartitionLog::open(
+        shared,
+        Path::new("/p/t-0"),
+        config(),
+        OpenOptions::default(),
+    )
+    .unwrap()
+    .0
+}
+
+fn batch() -> BytesMut {
+    let mut b = BatchBuilder::new();
+    b.append(0, None, Some(&[7u8; 300]), &[]).unwrap();
+    BytesMut::from(&b.build().unwrap()[..])
+}
+
+fn append(log: &mut PartitionLog) -> AppendInfo {
+    let valid = ValidBatch::validate(batch(), 1024).unwrap();
+    log.append_valid(valid, 0).unwrap()
+}
+
+/// Appends until the active segment is half full, so the next file is asked for.
+fn fill_half(log: &mut PartitionLog) {
+    while log.active().size_bytes * 2 < log.config.segment_bytes {
+        append(log);
+    }
+}
+
+fn run_one_job(log: &mut PartitionLog) {
+    let job = log.take_roll_job().expect("a roll job is queued");
+    let disk = Arc::clone(&log.disk);
+    log.complete_roll_job(job.run(disk.as_ref())).unwrap();
+}
+
+#[test]
+fn a_prepared_roll_syncs_nothing_and_durability_waits_for_its_jobs() {
+    let disk = Arc::new(SimDisk::new(3));
+    let mut log = open(&disk);
+    fill_half(&mut log);
+    assert!(log.has_roll_work(), "half full: the next file is asked for");
+    run_one_job(&mut log);
+    assert!(log.prepared.is_some());
+    assert!(
+        disk.list_dir(Path::new("/p/t-0"))
+            .unwrap()
+            .contains(&PREPARED_FILE.to_owned())
+    );
+    log.flush().unwrap();
+
+    let old_base = log.active().base_offset;
+    let before = disk.stats();
+    let mut rolled = None;
+    // Bounded: a 2 KiB segment holds at most six of these batches.
+    for _ in 0..8 {
+        let info = append(&mut log);
+        if log.active().base_offset != old_base {
+            rolled = Some(info);
+            break;
+        }
+    }
+    let rolled = rolled.expect("the segment rolled");
+    let after = disk.stats();
+    assert_eq!(after.fsyncs, before.fsyncs, "the roll fdatasyncs nothing");
+    assert_eq!(
+        after.dir_syncs, before.dir_syncs,
+        "the roll syncs no directory"
+    );
+    let new_base = rolled.base_offset;
+    assert_eq!(log.active().base_offset, new_base);
+
+    // The data is synced, but the new segment's name is not durable yet.
+    let mut files = Vec::new();
+    let ticket = log.begin_sync(&mut files).unwrap().unwrap();
+    let synced = files
+        .iter()
+        .try_for_each(|&f| log.disk.fdatasync(f).map_err(|e| (f, e)));
+    assert_eq!(log.complete_sync(ticket, synced).unwrap(), new_base);
+    assert_eq!(log.offsets().durable, new_base);
+    assert!(
+        log.recovery_point() < new_base,
+        "the recorded recovery point stays inside the unsealed segment"
+    );
+
+    run_one_job(&mut log); // the directory sync: the name is durable
+    assert_eq!(log.offsets().durable, rolled.last_offset + 1);
+    assert!(log.recovery_point() < new_base, "the seal is still pending");
+    run_one_job(&mut log); // the seal
+    assert_eq!(log.recovery_point(), rolled.last_offset + 1);
+    let sealed = &log.segments[&old_base];
+    assert_eq!(
+        disk.file_len(sealed.log).unwrap(),
+        sealed.size_bytes,
+        "trimmed"
+    );
+    let names = disk.list_dir(Path::new("/p/t-0")).unwrap();
+    assert!(names.contains(&segment::file_name(old_base, FileKind::OffsetIndex)));
+    assert!(names.contains(&segment::file_name(old_base, FileKind::TimeIndex)));
+    assert!(!names.contains(&PREPARED_FILE.to_owned()));
+    log.verify().unwrap();
+}
+
+#[test]
+fn a_roll_job_out_holds_off_changes_to_the_files() {
+    let disk = Arc::new(SimDisk::new(4));
+    let mut log = open(&disk);
+    fill_half(&mut log);
+    let job = log.take_roll_job().unwrap();
+    assert!(log.take_roll_job().is_none(), "one job out at a time");
+    assert!(matches!(log.truncate_to(0, 0), Err(LogError::SyncInFlight)));
+    assert!(matches!(
+        log.delete_before(1, 0),
+        Err(LogError::SyncInFlight)
+    ));
+    log.complete_roll_job(job.run(disk.as_ref())).unwrap();
+    log.truncate_to(1, 0).unwrap();
+}
+
+#[test]
+fn without_a_prepared_file_the_roll_seals_at_once() {
+    let disk = Arc::new(SimDisk::new(5));
+    let mut log = open(&disk);
+    let old_base = log.active().base_offset;
+    let before = disk.stats();
+    // Bounded: a 2 KiB segment holds at most six of these batches.
+    for _ in 0..8 {
+        append(&mut log);
+        if log.active().base_offset != old_base {
+            break;
+        }
+    }
+    assert_ne!(log.active().base_offset, old_base, "rolled");
+    let after = disk.stats();
+    assert!(after.fsyncs > before.fsyncs && after.dir_syncs > before.dir_syncs);
+    assert!(log.pending_seals.is_empty() && log.pending_names.is_empty());
+    log.flush().unwrap();
+    assert_eq!(log.recovery_point(), log.offsets().log_end);
+}
+
+#[test]
+fn close_finishes_roll_work_and_removes_the_prepared_file() {
+    let disk = Arc::new(SimDisk::new(6));
+    let mut log = open(&disk);
+    fill_half(&mut log);
+    run_one_job(&mut log);
+    let old_base = log.active().base_offset;
+    while log.active().base_offset == old_base {
+        append(&mut log);
+    }
+    assert!(log.has_roll_work());
+    log.close().unwrap();
+    let names = disk.list_dir(Path::new("/p/t-0")).unwrap();
+    assert!(!names.contains(&PREPARED_FILE.to_owned()));
+    let reopened = open(&disk);
+    reopened.verify().unwrap();
+}

@@ -1,0 +1,146 @@
+//! Roll jobs: the slow half of a segment roll (preparing the next file, syncing the directory
+//! after the rename, sealing the old segment; see `rill_segment::partition::roll`) runs on a
+//! helper thread of the shard, so neither the appending thread nor the shard's loop blocks on a
+//! file creation, a preallocation or a directory sync.
+//!
+//! The shard takes a job from a partition's log ([`rill_segment::PartitionLog::take_roll_job`],
+//! at most one out per partition), sends it to the helper, and applies the result when it comes
+//! back (the helper rings the shard's doorbell). A partition with a job out counts as having
+//! files in use: nothing truncates, deletes or closes it meanwhile.
+
+use super::Shard;
+use crate::shared::PartitionKey;
+use rill_segment::disk::Disk;
+use rill_segment::partition::{RollDone, RollJob};
+use rill_uring::Doorbell;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+/// The shard's roll-job helper thread and its two channels. Both channels are bounded by
+/// construction: at most one job per partition is out.
+#[derive(Debug)]
+pub(super) struct Roller {
+    jobs: Option<mpsc::Sender<(PartitionKey, RollJob)>>,
+    done: mpsc::Receiver<(PartitionKey, RollDone)>,
+    thread: Option<JoinHandle<()>>,
+    disk: Arc<dyn Disk>,
+    /// Jobs sent and not yet applied.
+    pub(super) in_flight: usize,
+}
+
+impl Roller {
+    /// Starts shard `id`'s helper thread.
+    pub(super) fn spawn(
+        id: usize,
+        disk: Arc<dyn Disk>,
+        doorbell: Arc<Doorbell>,
+    ) -> std::io::Result<Self> {
+        let (jobs_tx, jobs_rx) = mpsc::channel::<(PartitionKey, RollJob)>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let thread_disk = Arc::clone(&disk);
+        let thread = std::thread::Builder::new()
+            .name(format!("rill-roll-{id}"))
+            .spawn(move || {
+                // Ends when the shard drops its sender.
+                for (key, job) in jobs_rx {
+                    let done = job.run(thread_disk.as_ref());
+                    if done_tx.send((key, done)).is_err() {
+                        return;
+                    }
+                    doorbell.ring();
+                }
+            })?;
+        Ok(Self {
+            jobs: Some(jobs_tx),
+            done: done_rx,
+            thread: Some(thread),
+            disk,
+            in_flight: 0,
+        })
+    }
+
+    /// Sends `job` to the helper; if the helper is gone, runs it here and queues its result.
+    fn send(&mut self, key: PartitionKey, job: RollJob) -> Option<(PartitionKey, RollDone)> {
+        self.in_flight += 1;
+        let Some(jobs) = &self.jobs else {
+            return Some((key, job.run(self.disk.as_ref())));
+        };
+        match jobs.send((key, job)) {
+            Ok(()) => None,
+            Err(mpsc::SendError((key, job))) => {
+                tracing::error!("the roll-job thread is gone; running the job on the shard");
+                Some((key, job.run(self.disk.as_ref())))
+            }
+        }
+    }
+}
+
+impl Drop for Roller {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            // Finishes the job it is running, if any (bounded blocking I/O), then ends.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Shard {
+    /// Sends `key`'s next roll job to the helper, unless one is out or none is queued.
+    pub(super) fn start_roll_work(&mut self, key: PartitionKey) {
+        let Some(state) = self.partitions.get(&key) else {
+            return;
+        };
+        // None while one is out: at most one per partition.
+        let Some(job) = state.shared.log.lock().take_roll_job() else {
+            return;
+        };
+        if let Some((key, done)) = self.roller.send(key, job) {
+            self.roll_done(key, done);
+        }
+    }
+
+    /// Applies every roll job the helper finished. Returns whether there was any.
+    pub(super) fn collect_roll_jobs(&mut self) -> bool {
+        let mut any = false;
+        // Bounded by the jobs out (one per partition).
+        while let Ok((key, done)) = self.roller.done.try_recv() {
+            self.roll_done(key, done);
+            any = true;
+        }
+        any
+    }
+
+    /// A roll job came back: the log takes its result (a name became durable, a segment was
+    /// sealed, the next file is ready), durable waiters it unblocks are answered, and the next
+    /// job starts.
+    fn roll_done(&mut self, key: PartitionKey, done: RollDone) {
+        self.roller.in_flight -= 1;
+        let Some(state) = self.partitions.get(&key) else {
+            return;
+        };
+        let part = Arc::clone(&state.shared);
+        let result = part.update(|log| log.complete_roll_job(done).map_err(|e| part.error(log, e)));
+        if let Err(e) = &result {
+            tracing::error!(error = %e, dir = %part.dir.display(), "roll job");
+        }
+        self.answer_waiters(key, result);
+        self.relist(key);
+        self.start_roll_work(key);
+    }
+
+    /// Starts the roll work of every partition that has some and no job out (a safety net for
+    /// work queued by a change the shard did not see, run with maintenance).
+    pub(super) fn start_all_roll_work(&mut self) {
+        let keys: Vec<PartitionKey> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.shared.log.lock().has_roll_work())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            self.start_roll_work(key);
+        }
+    }
+}
