@@ -161,6 +161,15 @@ fn config(preallocate: Preallocate) -> LogConfig {
     }
 }
 
+/// With a torn-tail window (`max(max_unsynced_bytes, max_batch_bytes)` = 2 KiB) smaller than a
+/// segment, so that recovery's "valid data beyond the window" rule is exercised across rolls.
+fn small_window_config(preallocate: Preallocate) -> LogConfig {
+    LogConfig {
+        max_unsynced_bytes: 1024,
+        ..config(preallocate)
+    }
+}
+
 fn preallocation() -> impl Strategy<Value = Preallocate> {
     prop_oneof![
         Just(Preallocate::None),
@@ -604,9 +613,14 @@ proptest! {
     fn recovery_preserves_every_acknowledged_batch(
         seed in any::<u64>(),
         preallocate in preallocation(),
+        small_window in any::<bool>(),
         ops in prop::collection::vec(op(), 1..80),
     ) {
-        let config = config(preallocate);
+        let config = if small_window {
+            small_window_config(preallocate)
+        } else {
+            config(preallocate)
+        };
         let disk = Arc::new(SimDisk::new(seed));
         let (log, _) = open(&disk, &config, false).unwrap();
         let mut harness = Harness { config, disk, log: Some(log), model: Model::default() };

@@ -708,3 +708,56 @@ fn clean_flag_with_a_damaged_tail_falls_back_to_recovery() {
     assert!(!report.clean_load);
     assert_eq!(read_all(&log).unwrap(), all[..5].to_vec());
 }
+
+/// A segment rolled by age long before it was full, into a prepared (preallocated) file: its
+/// seal (trim) still pending, its last batch unsynced and torn by the crash, the next segment's
+/// first batch synced. The untrimmed zeros are not written data: the tear is within the
+/// torn-tail window of what followed, so recovery cuts it rather than refusing to open (found
+/// by review of the prepared-segment change).
+#[test]
+fn torn_tail_before_an_untrimmed_sealed_segment_is_cut_not_refused() {
+    use rill_segment::partition::ValidBatch;
+    let config = LogConfig {
+        segment_ms: Some(1_000),
+        max_unsynced_bytes: 1024,
+        preallocate: rill_segment::Preallocate::Fallocate,
+        ..small_config()
+    };
+    let disk = Arc::new(SimDisk::new(17));
+    let (mut log, _) = open(&disk, &config, false).unwrap();
+    let durable = make_batch(2, 100, 1_000, 1);
+    log.append(durable.clone(), Durability::Durable, 0).unwrap();
+    // Half the segment's age: the next file is prepared.
+    let torn = make_batch(1, 60, 1_100, 2);
+    let torn_at = log.size_bytes();
+    let valid = ValidBatch::validate(torn, 2048).unwrap();
+    log.append_valid(valid, 600).unwrap();
+    let job = log.take_roll_job().expect("the next file is asked for");
+    log.complete_roll_job(job.run(disk.as_ref())).unwrap();
+    // The segment's age rolls it into the prepared file.
+    let next = make_batch(1, 300, 1_200, 3);
+    let valid = ValidBatch::validate(next, 2048).unwrap();
+    let info = log.append_valid(valid, 1_000).unwrap();
+    assert_eq!(log.segment_base_offsets(), vec![0, info.base_offset]);
+    let names = log.take_roll_job().expect("the rename's directory sync");
+    log.complete_roll_job(names.run(disk.as_ref())).unwrap();
+    // Only the new segment's data reaches the medium; the old one's last batch does not.
+    let mut files = Vec::new();
+    log.begin_sync(&mut files).unwrap().unwrap();
+    assert_eq!(files.len(), 2);
+    disk.fdatasync(files[1]).unwrap();
+    drop(log);
+    disk.crash(CrashKind::Power);
+    let path = sim_path(&file_name(0, FileKind::Log));
+    disk.flip_bit(&path, torn_at + 20, 1).unwrap();
+
+    let (log, report) = open(&disk, &config, false).expect("a torn tail, not corruption");
+    assert!(report.torn_tail.is_some(), "{report:?}");
+    assert_eq!(
+        log.offsets().log_end,
+        2,
+        "the durable batch stays; the rest is cut"
+    );
+    assert_eq!(read_all(&log).unwrap(), vec![(0, as_stored(&durable, 0))]);
+    log.verify().unwrap();
+}

@@ -715,11 +715,28 @@ impl Recovery<'_> {
         at_offset: i64,
     ) -> Result<bool, LogError> {
         let window = self.config.torn_window_bytes();
+        let later_opened = &opened[later.min(opened.len())..];
         let file_len = segments.get(&o.base).map_or(o.file_len, |s| s.file_len);
-        let later_bytes: u64 = opened[later.min(opened.len())..]
-            .iter()
-            .map(|l| l.file_len)
-            .sum();
+        // Distances count written bytes only: a sealed segment may still carry its untrimmed
+        // preallocation (its seal was pending, see `partition::roll`), and zeros were never
+        // unsynced data. Measured only when later segments exist (else nothing follows).
+        let data_len = |file: FileId, len: u64, path: PathBuf| {
+            if later_opened.is_empty() {
+                return Ok(len);
+            }
+            scan::data_end(self.disk, file, len).map_err(io_err("scan for data end", path))
+        };
+        let file_len =
+            data_len(o.file, file_len, self.path(o.base, FileKind::Log))?.max(stop.position);
+        let mut later_lens = Vec::with_capacity(later_opened.len());
+        for l in later_opened {
+            later_lens.push(data_len(
+                l.file,
+                l.file_len,
+                self.path(l.base, FileKind::Log),
+            )?);
+        }
+        let later_bytes: u64 = later_lens.iter().sum();
         let after = file_len.saturating_sub(stop.position) + later_bytes;
         if after <= window || (stop.zero_tail && later_bytes == 0) {
             return Ok(false);
@@ -738,7 +755,7 @@ impl Recovery<'_> {
             return Ok(true);
         }
         let mut distance = file_len - stop.position;
-        for l in &opened[later.min(opened.len())..] {
+        for (l, &len) in later_opened.iter().zip(&later_lens) {
             let must_end_after = (stop.position + window)
                 .saturating_sub(distance)
                 .saturating_sub(stop.position);
@@ -747,7 +764,7 @@ impl Recovery<'_> {
                 self.disk,
                 l.file,
                 0,
-                l.file_len,
+                len,
                 at_offset - 1,
                 must_end_after,
             )
@@ -755,7 +772,7 @@ impl Recovery<'_> {
             {
                 return Ok(true);
             }
-            distance += l.file_len;
+            distance += len;
         }
         Ok(false)
     }

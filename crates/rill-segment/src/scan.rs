@@ -217,6 +217,24 @@ pub(crate) fn rebuild_segment(
     }
 }
 
+/// The position after the last non-zero byte of `file` below `len` (0 if all are zero): where
+/// a segment's written bytes end when a preallocated tail of zeros follows them.
+pub(crate) fn data_end(disk: &dyn Disk, file: FileId, len: u64) -> io::Result<u64> {
+    let mut chunk = vec![0u8; WINDOW_BYTES];
+    let mut end = len;
+    // Bounded by the file: each iteration moves back by up to WINDOW_BYTES.
+    while end > 0 {
+        let n = end.min(WINDOW_BYTES as u64) as usize;
+        let start = end - n as u64;
+        disk::read_exact_at(disk, file, start, &mut chunk[..n])?;
+        if let Some(last) = chunk[..n].iter().rposition(|&b| b != 0) {
+            return Ok(start + last as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
 /// Whether `[from, end)` of `file` holds a valid batch (shape, CRC) with a base offset above
 /// `min_offset` that ends after byte `must_end_after`. Used when recovery finds damage: valid
 /// later data further from the damage than a crash can tear proves the damage hit data that had

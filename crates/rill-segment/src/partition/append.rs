@@ -191,9 +191,10 @@ impl PartitionLog {
             return Err(LogError::SyncInFlight);
         }
         if self.unsynced.is_empty() {
-            // Everything written is covered by completed fdatasyncs (a roll's own, or a
-            // truncation's).
+            // Everything written is covered by completed fdatasyncs (a roll's own, a seal
+            // job's, or a truncation's).
             self.durable_offset = self.written_offset;
+            self.unsynced_bytes = 0;
             return Ok(None);
         }
         files.clear();

@@ -260,6 +260,7 @@ impl PartitionLog {
 
     fn close_cleanly(&mut self) -> Result<(), LogError> {
         self.check_idle()?;
+        self.forget_queued_prepare();
         self.run_roll_jobs()?;
         self.discard_prepared_file();
         let disk = std::sync::Arc::clone(&self.disk);

@@ -109,6 +109,9 @@ pub struct PartitionLog {
     /// recorded recovery point stays inside the oldest.
     pub(crate) pending_seals: Vec<i64>,
     pub(crate) roll_stats: roll::RollStats,
+    /// The active segment (by base) whose next file failed to be prepared: not retried before
+    /// it rolls.
+    pub(crate) prepare_blocked_for: Option<i64>,
     pub(crate) failed: Option<FailReason>,
     pub(crate) closed: bool,
     pub(crate) watermark: Watermark,
@@ -153,6 +156,7 @@ impl PartitionLog {
             pending_names: Vec::new(),
             pending_seals: Vec::new(),
             roll_stats: roll::RollStats::default(),
+            prepare_blocked_for: None,
             failed: None,
             closed: false,
             watermark,

@@ -51,6 +51,8 @@ pub struct RollStats {
     /// Rolls that did everything on the appending thread (no file prepared in time, or seals
     /// pending at the bound).
     pub synchronous_rolls: u64,
+    /// Preparations of a next file that failed (the roll after each is synchronous).
+    pub failed_prepares: u64,
 }
 
 /// A prepared next-segment file: created, preallocated, its name durable.
@@ -100,6 +102,8 @@ enum Work {
 #[derive(Debug)]
 pub struct RollDone {
     owner: u64,
+    /// Whether the job was a preparation (whose failure only costs a synchronous roll).
+    prepare: bool,
     outcome: Result<Finished, (&'static str, PathBuf, io::Error)>,
 }
 
@@ -111,8 +115,25 @@ enum Finished {
 }
 
 impl RollJob {
+    /// Whether acknowledgements may wait for it (a rename's directory sync): an executor runs
+    /// such jobs ahead of, and never behind, slow ones (a preparation with `Zeroed` writes a
+    /// whole segment).
+    pub fn is_urgent(&self) -> bool {
+        matches!(self.work, Work::SyncNames(_))
+    }
+
+    /// The result to hand back if the job could not run (its executor failed): `error`.
+    pub fn failed(&self, error: io::Error) -> RollDone {
+        RollDone {
+            owner: self.owner,
+            prepare: matches!(self.work, Work::Prepare(_)),
+            outcome: Err(("roll job", self.dir.clone(), error)),
+        }
+    }
+
     /// Runs the job's I/O (blocking) with `disk`, the log's disk.
     pub fn run(self, disk: &dyn Disk) -> RollDone {
+        let is_prepare = matches!(self.work, Work::Prepare(_));
         let dir = self.dir.as_path();
         let outcome = match self.work {
             Work::SyncNames(bases) => disk
@@ -141,6 +162,7 @@ impl RollJob {
         };
         RollDone {
             owner: self.owner,
+            prepare: is_prepare,
             outcome,
         }
     }
@@ -276,8 +298,10 @@ impl PartitionLog {
         }
     }
 
-    /// Takes back a job from [`PartitionLog::take_roll_job`] once run. A failed job fail-stops
-    /// the partition, as any failed write or sync does.
+    /// Takes back a job from [`PartitionLog::take_roll_job`] once run. A failed directory sync
+    /// or seal fail-stops the partition, as any failed write or sync does; a failed
+    /// preparation only means the next roll is synchronous (counted in
+    /// [`RollStats::failed_prepares`]; not retried before that roll).
     pub fn complete_roll_job(&mut self, done: RollDone) -> Result<(), LogError> {
         if done.owner != self.id || !self.roll_job_out {
             return Err(LogError::ForeignSync);
@@ -285,6 +309,11 @@ impl PartitionLog {
         self.roll_job_out = false;
         let finished = match done.outcome {
             Ok(finished) => finished,
+            Err(_) if done.prepare => {
+                self.roll_stats.failed_prepares += 1;
+                self.prepare_blocked_for = Some(self.active().base_offset);
+                return self.check_usable();
+            }
             Err((op, path, e)) => return Err(self.fail(op, path, &e)),
         };
         match finished {
@@ -329,10 +358,13 @@ impl PartitionLog {
     /// Queues the preparation of the next segment once the active one is half way to a roll
     /// (by size or age), unless a file is prepared or being prepared.
     pub(crate) fn maybe_prepare_next(&mut self, now_ms: i64) {
-        if self.prepared.is_some() || self.roll_queue.contains(&Queued::Prepare) {
+        let active = self.active();
+        if self.prepared.is_some()
+            || self.roll_queue.contains(&Queued::Prepare)
+            || self.prepare_blocked_for == Some(active.base_offset)
+        {
             return;
         }
-        let active = self.active();
         let half_full = active.size_bytes.saturating_mul(2) >= self.config.segment_bytes;
         let half_old = self
             .config
@@ -457,6 +489,11 @@ impl PartitionLog {
         self.disk.close(file);
         // A leftover is removed at the next open.
         let _ = self.disk.remove_file(&self.dir.join(PREPARED_FILE));
+    }
+
+    /// Drops a queued preparation (at close: the file would only be discarded).
+    pub(crate) fn forget_queued_prepare(&mut self) {
+        self.roll_queue.retain(|q| *q != Queued::Prepare);
     }
 
     /// Discards the prepared file, if any (at close).

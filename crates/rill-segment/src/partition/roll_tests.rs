@@ -177,3 +177,34 @@ fn close_finishes_roll_work_and_removes_the_prepared_file() {
     let reopened = open(&disk);
     reopened.verify().unwrap();
 }
+
+#[test]
+fn a_failed_preparation_costs_only_a_synchronous_roll() {
+    let disk = Arc::new(SimDisk::new(7));
+    let shared: Arc<dyn Disk> = Arc::clone(&disk) as Arc<dyn Disk>;
+    let config = LogConfig {
+        preallocate: Preallocate::Zeroed,
+        ..config()
+    };
+    let mut log = PartitionLog::open(shared, Path::new("/p/t-0"), config, OpenOptions::default())
+        .unwrap()
+        .0;
+    fill_half(&mut log);
+    disk.fail_next_fsyncs(1);
+    run_one_job(&mut log);
+    assert!(log.failure().is_none(), "the partition goes on");
+    assert_eq!(log.roll_stats().failed_prepares, 1);
+    let old_base = log.active().base_offset;
+    while log.active().base_offset == old_base {
+        append(&mut log);
+        if log.active().base_offset == old_base {
+            assert!(!log.has_roll_work(), "not retried before the roll");
+        }
+    }
+    let stats = log.roll_stats();
+    assert_eq!((stats.prepared_rolls, stats.synchronous_rolls), (0, 1));
+    fill_half(&mut log);
+    assert!(log.has_roll_work(), "the next segment asks again");
+    log.flush().unwrap();
+    log.verify().unwrap();
+}

@@ -42,7 +42,6 @@ impl Shard {
         }
         self.next_maintenance_ms = now + self.config.maintenance_interval_ms as i64;
         self.driver.expire_sends(false);
-        self.start_all_roll_work();
         for state in self.partitions.values() {
             // Files in use wait for the next tick.
             if state.files_in_use() {
@@ -60,6 +59,8 @@ impl Shard {
             }
             state.shared.publish(&log);
         }
+        // After retention, which skips partitions with a roll job out.
+        self.start_all_roll_work();
     }
 
     pub(super) fn close_all(&mut self) {

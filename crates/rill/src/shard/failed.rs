@@ -33,6 +33,7 @@ impl Shard {
         let Self {
             handle,
             driver,
+            roller,
             partitions,
             in_flight,
             mut inbox,
@@ -42,6 +43,9 @@ impl Shard {
         } = self;
         // Leaked on purpose (see the module documentation).
         std::mem::forget(driver);
+        // Joined before the partitions close: a roll job still running names their files. Its
+        // result is dropped (the partitions fail-stop; reopening recovers from disk).
+        drop(roller);
         let mut parts: Vec<Arc<PartitionShared>> = Vec::with_capacity(partitions.len());
         for (_, mut state) in partitions {
             state

@@ -67,14 +67,13 @@ pub(crate) fn spawn(
                     return;
                 }
             };
-            let roller =
-                match roller::Roller::spawn(id, Arc::clone(&disk), Arc::clone(&handle.doorbell)) {
-                    Ok(roller) => roller,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(Error::io("spawn roll-job thread", "", e)));
-                        return;
-                    }
-                };
+            let roller = match roller::Roller::spawn(id, Arc::clone(&disk), &handle.doorbell) {
+                Ok(roller) => roller,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(Error::io("spawn roll-job thread", "", e)));
+                    return;
+                }
+            };
             let _ = ready_tx.send(Ok(driver.kind()));
             Shard::new(handle, driver, roller, disk, config).run();
         })
@@ -315,6 +314,7 @@ impl Shard {
         // Queued requests that cannot be taken (no room) wait for an operation to end, which
         // wakes the driver.
         if (self.handle.is_empty() || self.room() == 0)
+            && !self.roller.has_done()
             && let Err(e) = self.driver.park(timeout, &mut completions)
         {
             tracing::error!(error = %e, "shard cannot sleep on its driver; polling");
