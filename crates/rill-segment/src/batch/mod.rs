@@ -367,18 +367,21 @@ fn check_crc(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
 }
 
 fn check_records(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
-    let mut records = RecordIter::new(header, &batch[HEADER_BYTES..]);
-    for (index, record) in (0..).zip(&mut records) {
-        let record = record.map_err(|source| BatchError::Record { index, source })?;
-        if record.offset_delta != index {
+    let records = &batch[HEADER_BYTES..];
+    let mut pos = 0;
+    // Bounded by the records section: each record takes at least one byte or fails.
+    for index in 0..header.records_count.max(0) {
+        let (offset_delta, next) = record::check_record(records, pos)
+            .map_err(|source| BatchError::Record { index, source })?;
+        if offset_delta != index {
             return Err(BatchError::RecordOffsetDelta {
                 index,
-                found: record.offset_delta,
+                found: offset_delta,
             });
         }
+        pos = next;
     }
-    // The iterator stops after `records_count` records or at the first error.
-    match records.remaining_bytes() {
+    match records.len() - pos {
         0 => Ok(()),
         n => Err(BatchError::TrailingBytes(n)),
     }

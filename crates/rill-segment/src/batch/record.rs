@@ -213,24 +213,59 @@ impl<'a> Iterator for RecordIter<'a> {
     }
 }
 
+/// Checks the record starting at `pos` of a batch's records section without building it (the
+/// validation of an append: the same checks, in the same order, as decoding it). Returns its
+/// offset delta and where the next record starts.
+#[inline]
+pub(crate) fn check_record(buf: &[u8], pos: usize) -> Result<(i32, usize), RecordError> {
+    let mut outer = Cursor { buf, pos };
+    let length = outer.varint()?;
+    let declared = usize::try_from(length).map_err(|_| RecordError::NegativeLength(length))?;
+    let body = outer.take(declared)?;
+    let mut c = Cursor { buf: body, pos: 0 };
+    c.take(1)?; // attributes
+    c.varlong()?; // timestamp delta
+    let offset_delta = c.varint()?;
+    c.nullable_bytes()?; // key
+    c.nullable_bytes()?; // value
+    let header_count = c.varint()?;
+    if header_count < 0 {
+        return Err(RecordError::NegativeHeaderCount(header_count));
+    }
+    // Bounded by the body: each header takes at least one byte or fails.
+    for _ in 0..header_count {
+        c.header()?;
+    }
+    if c.pos != body.len() {
+        return Err(RecordError::SizeMismatch {
+            declared,
+            used: c.pos,
+        });
+    }
+    Ok((offset_delta, outer.pos))
+}
+
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn varint(&mut self) -> Result<i32, RecordError> {
         let (value, used) = get_varint(&self.buf[self.pos..])?;
         self.pos += used;
         Ok(value)
     }
 
+    #[inline]
     fn varlong(&mut self) -> Result<i64, RecordError> {
         let (value, used) = get_varlong(&self.buf[self.pos..])?;
         self.pos += used;
         Ok(value)
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
         let end = self.pos.checked_add(n).ok_or(RecordError::Truncated)?;
         let bytes = self.buf.get(self.pos..end).ok_or(RecordError::Truncated)?;
@@ -238,6 +273,7 @@ impl<'a> Cursor<'a> {
         Ok(bytes)
     }
 
+    #[inline]
     fn nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, RecordError> {
         match self.varint()? {
             -1 => Ok(None),

@@ -37,6 +37,7 @@ pub fn put_varlong(out: &mut Vec<u8>, value: i64) {
 }
 
 /// Reads a zig-zag varint from the front of `buf`, returning the value and the bytes it took.
+#[inline]
 pub fn get_varint(buf: &[u8]) -> Result<(i32, usize), RecordError> {
     let (raw, used) = get_unsigned(buf, MAX_VARINT_BYTES)?;
     if raw > u64::from(u32::MAX) {
@@ -47,6 +48,7 @@ pub fn get_varint(buf: &[u8]) -> Result<(i32, usize), RecordError> {
 }
 
 /// Reads a zig-zag varlong from the front of `buf`, returning the value and the bytes it took.
+#[inline]
 pub fn get_varlong(buf: &[u8]) -> Result<(i64, usize), RecordError> {
     let (raw, used) = get_unsigned(buf, MAX_VARLONG_BYTES)?;
     Ok((((raw >> 1) as i64) ^ -((raw & 1) as i64), used))

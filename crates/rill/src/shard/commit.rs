@@ -149,8 +149,15 @@ impl Shard {
                         failure: None,
                     }));
                     state.sync_token = Some(token);
+                    // Nobody waits for a sync that only bounds the unsynced bytes: it never
+                    // runs inline on the shard (its writeback can take milliseconds).
+                    let waited = !state.waiters.is_empty();
                     for &file in &self.files {
-                        self.driver.start_sync(token as u64, file);
+                        if waited {
+                            self.driver.start_sync(token as u64, file);
+                        } else {
+                            self.driver.start_background_sync(token as u64, file);
+                        }
                     }
                     if self.files.is_empty() {
                         self.finish_sync(token);
