@@ -47,9 +47,10 @@ pub struct LogConfig {
     /// records it), so it only needs to bound the crash window of written data, and a small
     /// bound costs throughput: a written-only producer then pays for the writeback of its own
     /// data as it goes, where a log without the bound leaves it to the kernel (up to its dirty
-    /// limits, gigabytes). Measured here in two full `rill bench` runs minutes apart, against
-    /// the `commitlog` crate (which never writes back within a run): 1000-record batches, one
-    /// partition 0.88x at 16 MiB and 0.97x at 256 MiB; sixteen partitions 0.53x and 0.99x.
+    /// limits, gigabytes). Measured here in full `rill bench` runs minutes apart, against the
+    /// `commitlog` crate (which never writes back within a run): 1000-record batches, one
+    /// partition 0.88x at 16 MiB, 0.97x and 0.96x at 256 MiB; sixteen partitions 0.53x, then
+    /// 0.99x and 0.82x.
     /// Lower it where a durable append must not wait behind the writeback of many written
     /// ones on the same partition.
     pub max_unsynced_bytes: u64,
