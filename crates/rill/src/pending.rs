@@ -235,7 +235,13 @@ impl<T> Pending<T> {
 
     /// Blocks the calling thread until the answer arrives. Do not call it on an async
     /// executor's thread; `.await` the future there.
-    pub fn wait(self) -> Result<T> {
+    pub fn wait(mut self) -> Result<T> {
+        // An answer known at once (a written append) needs no waker.
+        if let State::Ready(_) = self.state
+            && let State::Ready(value) = std::mem::replace(&mut self.state, State::Done)
+        {
+            return value;
+        }
         block_on(self)
     }
 }

@@ -3,6 +3,7 @@
 use super::{Disk, FileId, OpenMode};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
@@ -18,7 +19,28 @@ pub struct StdDisk {
 #[derive(Debug, Default)]
 struct Files {
     next: u64,
-    open: HashMap<u64, Arc<File>>,
+    open: HashMap<u64, Arc<File>, BuildHasherDefault<IdHasher>>,
+}
+
+/// Hashes the handles (sequential `u64`s) with one multiplication (Fibonacci hashing): every
+/// read and write looks its file up, and SipHash cost more than the lookup itself.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 impl StdDisk {
@@ -27,6 +49,8 @@ impl StdDisk {
         Self::default()
     }
 
+    /// The file behind `id`. The table's lock is held for the lookup only, never across a
+    /// syscall: a slow write on one file must not hold up opening or closing another.
     fn file(&self, id: FileId) -> io::Result<Arc<File>> {
         let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
         files

@@ -47,6 +47,13 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Milliseconds since the Unix epoch from the kernel's coarse clock (a few milliseconds of
+/// resolution, a few nanoseconds to read): what an append needs for its roll decisions.
+pub(crate) fn coarse_now_ms() -> i64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    now.tv_sec.saturating_mul(1000) + now.tv_nsec / 1_000_000
+}
+
 /// Starts shard `id` on its own thread, with its driver made there (io_uring rings are
 /// single-issuer). Returns once the driver is ready, or why it could not be made.
 pub(crate) fn spawn(
