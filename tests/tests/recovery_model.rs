@@ -174,7 +174,8 @@ fn preallocation() -> impl Strategy<Value = Preallocate> {
     prop_oneof![
         Just(Preallocate::None),
         Just(Preallocate::Fallocate),
-        Just(Preallocate::Zeroed)
+        Just(Preallocate::Zeroed),
+        Just(Preallocate::Ahead { step_bytes: 700 })
     ]
 }
 

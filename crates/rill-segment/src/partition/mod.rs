@@ -363,6 +363,13 @@ pub(crate) fn preallocate(
             disk.allocate(file, config.segment_bytes)?;
             Ok(config.segment_bytes.max(from))
         }
+        Preallocate::Ahead { step_bytes } => {
+            let len = from
+                .saturating_add(step_bytes)
+                .min(config.segment_bytes)
+                .max(from);
+            allocate_or_not(disk, file, len, from)
+        }
         Preallocate::Zeroed => {
             static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
             let mut pos = from;
@@ -375,6 +382,25 @@ pub(crate) fn preallocate(
             disk.fdatasync(file)?;
             Ok(config.segment_bytes.max(from))
         }
+    }
+}
+
+/// Allocates `file` to `len` bytes ahead of the data (`Preallocate::Ahead`), an optimization
+/// only: on a full file system it allocates nothing more and returns the file's length (at
+/// least `from`), and the writes themselves report the lack of space.
+pub(crate) fn allocate_or_not(
+    disk: &dyn Disk,
+    file: FileId,
+    len: u64,
+    from: u64,
+) -> std::io::Result<u64> {
+    match disk.allocate(file, len) {
+        Ok(()) => Ok(len),
+        Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            // A failed fallocate may still have extended the file: count what is there.
+            Ok(disk.file_len(file)?.max(from))
+        }
+        Err(e) => Err(e),
     }
 }
 
