@@ -4,6 +4,7 @@ use crate::error::LogError;
 
 /// How segment files are preallocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Preallocate {
     /// Files grow with each append.
     None,
