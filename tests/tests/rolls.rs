@@ -66,6 +66,38 @@ fn wait_for_prepared(dir: &Path) {
     }
 }
 
+/// Appends 3000-byte records to `part` (in `part_dir`) until `rolls` rolls went through
+/// prepared files, waiting for the next file to be prepared whenever the active segment is half
+/// full. A durable append is checked to be covered by the durable offset when answered. Returns
+/// the appends' base offsets. Bounded: at most 400 appends (about 21 fill a segment).
+fn append_through_rolls(
+    part: &rill::Partition,
+    part_dir: &Path,
+    rolls: u64,
+    durability: Durability,
+) -> Vec<i64> {
+    let value = vec![7u8; 3000];
+    let mut bases = Vec::new();
+    let mut active = Active::default();
+    for i in 0..400 {
+        if part.roll_stats().prepared_rolls >= rolls {
+            break;
+        }
+        let info = part
+            .append_records_with(&[Record::value(i, &value)], durability)
+            .wait()
+            .unwrap();
+        if durability == Durability::Durable {
+            assert!(part.offsets().durable > info.last_offset);
+        }
+        bases.push(info.base_offset);
+        if active.appended(part, info.batch_bytes) {
+            wait_for_prepared(part_dir);
+        }
+    }
+    bases
+}
+
 #[test]
 fn durable_appends_roll_through_prepared_segments() {
     for driver in DRIVERS {
@@ -74,24 +106,7 @@ fn durable_appends_roll_through_prepared_segments() {
         log.create_topic("t", 1).unwrap();
         let part = log.partition("t", 0).unwrap();
         let part_dir = dir.path().join("t-0");
-        let value = vec![7u8; 3000];
-        let mut acked = Vec::new();
-        let mut active = Active::default();
-        // Bounded: each segment holds about 21 of these batches; stop after five rolls.
-        for i in 0..400 {
-            if part.roll_stats().prepared_rolls >= 5 {
-                break;
-            }
-            let info = part
-                .append_records_with(&[Record::value(i, &value)], Durability::Durable)
-                .wait()
-                .unwrap();
-            assert!(part.offsets().durable > info.last_offset, "{driver:?}");
-            acked.push(info.base_offset);
-            if active.appended(&part, info.batch_bytes) {
-                wait_for_prepared(&part_dir);
-            }
-        }
+        let acked = append_through_rolls(&part, &part_dir, 5, Durability::Durable);
         let stats = part.roll_stats();
         assert_eq!(stats.prepared_rolls, 5, "{driver:?}: {stats:?}");
         assert_eq!(stats.synchronous_rolls, 0, "{driver:?}: {stats:?}");
@@ -143,21 +158,7 @@ fn preallocated_segments_are_trimmed_by_their_seal() {
         log.create_topic("t", 1).unwrap();
         let part = log.partition("t", 0).unwrap();
         let part_dir = dir.path().join("t-0");
-        let value = vec![9u8; 3000];
-        let mut active = Active::default();
-        // Bounded: two rolls need about 45 batches.
-        for i in 0..400 {
-            if part.roll_stats().prepared_rolls >= 2 {
-                break;
-            }
-            let info = part
-                .append_records_with(&[Record::value(i, &value)], Durability::Written)
-                .wait()
-                .unwrap();
-            if active.appended(&part, info.batch_bytes) {
-                wait_for_prepared(&part_dir);
-            }
-        }
+        append_through_rolls(&part, &part_dir, 2, Durability::Written);
         assert!(part.roll_stats().prepared_rolls >= 2, "{driver:?}");
         // A flush waits for the rename's directory sync; close runs what is left.
         part.flush().wait().unwrap();

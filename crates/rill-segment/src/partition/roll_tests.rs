@@ -6,17 +6,11 @@ use crate::disk::SimDisk;
 use crate::recovery::OpenOptions;
 use bytes::BytesMut;
 
+/// The partition unit tests' settings, with whole-segment preallocation (so seals trim).
 fn config() -> LogConfig {
     LogConfig {
-        segment_bytes: 2048,
-        segment_ms: None,
-        index_interval_bytes: 100,
-        max_index_entries: 100,
-        max_batch_bytes: 1024,
-        retention_bytes: None,
-        retention_ms: None,
         preallocate: Preallocate::Fallocate,
-        ..LogConfig::default()
+        ..super::tests::config()
     }
 }
 

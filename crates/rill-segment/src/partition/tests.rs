@@ -7,7 +7,7 @@ use crate::partition::ReadLimit;
 use crate::recovery::OpenOptions;
 use bytes::BytesMut;
 
-fn config() -> LogConfig {
+pub(super) fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 2048,
         segment_ms: None,
