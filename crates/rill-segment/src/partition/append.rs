@@ -137,19 +137,12 @@ impl PartitionLog {
     /// With [`crate::Preallocate::Ahead`], allocates the active segment's file a step past
     /// `end` when a write would reach beyond what is allocated (once per step of data).
     fn allocate_ahead(&mut self, file: FileId, end: u64) -> Result<(), LogError> {
-        let crate::Preallocate::Ahead { step_bytes } = self.config.preallocate else {
-            return Ok(());
-        };
-        if end <= self.active().file_len {
+        if !matches!(self.config.preallocate, crate::Preallocate::Ahead { .. })
+            || end <= self.active().file_len
+        {
             return Ok(());
         }
-        let len = end
-            .saturating_add(step_bytes)
-            .min(self.config.segment_bytes)
-            .max(end);
-        let allocated =
-            super::allocate_or_not(self.disk.as_ref(), file, len, self.active().file_len);
-        match allocated {
+        match super::preallocate(self.disk.as_ref(), file, &self.config, end) {
             Ok(len) => {
                 self.active_mut().file_len = len;
                 Ok(())

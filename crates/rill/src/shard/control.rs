@@ -42,7 +42,8 @@ impl Shard {
         }
         self.next_maintenance_ms = now + self.config.maintenance_interval_ms as i64;
         self.driver.expire_sends(false);
-        for state in self.partitions.values() {
+        let mut roll_work = Vec::new();
+        for (key, state) in &self.partitions {
             // Files in use wait for the next tick.
             if state.files_in_use() {
                 continue;
@@ -58,9 +59,14 @@ impl Shard {
                 tracing::warn!(error = %e, dir = %log.dir().display(), "checkpoint");
             }
             state.shared.publish(&log);
+            // A safety net for roll work queued by a change the shard did not see.
+            if log.has_roll_work() {
+                roll_work.push(*key);
+            }
         }
-        // After retention, which skips partitions with a roll job out.
-        self.start_all_roll_work();
+        for key in roll_work {
+            self.start_roll_work(key);
+        }
     }
 
     pub(super) fn close_all(&mut self) {

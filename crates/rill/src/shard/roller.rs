@@ -197,18 +197,4 @@ impl Shard {
         self.relist(key);
         self.start_roll_work(key);
     }
-
-    /// Starts the roll work of every partition that has some and no job out (a safety net for
-    /// work queued by a change the shard did not see, run with maintenance).
-    pub(super) fn start_all_roll_work(&mut self) {
-        let keys: Vec<PartitionKey> = self
-            .partitions
-            .iter()
-            .filter(|(_, s)| s.shared.log.lock().has_roll_work())
-            .map(|(k, _)| *k)
-            .collect();
-        for key in keys {
-            self.start_roll_work(key);
-        }
-    }
 }
