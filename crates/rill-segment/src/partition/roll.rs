@@ -21,13 +21,17 @@
 //!   sealed segment whose seal is not done, so recovery rescans that segment (and seals it)
 //!   instead of loading it as sealed ([`PartitionLog::recovery_point`]).
 //!
-//! Without a prepared file (not ready in time), or with [`MAX_PENDING_SEALS`] seals already
-//! pending, the roll does everything itself, synchronously, as before. Jobs run one at a time
-//! per partition, in order; the simple synchronous path runs them inline
+//! Without a prepared file (not ready in time), the roll creates the next file itself (with the
+//! default preallocation, a small allocation and a directory sync) and still leaves the seal
+//! to a job. With [`MAX_PENDING_SEALS`] seals already pending, it does everything itself,
+//! synchronously. Jobs run one at a time per partition, in order; the simple synchronous path
+//! runs them inline
 //! ([`PartitionLog::run_roll_jobs`], from `flush` and `close`).
 
-use super::{PartitionLog, create_segment, preallocate, write_index_files, write_indexes};
-use crate::config::LogConfig;
+use super::{
+    PartitionLog, allocate_or_not, create_segment, preallocate, write_index_files, write_indexes,
+};
+use crate::config::{LogConfig, Preallocate};
 use crate::disk::{Disk, FileId, OpenMode};
 use crate::error::LogError;
 use crate::index::{OffsetIndex, TimeIndex};
@@ -48,10 +52,13 @@ pub const MAX_PENDING_SEALS: usize = 2;
 pub struct RollStats {
     /// Rolls into a prepared file: a rename on the appending thread, the rest in roll jobs.
     pub prepared_rolls: u64,
-    /// Rolls that did everything on the appending thread (no file prepared in time, or seals
-    /// pending at the bound).
+    /// Rolls with no file prepared in time (its preparation still running, or failed): the
+    /// next file is created on the appending thread, the seal left to a roll job.
+    pub unprepared_rolls: u64,
+    /// Rolls that did everything on the appending thread, the seal included, because
+    /// [`MAX_PENDING_SEALS`] seals were pending.
     pub synchronous_rolls: u64,
-    /// Preparations of a next file that failed (the roll after each is synchronous).
+    /// Preparations of a next file that failed (the roll after each is unprepared).
     pub failed_prepares: u64,
 }
 
@@ -94,8 +101,12 @@ enum Work {
         offset_index: Arc<OffsetIndex>,
         time_index: Arc<TimeIndex>,
     },
-    /// Create and preallocate the next segment's file, and sync the directory.
-    Prepare(Box<LogConfig>),
+    /// Create and preallocate the next segment's file (`allocate_bytes` of it with
+    /// [`crate::Preallocate::Ahead`]), and sync the directory.
+    Prepare {
+        config: Box<LogConfig>,
+        allocate_bytes: u64,
+    },
 }
 
 /// A finished [`RollJob`], for [`PartitionLog::complete_roll_job`].
@@ -126,14 +137,14 @@ impl RollJob {
     pub fn failed(&self, error: io::Error) -> RollDone {
         RollDone {
             owner: self.owner,
-            prepare: matches!(self.work, Work::Prepare(_)),
+            prepare: matches!(self.work, Work::Prepare { .. }),
             outcome: Err(("roll job", self.dir.clone(), error)),
         }
     }
 
     /// Runs the job's I/O (blocking) with `disk`, the log's disk.
     pub fn run(self, disk: &dyn Disk) -> RollDone {
-        let is_prepare = matches!(self.work, Work::Prepare(_));
+        let is_prepare = matches!(self.work, Work::Prepare { .. });
         let dir = self.dir.as_path();
         let outcome = match self.work {
             Work::SyncNames(bases) => disk
@@ -158,7 +169,10 @@ impl RollJob {
                 &time_index,
             )
             .map(|()| Finished::Seal(base)),
-            Work::Prepare(config) => prepare(disk, dir, &config).map(Finished::Prepare),
+            Work::Prepare {
+                config,
+                allocate_bytes,
+            } => prepare(disk, dir, &config, allocate_bytes).map(Finished::Prepare),
         };
         RollDone {
             owner: self.owner,
@@ -196,6 +210,7 @@ fn prepare(
     disk: &dyn Disk,
     dir: &Path,
     config: &LogConfig,
+    allocate_bytes: u64,
 ) -> Result<Prepared, (&'static str, PathBuf, io::Error)> {
     let path = dir.join(PREPARED_FILE);
     match disk.remove_file(&path) {
@@ -206,7 +221,11 @@ fn prepare(
     let file = disk
         .open(&path, OpenMode::CreateNew)
         .map_err(|e| ("create prepared segment", path.clone(), e))?;
-    let ready = preallocate(disk, file, config, 0).and_then(|len| disk.sync_dir(dir).map(|()| len));
+    let allocated = match config.preallocate {
+        Preallocate::Ahead { .. } => allocate_or_not(disk, file, allocate_bytes, 0),
+        _ => preallocate(disk, file, config, 0),
+    };
+    let ready = allocated.and_then(|len| disk.sync_dir(dir).map(|()| len));
     match ready {
         Ok(file_len) => Ok(Prepared { file, file_len }),
         Err(e) => {
@@ -291,9 +310,10 @@ impl PartitionLog {
                     time_index: Arc::clone(&segment.time_index),
                 })
             }
-            Queued::Prepare if self.prepared.is_none() => {
-                Some(Work::Prepare(Box::new(self.config.clone())))
-            }
+            Queued::Prepare if self.prepared.is_none() => Some(Work::Prepare {
+                config: Box::new(self.config.clone()),
+                allocate_bytes: self.next_segment_allocation(),
+            }),
             _ => None,
         }
     }
@@ -355,6 +375,20 @@ impl PartitionLog {
         }
     }
 
+    /// How much of the next segment to allocate ahead ([`crate::Preallocate::Ahead`]): what the
+    /// active segment is on course to hold when it rolls (twice what it holds when the
+    /// preparation is queued, half way to the roll), at least one step and at most a segment.
+    fn next_segment_allocation(&self) -> u64 {
+        let Preallocate::Ahead { step_bytes } = self.config.preallocate else {
+            return 0;
+        };
+        self.active()
+            .size_bytes
+            .saturating_mul(2)
+            .min(self.config.segment_bytes)
+            .max(step_bytes.min(self.config.segment_bytes))
+    }
+
     /// Queues the preparation of the next segment once the active one is half way to a roll
     /// (by size or age), unless a file is prepared or being prepared.
     pub(crate) fn maybe_prepare_next(&mut self, now_ms: i64) {
@@ -381,33 +415,48 @@ impl PartitionLog {
         let old = self.active_mut();
         old.finish_time_index();
         let old_base = old.base_offset;
-        let segment = match self.prepared.take() {
-            Some(prepared) if self.pending_seals.len() < MAX_PENDING_SEALS => {
-                self.roll_stats.prepared_rolls += 1;
-                self.roll_into(prepared, old_base, base_offset, now_ms)?
-            }
-            prepared => {
-                self.roll_stats.synchronous_rolls += 1;
-                self.prepared = prepared;
-                self.seal_now(old_base)?;
-                match create_segment(
-                    self.disk.as_ref(),
-                    &self.dir,
-                    base_offset,
-                    &self.config,
-                    now_ms,
-                ) {
-                    Ok(s) => {
-                        // Its directory sync made every earlier rename durable too.
-                        self.pending_names.clear();
-                        s
-                    }
-                    Err((path, e)) => return Err(self.fail("create segment", path, &e)),
-                }
-            }
+        let segment = if self.pending_seals.len() >= MAX_PENDING_SEALS {
+            // Seals lag behind the rolls: this roll seals its segment itself, which holds
+            // the appends back until the disk catches up.
+            self.roll_stats.synchronous_rolls += 1;
+            self.seal_now(old_base)?;
+            self.create_next_segment(base_offset, now_ms)?
+        } else if let Some(prepared) = self.prepared.take() {
+            self.roll_stats.prepared_rolls += 1;
+            self.roll_into(prepared, old_base, base_offset, now_ms)?
+        } else {
+            // No file prepared in time (still being prepared, or its preparation failed):
+            // create one here (with the default preallocation, a small allocation and a
+            // directory sync), and leave
+            // the seal to a job as after a prepared roll. Sealing here would fdatasync a
+            // whole segment on the appending thread.
+            self.roll_stats.unprepared_rolls += 1;
+            let segment = self.create_next_segment(base_offset, now_ms)?;
+            self.pending_seals.push(old_base);
+            self.queue_roll_work(Queued::Seal(old_base));
+            segment
         };
         self.segments.insert(base_offset, segment);
         Ok(())
+    }
+
+    /// Creates the segment at `base_offset` here and now (the roll's path without a prepared
+    /// file).
+    fn create_next_segment(&mut self, base_offset: i64, now_ms: i64) -> Result<Segment, LogError> {
+        match create_segment(
+            self.disk.as_ref(),
+            &self.dir,
+            base_offset,
+            &self.config,
+            now_ms,
+        ) {
+            Ok(segment) => {
+                // Its directory sync made every earlier rename durable too.
+                self.pending_names.clear();
+                Ok(segment)
+            }
+            Err((path, e)) => Err(self.fail("create segment", path, &e)),
+        }
     }
 
     /// The roll's fast path: the prepared file becomes the segment at `base_offset`; its name

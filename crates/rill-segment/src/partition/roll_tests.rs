@@ -133,25 +133,115 @@ fn a_roll_job_out_holds_off_changes_to_the_files() {
     log.truncate_to(1, 0).unwrap();
 }
 
-#[test]
-fn without_a_prepared_file_the_roll_seals_at_once() {
-    let disk = Arc::new(SimDisk::new(5));
-    let mut log = open(&disk);
+/// Appends until the active segment rolls; returns the old segment's base.
+fn append_until_roll(log: &mut PartitionLog) -> i64 {
     let old_base = log.active().base_offset;
-    let before = disk.stats();
     // Bounded: a 2 KiB segment holds at most six of these batches.
     for _ in 0..8 {
-        append(&mut log);
+        append(log);
         if log.active().base_offset != old_base {
-            break;
+            return old_base;
         }
     }
-    assert_ne!(log.active().base_offset, old_base, "rolled");
+    panic!("no roll after a segment's worth of appends");
+}
+
+#[test]
+fn without_a_prepared_file_the_roll_creates_one_and_leaves_the_seal_to_a_job() {
+    let disk = Arc::new(SimDisk::new(5));
+    let mut log = open(&disk);
+    let before = disk.stats();
+    let old_base = append_until_roll(&mut log);
     let after = disk.stats();
-    assert!(after.fsyncs > before.fsyncs && after.dir_syncs > before.dir_syncs);
-    assert!(log.pending_seals.is_empty() && log.pending_names.is_empty());
+    assert_eq!(
+        after.fsyncs, before.fsyncs,
+        "no segment fdatasync'd on the roll"
+    );
+    assert!(
+        after.dir_syncs > before.dir_syncs,
+        "the new name is durable"
+    );
+    assert_eq!(log.roll_stats().unprepared_rolls, 1);
+    assert_eq!(log.pending_seals, vec![old_base]);
+    assert!(log.pending_names.is_empty());
+    assert!(log.recovery_point() < log.active().base_offset);
+    log.run_roll_jobs().unwrap();
+    assert!(log.pending_seals.is_empty());
+    assert!(disk.stats().fsyncs > after.fsyncs, "the seal job synced it");
     log.flush().unwrap();
     assert_eq!(log.recovery_point(), log.offsets().log_end);
+    drop(log);
+    open(&disk).verify().unwrap();
+}
+
+#[test]
+fn a_roll_during_the_preparation_goes_on_and_the_late_file_serves_the_next_roll() {
+    let disk = Arc::new(SimDisk::new(8));
+    let mut log = open(&disk);
+    fill_half(&mut log);
+    let prepare = log.take_roll_job().expect("the preparation");
+    append_until_roll(&mut log);
+    assert_eq!(
+        log.roll_stats().unprepared_rolls,
+        1,
+        "the file was not ready"
+    );
+    log.complete_roll_job(prepare.run(disk.as_ref())).unwrap();
+    log.run_roll_jobs().unwrap();
+    append_until_roll(&mut log);
+    let stats = log.roll_stats();
+    assert_eq!((stats.prepared_rolls, stats.unprepared_rolls), (1, 1));
+    log.close().unwrap();
+    open(&disk).verify().unwrap();
+}
+
+#[test]
+fn seals_lagging_at_the_bound_make_the_roll_seal_at_once() {
+    let disk = Arc::new(SimDisk::new(9));
+    let mut log = open(&disk);
+    // No job runs: every roll is unprepared and leaves its seal pending.
+    for _ in 0..MAX_PENDING_SEALS {
+        append_until_roll(&mut log);
+    }
+    assert_eq!(log.pending_seals.len(), MAX_PENDING_SEALS);
+    let before = disk.stats();
+    append_until_roll(&mut log);
+    assert_eq!(log.roll_stats().synchronous_rolls, 1);
+    assert!(
+        disk.stats().fsyncs > before.fsyncs,
+        "this roll sealed its segment itself"
+    );
+    assert_eq!(
+        log.pending_seals.len(),
+        MAX_PENDING_SEALS,
+        "no new seal queued"
+    );
+    log.close().unwrap();
+    open(&disk).verify().unwrap();
+}
+
+#[test]
+fn the_next_segment_is_allocated_to_what_the_active_one_is_on_course_to_hold() {
+    let disk = Arc::new(SimDisk::new(10));
+    let shared: Arc<dyn Disk> = Arc::clone(&disk) as Arc<dyn Disk>;
+    let config = LogConfig {
+        preallocate: Preallocate::Ahead { step_bytes: 256 },
+        ..config()
+    };
+    let segment_bytes = config.segment_bytes;
+    let mut log = PartitionLog::open(shared, Path::new("/p/t-0"), config, OpenOptions::default())
+        .unwrap()
+        .0;
+    fill_half(&mut log);
+    run_one_job(&mut log);
+    append_until_roll(&mut log);
+    assert_eq!(log.roll_stats().prepared_rolls, 1);
+    let active = log.active();
+    assert_eq!(
+        active.file_len, segment_bytes,
+        "half full when asked: a whole segment"
+    );
+    assert_eq!(disk.file_len(active.log).unwrap(), segment_bytes);
 }
 
 #[test]
@@ -173,7 +263,7 @@ fn close_finishes_roll_work_and_removes_the_prepared_file() {
 }
 
 #[test]
-fn a_failed_preparation_costs_only_a_synchronous_roll() {
+fn a_failed_preparation_costs_only_an_unprepared_roll() {
     let disk = Arc::new(SimDisk::new(7));
     let shared: Arc<dyn Disk> = Arc::clone(&disk) as Arc<dyn Disk>;
     let config = LogConfig {
@@ -196,7 +286,18 @@ fn a_failed_preparation_costs_only_a_synchronous_roll() {
         }
     }
     let stats = log.roll_stats();
-    assert_eq!((stats.prepared_rolls, stats.synchronous_rolls), (0, 1));
+    let rolls = (
+        stats.prepared_rolls,
+        stats.unprepared_rolls,
+        stats.synchronous_rolls,
+    );
+    assert_eq!(rolls, (0, 1, 0));
+    assert!(
+        log.has_roll_work(),
+        "the old segment's seal is left to a job"
+    );
+    run_one_job(&mut log);
+    assert!(!log.has_roll_work(), "the seal was the only job");
     fill_half(&mut log);
     assert!(log.has_roll_work(), "the next segment asks again");
     log.flush().unwrap();
