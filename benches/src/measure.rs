@@ -3,6 +3,7 @@
 use hdrhistogram::Histogram;
 use rustix::time::{ClockId, clock_gettime};
 use serde::Serialize;
+use std::path::Path;
 use std::time::Duration;
 
 /// The median and range of one metric over the repetitions of a case.
@@ -40,6 +41,21 @@ impl Summary {
 pub fn process_cpu_seconds() -> f64 {
     let t = clock_gettime(ClockId::ProcessCPUTime);
     t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// Bytes the block device holding `dir` has written since boot (sectors written, from its
+/// `stat` in sysfs), or `None` where that cannot be read. It counts every writer on the device:
+/// the engine's own syncs and the kernel's writeback alike.
+pub fn device_written_bytes(dir: &Path) -> Option<u64> {
+    let stat = rustix::fs::stat(dir).ok()?;
+    let (major, minor) = (
+        rustix::fs::major(stat.st_dev),
+        rustix::fs::minor(stat.st_dev),
+    );
+    let text = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/stat")).ok()?;
+    // Field 7 of the block layer's stat file: sectors written, in 512-byte units.
+    let sectors: u64 = text.split_whitespace().nth(6)?.parse().ok()?;
+    Some(sectors.saturating_mul(512))
 }
 
 /// Seconds of CPU used by the calling thread.

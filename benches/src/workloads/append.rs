@@ -10,7 +10,7 @@
 
 use super::{BASELINE, RILL_ENGINES, URING, build_batch, cpu_per_gib, limits, mb_per_s};
 use crate::harness::{Bench, Engine, Mode, Sample};
-use crate::measure::{Latency, PERCENTILES, process_cpu_seconds};
+use crate::measure::{Latency, PERCENTILES, device_written_bytes, process_cpu_seconds};
 use crate::peers::{Peer, PeerLog};
 use crate::report::WorkloadResult;
 use anyhow::Result;
@@ -148,6 +148,7 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
         columns: [
             "records_per_s",
             "mb_per_s",
+            "disk_mb_per_s",
             "p50_us",
             "p99_us",
             "p999_us",
@@ -163,6 +164,7 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
             "written: acknowledged once in the page cache; durable: once fdatasync'd".into(),
             "pct_write_limit: MB/s of durable runs as a percentage of the machine's sequential write + fdatasync bandwidth".into(),
             "fsyncs_per_s: fdatasyncs issued by the executor (rill only)".into(),
+            "disk_mb_per_s: MB/s the data directory's block device wrote during the run, whoever wrote it (the engine's syncs, the kernel's writeback); a written run near 0 left its data in the page cache".into(),
         ],
     })
 }
@@ -321,6 +323,33 @@ fn sample(case: &Case, produced: &Produced, seconds: f64, cpu_seconds: f64) -> S
     sample
 }
 
+/// The data directory's device writes over a run.
+struct DiskWrites<'a> {
+    dir: &'a std::path::Path,
+    at_start: Option<u64>,
+}
+
+impl<'a> DiskWrites<'a> {
+    fn start(dir: &'a std::path::Path) -> Self {
+        Self {
+            dir,
+            at_start: device_written_bytes(dir),
+        }
+    }
+
+    /// Bytes written since the start, if the device's counters could be read.
+    fn bytes(&self) -> Option<u64> {
+        Some(device_written_bytes(self.dir)?.saturating_sub(self.at_start?))
+    }
+}
+
+/// Adds `disk_mb_per_s` when the device writes were measured.
+fn insert_disk_rate(sample: &mut Sample, bytes: Option<u64>, seconds: f64) {
+    if let Some(bytes) = bytes {
+        sample.insert("disk_mb_per_s", mb_per_s(bytes, seconds));
+    }
+}
+
 fn rill_run(
     bench: &Bench,
     case: &Case,
@@ -335,6 +364,7 @@ fn rill_run(
     log.create_topic("bench", case.partitions)?;
     let partitions = log.partitions("bench")?;
     let before = log.driver_stats();
+    let disk = DiskWrites::start(dir.path());
     let cpu = process_cpu_seconds();
     let outcome = produce(case, run_time, || {
         |partition: usize| -> Result<()> {
@@ -345,10 +375,12 @@ fn rill_run(
         }
     });
     let cpu = process_cpu_seconds() - cpu;
+    let disk_written = disk.bytes();
     let after = log.driver_stats();
     log.close()?;
     let (produced, seconds) = outcome?;
     let mut sample = sample(case, &produced, seconds, cpu);
+    insert_disk_rate(&mut sample, disk_written, seconds);
     sample.insert(
         "fsyncs_per_s",
         (after.syncs - before.syncs) as f64 / seconds,
@@ -371,15 +403,19 @@ fn peer_run(
         case.batch_records * (case.record_bytes + 64),
         1 << 30,
     )?;
+    let disk = DiskWrites::start(dir.path());
     let cpu = process_cpu_seconds();
     let outcome = produce(case, run_time, || {
         let mut appender = log.appender(case.durability);
         move |partition: usize| appender.append(partition as u32, case.batch_records, value)
     });
     let cpu = process_cpu_seconds() - cpu;
+    let disk_written = disk.bytes();
     drop(log);
     let (produced, seconds) = outcome?;
-    Ok(sample(case, &produced, seconds, cpu))
+    let mut sample = sample(case, &produced, seconds, cpu);
+    insert_disk_rate(&mut sample, disk_written, seconds);
+    Ok(sample)
 }
 
 #[cfg(test)]
