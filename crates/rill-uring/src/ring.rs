@@ -90,7 +90,12 @@ pub(crate) fn build(config: &RingConfig) -> Result<(IoUring, RingFeatures), Driv
         builder.setup_cqsize(config.cq_entries).setup_submit_all();
         match mode {
             TaskrunMode::DeferTaskrun => {
-                builder.setup_single_issuer().setup_defer_taskrun();
+                // The flag tells an enter that deferred completions are waiting, so one that
+                // does not wait asks for them only then (see `UringDriver::enter`).
+                builder
+                    .setup_single_issuer()
+                    .setup_defer_taskrun()
+                    .setup_taskrun_flag();
             }
             TaskrunMode::CoopTaskrun => {
                 builder.setup_coop_taskrun().setup_taskrun_flag();
@@ -170,6 +175,16 @@ mod tests {
         assert!(features.cq_entries >= 2 * features.sq_entries);
         assert_eq!(ring.params().sq_entries(), features.sq_entries);
         eprintln!("ring: {features:?}");
+        // DEFER_TASKRUN with TASKRUN_FLAG exists since Linux 6.1: a kernel that has it must
+        // not fall back (the driver's no-wait enter relies on the flag).
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut numbers = release
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse::<u32>().ok());
+        let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+        if version >= (6, 1) {
+            assert_eq!(features.taskrun, TaskrunMode::DeferTaskrun, "{release}");
+        }
     }
 
     #[test]
