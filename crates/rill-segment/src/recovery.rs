@@ -837,7 +837,7 @@ impl Recovery<'_> {
                 .and_then(|()| self.disk.fdatasync(active.log))
                 .map_err(|e| LogError::io("truncate", path.clone(), e))?;
         }
-        active.file_len = preallocate(self.disk, active.log, self.config, active.size_bytes)
+        active.file_len = preallocate(self.disk, active.log, self.config, active.size_bytes, 0)
             .map_err(|e| LogError::io("preallocate", path, e))?;
         Ok(())
     }

@@ -142,7 +142,7 @@ impl PartitionLog {
         {
             return Ok(());
         }
-        match super::preallocate(self.disk.as_ref(), file, &self.config, end) {
+        match super::preallocate(self.disk.as_ref(), file, &self.config, end, 0) {
             Ok(len) => {
                 self.active_mut().file_len = len;
                 Ok(())

@@ -70,7 +70,7 @@ impl PartitionLog {
         let file = segment.log;
         let cut = disk
             .set_len(file, range.position)
-            .and_then(|()| preallocate(disk.as_ref(), file, &self.config, range.position))
+            .and_then(|()| preallocate(disk.as_ref(), file, &self.config, range.position, 0))
             .and_then(|len| disk.fdatasync(file).map(|()| len));
         let file_len = match cut {
             Ok(len) => len,

@@ -339,7 +339,7 @@ pub(crate) fn create_segment(
         .open(&path, OpenMode::CreateNew)
         .map_err(|e| (path.clone(), e))?;
     let mut segment = Segment::new(base_offset, file, config.max_index_entries, now_ms);
-    let setup = preallocate(disk, file, config, 0).and_then(|len| {
+    let setup = preallocate(disk, file, config, 0, 0).and_then(|len| {
         segment.file_len = len;
         disk.sync_dir(dir)
     });
@@ -350,12 +350,16 @@ pub(crate) fn create_segment(
     Ok(segment)
 }
 
-/// Preallocates `file` from `from` to the segment size as configured; returns the file length.
+/// Preallocates `file` from `from` as configured; returns the file length. With
+/// `Preallocate::Ahead`, `expected_bytes` past `from` are allocated (at least one step, never
+/// past the segment size): 0 where nothing is known, a prepared segment's expected size where
+/// it is (`partition::roll`).
 pub(crate) fn preallocate(
     disk: &dyn Disk,
     file: FileId,
     config: &LogConfig,
     from: u64,
+    expected_bytes: u64,
 ) -> std::io::Result<u64> {
     match config.preallocate {
         Preallocate::None => Ok(from),
@@ -365,7 +369,7 @@ pub(crate) fn preallocate(
         }
         Preallocate::Ahead { step_bytes } => {
             let len = from
-                .saturating_add(step_bytes)
+                .saturating_add(expected_bytes.max(step_bytes))
                 .min(config.segment_bytes)
                 .max(from);
             allocate_or_not(disk, file, len, from)

@@ -28,10 +28,8 @@
 //! runs them inline
 //! ([`PartitionLog::run_roll_jobs`], from `flush` and `close`).
 
-use super::{
-    PartitionLog, allocate_or_not, create_segment, preallocate, write_index_files, write_indexes,
-};
-use crate::config::{LogConfig, Preallocate};
+use super::{PartitionLog, create_segment, preallocate, write_index_files, write_indexes};
+use crate::config::LogConfig;
 use crate::disk::{Disk, FileId, OpenMode};
 use crate::error::LogError;
 use crate::index::{OffsetIndex, TimeIndex};
@@ -101,11 +99,11 @@ enum Work {
         offset_index: Arc<OffsetIndex>,
         time_index: Arc<TimeIndex>,
     },
-    /// Create and preallocate the next segment's file (`allocate_bytes` of it with
-    /// [`crate::Preallocate::Ahead`]), and sync the directory.
+    /// Create and preallocate the next segment's file (for `expected_bytes` of data), and
+    /// sync the directory.
     Prepare {
         config: Box<LogConfig>,
-        allocate_bytes: u64,
+        expected_bytes: u64,
     },
 }
 
@@ -171,8 +169,8 @@ impl RollJob {
             .map(|()| Finished::Seal(base)),
             Work::Prepare {
                 config,
-                allocate_bytes,
-            } => prepare(disk, dir, &config, allocate_bytes).map(Finished::Prepare),
+                expected_bytes,
+            } => prepare(disk, dir, &config, expected_bytes).map(Finished::Prepare),
         };
         RollDone {
             owner: self.owner,
@@ -210,7 +208,7 @@ fn prepare(
     disk: &dyn Disk,
     dir: &Path,
     config: &LogConfig,
-    allocate_bytes: u64,
+    expected_bytes: u64,
 ) -> Result<Prepared, (&'static str, PathBuf, io::Error)> {
     let path = dir.join(PREPARED_FILE);
     match disk.remove_file(&path) {
@@ -221,11 +219,8 @@ fn prepare(
     let file = disk
         .open(&path, OpenMode::CreateNew)
         .map_err(|e| ("create prepared segment", path.clone(), e))?;
-    let allocated = match config.preallocate {
-        Preallocate::Ahead { .. } => allocate_or_not(disk, file, allocate_bytes, 0),
-        _ => preallocate(disk, file, config, 0),
-    };
-    let ready = allocated.and_then(|len| disk.sync_dir(dir).map(|()| len));
+    let ready = preallocate(disk, file, config, 0, expected_bytes)
+        .and_then(|len| disk.sync_dir(dir).map(|()| len));
     match ready {
         Ok(file_len) => Ok(Prepared { file, file_len }),
         Err(e) => {
@@ -312,7 +307,8 @@ impl PartitionLog {
             }
             Queued::Prepare if self.prepared.is_none() => Some(Work::Prepare {
                 config: Box::new(self.config.clone()),
-                allocate_bytes: self.next_segment_allocation(),
+                // Half way to the roll: the active segment is on course to hold twice this.
+                expected_bytes: self.active().size_bytes.saturating_mul(2),
             }),
             _ => None,
         }
@@ -375,20 +371,6 @@ impl PartitionLog {
         }
     }
 
-    /// How much of the next segment to allocate ahead ([`crate::Preallocate::Ahead`]): what the
-    /// active segment is on course to hold when it rolls (twice what it holds when the
-    /// preparation is queued, half way to the roll), at least one step and at most a segment.
-    fn next_segment_allocation(&self) -> u64 {
-        let Preallocate::Ahead { step_bytes } = self.config.preallocate else {
-            return 0;
-        };
-        self.active()
-            .size_bytes
-            .saturating_mul(2)
-            .min(self.config.segment_bytes)
-            .max(step_bytes.min(self.config.segment_bytes))
-    }
-
     /// Queues the preparation of the next segment once the active one is half way to a roll
     /// (by size or age), unless a file is prepared or being prepared.
     pub(crate) fn maybe_prepare_next(&mut self, now_ms: i64) {
@@ -427,9 +409,8 @@ impl PartitionLog {
         } else {
             // No file prepared in time (still being prepared, or its preparation failed):
             // create one here (with the default preallocation, a small allocation and a
-            // directory sync), and leave
-            // the seal to a job as after a prepared roll. Sealing here would fdatasync a
-            // whole segment on the appending thread.
+            // directory sync), and leave the seal to a job as after a prepared roll. Sealing
+            // here would fdatasync a whole segment on the appending thread.
             self.roll_stats.unprepared_rolls += 1;
             let segment = self.create_next_segment(base_offset, now_ms)?;
             self.pending_seals.push(old_base);

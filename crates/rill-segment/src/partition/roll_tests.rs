@@ -15,15 +15,14 @@ fn config() -> LogConfig {
 }
 
 fn open(disk: &Arc<SimDisk>) -> PartitionLog {
+    open_with(disk, config())
+}
+
+fn open_with(disk: &Arc<SimDisk>, config: LogConfig) -> PartitionLog {
     let shared: Arc<dyn Disk> = Arc::clone(disk) as Arc<dyn Disk>;
-    PartitionLog::open(
-        shared,
-        Path::new("/p/t-0"),
-        config(),
-        OpenOptions::default(),
-    )
-    .unwrap()
-    .0
+    PartitionLog::open(shared, Path::new("/p/t-0"), config, OpenOptions::default())
+        .unwrap()
+        .0
 }
 
 fn batch() -> BytesMut {
@@ -223,15 +222,12 @@ fn seals_lagging_at_the_bound_make_the_roll_seal_at_once() {
 #[test]
 fn the_next_segment_is_allocated_to_what_the_active_one_is_on_course_to_hold() {
     let disk = Arc::new(SimDisk::new(10));
-    let shared: Arc<dyn Disk> = Arc::clone(&disk) as Arc<dyn Disk>;
     let config = LogConfig {
         preallocate: Preallocate::Ahead { step_bytes: 256 },
         ..config()
     };
     let segment_bytes = config.segment_bytes;
-    let mut log = PartitionLog::open(shared, Path::new("/p/t-0"), config, OpenOptions::default())
-        .unwrap()
-        .0;
+    let mut log = open_with(&disk, config);
     fill_half(&mut log);
     run_one_job(&mut log);
     append_until_roll(&mut log);
@@ -265,14 +261,11 @@ fn close_finishes_roll_work_and_removes_the_prepared_file() {
 #[test]
 fn a_failed_preparation_costs_only_an_unprepared_roll() {
     let disk = Arc::new(SimDisk::new(7));
-    let shared: Arc<dyn Disk> = Arc::clone(&disk) as Arc<dyn Disk>;
     let config = LogConfig {
         preallocate: Preallocate::Zeroed,
         ..config()
     };
-    let mut log = PartitionLog::open(shared, Path::new("/p/t-0"), config, OpenOptions::default())
-        .unwrap()
-        .0;
+    let mut log = open_with(&disk, config);
     fill_half(&mut log);
     disk.fail_next_fsyncs(1);
     run_one_job(&mut log);
