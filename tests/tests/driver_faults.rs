@@ -19,7 +19,6 @@ use rill_uring::{
     UringOptions,
 };
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +28,7 @@ use std::sync::{Arc, Mutex};
 struct FailingSync {
     inner: StdDisk,
     doomed: PathBuf,
-    null: std::fs::File,
+    null: Arc<std::fs::File>,
     files: Mutex<std::collections::HashMap<FileId, PathBuf>>,
 }
 
@@ -84,11 +83,11 @@ impl Disk for FailingSync {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.inner.remove_file(path)
     }
-    fn raw_fd(&self, file: FileId) -> Option<RawFd> {
+    fn shared_file(&self, file: FileId) -> io::Result<Arc<std::fs::File>> {
         if self.is_doomed(file) {
-            return Some(self.null.as_raw_fd());
+            return Ok(Arc::clone(&self.null));
         }
-        self.inner.raw_fd(file)
+        self.inner.shared_file(file)
     }
 }
 
@@ -197,11 +196,13 @@ fn an_fdatasync_error_fail_stops_only_its_partition() {
         let inner: Arc<dyn Disk> = Arc::new(FailingSync {
             inner: StdDisk::new(),
             doomed: tmp.path().join("bad-0"),
-            null: std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-                .unwrap(),
+            null: Arc::new(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .unwrap(),
+            ),
             files: Mutex::default(),
         });
         let closed = Arc::new(ClosedFiles::default());

@@ -13,12 +13,14 @@
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::config::LogConfig;
-use crate::disk::{self, Disk, FileId, OpenMode};
+use crate::disk::{Disk, FileId};
 use crate::error::{Corruption, LogError};
-use crate::index::{OffsetIndex, SegmentBounds, TIME_ENTRY_BYTES, TimeIndex};
-use crate::partition::{PartitionLog, create_segment, preallocate, write_index_files};
+use crate::index::SegmentBounds;
+use crate::partition::{
+    PartitionLog, create_segment, load_index_files, preallocate, write_index_files,
+};
 use crate::scan::{self, Scanner, Step};
-use crate::segment::{self, FileKind, Segment};
+use crate::segment::{self, FileKind, Indexes, Segment};
 use crate::watermark::Watermark;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -196,7 +198,7 @@ impl Recovery<'_> {
             }
             log_start = first;
         }
-        let opened = self.open_and_sync(&bases)?;
+        let opened = self.open_segments(&bases)?;
         let clean = match checkpoint.filter(|c| c.clean_shutdown) {
             Some(c) => self.load_clean(&opened, c.recovery_point),
             None => None,
@@ -310,62 +312,66 @@ impl Recovery<'_> {
         Ok(())
     }
 
-    /// Opens every segment's log file and syncs it: nothing read is trusted before it is durable.
-    fn open_and_sync(&self, bases: &[i64]) -> Result<Vec<Opened>, LogError> {
+    /// Opens every segment's log file, without syncing it or (where the disk can) taking a
+    /// descriptor. Nothing below the recovery point needs a sync: it was durable when the
+    /// recovery point was recorded (and after a clean shutdown everything was). What recovery
+    /// rescans is synced before it is read (`rescan`).
+    fn open_segments(&self, bases: &[i64]) -> Result<Vec<Opened>, LogError> {
         let mut opened = Vec::with_capacity(bases.len());
         for &base in bases {
             let path = self.path(base, FileKind::Log);
-            let file = self
-                .disk
-                .open(&path, OpenMode::Existing)
-                .map_err(io_err("open", &path))?;
-            let file_len = self
-                .disk
-                .fdatasync(file)
-                .and_then(|()| self.disk.file_len(file))
-                .map_err(io_err("sync at open", &path));
-            match file_len {
-                Ok(file_len) => opened.push(Opened {
+            match self.disk.open_existing_lazily(&path) {
+                Ok((file, file_len)) => opened.push(Opened {
                     base,
                     file,
                     file_len,
                 }),
                 Err(e) => {
-                    self.disk.close(file);
                     for o in &opened {
                         self.disk.close(o.file);
                     }
-                    return Err(e);
+                    return Err(LogError::io("open", path, e));
                 }
             }
         }
         Ok(opened)
     }
 
-    /// Loads segments after a clean shutdown. Returns `None` if the active segment's tail does
-    /// not end exactly at the checkpointed end, in which case the caller recovers instead.
+    /// Loads segments after a clean shutdown: sealed ones as they are, with their indexes left
+    /// on disk until used (checked then); the active one with its indexes and its tail checked.
+    /// Returns `None` if the active segment's tail does not end exactly at the checkpointed
+    /// end, in which case the caller recovers instead.
     fn load_clean(&mut self, opened: &[Opened], end: i64) -> Option<Segments> {
         let mut segments = Segments::new();
-        for (i, o) in opened.iter().enumerate() {
-            let next_offset = opened.get(i + 1).map_or(end, |n| n.base);
-            let is_last = i + 1 == opened.len();
-            // Anything inconsistent sends the whole partition through recovery, which
-            // classifies the damage; the clean path never reports errors of its own.
-            let Ok(mut segment) = self.load_segment(o, next_offset) else {
-                return None;
-            };
-            if is_last && !self.tail_is_consistent(&mut segment, end) {
-                return None;
-            }
-            segments.insert(o.base, segment);
+        let Some((active, sealed)) = opened.split_last() else {
+            return Some(segments);
+        };
+        for (i, o) in sealed.iter().enumerate() {
+            segments.insert(o.base, self.sealed_on_disk(o, opened[i + 1].base));
         }
+        // Anything inconsistent sends the whole partition through recovery, which classifies
+        // the damage; the clean path never reports errors of its own.
+        let mut segment = self.load_segment(active, end).ok()?;
+        if !self.tail_is_consistent(&mut segment, end) {
+            return None;
+        }
+        segments.insert(active.base, segment);
         Some(segments)
+    }
+
+    /// A sealed segment below the recovery point, taken as it is: durable, trimmed, indexes in
+    /// its index files (read and checked on first use, rebuilt if they fail).
+    fn sealed_on_disk(&self, o: &Opened, next_offset: i64) -> Segment {
+        Segment::sealed_on_disk(o.base, o.file, o.file_len, next_offset, self.options.now_ms)
     }
 
     /// Checks the active segment from its last index entry to the end of the file, and sets
     /// the state that depends on the tail.
     fn tail_is_consistent(&self, segment: &mut Segment, end: i64) -> bool {
-        let (offset, position) = segment.offset_index.lookup(i64::MAX);
+        let Some(indexes) = segment.resident() else {
+            return false;
+        };
+        let (offset, position) = indexes.offset.lookup(i64::MAX);
         let mut scanner = Scanner::new(
             self.disk,
             segment.log,
@@ -398,8 +404,8 @@ impl Recovery<'_> {
         true
     }
 
-    /// Loads a segment that is not scanned: its indexes, checked against the file and offsets
-    /// (rebuilt from the log when a check fails).
+    /// Loads the active segment without a scan: its indexes, checked against the file and
+    /// offsets (rebuilt from the log when a check fails).
     fn load_segment(&mut self, o: &Opened, next_offset: i64) -> Result<Segment, LogError> {
         let bounds = SegmentBounds {
             base_offset: o.base,
@@ -407,58 +413,50 @@ impl Recovery<'_> {
             size_bytes: o.file_len,
         };
         let max = self.config.max_index_entries;
-        let offset_index = self
-            .read_index(o.base, FileKind::OffsetIndex, max)?
-            .and_then(|bytes| OffsetIndex::parse(&bytes, bounds, max).ok());
-        let time_index = self
-            .read_index(o.base, FileKind::TimeIndex, max)?
-            .and_then(|bytes| TimeIndex::parse(&bytes, bounds, max).ok());
-        match (offset_index, time_index) {
-            (Some(offset_index), Some(time_index))
-                if time_index.last_timestamp().is_some() || o.file_len == 0 =>
-            {
-                let mut segment = Segment::new(o.base, o.file, max, self.options.now_ms);
-                segment.size_bytes = o.file_len;
-                segment.file_len = o.file_len;
-                segment.next_offset = next_offset;
-                if let Some(last) = time_index.entries().last() {
-                    segment.max_timestamp = last.timestamp;
-                    segment.offset_of_max_timestamp = o.base + i64::from(last.relative_offset);
-                }
-                let last_position = offset_index
-                    .entries()
-                    .last()
-                    .map_or(0, |e| u64::from(e.position));
-                segment.bytes_since_index_entry = o.file_len - last_position;
-                segment.offset_index = Arc::new(offset_index);
-                segment.time_index = Arc::new(time_index);
-                Ok(segment)
-            }
-            _ => {
-                // Missing or damaged indexes: rebuild from the log. Every batch here is below the
-                // recovery point, so damage is corruption.
-                let rebuilt = self.rescan(o)?;
-                if let Some(stop) = rebuilt.stop {
-                    return self.corrupt_or(o, &stop, rebuilt.segment.next_offset);
-                }
-                if rebuilt.segment.next_offset != next_offset {
-                    let path = self.path(o.base, FileKind::Log);
-                    return Err(LogError::corrupt(
-                        path,
-                        o.file_len..o.file_len,
-                        rebuilt.segment.next_offset,
-                        format!(
-                            "segment ends at offset {}, the next starts at {next_offset}",
-                            rebuilt.segment.next_offset
-                        ),
-                    ));
-                }
-                let mut segment = rebuilt.segment;
-                segment.finish_time_index();
-                self.write_indexes(&segment)?;
-                Ok(segment)
-            }
+        let Some(indexes) = load_index_files(self.disk, self.dir, bounds, max)? else {
+            return self.rebuild_segment(o, next_offset);
+        };
+        let mut segment = Segment::new(o.base, o.file, max, self.options.now_ms);
+        segment.size_bytes = o.file_len;
+        segment.file_len = o.file_len;
+        segment.next_offset = next_offset;
+        if let Some(last) = indexes.time.entries().last() {
+            segment.max_timestamp = last.timestamp;
+            segment.offset_of_max_timestamp = o.base + i64::from(last.relative_offset);
         }
+        let last_position = indexes
+            .offset
+            .entries()
+            .last()
+            .map_or(0, |e| u64::from(e.position));
+        segment.bytes_since_index_entry = o.file_len - last_position;
+        segment.indexes = Indexes::Resident(indexes);
+        Ok(segment)
+    }
+
+    /// Missing or damaged indexes: rebuilds them from the log. Every batch here is below the
+    /// recovery point, so damage is corruption.
+    fn rebuild_segment(&mut self, o: &Opened, next_offset: i64) -> Result<Segment, LogError> {
+        let rebuilt = self.rescan(o)?;
+        if let Some(stop) = rebuilt.stop {
+            return self.corrupt_or(o, &stop, rebuilt.segment.next_offset);
+        }
+        if rebuilt.segment.next_offset != next_offset {
+            let path = self.path(o.base, FileKind::Log);
+            return Err(LogError::corrupt(
+                path,
+                o.file_len..o.file_len,
+                rebuilt.segment.next_offset,
+                format!(
+                    "segment ends at offset {}, the next starts at {next_offset}",
+                    rebuilt.segment.next_offset
+                ),
+            ));
+        }
+        let mut segment = rebuilt.segment;
+        segment.finish_time_index();
+        self.write_indexes(&segment)?;
+        Ok(segment)
     }
 
     fn corrupt_or<T>(&self, o: &Opened, stop: &scan::Stop, offset: i64) -> Result<T, LogError> {
@@ -471,33 +469,6 @@ impl Recovery<'_> {
         ))
     }
 
-    fn read_index(
-        &self,
-        base: i64,
-        kind: FileKind,
-        max_entries: usize,
-    ) -> Result<Option<Vec<u8>>, LogError> {
-        let path = self.path(base, kind);
-        let file = match self.disk.open(&path, OpenMode::Existing) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(LogError::io("open", path, e)),
-        };
-        // No fsync: an index is a checked cache, rebuilt whenever it disagrees with the log.
-        let bytes: std::io::Result<Option<Vec<u8>>> = (|| {
-            let len = self.disk.file_len(file)?;
-            if len > (max_entries as u64 + 1) * TIME_ENTRY_BYTES as u64 {
-                return Ok(None);
-            }
-            let mut buf = vec![0u8; len as usize];
-            disk::read_exact_at(self.disk, file, 0, &mut buf)?;
-            Ok(Some(buf))
-        })();
-        self.disk.close(file);
-        // An unreadable index is rebuilt, like a damaged one.
-        Ok(bytes.unwrap_or(None))
-    }
-
     fn write_indexes(&mut self, segment: &Segment) -> Result<(), LogError> {
         write_index_files(self.disk, self.dir, segment)
             .map_err(|(path, e)| LogError::io("write index", path, e))?;
@@ -507,9 +478,13 @@ impl Recovery<'_> {
 
     fn rescan(&mut self, o: &Opened) -> Result<scan::Rebuilt, LogError> {
         let path = self.path(o.base, FileKind::Log);
-        // Validate what the medium holds, not what only the page cache still shows (after a
-        // failed fsync, cached pages may be clean without being durable). The length is read
-        // again: dropping the cache may change what the file holds.
+        // Nothing read is trusted before it is durable: a process crash leaves data only in the
+        // page cache (KAFKA-10101). Then validate what the medium holds, not what only the page
+        // cache still shows (after a failed fsync, cached pages may be clean without being
+        // durable). The length is read again: dropping the cache may change what the file holds.
+        self.disk
+            .fdatasync(o.file)
+            .map_err(io_err("sync at open", &path))?;
         self.disk
             .drop_cache(o.file)
             .map_err(io_err("drop cache", &path))?;
@@ -544,8 +519,7 @@ impl Recovery<'_> {
         let mut segments = Segments::new();
         let mut scanned = Vec::new();
         for (i, o) in opened.iter().enumerate().take(first_scanned) {
-            let segment = self.load_segment(o, opened[i + 1].base)?;
-            segments.insert(o.base, segment);
+            segments.insert(o.base, self.sealed_on_disk(o, opened[i + 1].base));
         }
         for (i, o) in opened.iter().enumerate().skip(first_scanned) {
             let expected = segments
@@ -815,10 +789,11 @@ impl Recovery<'_> {
                 segment.file_len = segment.size_bytes;
             }
             segment.finish_time_index();
-            let segment = &*segment;
             write_index_files(self.disk, self.dir, segment)
                 .map_err(|(path, e)| LogError::io("write index", path, e))?;
             self.report.indexes_rebuilt += 1;
+            // Written and synced: they leave memory like any sealed segment's.
+            segment.indexes = Indexes::OnDisk;
         }
         Ok(())
     }

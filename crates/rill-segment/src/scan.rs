@@ -200,7 +200,11 @@ pub(crate) fn rebuild_segment(
     // Bounded: every step consumes a batch of at least HEADER_BYTES or ends the loop.
     loop {
         match scanner.next(segment.next_offset, max_batch) {
-            Step::Batch { header, .. } => segment.push_batch(&header, config.index_interval_bytes),
+            Step::Batch { header, .. } => segment.push_batch(
+                &header,
+                config.index_interval_bytes,
+                config.max_index_entries,
+            ),
             Step::End => {
                 return Rebuilt {
                     segment,

@@ -5,7 +5,7 @@
 
 use crate::batch::BatchHeader;
 use crate::disk::FileId;
-use crate::index::{OffsetIndex, TimeIndex};
+use crate::index::{OffsetIndex, SegmentIndexes, TimeIndex};
 use std::sync::Arc;
 
 /// The kinds of files a segment has.
@@ -67,6 +67,19 @@ pub(crate) fn remove_files(
     Ok(())
 }
 
+/// Where a segment's sparse indexes are.
+#[derive(Debug)]
+pub(crate) enum Indexes {
+    /// In memory, authoritative: the active segment's, a sealed one's until its seal wrote
+    /// them, one a scan rebuilt. Shared with a seal job that writes them out (sealed segments'
+    /// indexes no longer change; a change to a shared one copies it first).
+    Resident(SegmentIndexes),
+    /// In the segment's index files, durable: read on use through the log's
+    /// [`crate::index::IndexCache`] (`PartitionLog::indexes_of`). The segment's timestamp fields
+    /// are not kept; the time index's last entry holds its largest timestamp.
+    OnDisk,
+}
+
 /// One segment as the partition log keeps it in memory.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -78,10 +91,8 @@ pub(crate) struct Segment {
     pub file_len: u64,
     /// Offset after the last planned batch.
     pub next_offset: i64,
-    /// Shared with a seal job that writes it out after the segment is sealed (sealed segments'
-    /// indexes no longer change; a change to a shared one copies it first).
-    pub offset_index: Arc<OffsetIndex>,
-    pub time_index: Arc<TimeIndex>,
+    pub indexes: Indexes,
+    /// The largest timestamp (of a resident segment; see [`Indexes::OnDisk`]).
     pub max_timestamp: i64,
     pub offset_of_max_timestamp: i64,
     pub bytes_since_index_entry: u64,
@@ -97,8 +108,33 @@ impl Segment {
             size_bytes: 0,
             file_len: 0,
             next_offset: base_offset,
-            offset_index: Arc::new(OffsetIndex::new(base_offset, max_index_entries)),
-            time_index: Arc::new(TimeIndex::new(base_offset, max_index_entries)),
+            indexes: Indexes::Resident(SegmentIndexes {
+                offset: Arc::new(OffsetIndex::new(base_offset, max_index_entries)),
+                time: Arc::new(TimeIndex::new(base_offset, max_index_entries)),
+            }),
+            max_timestamp: i64::MIN,
+            offset_of_max_timestamp: base_offset,
+            bytes_since_index_entry: 0,
+            created_ms: now_ms,
+        }
+    }
+
+    /// A sealed segment of `size_bytes` ending before `next_offset`, its indexes in its index
+    /// files.
+    pub fn sealed_on_disk(
+        base_offset: i64,
+        log: FileId,
+        size_bytes: u64,
+        next_offset: i64,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            base_offset,
+            log,
+            size_bytes,
+            file_len: size_bytes,
+            next_offset,
+            indexes: Indexes::OnDisk,
             max_timestamp: i64::MIN,
             offset_of_max_timestamp: base_offset,
             bytes_since_index_entry: 0,
@@ -110,23 +146,51 @@ impl Segment {
         self.size_bytes == 0
     }
 
+    /// The indexes of a resident segment (see [`Indexes`]).
+    pub fn resident(&self) -> Option<&SegmentIndexes> {
+        match &self.indexes {
+            Indexes::Resident(indexes) => Some(indexes),
+            Indexes::OnDisk => None,
+        }
+    }
+
+    /// The indexes of a resident segment, for a change. The active segment is always resident:
+    /// only sealed segments go to disk. Should a bug hand over another, it gets empty indexes,
+    /// which lookups treat as "scan from the segment's start" (slow, never wrong).
+    fn resident_mut(&mut self, max_index_entries: usize) -> &mut SegmentIndexes {
+        if matches!(self.indexes, Indexes::OnDisk) {
+            debug_assert!(false, "segment {} is not resident", self.base_offset);
+            self.indexes = Indexes::Resident(SegmentIndexes {
+                offset: Arc::new(OffsetIndex::new(self.base_offset, max_index_entries)),
+                time: Arc::new(TimeIndex::new(self.base_offset, max_index_entries)),
+            });
+        }
+        match &mut self.indexes {
+            Indexes::Resident(indexes) => indexes,
+            Indexes::OnDisk => unreachable!("made resident above"),
+        }
+    }
+
     /// Accounts for a batch placed at the end of the segment, maintaining the sparse indexes by
     /// Kafka's rule: an entry is added before a batch once more than `index_interval_bytes` were
     /// appended since the previous entry.
-    pub fn push_batch(&mut self, header: &BatchHeader, index_interval_bytes: u64) {
+    pub fn push_batch(
+        &mut self,
+        header: &BatchHeader,
+        index_interval_bytes: u64,
+        max_index_entries: usize,
+    ) {
         let position = self.size_bytes;
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;
             self.offset_of_max_timestamp = header.last_offset();
         }
         if self.bytes_since_index_entry > index_interval_bytes {
+            let (max_timestamp, offset) = (self.max_timestamp, self.offset_of_max_timestamp);
+            let indexes = self.resident_mut(max_index_entries);
             // Positions fit: segments are at most i32::MAX bytes (checked by the config).
-            Arc::make_mut(&mut self.offset_index).append(header.base_offset, position as u32);
-            Arc::make_mut(&mut self.time_index).maybe_append(
-                self.max_timestamp,
-                self.offset_of_max_timestamp,
-                false,
-            );
+            Arc::make_mut(&mut indexes.offset).append(header.base_offset, position as u32);
+            Arc::make_mut(&mut indexes.time).maybe_append(max_timestamp, offset, false);
             self.bytes_since_index_entry = 0;
         }
         self.bytes_since_index_entry += header.total_bytes();
@@ -138,8 +202,10 @@ impl Segment {
     /// Adds the final time-index entry (the segment's largest timestamp), as Kafka does when a
     /// segment is sealed or the log closed.
     pub fn finish_time_index(&mut self) {
-        if !self.is_empty() {
-            Arc::make_mut(&mut self.time_index).maybe_append(
+        if let Indexes::Resident(indexes) = &mut self.indexes
+            && self.size_bytes > 0
+        {
+            Arc::make_mut(&mut indexes.time).maybe_append(
                 self.max_timestamp,
                 self.offset_of_max_timestamp,
                 true,
@@ -158,9 +224,11 @@ impl Segment {
         if self.is_empty() {
             return false;
         }
+        let full = self
+            .resident()
+            .is_some_and(|i| i.offset.is_full() || i.time.is_full());
         self.size_bytes + batch_bytes > config.segment_bytes
-            || self.offset_index.is_full()
-            || self.time_index.is_full()
+            || full
             || last_offset - self.base_offset > i64::from(i32::MAX)
             || config
                 .segment_ms

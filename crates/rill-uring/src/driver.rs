@@ -104,6 +104,8 @@ pub struct DriverStats {
     pub pipes_created: u64,
     /// Splice pipes closed because a failed transfer left bytes in them.
     pub pipes_closed_dirty: u64,
+    /// Registered-file slots given to another file, least recently used first (io_uring).
+    pub registered_file_evictions: u64,
 }
 
 impl DriverStats {
@@ -133,6 +135,7 @@ impl std::ops::AddAssign for DriverStats {
         self.send_bytes += other.send_bytes;
         self.pipes_created += other.pipes_created;
         self.pipes_closed_dirty += other.pipes_closed_dirty;
+        self.registered_file_evictions += other.registered_file_evictions;
     }
 }
 

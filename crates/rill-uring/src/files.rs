@@ -9,7 +9,6 @@ use parking_lot::Mutex;
 use rill_segment::disk::{Disk, FileId, OpenMode};
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
-use std::os::fd::RawFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -56,6 +55,9 @@ impl Disk for NotifyingDisk {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<FileId> {
         self.inner.open(path, mode)
     }
+    fn open_existing_lazily(&self, path: &Path) -> io::Result<(FileId, u64)> {
+        self.inner.open_existing_lazily(path)
+    }
     fn close(&self, file: FileId) {
         self.inner.close(file);
         self.closed.closed.lock().push(file);
@@ -87,8 +89,8 @@ impl Disk for NotifyingDisk {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.inner.remove_file(path)
     }
-    fn raw_fd(&self, file: FileId) -> Option<RawFd> {
-        self.inner.raw_fd(file)
+    fn shared_file(&self, file: FileId) -> io::Result<Arc<std::fs::File>> {
+        self.inner.shared_file(file)
     }
 
     fn clone_fd(&self, file: FileId) -> io::Result<std::os::fd::OwnedFd> {
@@ -96,11 +98,28 @@ impl Disk for NotifyingDisk {
     }
 }
 
-/// Slots of a sparse registered-file table, by handle.
+/// Slots of a sparse registered-file table, by handle, evicted by use.
+///
+/// A slot is replaced only when no operation uses it: an entry names its file by slot, and
+/// io_uring resolves the slot when the entry is issued (for an entry waiting in the backlog or
+/// in an io-wq worker, later than submission), so replacing a slot under it would point it at
+/// another file. Operations count themselves in with [`FileTable::begin`] and out with
+/// [`FileTable::end`].
 #[derive(Debug)]
 pub(crate) struct FileTable {
-    slots: HashMap<FileId, u32>,
+    slots: HashMap<FileId, Slot>,
     free: Vec<u32>,
+    clock: u64,
+    evictions: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    index: u32,
+    last_use: u64,
+    in_flight: u32,
+    /// The handle was closed while operations used the slot: freed when the last ends.
+    closing: bool,
 }
 
 impl FileTable {
@@ -109,29 +128,81 @@ impl FileTable {
         Self {
             slots: HashMap::new(),
             free: (0..capacity).rev().collect(),
+            clock: 0,
+            evictions: 0,
         }
     }
 
-    pub(crate) fn get(&self, file: FileId) -> Option<u32> {
-        self.slots.get(&file).copied()
+    /// `file`'s slot, if it has one, counting an operation in.
+    pub(crate) fn begin(&mut self, file: FileId) -> Option<u32> {
+        self.clock += 1;
+        let slot = self.slots.get_mut(&file)?;
+        slot.last_use = self.clock;
+        slot.in_flight += 1;
+        Some(slot.index)
     }
 
-    /// Reserves a slot for `file`; `None` when the table is full.
-    pub(crate) fn insert(&mut self, file: FileId) -> Option<u32> {
-        let slot = self.free.pop()?;
-        self.slots.insert(file, slot);
-        Some(slot)
+    /// Counts out an operation that [`FileTable::begin`] (or `insert`) counted in. Returns the
+    /// slot to clear when it was the last operation of a closed handle.
+    pub(crate) fn end(&mut self, file: FileId) -> Option<u32> {
+        let slot = self.slots.get_mut(&file)?;
+        debug_assert!(slot.in_flight > 0, "end without begin for {file}");
+        slot.in_flight = slot.in_flight.saturating_sub(1);
+        if slot.in_flight == 0 && slot.closing {
+            return self.remove(file);
+        }
+        None
     }
 
-    /// Releases `file`'s slot, returning it.
+    /// Gives `file` a slot, counting an operation in: a free one, else the least recently used
+    /// slot no operation uses (returned second, with the handle it held). `None` when every slot
+    /// is in use.
+    pub(crate) fn insert(&mut self, file: FileId) -> Option<(u32, Option<FileId>)> {
+        let (index, evicted) = if let Some(index) = self.free.pop() {
+            (index, None)
+        } else {
+            let (&victim, _) = self
+                .slots
+                .iter()
+                .filter(|(_, s)| s.in_flight == 0 && !s.closing)
+                .min_by_key(|(_, s)| s.last_use)?;
+            let slot = self.slots.remove(&victim)?;
+            self.evictions += 1;
+            (slot.index, Some(victim))
+        };
+        self.clock += 1;
+        self.slots.insert(
+            file,
+            Slot {
+                index,
+                last_use: self.clock,
+                in_flight: 1,
+                closing: false,
+            },
+        );
+        Some((index, evicted))
+    }
+
+    /// Releases `file`'s slot (its handle closed), returning it to clear; while operations
+    /// still use it, it is released when the last ends (see [`FileTable::end`]).
     pub(crate) fn remove(&mut self, file: FileId) -> Option<u32> {
+        let slot = self.slots.get_mut(&file)?;
+        if slot.in_flight > 0 {
+            slot.closing = true;
+            return None;
+        }
         let slot = self.slots.remove(&file)?;
-        self.free.push(slot);
-        Some(slot)
+        self.free.push(slot.index);
+        Some(slot.index)
     }
 
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Slots replaced by use so far.
+    pub(crate) fn evictions(&self) -> u64 {
+        self.evictions
     }
 }
 
@@ -142,13 +213,45 @@ mod tests {
     #[test]
     fn slots_are_reused_after_removal() {
         let mut table = FileTable::new(2);
-        let a = table.insert(FileId(1)).unwrap();
-        let b = table.insert(FileId(2)).unwrap();
+        let (a, _) = table.insert(FileId(1)).unwrap();
+        let (b, _) = table.insert(FileId(2)).unwrap();
         assert_ne!(a, b);
-        assert_eq!(table.insert(FileId(3)), None, "full");
+        assert_eq!(table.insert(FileId(3)), None, "full, both in use");
+        assert_eq!(table.end(FileId(1)), None);
         assert_eq!(table.remove(FileId(1)), Some(a));
-        assert_eq!(table.insert(FileId(3)), Some(a));
-        assert_eq!(table.get(FileId(2)), Some(b));
+        assert_eq!(table.insert(FileId(3)), Some((a, None)));
+        assert_eq!(table.begin(FileId(2)), Some(b));
         assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn the_least_recently_used_idle_slot_is_evicted_never_one_in_use() {
+        let mut table = FileTable::new(2);
+        let (a, _) = table.insert(FileId(1)).unwrap();
+        let (b, _) = table.insert(FileId(2)).unwrap();
+        table.end(FileId(1));
+        table.end(FileId(2));
+        // 1 is used again (and stays in use): 2 is the idle, least recently used one.
+        assert_eq!(table.begin(FileId(1)), Some(a));
+        assert_eq!(table.insert(FileId(3)), Some((b, Some(FileId(2)))));
+        assert_eq!(table.begin(FileId(2)), None, "evicted");
+        assert_eq!(table.insert(FileId(4)), None, "1 and 3 are in use");
+        table.end(FileId(1));
+        assert_eq!(table.insert(FileId(4)), Some((a, Some(FileId(1)))));
+        assert_eq!(table.evictions(), 2);
+    }
+
+    #[test]
+    fn a_closed_handle_keeps_its_slot_until_its_last_operation_ends() {
+        let mut table = FileTable::new(1);
+        let (a, _) = table.insert(FileId(1)).unwrap();
+        assert_eq!(table.remove(FileId(1)), None, "in use");
+        assert_eq!(table.insert(FileId(2)), None, "not free yet");
+        assert_eq!(
+            table.end(FileId(1)),
+            Some(a),
+            "freed with the last operation"
+        );
+        assert_eq!(table.insert(FileId(2)), Some((a, None)));
     }
 }

@@ -45,6 +45,11 @@ pub struct Config {
     pub max_read_bytes: u64,
     /// How often shards apply retention and write due checkpoints.
     pub maintenance_interval_ms: u64,
+    /// Descriptors the log keeps open for its files, across all partitions (at least 16).
+    /// Segment, watermark and index files beyond it are closed, least recently used first,
+    /// and reopened when used again, so a log of 100,000 segments opens under a descriptor
+    /// limit of a few thousand. Sockets, pipes and rings come on top.
+    pub max_open_files: usize,
     /// Open partitions whose acknowledged data is damaged by truncating it (loses data;
     /// by default such a partition refuses to open).
     pub repair: bool,
@@ -74,6 +79,7 @@ impl Config {
             max_round_bytes: 8 << 20,
             max_read_bytes: 16 << 20,
             maintenance_interval_ms: 1000,
+            max_open_files: rill_segment::disk::DEFAULT_MAX_OPEN_FILES,
             repair: false,
             uring: UringOptions::default(),
             syscall: SyscallOptions::default(),
@@ -94,6 +100,9 @@ impl Config {
         }
         if self.maintenance_interval_ms == 0 {
             return fail("maintenance_interval_ms must be positive");
+        }
+        if self.max_open_files < 16 {
+            return fail("max_open_files must be at least 16");
         }
         self.send.validate().map_err(Error::Config)?;
         self.log.validate().map_err(Error::from)

@@ -479,7 +479,7 @@ impl Drop for LogInner {
 }
 
 fn start_shards(config: &Arc<Config>) -> Result<LogInner> {
-    let base: Arc<dyn Disk> = Arc::new(StdDisk::new());
+    let base: Arc<dyn Disk> = Arc::new(StdDisk::with_max_open_files(config.max_open_files));
     let mut shards = Vec::with_capacity(config.shards);
     let mut disks: Vec<Arc<dyn Disk>> = Vec::with_capacity(config.shards);
     let mut threads = Vec::with_capacity(config.shards);

@@ -3,18 +3,24 @@
 //! Everything the segment layer does to files goes through [`Disk`]: a real implementation
 //! ([`StdDisk`], plain syscalls) and a simulated one ([`SimDisk`], in memory, with the fault model
 //! of DESIGN §8). Files are named by [`FileId`] handles so that an executor can map them to its
-//! own resources (the io_uring executor registers the descriptor from [`Disk::raw_fd`]).
+//! own resources (the io_uring executor registers the file from [`Disk::shared_file`]). A handle
+//! is not a descriptor: [`StdDisk`] keeps a bounded number of descriptors open and reopens a
+//! handle's file when it is used again.
 
+mod handles;
 mod sim;
 mod std_disk;
 
+pub use handles::{DEFAULT_MAX_OPEN_FILES, HandleStats};
 pub use sim::{CrashKind, FaultConfig, SimDisk, SimStats};
 pub use std_disk::StdDisk;
 
 use std::fmt;
+use std::fs::File;
 use std::io::{self, IoSlice};
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A handle to an open file of a [`Disk`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,6 +59,19 @@ pub trait Disk: Send + Sync + fmt::Debug {
     fn remove_dir(&self, dir: &Path) -> io::Result<()>;
     /// Opens a file read-write.
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<FileId>;
+    /// Opens an existing file for later use and returns its handle and length. A disk with a
+    /// descriptor cache may open it only when it is first used (opening a log of many
+    /// segments then costs a `stat` per segment, not a descriptor).
+    fn open_existing_lazily(&self, path: &Path) -> io::Result<(FileId, u64)> {
+        let file = self.open(path, OpenMode::Existing)?;
+        match self.file_len(file) {
+            Ok(len) => Ok((file, len)),
+            Err(e) => {
+                self.close(file);
+                Err(e)
+            }
+        }
+    }
     /// Closes a handle. Unknown handles are ignored.
     fn close(&self, file: FileId);
     /// Current length of the file.
@@ -74,8 +93,17 @@ pub trait Disk: Send + Sync + fmt::Debug {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file name.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
-    /// The OS descriptor behind a handle, for executors that submit I/O themselves.
-    fn raw_fd(&self, file: FileId) -> Option<RawFd>;
+    /// The open file behind a handle, for executors that submit I/O themselves. Its descriptor
+    /// stays open while the `Arc` is held (a descriptor cache closes an evicted one only when
+    /// the last holder drops it), so an operation in flight holds it until its completion.
+    /// Disks without descriptors return `Unsupported`.
+    fn shared_file(&self, file: FileId) -> io::Result<Arc<File>> {
+        let _ = file;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this disk has no OS descriptors",
+        ))
+    }
     /// A duplicate of the OS descriptor behind a handle, owned by the caller: it keeps the file
     /// readable after the handle closes or the file is removed (a send in progress holds one).
     /// Disks without descriptors return `Unsupported`.

@@ -20,7 +20,6 @@
 use super::{Disk, FileId, OpenMode};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, IoSlice};
-use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -669,10 +668,6 @@ impl Disk for SimDisk {
         }
         s.unlink(path);
         Ok(())
-    }
-
-    fn raw_fd(&self, _file: FileId) -> Option<RawFd> {
-        None
     }
 }
 

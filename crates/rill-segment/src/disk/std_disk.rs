@@ -1,68 +1,50 @@
 //! The real file system, through plain syscalls.
 
+use super::handles::{DEFAULT_MAX_OPEN_FILES, HandleStats, Handles};
 use super::{Disk, FileId, OpenMode};
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
-/// [`Disk`] on the real file system. Handles map to open [`File`]s.
-#[derive(Debug, Default)]
+/// [`Disk`] on the real file system. Handles name files by path, with a bounded cache of open
+/// descriptors (module `handles`): at most `max_open_files` are open at once, whatever the
+/// number of handles.
+#[derive(Debug)]
 pub struct StdDisk {
-    files: RwLock<Files>,
+    handles: Handles,
 }
 
-#[derive(Debug, Default)]
-struct Files {
-    next: u64,
-    open: HashMap<u64, Arc<File>, BuildHasherDefault<IdHasher>>,
-}
-
-/// Hashes the handles (sequential `u64`s) with one multiplication (Fibonacci hashing): every
-/// read and write looks its file up, and SipHash cost more than the lookup itself.
-#[derive(Debug, Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+impl Default for StdDisk {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 impl StdDisk {
-    /// A disk with no open files.
+    /// A disk with no open files, keeping at most [`DEFAULT_MAX_OPEN_FILES`] descriptors.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_max_open_files(DEFAULT_MAX_OPEN_FILES)
     }
 
-    /// The file behind `id`. The table's lock is held for the lookup only, never across a
-    /// syscall: a slow write on one file must not hold up opening or closing another.
+    /// A disk keeping at most `max_open_files` descriptors open (at least one). Handles beyond
+    /// it lose their descriptor, least recently used first, and reopen on their next use.
+    pub fn with_max_open_files(max_open_files: usize) -> Self {
+        Self {
+            handles: Handles::new(max_open_files),
+        }
+    }
+
+    /// Handles, descriptors held, evictions and reopens so far.
+    pub fn handle_stats(&self) -> HandleStats {
+        self.handles.stats()
+    }
+
     fn file(&self, id: FileId) -> io::Result<Arc<File>> {
-        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
-        files
-            .open
-            .get(&id.0)
-            .cloned()
-            .ok_or_else(|| io::Error::from_raw_os_error(libc_ebadf()))
+        self.handles.get(id)
     }
-}
-
-fn libc_ebadf() -> i32 {
-    rustix::io::Errno::BADF.raw_os_error()
 }
 
 impl Disk for StdDisk {
@@ -94,17 +76,22 @@ impl Disk for StdDisk {
             OpenMode::Create => options.create(true),
             OpenMode::Existing => &mut options,
         };
-        let file = Arc::new(options.open(path)?);
-        let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
-        files.next += 1;
-        let id = files.next;
-        files.open.insert(id, file);
-        Ok(FileId(id))
+        self.handles.open(path, &options)
+    }
+
+    fn open_existing_lazily(&self, path: &Path) -> io::Result<(FileId, u64)> {
+        let metadata = fs::metadata(path)?;
+        if !metadata.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
+        Ok((self.handles.insert_closed(path), metadata.len()))
     }
 
     fn close(&self, file: FileId) {
-        let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
-        files.open.remove(&file.0);
+        self.handles.close(file);
     }
 
     fn file_len(&self, file: FileId) -> io::Result<u64> {
@@ -154,15 +141,15 @@ impl Disk for StdDisk {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        fs::rename(from, to)
+        self.handles.rename(from, to, || fs::rename(from, to))
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        fs::remove_file(path)
+        self.handles.remove(path, || fs::remove_file(path))
     }
 
-    fn raw_fd(&self, file: FileId) -> Option<RawFd> {
-        self.file(file).ok().map(|f| f.as_raw_fd())
+    fn shared_file(&self, file: FileId) -> io::Result<Arc<File>> {
+        self.file(file)
     }
 
     fn clone_fd(&self, file: FileId) -> io::Result<std::os::fd::OwnedFd> {

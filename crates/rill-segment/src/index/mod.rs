@@ -1,11 +1,14 @@
-//! Sparse per-segment indexes (docs/FORMAT.md §2, §3). Both live in memory; sealed segments'
-//! indexes are written once at roll (and the active segment's at clean shutdown). An index read
+//! Sparse per-segment indexes (docs/FORMAT.md §2, §3). The active segment's live in memory;
+//! sealed segments' indexes are written once at roll (and the active segment's at clean
+//! shutdown), and read back on use into a bounded [`IndexCache`]. An index read
 //! from disk is never trusted blindly: [`OffsetIndex::parse`] and [`TimeIndex::parse`] check it
 //! against the segment, and the caller rebuilds it from the log when a check fails.
 
+mod cache;
 mod offset;
 mod time;
 
+pub use cache::{DEFAULT_INDEX_CACHE_BYTES, IndexCache, IndexCacheStats, SegmentIndexes};
 pub use offset::{OFFSET_ENTRY_BYTES, OffsetEntry, OffsetIndex};
 pub use time::{TIME_ENTRY_BYTES, TimeEntry, TimeIndex};
 

@@ -116,9 +116,12 @@ impl PartitionLog {
             let path = self.path_of(segment_base, FileKind::Log);
             return Err(self.fail("write", path, &e));
         }
-        let interval = self.config.index_interval_bytes;
+        let (interval, max_entries) = (
+            self.config.index_interval_bytes,
+            self.config.max_index_entries,
+        );
         let active = self.active_mut();
-        active.push_batch(&header, interval);
+        active.push_batch(&header, interval, max_entries);
         if !self.unsynced.contains(&segment_base) {
             self.unsynced.push(segment_base);
         }

@@ -93,6 +93,7 @@ impl PartitionLog {
         rebuilt.file_len = file_len;
         rebuilt.created_ms = created_ms;
         self.segments.insert(keep_base, rebuilt);
+        self.index_cache.remove(self.id, keep_base);
         // The cut segment was synced above; later ones are gone.
         self.unsynced.retain(|b| *b < keep_base);
         self.next_offset = new_end;
@@ -139,10 +140,10 @@ impl PartitionLog {
         let sealed = self.segments.len().saturating_sub(1);
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         for (i, segment) in self.segments.values().take(sealed).enumerate() {
-            let too_old = self
-                .config
-                .retention_ms
-                .is_some_and(|ms| segment.max_timestamp < now_ms.saturating_sub(ms));
+            let too_old = match self.config.retention_ms {
+                Some(ms) => self.max_timestamp_of(segment)? < now_ms.saturating_sub(ms),
+                None => false,
+            };
             let too_big = self
                 .config
                 .retention_bytes
@@ -201,6 +202,7 @@ impl PartitionLog {
             if let Some(segment) = self.segments.remove(base) {
                 disk.close(segment.log);
             }
+            self.index_cache.remove(self.id, *base);
             self.unsynced.retain(|b| b != base);
             if let Err((path, e)) = crate::segment::remove_files(disk.as_ref(), &self.dir, *base) {
                 return Err(self.fail("remove", path, &e));

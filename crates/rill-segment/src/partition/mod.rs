@@ -8,12 +8,15 @@
 //! `durable` what survives a crash.
 
 mod append;
+mod indexes;
 mod maintenance;
 mod read;
 mod roll;
 mod verify;
 
 pub use append::{SyncFailure, SyncTicket, ValidBatch, WatermarkTicket};
+pub use indexes::IndexStats;
+pub(crate) use indexes::load_index_files;
 pub use maintenance::RetentionOutcome;
 pub use read::{BatchRange, ReadLimit, ReadResult};
 pub use roll::{MAX_PENDING_SEALS, PREPARED_FILE, RollDone, RollJob, RollStats};
@@ -23,7 +26,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::{LogConfig, Preallocate};
 use crate::disk::{self, Disk, FileId, OpenMode};
 use crate::error::{FailReason, LogError};
-use crate::index::{OffsetIndex, TimeIndex};
+use crate::index::{IndexCache, OffsetIndex, TimeIndex};
 use crate::segment::{self, FileKind, Segment};
 use crate::watermark::Watermark;
 use std::collections::{BTreeMap, VecDeque};
@@ -116,6 +119,17 @@ pub struct PartitionLog {
     pub(crate) closed: bool,
     pub(crate) watermark: Watermark,
     pub(crate) leader_epoch: Option<i32>,
+    /// Where sealed segments' indexes are kept once read (module `indexes`).
+    pub(crate) index_cache: Arc<IndexCache>,
+    pub(crate) index_loads: AtomicU64,
+    pub(crate) index_rebuilds: AtomicU64,
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        // A shared cache must not keep a closed log's indexes.
+        self.index_cache.remove_log(self.id);
+    }
 }
 
 impl PartitionLog {
@@ -161,6 +175,9 @@ impl PartitionLog {
             closed: false,
             watermark,
             leader_epoch: None,
+            index_cache: Arc::new(IndexCache::default()),
+            index_loads: AtomicU64::new(0),
+            index_rebuilds: AtomicU64::new(0),
         }
     }
 
@@ -408,18 +425,22 @@ pub(crate) fn allocate_or_not(
     }
 }
 
-/// Writes a segment's two index files whole and syncs them.
+/// Writes a resident segment's two index files whole and syncs them (a segment whose indexes
+/// are on disk has them written already).
 pub(crate) fn write_index_files(
     disk: &dyn Disk,
     dir: &Path,
     segment: &Segment,
 ) -> Result<(), (PathBuf, std::io::Error)> {
+    let Some(indexes) = segment.resident() else {
+        return Ok(());
+    };
     write_indexes(
         disk,
         dir,
         segment.base_offset,
-        &segment.offset_index,
-        &segment.time_index,
+        &indexes.offset,
+        &indexes.time,
     )
 }
 

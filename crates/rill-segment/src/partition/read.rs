@@ -114,7 +114,7 @@ impl PartitionLog {
             return Ok(None);
         };
         let readable = segment.size_bytes;
-        let (mut expected, position) = segment.offset_index.lookup(offset);
+        let (mut expected, position) = self.indexes_of(segment)?.offset.lookup(offset);
         let mut position = u64::from(position);
         // Bounded: each step moves past one batch of at least HEADER_BYTES within the segment.
         let first = loop {
@@ -219,14 +219,12 @@ impl PartitionLog {
             .next_back()
             .map_or(self.log_start_offset, |(base, _)| *base);
         for segment in self.segments.range(first..).map(|(_, s)| s) {
-            if segment.size_bytes == 0 || segment.max_timestamp < timestamp_ms {
+            if segment.size_bytes == 0 || self.max_timestamp_of(segment)? < timestamp_ms {
                 continue;
             }
-            let start_offset = segment
-                .time_index
-                .lookup(timestamp_ms)
-                .max(self.log_start_offset);
-            let (mut expected, position) = segment.offset_index.lookup(start_offset);
+            let indexes = self.indexes_of(segment)?;
+            let start_offset = indexes.time.lookup(timestamp_ms).max(self.log_start_offset);
+            let (mut expected, position) = indexes.offset.lookup(start_offset);
             let mut position = u64::from(position);
             // Bounded by the segment size: each step moves past one batch.
             while position < segment.size_bytes {

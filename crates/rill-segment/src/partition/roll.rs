@@ -32,7 +32,7 @@ use super::{PartitionLog, create_segment, preallocate, write_index_files, write_
 use crate::config::LogConfig;
 use crate::disk::{Disk, FileId, OpenMode};
 use crate::error::LogError;
-use crate::index::{OffsetIndex, TimeIndex};
+use crate::index::SegmentIndexes;
 use crate::segment::{FileKind, Segment};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -96,8 +96,8 @@ enum Work {
         file: FileId,
         size_bytes: u64,
         trim: bool,
-        offset_index: Arc<OffsetIndex>,
-        time_index: Arc<TimeIndex>,
+        /// Its indexes, to write (`None`: already on disk).
+        indexes: Option<SegmentIndexes>,
     },
     /// Create and preallocate the next segment's file (for `expected_bytes` of data), and
     /// sync the directory.
@@ -154,19 +154,9 @@ impl RollJob {
                 file,
                 size_bytes,
                 trim,
-                offset_index,
-                time_index,
-            } => seal(
-                disk,
-                dir,
-                base,
-                file,
-                size_bytes,
-                trim,
-                &offset_index,
-                &time_index,
-            )
-            .map(|()| Finished::Seal(base)),
+                indexes,
+            } => seal(disk, dir, base, file, size_bytes, trim, indexes.as_ref())
+                .map(|()| Finished::Seal(base)),
             Work::Prepare {
                 config,
                 expected_bytes,
@@ -180,7 +170,6 @@ impl RollJob {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn seal(
     disk: &dyn Disk,
     dir: &Path,
@@ -188,16 +177,17 @@ fn seal(
     file: FileId,
     size_bytes: u64,
     trim: bool,
-    offset_index: &OffsetIndex,
-    time_index: &TimeIndex,
+    indexes: Option<&SegmentIndexes>,
 ) -> Result<(), (&'static str, PathBuf, io::Error)> {
     let log_path = || dir.join(crate::segment::file_name(base, FileKind::Log));
     if trim {
         disk.set_len(file, size_bytes)
             .map_err(|e| ("trim preallocation", log_path(), e))?;
     }
-    write_indexes(disk, dir, base, offset_index, time_index)
-        .map_err(|(path, e)| ("write index", path, e))?;
+    if let Some(indexes) = indexes {
+        write_indexes(disk, dir, base, &indexes.offset, &indexes.time)
+            .map_err(|(path, e)| ("write index", path, e))?;
+    }
     disk.fdatasync(file)
         .map_err(|e| ("fdatasync", log_path(), e))?;
     disk.sync_dir(dir)
@@ -301,8 +291,7 @@ impl PartitionLog {
                     file: segment.log,
                     size_bytes: segment.size_bytes,
                     trim: segment.file_len > segment.size_bytes,
-                    offset_index: Arc::clone(&segment.offset_index),
-                    time_index: Arc::clone(&segment.time_index),
+                    indexes: segment.resident().cloned(),
                 })
             }
             Queued::Prepare if self.prepared.is_none() => Some(Work::Prepare {
@@ -340,6 +329,7 @@ impl PartitionLog {
                     segment.file_len = segment.size_bytes;
                     // Its fdatasync covered all of it: no later sync needs to.
                     self.unsynced.retain(|b| *b != base);
+                    self.indexes_to_disk(base);
                 }
             }
             Finished::Prepare(prepared) => {
@@ -397,11 +387,13 @@ impl PartitionLog {
         let old = self.active_mut();
         old.finish_time_index();
         let old_base = old.base_offset;
+        let mut sealed_now = false;
         let segment = if self.pending_seals.len() >= MAX_PENDING_SEALS {
             // Seals lag behind the rolls: this roll seals its segment itself, which holds
             // the appends back until the disk catches up.
             self.roll_stats.synchronous_rolls += 1;
             self.seal_now(old_base)?;
+            sealed_now = true;
             self.create_next_segment(base_offset, now_ms)?
         } else if let Some(prepared) = self.prepared.take() {
             self.roll_stats.prepared_rolls += 1;
@@ -418,6 +410,9 @@ impl PartitionLog {
             segment
         };
         self.segments.insert(base_offset, segment);
+        if sealed_now {
+            self.indexes_to_disk(old_base);
+        }
         Ok(())
     }
 

@@ -130,7 +130,7 @@ fn rolls_when_the_index_is_full() {
     }
     assert!(log.segment_base_offsets().len() >= 2);
     for segment in log.segments.values() {
-        assert!(segment.offset_index.entries().len() <= 2);
+        assert!(log.indexes_of(segment).unwrap().offset.entries().len() <= 2);
     }
     log.verify().unwrap();
 }

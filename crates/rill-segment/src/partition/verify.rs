@@ -70,8 +70,9 @@ impl PartitionLog {
             Err(LogError::corrupt(path.clone(), range, offset, detail))
         };
         let mut scanner = Scanner::new(self.disk.as_ref(), segment.log, 0, segment.size_bytes);
-        let mut offset_entries = segment.offset_index.entries().iter().peekable();
-        let mut time_entries = segment.time_index.entries().iter().peekable();
+        let indexes = self.indexes_of(segment)?;
+        let mut offset_entries = indexes.offset.entries().iter().peekable();
+        let mut time_entries = indexes.time.entries().iter().peekable();
         let mut next = segment.base_offset;
         let mut max_timestamp = i64::MIN;
         let mut batches = 0;
@@ -157,8 +158,7 @@ impl PartitionLog {
                 );
             }
         }
-        let entries =
-            (segment.offset_index.entries().len() + segment.time_index.entries().len()) as u64;
+        let entries = (indexes.offset.entries().len() + indexes.time.entries().len()) as u64;
         Ok((batches, entries))
     }
 }

@@ -52,10 +52,21 @@ const DOORBELL: u64 = u64::MAX;
 /// Whether the fallback to unregistered read buffers was already reported.
 static WARNED_UNREGISTERED: AtomicBool = AtomicBool::new(false);
 
-#[derive(Clone, Copy)]
+/// How an entry names its file: a registered slot, or the file itself (its descriptor held open
+/// by the operation until the completion).
 enum Target {
     Fixed(u32),
-    Fd(i32),
+    Fd(Arc<std::fs::File>),
+}
+
+impl Target {
+    /// What the operation must hold until its completion.
+    fn pin(&self) -> Option<Arc<std::fs::File>> {
+        match self {
+            Target::Fixed(_) => None,
+            Target::Fd(file) => Some(Arc::clone(file)),
+        }
+    }
 }
 
 /// The io_uring driver. See the module documentation.
@@ -186,36 +197,53 @@ impl UringDriver {
     fn release_closed_files(&mut self) {
         for file in self.closed.take() {
             if let Some(slot) = self.files.remove(file) {
-                // A failed update leaves the old file referenced by the slot until it is reused;
-                // nothing reads through a slot that is not in the table.
-                let _ = self.ring.submitter().register_files_update(slot, &[-1]);
+                self.clear_slot(slot);
             }
         }
     }
 
-    /// How to name `file` in an SQE: its registered slot, registering it on first use.
+    /// Drops the ring's reference to a released slot's file (a deleted segment's space is
+    /// freed only when nothing holds the file).
+    fn clear_slot(&mut self, slot: u32) {
+        // A failed update leaves the old file referenced by the slot until it is reused;
+        // nothing reads through a slot that is not in the table.
+        let _ = self.ring.submitter().register_files_update(slot, &[-1]);
+    }
+
+    /// How to name `file` in an SQE, for one operation: its registered slot (registering it on
+    /// first use, replacing the least recently used idle slot when the table is full), counted
+    /// in until [`UringDriver::end_target`]; or, when no slot is free of operations, the file
+    /// itself, whose descriptor the operation holds open until its completion (a descriptor
+    /// number closed under an entry could be reused for another file before io_uring resolves
+    /// it, which for io-wq work is when a worker picks the entry up).
     fn target(&mut self, file: FileId) -> io::Result<Target> {
-        if let Some(slot) = self.files.get(file) {
+        if let Some(slot) = self.files.begin(file) {
             return Ok(Target::Fixed(slot));
         }
-        let fd = self
-            .disk
-            .raw_fd(file)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        let shared = self.disk.shared_file(file)?;
         if self.files_registered
-            && let Some(slot) = self.files.insert(file)
+            && let Some((slot, _evicted)) = self.files.insert(file)
         {
+            // Replacing the slot drops the ring's reference to the evicted file; no operation
+            // uses that slot (the table only evicts idle ones).
             if self
                 .ring
                 .submitter()
-                .register_files_update(slot, &[fd])
+                .register_files_update(slot, &[shared.as_raw_fd()])
                 .is_ok()
             {
                 return Ok(Target::Fixed(slot));
             }
             self.files.remove(file);
         }
-        Ok(Target::Fd(fd))
+        Ok(Target::Fd(shared))
+    }
+
+    /// Ends an operation's use of its target (see [`UringDriver::target`]).
+    fn end_target(&mut self, file: FileId, pinned: bool) {
+        if !pinned && let Some(slot) = self.files.end(file) {
+            self.clear_slot(slot);
+        }
     }
 
     /// Queues a chain of entries (linked by the caller's flags) for submission.
@@ -429,7 +457,11 @@ impl Driver for UringDriver {
     }
 
     fn stats(&self) -> DriverStats {
-        self.stats.with_pipes(self.sends.pipe_stats())
+        let stats = DriverStats {
+            registered_file_evictions: self.files.evictions(),
+            ..self.stats
+        };
+        stats.with_pipes(self.sends.pipe_stats())
     }
 
     fn start_send(&mut self, transfer: Transfer) {

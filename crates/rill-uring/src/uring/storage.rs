@@ -11,18 +11,23 @@ use crate::buffers::ReadBuf;
 use crate::driver::{Completion, ReadOp, sync_inline, take_lone_sync};
 use io_uring::{opcode, squeue, types};
 use rill_segment::disk::FileId;
+use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 /// Retries of one read after `EINTR` or `EAGAIN` before its error is handed back.
 const MAX_RETRIES: u32 = 16;
 
-/// An operation in flight.
+/// An operation in flight. `pin` holds the file open when the entry names it by descriptor
+/// (see `UringDriver::target`); `None` when it uses a registered slot.
 pub(super) enum Op {
     Sync {
         token: u64,
         file: FileId,
         /// Nobody waits for it (see [`crate::Driver::start_background_sync`]).
         background: bool,
+        pin: Option<Arc<File>>,
     },
     Read {
         token: u64,
@@ -30,6 +35,7 @@ pub(super) enum Op {
         buf: ReadBuf,
         done: usize,
         retries: u32,
+        pin: Option<Arc<File>>,
     },
 }
 
@@ -85,12 +91,15 @@ impl UringDriver {
             token,
             file,
             background,
+            pin: target.pin(),
         });
         self.background_syncs += usize::from(background);
         let flags = types::FsyncFlags::DATASYNC;
-        let entry = match target {
-            Target::Fixed(slot) => opcode::Fsync::new(types::Fixed(slot)).flags(flags).build(),
-            Target::Fd(fd) => opcode::Fsync::new(types::Fd(fd)).flags(flags).build(),
+        let entry = match &target {
+            Target::Fixed(slot) => opcode::Fsync::new(types::Fixed(*slot)).flags(flags).build(),
+            Target::Fd(file) => opcode::Fsync::new(types::Fd(file.as_raw_fd()))
+                .flags(flags)
+                .build(),
         };
         self.push_storage(entry.user_data(key as u64));
     }
@@ -119,8 +128,9 @@ impl UringDriver {
             buf,
             done: 0,
             retries: 0,
+            pin: target.pin(),
         });
-        let entry = self.read_entry(key, target);
+        let entry = self.read_entry(key, &target);
         self.push_storage(entry);
     }
 
@@ -132,7 +142,7 @@ impl UringDriver {
         self.target(file)
     }
 
-    fn read_entry(&mut self, key: usize, target: Target) -> squeue::Entry {
+    fn read_entry(&mut self, key: usize, target: &Target) -> squeue::Entry {
         let Some(Op::Read {
             read, buf, done, ..
         }) = self.ops.get_mut(key)
@@ -146,17 +156,19 @@ impl UringDriver {
         let position = read.position + *done as u64;
         let entry = match (buf.fixed_index(), target) {
             (Some(index), Target::Fixed(slot)) => {
-                opcode::ReadFixed::new(types::Fixed(slot), ptr, len, index)
+                opcode::ReadFixed::new(types::Fixed(*slot), ptr, len, index)
                     .offset(position)
                     .build()
             }
-            (Some(index), Target::Fd(fd)) => opcode::ReadFixed::new(types::Fd(fd), ptr, len, index)
+            (Some(index), Target::Fd(file)) => {
+                opcode::ReadFixed::new(types::Fd(file.as_raw_fd()), ptr, len, index)
+                    .offset(position)
+                    .build()
+            }
+            (None, Target::Fixed(slot)) => opcode::Read::new(types::Fixed(*slot), ptr, len)
                 .offset(position)
                 .build(),
-            (None, Target::Fixed(slot)) => opcode::Read::new(types::Fixed(slot), ptr, len)
-                .offset(position)
-                .build(),
-            (None, Target::Fd(fd)) => opcode::Read::new(types::Fd(fd), ptr, len)
+            (None, Target::Fd(file)) => opcode::Read::new(types::Fd(file.as_raw_fd()), ptr, len)
                 .offset(position)
                 .build(),
         };
@@ -174,7 +186,9 @@ impl UringDriver {
                 token,
                 file,
                 background,
+                pin,
             } => {
+                self.end_target(file, pin.is_some());
                 self.background_syncs -= usize::from(background);
                 let result = if res < 0 {
                     Err(io::Error::from_raw_os_error(-res))
@@ -194,7 +208,11 @@ impl UringDriver {
                 buf,
                 done,
                 retries,
-            } => self.read_complete(token, read, buf, (done, retries), res),
+                pin,
+            } => {
+                self.end_target(read.file, pin.is_some());
+                self.read_complete(token, read, buf, (done, retries), res);
+            }
         }
     }
 
@@ -251,8 +269,9 @@ impl UringDriver {
             buf,
             done,
             retries,
+            pin: target.pin(),
         });
-        let entry = self.read_entry(key, target);
+        let entry = self.read_entry(key, &target);
         self.push_storage(entry);
     }
 
@@ -261,13 +280,23 @@ impl UringDriver {
     pub(super) fn storage_fail_broken(&mut self) {
         for (_, op) in std::mem::take(&mut self.ops) {
             let completion = match op {
-                Op::Sync { token, file, .. } => Completion::Sync {
-                    token,
-                    file,
-                    result: Err(ring_broke()),
-                },
-                Op::Read { token, buf, .. } => {
+                Op::Sync {
+                    token, file, pin, ..
+                } => {
+                    std::mem::forget(pin);
+                    Completion::Sync {
+                        token,
+                        file,
+                        result: Err(ring_broke()),
+                    }
+                }
+                Op::Read {
+                    token, buf, pin, ..
+                } => {
+                    // The kernel may still use them: the buffer's memory and, for an entry
+                    // naming its file by descriptor, the descriptor number.
                     std::mem::forget(buf);
+                    std::mem::forget(pin);
                     Completion::Read {
                         token,
                         result: Err(ring_broke()),
