@@ -22,7 +22,7 @@ pub struct Corruption {
 
 /// Why a partition stopped accepting appends (fail-stop after an I/O error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{op} failed on {}: {kind} (os error {os_error:?})", path.display())]
+#[error("{op} failed on {}: {}", path.display(), describe(*kind, *os_error))]
 pub struct FailReason {
     /// The operation that failed.
     pub op: &'static str,
@@ -32,6 +32,14 @@ pub struct FailReason {
     pub kind: io::ErrorKind,
     /// The raw OS error, if any.
     pub os_error: Option<i32>,
+}
+
+/// The system's message for an errno ("No space left on device (os error 28)"), else the kind.
+fn describe(kind: io::ErrorKind, os_error: Option<i32>) -> String {
+    match os_error {
+        Some(errno) => io::Error::from_raw_os_error(errno).to_string(),
+        None => kind.to_string(),
+    }
 }
 
 impl FailReason {
@@ -122,5 +130,24 @@ impl LogError {
             offset,
             detail: detail.into(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fail_reason_reads_as_the_system_describes_the_errno() {
+        let e = io::Error::from_raw_os_error(24);
+        let reason = FailReason::new("create segment", PathBuf::from("/data/t-0/x.log"), &e);
+        let text = reason.to_string();
+        assert!(
+            text.starts_with("create segment failed on /data/t-0/x.log: "),
+            "{text}"
+        );
+        assert!(text.contains("Too many open files (os error 24)"), "{text}");
+        let other = FailReason::new("write", PathBuf::from("f"), &io::Error::other("boom"));
+        assert_eq!(other.to_string(), "write failed on f: other error");
     }
 }

@@ -50,6 +50,11 @@ pub struct Config {
     /// and reopened when used again, so a log of 100,000 segments opens under a descriptor
     /// limit of a few thousand. Sockets, pipes and rings come on top.
     pub max_open_files: usize,
+    /// Bytes of sealed segments' indexes kept in memory, across all partitions: they are read
+    /// from their files on first use (a lookup, retention by time) and the least recently used
+    /// dropped beyond this, so memory does not grow with the data retained. The active
+    /// segments' indexes come on top (at most `max_index_entries` each).
+    pub index_cache_bytes: u64,
     /// Open partitions whose acknowledged data is damaged by truncating it (loses data;
     /// by default such a partition refuses to open).
     pub repair: bool,
@@ -80,6 +85,7 @@ impl Config {
             max_read_bytes: 16 << 20,
             maintenance_interval_ms: 1000,
             max_open_files: rill_segment::disk::DEFAULT_MAX_OPEN_FILES,
+            index_cache_bytes: rill_segment::index::DEFAULT_INDEX_CACHE_BYTES,
             repair: false,
             uring: UringOptions::default(),
             syscall: SyscallOptions::default(),

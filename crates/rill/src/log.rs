@@ -12,7 +12,8 @@ use crate::shard::{self, now_ms};
 use crate::shared::{OrderGuard, PartitionShared};
 use crate::topic::{self, DELETE_SUFFIX};
 use parking_lot::{Mutex, RwLock};
-use rill_segment::disk::{Disk, StdDisk};
+use rill_segment::disk::{Disk, HandleStats, StdDisk};
+use rill_segment::index::{IndexCache, IndexCacheStats};
 use rill_segment::recovery::{OpenOptions, RecoveryReport};
 use rill_segment::{Offsets, PartitionLog};
 use rill_uring::{ClosedFiles, Doorbell, DriverKind, DriverStats, NotifyingDisk};
@@ -72,6 +73,10 @@ struct LogInner {
     driver: DriverKind,
     /// Sends to one socket go one at a time, across shards.
     gates: Arc<SocketGates>,
+    /// The files of every partition, with the bounded descriptor cache.
+    files: Arc<StdDisk>,
+    /// Sealed segments' indexes, read on use, shared by every partition.
+    index_cache: Arc<IndexCache>,
 }
 
 /// An open log: topics of partitions, each an append-only sequence of segments.
@@ -224,9 +229,10 @@ impl Log {
         topic: &str,
         index: u32,
         shard: usize,
-        log: PartitionLog,
+        mut log: PartitionLog,
     ) -> Result<Partition> {
         let inner = &self.inner;
+        log.set_index_cache(Arc::clone(&inner.index_cache));
         let shared = Arc::new(PartitionShared::new(
             Arc::from(topic),
             index,
@@ -399,6 +405,18 @@ impl Log {
         self.inner.driver
     }
 
+    /// What the log holds for its files: handles, descriptors open now (at most
+    /// [`Config::max_open_files`]), evictions and reopens.
+    pub fn file_stats(&self) -> HandleStats {
+        self.inner.files.handle_stats()
+    }
+
+    /// The shared cache of sealed segments' indexes: what it holds (at most
+    /// [`Config::index_cache_bytes`]) and how it was used.
+    pub fn index_cache_stats(&self) -> IndexCacheStats {
+        self.inner.index_cache.stats()
+    }
+
     /// The I/O drivers' counters, summed over the shards (as of their last round).
     pub fn driver_stats(&self) -> DriverStats {
         let mut total = DriverStats::default();
@@ -479,7 +497,8 @@ impl Drop for LogInner {
 }
 
 fn start_shards(config: &Arc<Config>) -> Result<LogInner> {
-    let base: Arc<dyn Disk> = Arc::new(StdDisk::with_max_open_files(config.max_open_files));
+    let files = Arc::new(StdDisk::with_max_open_files(config.max_open_files));
+    let base: Arc<dyn Disk> = Arc::clone(&files) as Arc<dyn Disk>;
     let mut shards = Vec::with_capacity(config.shards);
     let mut disks: Vec<Arc<dyn Disk>> = Vec::with_capacity(config.shards);
     let mut threads = Vec::with_capacity(config.shards);
@@ -539,6 +558,8 @@ fn start_shards(config: &Arc<Config>) -> Result<LogInner> {
         closed: AtomicBool::new(false),
         driver,
         gates: Arc::new(SocketGates::new(config.queue_depth)),
+        files,
+        index_cache: Arc::new(IndexCache::new(config.index_cache_bytes)),
     })
 }
 

@@ -269,9 +269,22 @@ impl PartitionLog {
     /// acknowledged durable; reopening recovers from disk. Returns the reason in force.
     pub fn fail_stop(&mut self, op: &'static str, error: &std::io::Error) -> FailReason {
         let path = self.dir.clone();
-        self.failed
-            .get_or_insert_with(|| FailReason::new(op, path, error))
-            .clone()
+        self.fail_with(FailReason::new(op, path, error))
+    }
+
+    /// Records `reason` unless the partition failed already, logging the first failure loudly
+    /// (a full disk or an exhausted descriptor table must never fail partitions silently), and
+    /// returns the reason in force.
+    fn fail_with(&mut self, reason: FailReason) -> FailReason {
+        if let Some(first) = &self.failed {
+            return first.clone();
+        }
+        tracing::error!(
+            partition = %self.dir.display(),
+            %reason,
+            "partition failed: it accepts nothing more and serves only durable data until reopened"
+        );
+        self.failed.insert(reason).clone()
     }
 
     /// Fail-stops the partition and returns the error to report.
@@ -281,11 +294,7 @@ impl PartitionLog {
         path: PathBuf,
         error: &std::io::Error,
     ) -> LogError {
-        let reason = self
-            .failed
-            .get_or_insert_with(|| FailReason::new(op, path, error))
-            .clone();
-        LogError::Failed(reason)
+        LogError::Failed(self.fail_with(FailReason::new(op, path, error)))
     }
 
     pub(crate) fn active(&self) -> &Segment {
