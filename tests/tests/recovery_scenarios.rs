@@ -16,6 +16,7 @@ use rill_segment::segment::{FileKind, file_name};
 use rill_segment::{Durability, LogConfig, LogError, PartitionLog};
 use rill_tests::{
     as_stored, batch_positions, make_batch, open, read_all, sim_dir, sim_path, small_config,
+    split_batches,
 };
 use std::sync::Arc;
 
@@ -701,6 +702,57 @@ fn clean_shutdown_loads_without_scanning() {
     assert_eq!(report.segments_scanned, 0);
     assert_eq!(read_all(&log).unwrap(), all);
     log.verify().unwrap();
+}
+
+#[test]
+fn sealed_indexes_load_on_first_use_after_clean_and_unclean_stops() {
+    for clean in [true, false] {
+        let (disk, mut log) = fresh(112);
+        let all = append(&mut log, 120, Durability::Durable, 5);
+        let log_bytes: u64 = all.iter().map(|(_, b)| b.len() as u64).sum();
+        let sealed = log.segment_base_offsets().len() - 1;
+        assert!(sealed >= 8, "{sealed} sealed segments");
+        if clean {
+            log.close().unwrap();
+        } else {
+            drop(log);
+            disk.crash(CrashKind::Power);
+        }
+        let before = disk.stats();
+        let (log, report) = reopen(&disk);
+        let opened = disk.stats();
+        assert_eq!(report.clean_load, clean);
+        assert_eq!(report.indexes_rebuilt, 0);
+        assert_eq!(log.index_stats().loads, 0, "open reads no sealed index");
+        let read_at_open = opened.read_bytes - before.read_bytes;
+        assert!(
+            read_at_open < log_bytes / 4,
+            "clean={clean}: open read {read_at_open} of {log_bytes} bytes"
+        );
+        // Syncs at open do not grow with the segments: the active segment's cut tail, the
+        // checkpoint and the watermark (a clean open syncs no sealed segment).
+        let synced_at_open = opened.fsyncs - before.fsyncs;
+        if clean {
+            assert!(
+                synced_at_open <= 4,
+                "a clean open made {synced_at_open} fsyncs"
+            );
+        }
+        // The first lookup in a sealed segment loads its indexes, and only its own.
+        let (second, _) = all[all.len() / 4];
+        let read = log.read(second, 1, ReadLimit::Written).unwrap();
+        assert_eq!(split_batches(&read.bytes)[0].0, second);
+        assert_eq!(log.index_stats().loads, 1);
+        // Every batch is found by timestamp as a linear scan finds it.
+        for (i, (base, _)) in all.iter().enumerate() {
+            let timestamp = 1_000 + i as i64 * 10;
+            assert_eq!(log.offset_for_timestamp(timestamp).unwrap(), Some(*base));
+        }
+        assert!(log.index_stats().loads as usize <= sealed);
+        assert_eq!(read_all(&log).unwrap(), all);
+        assert_eq!(log.index_stats().rebuilds, 0);
+        log.verify().unwrap();
+    }
 }
 
 #[test]

@@ -66,6 +66,8 @@ pub struct SimStats {
     pub writes: u64,
     /// Successful fdatasync calls.
     pub fsyncs: u64,
+    /// Bytes returned by reads.
+    pub read_bytes: u64,
     /// Successful directory syncs.
     pub dir_syncs: u64,
     /// Faults injected at call time.
@@ -535,6 +537,7 @@ impl Disk for SimDisk {
             return Err(errno(rustix::io::Errno::IO));
         }
         buf[..n].copy_from_slice(&node.current[pos as usize..pos as usize + n]);
+        s.stats.read_bytes += n as u64;
         Ok(n)
     }
 
