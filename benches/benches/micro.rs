@@ -93,30 +93,42 @@ fn decode_records(bencher: Bencher, (records, value_bytes): (usize, usize)) {
         });
 }
 
-/// A lookup in a full sparse offset index (binary search), as every read does.
-#[divan::bench(args = [1_000, 100_000])]
+/// The `n`th probe of a lookup benchmark over `entries` entries: the entry it lands near
+/// (entries visited in a scattered order, the same for both indexes) and a position inside the
+/// gap after it, as a fraction of the gap in 1/8s.
+fn probe(n: usize, entries: usize) -> (usize, i64) {
+    ((n * 7919) % entries, (n % 8) as i64)
+}
+
+/// A lookup in a full sparse offset index (binary search), as every read does. Entries are
+/// 100 offsets apart; probes are drawn as for the time index.
+#[divan::bench(args = [1_000, 100_000], sample_size = 1000)]
 fn offset_index_lookup(bencher: Bencher, entries: usize) {
     let mut index = OffsetIndex::new(0, entries);
     for i in 0..entries as i64 {
         assert!(index.append(i * 100 + 1, (i as u32 + 1) * 4096));
     }
-    let mut probe = 0i64;
+    let mut n = 0usize;
     bencher.bench_local(|| {
-        probe = (probe + 7919) % (entries as i64 * 100);
-        index.lookup(divan::black_box(probe))
+        n += 1;
+        let (entry, eighths) = probe(n, entries);
+        index.lookup(divan::black_box(entry as i64 * 100 + 1 + eighths * 100 / 8))
     });
 }
 
-/// A lookup in a full time index, as a ListOffsets by timestamp does.
-#[divan::bench(args = [1_000, 100_000])]
+/// A lookup in a full time index, as a ListOffsets by timestamp does. Entries are 100 ms
+/// apart; probes are drawn as for the offset index.
+#[divan::bench(args = [1_000, 100_000], sample_size = 1000)]
 fn time_index_lookup(bencher: Bencher, entries: usize) {
     let mut index = TimeIndex::new(0, entries);
     for i in 0..entries as i64 {
-        assert!(index.maybe_append(1_700_000_000_000 + i * 10, i * 100, false));
+        assert!(index.maybe_append(1_700_000_000_000 + i * 100, i * 100, false));
     }
-    let mut probe = 0i64;
+    let mut n = 0usize;
     bencher.bench_local(|| {
-        probe = (probe + 7919) % (entries as i64 * 10);
-        index.lookup(divan::black_box(1_700_000_000_000 + probe))
+        n += 1;
+        let (entry, eighths) = probe(n, entries);
+        let timestamp = 1_700_000_000_000 + entry as i64 * 100 + eighths * 100 / 8;
+        index.lookup(divan::black_box(timestamp))
     });
 }

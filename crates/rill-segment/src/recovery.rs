@@ -420,14 +420,13 @@ impl Recovery<'_> {
         segment.size_bytes = o.file_len;
         segment.file_len = o.file_len;
         segment.next_offset = next_offset;
-        if let Some(last) = indexes.time.entries().last() {
+        if let Some(last) = indexes.time.last_entry() {
             segment.max_timestamp = last.timestamp;
             segment.offset_of_max_timestamp = o.base + i64::from(last.relative_offset);
         }
         let last_position = indexes
             .offset
-            .entries()
-            .last()
+            .last_entry()
             .map_or(0, |e| u64::from(e.position));
         segment.bytes_since_index_entry = o.file_len - last_position;
         segment.indexes = Indexes::Resident(indexes);

@@ -24,8 +24,7 @@ pub struct SegmentIndexes {
 impl SegmentIndexes {
     /// Memory the entries take.
     pub fn bytes(&self) -> u64 {
-        (self.offset.entries().len() * OFFSET_ENTRY_BYTES
-            + self.time.entries().len() * (TIME_ENTRY_BYTES + 4)) as u64
+        (self.offset.len() * OFFSET_ENTRY_BYTES + self.time.len() * TIME_ENTRY_BYTES) as u64
     }
 }
 

@@ -1,4 +1,7 @@
 //! The sparse offset index: `relative offset: u32 | file position: u32`, big-endian.
+//!
+//! In memory the two columns are kept apart: a lookup binary-searches the dense relative
+//! offsets alone (4 bytes an entry) and reads one position at the end.
 
 use super::{IndexError, SegmentBounds};
 
@@ -18,7 +21,10 @@ pub struct OffsetEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetIndex {
     base_offset: i64,
-    entries: Vec<OffsetEntry>,
+    /// Strictly increasing.
+    relative_offsets: Vec<u32>,
+    /// Strictly increasing, never 0; as long as `relative_offsets`.
+    positions: Vec<u32>,
     max_entries: usize,
 }
 
@@ -27,19 +33,41 @@ impl OffsetIndex {
     pub fn new(base_offset: i64, max_entries: usize) -> Self {
         Self {
             base_offset,
-            entries: Vec::new(),
+            relative_offsets: Vec::new(),
+            positions: Vec::new(),
             max_entries,
         }
     }
 
     /// The entries, in order.
-    pub fn entries(&self) -> &[OffsetEntry] {
-        &self.entries
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = OffsetEntry> + DoubleEndedIterator + '_ {
+        self.relative_offsets
+            .iter()
+            .zip(&self.positions)
+            .map(|(&relative_offset, &position)| OffsetEntry {
+                relative_offset,
+                position,
+            })
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.relative_offsets.len()
+    }
+
+    /// Whether the index has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.relative_offsets.is_empty()
+    }
+
+    /// The last entry, if any.
+    pub fn last_entry(&self) -> Option<OffsetEntry> {
+        self.entries().next_back()
     }
 
     /// Whether no more entries fit (the segment must roll).
     pub fn is_full(&self) -> bool {
-        self.entries.len() >= self.max_entries
+        self.len() >= self.max_entries
     }
 
     /// Records that the batch at `offset` starts at `position`. Entries must increase in both;
@@ -51,15 +79,13 @@ impl OffsetIndex {
         if self.is_full() || position == 0 {
             return false;
         }
-        if let Some(last) = self.entries.last()
+        if let Some(last) = self.last_entry()
             && (relative_offset <= last.relative_offset || position <= last.position)
         {
             return false;
         }
-        self.entries.push(OffsetEntry {
-            relative_offset,
-            position,
-        });
+        self.relative_offsets.push(relative_offset);
+        self.positions.push(position);
         true
     }
 
@@ -68,27 +94,31 @@ impl OffsetIndex {
     pub fn lookup(&self, offset: i64) -> (i64, u32) {
         let relative = offset - self.base_offset;
         let after = self
-            .entries
-            .partition_point(|e| i64::from(e.relative_offset) <= relative);
-        match after.checked_sub(1).map(|i| self.entries[i]) {
-            Some(e) => (self.base_offset + i64::from(e.relative_offset), e.position),
-            None => (self.base_offset, 0),
-        }
+            .relative_offsets
+            .partition_point(|&r| i64::from(r) <= relative);
+        let Some(floor) = after.checked_sub(1) else {
+            return (self.base_offset, 0);
+        };
+        // Both columns have the same length, so `floor` is inside each.
+        let relative = self.relative_offsets.get(floor).copied().unwrap_or(0);
+        let position = self.positions.get(floor).copied().unwrap_or(0);
+        (self.base_offset + i64::from(relative), position)
     }
 
     /// Drops entries for offsets at or after `offset`.
     pub fn truncate_to_offset(&mut self, offset: i64) {
         let relative = offset - self.base_offset;
         let keep = self
-            .entries
-            .partition_point(|e| i64::from(e.relative_offset) < relative);
-        self.entries.truncate(keep);
+            .relative_offsets
+            .partition_point(|&r| i64::from(r) < relative);
+        self.relative_offsets.truncate(keep);
+        self.positions.truncate(keep);
     }
 
     /// The on-disk form.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.entries.len() * OFFSET_ENTRY_BYTES);
-        for e in &self.entries {
+        let mut out = Vec::with_capacity(self.len() * OFFSET_ENTRY_BYTES);
+        for e in self.entries() {
             out.extend_from_slice(&e.relative_offset.to_be_bytes());
             out.extend_from_slice(&e.position.to_be_bytes());
         }
@@ -135,6 +165,35 @@ impl OffsetIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn lookup_agrees_with_a_linear_scan(
+            base in 0i64..1_000_000,
+            steps in prop::collection::vec((1u32..50, 1u32..5000), 0..300),
+            probes in prop::collection::vec(-10i64..20_000, 1..50),
+        ) {
+            let mut index = OffsetIndex::new(base, steps.len());
+            let (mut offset, mut position) = (base, 0u32);
+            for (doff, dpos) in &steps {
+                offset += i64::from(*doff);
+                position += dpos;
+                prop_assert!(index.append(offset, position));
+            }
+            let offsets: Vec<i64> =
+                index.entries().map(|e| base + i64::from(e.relative_offset)).collect();
+            let all = probes.iter().map(|p| base + p).chain(offsets.iter().flat_map(|o| [o - 1, *o, o + 1]));
+            for probe in all {
+                let linear = index
+                    .entries()
+                    .take_while(|e| base + i64::from(e.relative_offset) <= probe)
+                    .last()
+                    .map_or((base, 0), |e| (base + i64::from(e.relative_offset), e.position));
+                prop_assert_eq!(index.lookup(probe), linear);
+            }
+        }
+    }
 
     const BOUNDS: SegmentBounds = SegmentBounds {
         base_offset: 100,

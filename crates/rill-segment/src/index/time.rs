@@ -1,6 +1,10 @@
 //! The sparse time index: `timestamp: i64 | relative offset: u32`, big-endian. Each entry holds
 //! the largest timestamp seen so far in the segment and the last offset of the batch that set it,
 //! so timestamps strictly increase and offsets do not decrease.
+//!
+//! In memory the two columns are kept apart: a lookup binary-searches the dense timestamps
+//! alone (8 bytes an entry, half the cache lines of a 16-byte padded entry) and reads one
+//! offset at the end.
 
 use super::{IndexError, SegmentBounds};
 
@@ -21,7 +25,10 @@ pub struct TimeEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeIndex {
     base_offset: i64,
-    entries: Vec<TimeEntry>,
+    /// Strictly increasing.
+    timestamps: Vec<i64>,
+    /// Not decreasing; as long as `timestamps`.
+    relative_offsets: Vec<u32>,
     max_entries: usize,
 }
 
@@ -30,24 +37,46 @@ impl TimeIndex {
     pub fn new(base_offset: i64, max_entries: usize) -> Self {
         Self {
             base_offset,
-            entries: Vec::new(),
+            timestamps: Vec::new(),
+            relative_offsets: Vec::new(),
             max_entries,
         }
     }
 
     /// The entries, in order.
-    pub fn entries(&self) -> &[TimeEntry] {
-        &self.entries
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = TimeEntry> + DoubleEndedIterator + '_ {
+        self.timestamps
+            .iter()
+            .zip(&self.relative_offsets)
+            .map(|(&timestamp, &relative_offset)| TimeEntry {
+                timestamp,
+                relative_offset,
+            })
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    /// Whether the index has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.timestamps.is_empty()
+    }
+
+    /// The last entry, if any.
+    pub fn last_entry(&self) -> Option<TimeEntry> {
+        self.entries().next_back()
     }
 
     /// Whether no more entries fit.
     pub fn is_full(&self) -> bool {
-        self.entries.len() >= self.max_entries
+        self.len() >= self.max_entries
     }
 
     /// The largest timestamp recorded, if any.
     pub fn last_timestamp(&self) -> Option<i64> {
-        self.entries.last().map(|e| e.timestamp)
+        self.timestamps.last().copied()
     }
 
     /// Appends `(timestamp, offset)` if `timestamp` exceeds the last entry's and the offset does
@@ -60,15 +89,13 @@ impl TimeIndex {
         if self.is_full() && !force {
             return false;
         }
-        if let Some(last) = self.entries.last()
+        if let Some(last) = self.last_entry()
             && (timestamp <= last.timestamp || relative_offset < last.relative_offset)
         {
             return false;
         }
-        self.entries.push(TimeEntry {
-            timestamp,
-            relative_offset,
-        });
+        self.timestamps.push(timestamp);
+        self.relative_offsets.push(relative_offset);
         true
     }
 
@@ -76,9 +103,12 @@ impl TimeIndex {
     /// `timestamp`: the offset of the greatest entry whose timestamp is below it, else the
     /// segment's base offset.
     pub fn lookup(&self, timestamp: i64) -> i64 {
-        let after = self.entries.partition_point(|e| e.timestamp < timestamp);
-        match after.checked_sub(1).map(|i| self.entries[i]) {
-            Some(e) => self.base_offset + i64::from(e.relative_offset),
+        let after = self.timestamps.partition_point(|&t| t < timestamp);
+        match after
+            .checked_sub(1)
+            .and_then(|i| self.relative_offsets.get(i))
+        {
+            Some(&relative) => self.base_offset + i64::from(relative),
             None => self.base_offset,
         }
     }
@@ -87,15 +117,16 @@ impl TimeIndex {
     pub fn truncate_to_offset(&mut self, offset: i64) {
         let relative = offset - self.base_offset;
         let keep = self
-            .entries
-            .partition_point(|e| i64::from(e.relative_offset) < relative);
-        self.entries.truncate(keep);
+            .relative_offsets
+            .partition_point(|&r| i64::from(r) < relative);
+        self.timestamps.truncate(keep);
+        self.relative_offsets.truncate(keep);
     }
 
     /// The on-disk form.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.entries.len() * TIME_ENTRY_BYTES);
-        for e in &self.entries {
+        let mut out = Vec::with_capacity(self.len() * TIME_ENTRY_BYTES);
+        for e in self.entries() {
             out.extend_from_slice(&e.timestamp.to_be_bytes());
             out.extend_from_slice(&e.relative_offset.to_be_bytes());
         }
@@ -144,6 +175,40 @@ impl TimeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What `lookup` must return, by a linear scan of the entries.
+    fn linear_lookup(index: &TimeIndex, base: i64, timestamp: i64) -> i64 {
+        index
+            .entries()
+            .take_while(|e| e.timestamp < timestamp)
+            .last()
+            .map_or(base, |e| base + i64::from(e.relative_offset))
+    }
+
+    proptest! {
+        #[test]
+        fn lookup_agrees_with_a_linear_scan(
+            base in 0i64..1_000_000,
+            steps in prop::collection::vec((1i64..1000, 0u32..50), 0..300),
+            probes in prop::collection::vec(-100i64..400_000, 1..50),
+        ) {
+            let mut index = TimeIndex::new(base, steps.len());
+            let (mut timestamp, mut offset) = (0i64, base);
+            for (dt, doff) in &steps {
+                timestamp += dt;
+                offset += i64::from(*doff);
+                prop_assert!(index.maybe_append(timestamp, offset, false));
+            }
+            prop_assert_eq!(index.len(), steps.len());
+            let stamps: Vec<i64> = index.entries().map(|e| e.timestamp).collect();
+            for probe in probes.iter().copied().chain(stamps.iter().flat_map(|t| [t - 1, *t, t + 1])) {
+                prop_assert_eq!(index.lookup(probe), linear_lookup(&index, base, probe));
+            }
+            let bounds = SegmentBounds { base_offset: base, next_offset: offset + 1, size_bytes: 1 };
+            prop_assert_eq!(TimeIndex::parse(&index.encode(), bounds, steps.len()), Ok(index));
+        }
+    }
 
     #[test]
     fn lookup_finds_a_safe_start() {

@@ -71,8 +71,8 @@ impl PartitionLog {
         };
         let mut scanner = Scanner::new(self.disk.as_ref(), segment.log, 0, segment.size_bytes);
         let indexes = self.indexes_of(segment)?;
-        let mut offset_entries = indexes.offset.entries().iter().peekable();
-        let mut time_entries = indexes.time.entries().iter().peekable();
+        let mut offset_entries = indexes.offset.entries().peekable();
+        let mut time_entries = indexes.time.entries().peekable();
         let mut next = segment.base_offset;
         let mut max_timestamp = i64::MIN;
         let mut batches = 0;
@@ -158,7 +158,7 @@ impl PartitionLog {
                 );
             }
         }
-        let entries = (indexes.offset.entries().len() + indexes.time.entries().len()) as u64;
+        let entries = (indexes.offset.len() + indexes.time.len()) as u64;
         Ok((batches, entries))
     }
 }
