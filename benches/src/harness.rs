@@ -26,16 +26,19 @@ pub enum Workload {
     Read,
     /// Open after an unclean stop.
     Recovery,
+    /// Open a log of many segments: time, memory, descriptors.
+    Scale,
 }
 
 impl Workload {
     /// Every workload, in the order they run.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Limits,
         Self::Append,
         Self::Fetch,
         Self::Read,
         Self::Recovery,
+        Self::Scale,
     ];
 
     /// The workload's name on the command line and in the output.
@@ -46,6 +49,7 @@ impl Workload {
             Self::Fetch => "fetch",
             Self::Read => "read",
             Self::Recovery => "recovery",
+            Self::Scale => "scale",
         }
     }
 
@@ -114,6 +118,14 @@ pub struct Scale {
     pub read_segment_bytes: u64,
     /// Bytes replayed by the recovery workload.
     pub recovery_bytes: u64,
+    /// Partitions of the scale workload's log.
+    pub scale_partitions: u32,
+    /// Segments in each of them.
+    pub scale_segments_per_partition: u64,
+    /// The two segment sizes it is built with (same count, different retained bytes).
+    pub scale_segment_bytes: [u64; 2],
+    /// Bytes one partition replays in its unclean case.
+    pub scale_replay_bytes: u64,
 }
 
 impl Scale {
@@ -130,6 +142,10 @@ impl Scale {
                 read_log_bytes: 4 << 20,
                 read_segment_bytes: 1 << 20,
                 recovery_bytes: 16 << 20,
+                scale_partitions: 20,
+                scale_segments_per_partition: 10,
+                scale_segment_bytes: [4 << 10, 32 << 10],
+                scale_replay_bytes: 1 << 20,
             },
             Mode::Quick => Self {
                 run_seconds: 0.25,
@@ -141,6 +157,10 @@ impl Scale {
                 read_log_bytes: 96 << 20,
                 read_segment_bytes: 32 << 20,
                 recovery_bytes: 256 << 20,
+                scale_partitions: 200,
+                scale_segments_per_partition: 50,
+                scale_segment_bytes: [4 << 10, 32 << 10],
+                scale_replay_bytes: 4 << 20,
             },
             Mode::Full => Self {
                 run_seconds: 1.0,
@@ -152,6 +172,10 @@ impl Scale {
                 read_log_bytes: 384 << 20,
                 read_segment_bytes: 128 << 20,
                 recovery_bytes: 1 << 30,
+                scale_partitions: 1000,
+                scale_segments_per_partition: 100,
+                scale_segment_bytes: [4 << 10, 32 << 10],
+                scale_replay_bytes: 4 << 20,
             },
         }
     }

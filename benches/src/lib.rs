@@ -28,4 +28,4 @@ pub mod report;
 pub mod workloads;
 
 pub use harness::{Mode, Options, Scale, Workload, run};
-pub use workloads::recovery::child_main_if_requested;
+pub use workloads::child_main_if_requested;

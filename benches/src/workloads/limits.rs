@@ -1,8 +1,9 @@
 //! The machine's physical limits, measured by the harness itself so every other result can be
 //! read as a fraction of them: buffered sequential write + fdatasync bandwidth, 4 KiB append +
-//! fdatasync latency, loopback sendfile throughput.
+//! fdatasync latency, loopback sendfile throughput, and (as root) sequential read bandwidth
+//! from a dropped page cache.
 
-use super::mb_per_s;
+use super::{can_drop_caches, drop_caches, mb_per_s};
 use crate::harness::{Bench, Engine, Sample};
 use crate::measure::{Latency, PERCENTILES};
 use crate::report::WorkloadResult;
@@ -20,6 +21,8 @@ pub const WRITE_MB_S: &str = "seq_write_fdatasync_mb_per_s";
 pub const SYNC_P50_US: &str = "append_4k_fdatasync_p50_us";
 /// Loopback sendfile throughput.
 pub const SENDFILE_MB_S: &str = "loopback_sendfile_mb_per_s";
+/// Sequential read bandwidth with a cold page cache.
+pub const READ_MB_S: &str = "seq_read_cold_mb_per_s";
 
 const MACHINE: &str = "this machine";
 
@@ -70,12 +73,35 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
     ));
     std::fs::remove_file(&source)?;
 
+    let mut notes =
+        vec!["files live in the data directory, so the limits are those of its filesystem".into()];
+    if can_drop_caches() {
+        let source = root.join("read-source");
+        fill_file(&source, scale.limit_write_bytes)?;
+        let read = Engine::new(
+            MACHINE,
+            "drop the page cache, then pread 1 MiB chunks of a file from start to end",
+            || sequential_read(&source),
+        );
+        cases.push(bench.run_case(
+            "sequential read, cold",
+            BTreeMap::from([("bytes", scale.limit_write_bytes.into())]),
+            vec![read],
+            &[],
+            "mb_per_s",
+        ));
+        std::fs::remove_file(&source)?;
+    } else {
+        notes.push("sequential read skipped: dropping the page cache needs root".into());
+    }
+
     let median =
         |case: usize, metric: &str| cases[case].engines[0].metrics.get(metric).map(|s| s.median);
     for (name, value) in [
         (WRITE_MB_S, median(0, "mb_per_s")),
         (SYNC_P50_US, median(1, "p50_us")),
         (SENDFILE_MB_S, median(2, "mb_per_s")),
+        (READ_MB_S, cases.get(3).and_then(|_| median(3, "mb_per_s"))),
     ] {
         if let Some(value) = value {
             bench.limits.insert(name.to_string(), value);
@@ -90,9 +116,7 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
             .map(String::from)
             .to_vec(),
         cases,
-        notes: vec![
-            "files live in the data directory, so the limits are those of its filesystem".into(),
-        ],
+        notes,
     })
 }
 
@@ -122,6 +146,24 @@ fn sequential_write(root: &std::path::Path, bytes: u64) -> Result<Sample> {
     let seconds = start.elapsed().as_secs_f64();
     drop(file);
     std::fs::remove_file(&path)?;
+    Ok(Sample::from([("mb_per_s", mb_per_s(at, seconds))]))
+}
+
+fn sequential_read(path: &std::path::Path) -> Result<Sample> {
+    drop_caches()?;
+    let file = File::open(path)?;
+    let mut chunk = vec![0u8; 1 << 20];
+    let start = Instant::now();
+    let mut at = 0u64;
+    // Bounded by the file's length: every pass reads at least one byte or stops.
+    loop {
+        let n = file.read_at(&mut chunk, at)?;
+        if n == 0 {
+            break;
+        }
+        at += n as u64;
+    }
+    let seconds = start.elapsed().as_secs_f64();
     Ok(Sample::from([("mb_per_s", mb_per_s(at, seconds))]))
 }
 

@@ -6,10 +6,11 @@ pub mod fetch;
 pub mod limits;
 pub mod read;
 pub mod recovery;
+pub mod scale;
 
 use crate::harness::{Bench, Workload};
 use crate::report::WorkloadResult;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rill::{BatchBuilder, DriverChoice};
 
 /// Runs one workload.
@@ -20,6 +21,7 @@ pub fn run(workload: Workload, bench: &mut Bench) -> Result<WorkloadResult> {
         Workload::Fetch => fetch::run(bench),
         Workload::Read => read::run(bench),
         Workload::Recovery => recovery::run(bench),
+        Workload::Scale => scale::run(bench),
     }
 }
 
@@ -77,6 +79,29 @@ impl Rng {
 /// `bytes` per second in MB/s (10^6).
 pub fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
     bytes as f64 / seconds.max(1e-9) / 1e6
+}
+
+const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
+
+/// Whether the page cache can be dropped (root, writable `/proc/sys/vm/drop_caches`).
+pub fn can_drop_caches() -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(DROP_CACHES)
+        .is_ok()
+}
+
+/// Writes back dirty pages, then drops the page cache, dentries and inodes.
+pub fn drop_caches() -> Result<()> {
+    rustix::fs::sync();
+    std::fs::write(DROP_CACHES, "3").context("dropping the page cache")
+}
+
+/// Runs the child part of a workload when this process was started as one (the recovery and
+/// scale workloads start this same executable with an environment variable set); `None`
+/// otherwise. Executables that run the harness call this first thing in `main`.
+pub fn child_main_if_requested() -> Option<Result<()>> {
+    recovery::child_main_if_requested().or_else(scale::child_main_if_requested)
 }
 
 /// CPU seconds per GiB of `bytes`.

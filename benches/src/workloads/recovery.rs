@@ -8,7 +8,9 @@
 //! every batch. The "cold" case drops the page cache first (needs root), so the scan reads
 //! the disk; the "warm" case scans what the child left in the page cache.
 
-use super::{BASELINE, RILL_ENGINES, URING, append_copies, build_batch};
+use super::{
+    BASELINE, RILL_ENGINES, URING, append_copies, build_batch, can_drop_caches, drop_caches,
+};
 use crate::harness::{Bench, Engine, Sample};
 use crate::report::WorkloadResult;
 use anyhow::{Context, Result, anyhow, bail, ensure};
@@ -21,8 +23,6 @@ use std::time::Instant;
 
 /// Set in the child's environment to `fill:<driver>:<bytes>:<dir>`.
 pub const CHILD_ENV: &str = "RILL_BENCH_RECOVERY_CHILD";
-
-const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
 
 /// The log settings of the filled log and of its reopening.
 fn config(dir: &Path, driver: DriverChoice, bytes: u64) -> Config {
@@ -112,19 +112,6 @@ fn fill_and_kill(dir: &Path, driver: DriverChoice, bytes: u64) -> Result<i64> {
         );
     };
     Ok(end)
-}
-
-/// Whether the page cache can be dropped (root, writable `/proc/sys/vm/drop_caches`).
-fn can_drop_caches() -> bool {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(DROP_CACHES)
-        .is_ok()
-}
-
-fn drop_caches() -> Result<()> {
-    rustix::fs::sync();
-    std::fs::write(DROP_CACHES, "3").context("dropping the page cache")
 }
 
 fn recovery_run(bench: &Bench, driver: DriverChoice, bytes: u64, cold: bool) -> Result<Sample> {

@@ -63,7 +63,7 @@ struct BenchArgs {
     #[arg(long, hide = true, conflicts_with = "quick")]
     smoke: bool,
     /// Workloads to run (default all; `limits` always runs).
-    #[arg(long = "workload", value_delimiter = ',', value_parser = ["limits", "append", "fetch", "read", "recovery"])]
+    #[arg(long = "workload", value_delimiter = ',', value_parser = ["limits", "append", "fetch", "read", "recovery", "scale"])]
     workloads: Vec<String>,
     /// Repetitions of every engine in every case (at least 5 for results worth quoting).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -81,12 +81,15 @@ struct BenchArgs {
 }
 
 fn main() -> ExitCode {
-    // The recovery workload re-runs this executable as the process it kills.
+    // The recovery and scale workloads re-run this executable as a child process.
     if let Some(result) = rill_bench::child_main_if_requested() {
-        if let Err(e) = result {
-            eprintln!("rill: recovery child: {e:#}");
-        }
-        return ExitCode::from(2);
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rill: benchmark child: {e:#}");
+                ExitCode::from(2)
+            }
+        };
     }
     match run(Cli::parse()) {
         Ok(code) => code,

@@ -39,7 +39,10 @@ fn the_smoke_benchmark_runs_every_workload_and_writes_its_results() {
         .iter()
         .map(|w| w["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["limits", "append", "fetch", "read", "recovery"]);
+    assert_eq!(
+        names,
+        ["limits", "append", "fetch", "read", "recovery", "scale"]
+    );
     for workload in workloads {
         let name = workload["name"].as_str().unwrap();
         let cases = workload["cases"].as_array().unwrap();

@@ -168,7 +168,11 @@ impl Recovery<'_> {
             }
             None => None,
         };
-        let watermark = crate::watermark::read(disk, self.dir)?;
+        // After a clean shutdown everything was synced before the clean checkpoint was
+        // written, and the checkpoint's recovery point is the end: the watermark is read only
+        // for its sequence, so it needs no sync of its own.
+        let clean_checkpoint = checkpoint.is_some_and(|c| c.clean_shutdown);
+        let watermark = Watermark::read(disk, self.dir, !clean_checkpoint)?;
         self.report.watermark = watermark.map(|w| w.durable_offset);
         let first_base = bases.first().copied().unwrap_or(0);
         let mut log_start = checkpoint.map_or(first_base, |c| c.log_start_offset);
@@ -177,6 +181,7 @@ impl Recovery<'_> {
         // both: every open writes them), sealed segments are presumed durable, so damage in
         // them is reported rather than truncated.
         let (scan_from, recovery_point) = match (checkpoint, watermark) {
+            (Some(c), _) if c.clean_shutdown => (c.recovery_point, c.recovery_point),
             (Some(c), w) => {
                 let rp = c.recovery_point.max(w.map_or(0, |w| w.durable_offset));
                 (rp, rp)
@@ -238,8 +243,10 @@ impl Recovery<'_> {
         // recovery point may be the end. Writing this also clears the clean-shutdown flag
         // before anything can be appended.
         checkpoint::write(disk, self.dir, &checkpoint)?;
-        let sequence = watermark.map_or(0, |w| w.sequence);
-        let watermark = Watermark::reset(disk, self.dir, end, sequence)?;
+        let watermark = match watermark {
+            Some(slot) if slot.durable_offset == end => Watermark::resume(disk, self.dir, slot)?,
+            _ => Watermark::reset(disk, self.dir, end, watermark.map_or(0, |w| w.sequence))?,
+        };
         self.report.segments = segments.len();
         self.report.log_start_offset = log_start;
         self.report.log_end_offset = end;

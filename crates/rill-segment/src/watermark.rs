@@ -83,11 +83,14 @@ pub(crate) struct Watermark {
 
 /// Reads the current slot of the partition in `dir`, if the file exists and a slot is valid.
 pub fn read(disk: &dyn Disk, dir: &Path) -> Result<Option<Slot>, LogError> {
-    Watermark::read(disk, dir)
+    Watermark::read(disk, dir, true)
 }
 
 impl Watermark {
-    fn read(disk: &dyn Disk, dir: &Path) -> Result<Option<Slot>, LogError> {
+    /// Reads the current slot. With `sync`, the file is synced first, so that what is read is
+    /// on disk and not only in the page cache (after a failed fsync, cached pages can be clean
+    /// without being durable); a caller that only needs a hint may skip it.
+    pub(crate) fn read(disk: &dyn Disk, dir: &Path, sync: bool) -> Result<Option<Slot>, LogError> {
         let path = dir.join(WATERMARK_FILE);
         let file = match disk.open(&path, OpenMode::Existing) {
             Ok(f) => f,
@@ -97,7 +100,7 @@ impl Watermark {
         // Each slot is read on its own: an unreadable sector costs one slot, not both. An
         // unreadable watermark only costs protection, never correctness.
         let mut slots = [[0u8; SLOT_BYTES]; 2];
-        let synced = disk.fdatasync(file).is_ok();
+        let synced = !sync || disk.fdatasync(file).is_ok();
         for (i, slot) in slots.iter_mut().enumerate() {
             if !synced || disk::read_exact_at(disk, file, (i * SLOT_BYTES) as u64, slot).is_err() {
                 slot.fill(0);
@@ -135,6 +138,16 @@ impl Watermark {
             return Err(LogError::io("write watermark", path, e));
         }
         Ok(watermark)
+    }
+
+    /// The watermark file as it is, when its current slot already holds `slot` (a clean open
+    /// whose end has not moved): nothing is written. The next write goes to the other slot.
+    pub fn resume(disk: &dyn Disk, dir: &Path, slot: Slot) -> Result<Self, LogError> {
+        let path = dir.join(WATERMARK_FILE);
+        let file = disk
+            .open(&path, OpenMode::Existing)
+            .map_err(|e| LogError::io("open", &path, e))?;
+        Ok(Self { file, last: slot })
     }
 
     /// Writes `durable_offset` to one slot and syncs, then the other: a crash at any point

@@ -79,6 +79,9 @@ struct LogInner {
     index_cache: Arc<IndexCache>,
 }
 
+/// Threads that open partitions at [`Log::open`], at least one per shard.
+const OPEN_WORKERS: usize = 8;
+
 /// An open log: topics of partitions, each an append-only sequence of segments.
 ///
 /// Cheap to clone (shared). Closing ([`Log::close`]) drains the shards and shuts every
@@ -170,7 +173,10 @@ impl Log {
         let inner = &self.inner;
         let next = AtomicUsize::new(0);
         let slots: Vec<Mutex<Option<Recovered>>> = found.iter().map(|_| Mutex::new(None)).collect();
-        let workers = inner.shards.len().min(found.len());
+        // Opening a partition mostly waits on the disk (directory reads, inode reads, a few
+        // syncs), so more threads than cores overlap those waits; a replay's CRC work still
+        // shares the cores.
+        let workers = inner.shards.len().max(OPEN_WORKERS).min(found.len());
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| {

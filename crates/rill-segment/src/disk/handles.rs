@@ -17,12 +17,19 @@
 //! (a read, a write, an fdatasync, an io_uring submission holding it until its completion)
 //! keeps the descriptor open until it ends, so a descriptor number is never reused under an
 //! operation in flight.
+//!
+//! Every table operation costs time in what it touches, not in the handles there are: handles
+//! are found by id (a hash map), by path (an ordered map of the paths' bytes, where the paths
+//! below a directory, which all start with `dir/`, are contiguous), and eviction looks only at
+//! the handles holding a descriptor.
 
 use super::FileId;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -57,12 +64,101 @@ pub(super) struct Handles {
     reopens: AtomicU64,
 }
 
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+type IdSet = HashSet<u64, BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug, Default)]
 struct Table {
     next: u64,
-    handles: HashMap<u64, Handle, BuildHasherDefault<IdHasher>>,
-    /// Handles with a descriptor that eviction may close (not detached).
-    evictable: usize,
+    handles: IdMap<Handle>,
+    /// The handles that are not detached, by path (its bytes: a byte comparison is a
+    /// `memcmp`, a `Path` comparison parses components).
+    by_path: BTreeMap<OsString, Vec<u64>>,
+    /// Handles with a descriptor that eviction may close (not detached); at most
+    /// `max_open_files` between operations.
+    evictable: IdSet,
+    /// Handles holding a descriptor, detached ones included.
+    descriptors: usize,
+}
+
+impl Table {
+    fn insert(&mut self, path: &Path, file: Option<Arc<File>>, now: u64) -> u64 {
+        self.next += 1;
+        let id = self.next;
+        if file.is_some() {
+            self.evictable.insert(id);
+            self.descriptors += 1;
+        }
+        self.by_path
+            .entry(path.as_os_str().to_owned())
+            .or_default()
+            .push(id);
+        self.handles.insert(
+            id,
+            Handle {
+                path: path.to_path_buf(),
+                file,
+                last_use: AtomicU64::new(now),
+                detached: false,
+            },
+        );
+        id
+    }
+
+    /// Forgets `id` under `path` in the path index.
+    fn unindex(&mut self, path: &Path, id: u64) {
+        if let Some(ids) = self.by_path.get_mut(path.as_os_str()) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_path.remove(path.as_os_str());
+            }
+        }
+    }
+
+    /// Detaches every handle of `path`: the name no longer leads to their file.
+    fn detach_path(&mut self, path: &Path) {
+        for id in self.by_path.remove(path.as_os_str()).unwrap_or_default() {
+            if let Some(handle) = self.handles.get_mut(&id) {
+                handle.detached = true;
+            }
+            self.evictable.remove(&id);
+        }
+    }
+
+    /// Moves the handles of `from` and of every path below it to `to`.
+    fn move_paths(&mut self, from: &Path, to: &Path) {
+        let mut below = from.as_os_str().as_bytes().to_vec();
+        below.push(b'/');
+        let below = OsString::from_vec(below);
+        let mut moved: Vec<OsString> = self
+            .by_path
+            .range::<OsString, _>(&below..)
+            .map(|(path, _)| path)
+            .take_while(|path| path.as_bytes().starts_with(below.as_bytes()))
+            .cloned()
+            .collect();
+        if self.by_path.contains_key(from.as_os_str()) {
+            moved.push(from.as_os_str().to_owned());
+        }
+        for old in moved {
+            let Some(ids) = self.by_path.remove(&old) else {
+                continue;
+            };
+            let new = match Path::new(&old).strip_prefix(from) {
+                Ok(rest) if !rest.as_os_str().is_empty() => to.join(rest),
+                _ => to.to_path_buf(),
+            };
+            for id in &ids {
+                if let Some(handle) = self.handles.get_mut(id) {
+                    handle.path.clone_from(&new);
+                }
+            }
+            self.by_path
+                .entry(new.into_os_string())
+                .or_default()
+                .extend(ids);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -138,44 +234,22 @@ impl Handles {
     pub(super) fn open(&self, path: &Path, options: &OpenOptions) -> io::Result<FileId> {
         let file = self.open_file(path, options)?;
         let mut table = self.write();
-        table.next += 1;
-        let id = table.next;
-        table.handles.insert(
-            id,
-            Handle {
-                path: path.to_path_buf(),
-                file: Some(Arc::new(file)),
-                last_use: AtomicU64::new(self.tick()),
-                detached: false,
-            },
-        );
-        table.evictable += 1;
+        let id = table.insert(path, Some(Arc::new(file)), self.tick());
         self.evict_over_bound(&mut table, id);
         Ok(FileId(id))
     }
 
     /// A handle to the existing file at `path` that opens it on first use.
     pub(super) fn insert_closed(&self, path: &Path) -> FileId {
-        let mut table = self.write();
-        table.next += 1;
-        let id = table.next;
-        table.handles.insert(
-            id,
-            Handle {
-                path: path.to_path_buf(),
-                file: None,
-                last_use: AtomicU64::new(self.tick()),
-                detached: false,
-            },
-        );
-        FileId(id)
+        let now = self.tick();
+        FileId(self.write().insert(path, None, now))
     }
 
     fn open_file(&self, path: &Path, options: &OpenOptions) -> io::Result<File> {
         match options.open(path) {
             Err(e) if out_of_descriptors(&e) => {
                 let mut table = self.write();
-                let keep = table.evictable / 2;
+                let keep = table.evictable.len() / 2;
                 self.evict_to(&mut table, keep, None);
                 drop(table);
                 options.open(path)
@@ -187,11 +261,14 @@ impl Handles {
     /// Closes a handle (its descriptor closes when the last operation holding it ends).
     pub(super) fn close(&self, id: FileId) {
         let mut table = self.write();
-        if let Some(handle) = table.handles.remove(&id.0)
-            && handle.file.is_some()
-            && !handle.detached
-        {
-            table.evictable -= 1;
+        if let Some(handle) = table.handles.remove(&id.0) {
+            table.evictable.remove(&id.0);
+            if handle.file.is_some() {
+                table.descriptors -= 1;
+            }
+            if !handle.detached {
+                table.unindex(&handle.path, id.0);
+            }
         }
     }
 
@@ -230,7 +307,8 @@ impl Handles {
             }
             let file = Arc::new(reopened?);
             handle.file = Some(Arc::clone(&file));
-            table.evictable += 1;
+            table.evictable.insert(id.0);
+            table.descriptors += 1;
             self.reopens.fetch_add(1, Ordering::Relaxed);
             self.evict_over_bound(&mut table, id.0);
             return Ok(file);
@@ -253,24 +331,8 @@ impl Handles {
         if from == to {
             return Ok(());
         }
-        let Table {
-            handles, evictable, ..
-        } = &mut *table;
-        for handle in handles.values_mut() {
-            if handle.path == to && !handle.detached {
-                detach(handle, evictable);
-            }
-        }
-        for handle in handles.values_mut() {
-            if handle.detached {
-                continue;
-            }
-            if handle.path == from {
-                handle.path = to.to_path_buf();
-            } else if let Ok(rest) = handle.path.strip_prefix(from) {
-                handle.path = to.join(rest);
-            }
-        }
+        table.detach_path(to);
+        table.move_paths(from, to);
         Ok(())
     }
 
@@ -283,14 +345,7 @@ impl Handles {
     ) -> io::Result<()> {
         let mut table = self.write();
         remove()?;
-        let Table {
-            handles, evictable, ..
-        } = &mut *table;
-        for handle in handles.values_mut() {
-            if handle.path == path && !handle.detached {
-                detach(handle, evictable);
-            }
-        }
+        table.detach_path(path);
         Ok(())
     }
 
@@ -298,7 +353,7 @@ impl Handles {
         let table = self.read();
         HandleStats {
             handles: table.handles.len(),
-            descriptors: table.handles.values().filter(|h| h.file.is_some()).count(),
+            descriptors: table.descriptors,
             evictions: self.evictions.load(Ordering::Relaxed),
             reopens: self.reopens.load(Ordering::Relaxed),
         }
@@ -307,7 +362,7 @@ impl Handles {
     /// Keeps evictable descriptors within the bound. Evicts an eighth of the bound more than
     /// needed, so the sort is paid once per that many opens, not on every one.
     fn evict_over_bound(&self, table: &mut Table, keep_id: u64) {
-        if table.evictable > self.max_open_files {
+        if table.evictable.len() > self.max_open_files {
             let keep = self.max_open_files - self.max_open_files / 8;
             self.evict_to(table, keep, Some(keep_id));
         }
@@ -316,31 +371,26 @@ impl Handles {
     /// Closes the least recently used evictable descriptors until at most `keep` remain
     /// (sparing `spare`, the handle being opened).
     fn evict_to(&self, table: &mut Table, keep: usize, spare: Option<u64>) {
-        if table.evictable <= keep {
+        if table.evictable.len() <= keep {
             return;
         }
         let mut candidates: Vec<(u64, u64)> = table
-            .handles
+            .evictable
             .iter()
-            .filter(|(id, h)| h.file.is_some() && !h.detached && Some(**id) != spare)
-            .map(|(id, h)| (h.last_use.load(Ordering::Relaxed), *id))
+            .filter(|id| Some(**id) != spare)
+            .filter_map(|id| Some((table.handles.get(id)?.last_use.load(Ordering::Relaxed), *id)))
             .collect();
         candidates.sort_unstable();
-        let excess = table.evictable - keep;
+        let excess = table.evictable.len() - keep;
         for (_, id) in candidates.into_iter().take(excess) {
-            if let Some(handle) = table.handles.get_mut(&id) {
-                handle.file = None;
-                table.evictable -= 1;
+            table.evictable.remove(&id);
+            if let Some(handle) = table.handles.get_mut(&id)
+                && handle.file.take().is_some()
+            {
+                table.descriptors -= 1;
                 self.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
-    }
-}
-
-fn detach(handle: &mut Handle, evictable: &mut usize) {
-    handle.detached = true;
-    if handle.file.is_some() {
-        *evictable -= 1;
     }
 }
 
@@ -445,6 +495,40 @@ mod tests {
         assert_eq!(
             handles.get(ida).unwrap_err().raw_os_error(),
             ebadf().raw_os_error()
+        );
+    }
+
+    #[test]
+    fn a_directory_rename_moves_only_the_paths_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let handles = Handles::new(1);
+        let mut ids = Vec::new();
+        for sub in ["t-1", "t-1.delete", "t-10", "t-1x"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+            let path = dir.path().join(sub).join("f");
+            let id = handles.open(&path, &rw()).unwrap();
+            handles
+                .get(id)
+                .unwrap()
+                .write_all_at(sub.as_bytes(), 0)
+                .unwrap();
+            ids.push((sub, id));
+        }
+        let (from, to) = (dir.path().join("t-1"), dir.path().join("t-1.gone"));
+        handles
+            .rename(&from, &to, || std::fs::rename(&from, &to))
+            .unwrap();
+        // Every handle lost its descriptor to the bound of 1 but the last; each reopens its
+        // own file, the moved one at its new path.
+        for (sub, id) in ids {
+            assert_eq!(read_all(&handles, id), sub.as_bytes(), "{sub}");
+        }
+        assert_eq!(handles.read().by_path.len(), 4);
+        assert!(
+            handles
+                .read()
+                .by_path
+                .contains_key(to.join("f").as_os_str())
         );
     }
 }
