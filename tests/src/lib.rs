@@ -255,3 +255,17 @@ pub fn drive(driver: &mut dyn rill_uring::Driver, count: usize) -> Vec<rill_urin
     }
     out
 }
+
+/// Drops the page cache of every file under `dir` (clean pages only: flush first), so the next
+/// reads of them come from the disk. Panics on I/O errors (a test helper).
+pub fn evict_page_cache(dir: &Path) {
+    for entry in std::fs::read_dir(dir).expect("listing a test directory") {
+        let path = entry.expect("reading a test directory").path();
+        if path.is_dir() {
+            evict_page_cache(&path);
+        } else if let Ok(file) = std::fs::File::open(&path) {
+            rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)
+                .expect("dropping a file's cached pages");
+        }
+    }
+}

@@ -247,6 +247,13 @@ fn retention_racing_readers_never_serves_bytes_of_a_deleted_segment() {
                 .fold((0, 0), |(s, g), (rs, rg)| (s + rs, g + rg))
         });
         assert!(served > 0, "{driver:?}: {served} served, {gone} gone");
+        let direct: u64 = (0..PARTITIONS)
+            .map(|p| log.partition("t", p).unwrap().direct_reads())
+            .sum();
+        assert!(
+            direct > 0,
+            "{driver:?}: no read was served on its caller's thread"
+        );
         // Retention ran after the last append: the oldest batches of every partition are gone,
         // and a read below the start is refused, never served from a deleted file.
         for p in 0..PARTITIONS {

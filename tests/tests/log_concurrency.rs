@@ -149,6 +149,21 @@ fn concurrent_appends_and_reads_keep_offsets_contiguous_and_data_intact() {
                 );
             }
         }
+        // Page-cache reads were answered on the readers' threads; with the cache dropped, the
+        // same reads go through the shards' drivers and give the same bytes.
+        let direct: u64 = log
+            .partitions("t")
+            .unwrap()
+            .iter()
+            .map(rill::Partition::direct_reads)
+            .sum();
+        assert!(direct > 0, "{driver:?}: no read on its caller's thread");
+        rill_tests::evict_page_cache(dir.path());
+        for part in log.partitions("t").unwrap() {
+            let cold = part.read(0, 1 << 20).wait().unwrap();
+            let warm_again = part.read(0, 1 << 20).wait().unwrap();
+            assert_eq!(cold.bytes(), warm_again.bytes());
+        }
         let stats = log.driver_stats();
         assert!(stats.syncs > 0 && stats.reads > 0, "{stats:?}");
         if driver == DriverChoice::Uring {

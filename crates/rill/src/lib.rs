@@ -33,6 +33,7 @@
 
 mod append;
 mod config;
+mod direct_read;
 mod error;
 mod locate;
 mod log;

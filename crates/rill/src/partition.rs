@@ -190,8 +190,19 @@ impl Partition {
     }
 
     /// Reads as [`Partition::read`] does, seeing up to the written or only the durable offset.
+    ///
+    /// Bytes in the page cache are read on the calling thread (see `docs/ARCHITECTURE.md`,
+    /// the life of a read); the rest through the partition's shard.
     pub fn read_with(&self, offset: i64, max_bytes: u64, limit: ReadLimit) -> Pending<ReadBatches> {
         let max_bytes = max_bytes.min(self.max_read_bytes);
+        if !self
+            .shared
+            .detached
+            .load(std::sync::atomic::Ordering::SeqCst)
+            && let Some(done) = crate::direct_read::try_read(&self.shared, offset, max_bytes, limit)
+        {
+            return Pending::ready(done);
+        }
         self.request(|part, reply| Request::Read {
             part,
             offset,
@@ -199,6 +210,14 @@ impl Partition {
             limit,
             reply,
         })
+    }
+
+    /// Reads answered on the calling thread from the page cache since the partition was
+    /// opened (the others went through the shard).
+    pub fn direct_reads(&self) -> u64 {
+        self.shared
+            .direct_reads
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Start, end and durable offsets, as of the last append, sync or change.

@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 use rill_segment::{LogError, Offsets, PartitionLog};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// A partition's key inside its shard.
 pub(crate) type PartitionKey = u64;
@@ -33,6 +33,11 @@ pub(crate) struct PartitionShared {
     pub(crate) sync_wanted: AtomicBool,
     /// The partition was detached (its topic deleted).
     pub(crate) detached: AtomicBool,
+    /// Truncations so far, counted under the log's lock before the bytes change: a read
+    /// made without the lock compares it before and after (see `direct_read`).
+    pub(crate) truncations: AtomicU64,
+    /// Reads answered on the caller's thread.
+    pub(crate) direct_reads: AtomicU64,
 }
 
 impl PartitionShared {
@@ -47,6 +52,8 @@ impl PartitionShared {
             ordered_behind: AtomicUsize::new(0),
             sync_wanted: AtomicBool::new(false),
             detached: AtomicBool::new(false),
+            truncations: AtomicU64::new(0),
+            direct_reads: AtomicU64::new(0),
         }
     }
 

@@ -13,6 +13,7 @@ mod maintenance;
 mod read;
 mod roll;
 mod verify;
+mod window;
 
 pub use append::{SyncFailure, SyncTicket, ValidBatch, WatermarkTicket};
 pub use indexes::IndexStats;
@@ -21,6 +22,7 @@ pub use maintenance::RetentionOutcome;
 pub use read::{BatchRange, ReadLimit, ReadResult};
 pub use roll::{MAX_PENDING_SEALS, PREPARED_FILE, RollDone, RollJob, RollStats};
 pub use verify::VerifyReport;
+pub use window::{ReadPlan, Walked, walk};
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::{LogConfig, Preallocate};

@@ -48,7 +48,7 @@ pub struct ReadResult {
 }
 
 impl PartitionLog {
-    fn read_end(&self, limit: ReadLimit) -> i64 {
+    pub(super) fn read_end(&self, limit: ReadLimit) -> i64 {
         // A failed partition serves only what is durable: anything else may vanish.
         if limit == ReadLimit::Durable || self.failed.is_some() {
             self.durable()

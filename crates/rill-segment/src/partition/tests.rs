@@ -358,3 +358,71 @@ fn delete_before_and_truncate_keep_the_log_consistent() {
     let next = log.append(batch(1, 1, 0), Durability::Durable, 0).unwrap();
     assert_eq!(next.base_offset, 60);
 }
+
+/// Reads a plan's window the way a caller does, growing it as `walk` asks.
+fn walk_plan(log: &PartitionLog, plan: &ReadPlan) -> Walked {
+    let mut want = plan.first_window(log.index_interval_bytes());
+    // Bounded: each pass grows the window or returns.
+    for _ in 0..64 {
+        let mut window = vec![0u8; want as usize];
+        disk::read_exact_at(
+            log.disk().as_ref(),
+            plan.file,
+            plan.floor_position,
+            &mut window,
+        )
+        .unwrap();
+        match walk(plan, &window) {
+            Walked::NeedMore { window_bytes } => {
+                assert!(window_bytes > want, "{window_bytes} after {want}");
+                want = window_bytes;
+            }
+            done => return done,
+        }
+    }
+    panic!("the window never settled");
+}
+
+#[test]
+fn a_walked_window_finds_what_locate_finds() {
+    let mut log = open_with(config());
+    for i in 0..120usize {
+        log.append(
+            batch(1 + i % 4, 7 + (i * 31) % 200, 0),
+            Durability::Written,
+            0,
+        )
+        .unwrap();
+    }
+    let end = log.offsets().log_end;
+    for offset in 0..end {
+        for max_bytes in [1, 150, 400, 5000] {
+            let located = log
+                .locate(offset, max_bytes, ReadLimit::Written)
+                .unwrap()
+                .unwrap();
+            let plan = log
+                .plan_read(offset, max_bytes, ReadLimit::Written)
+                .unwrap()
+                .unwrap();
+            let Walked::Found { range, skip } = walk_plan(&log, &plan) else {
+                panic!("offset {offset}: no range");
+            };
+            assert_eq!(range, located, "offset {offset} max {max_bytes}");
+            assert_eq!(plan.floor_position + skip, range.position);
+        }
+    }
+    assert_eq!(log.plan_read(end, 1, ReadLimit::Written).unwrap(), None);
+    assert!(log.plan_read(end + 1, 1, ReadLimit::Written).is_err());
+}
+
+#[test]
+fn a_window_that_disagrees_with_the_plan_is_a_mismatch() {
+    let mut log = open_with(config());
+    for _ in 0..10 {
+        log.append(batch(2, 50, 0), Durability::Written, 0).unwrap();
+    }
+    let mut plan = log.plan_read(5, 1000, ReadLimit::Written).unwrap().unwrap();
+    plan.floor_offset += 1;
+    assert_eq!(walk_plan(&log, &plan), Walked::Mismatch);
+}

@@ -201,8 +201,10 @@ fn run_change(state: &PartitionState, request: Request) {
             order,
             ..
         } => {
-            let result =
-                part.update(|log| log.truncate_to(offset, now).map_err(|e| part.error(log, e)));
+            let result = part.update(|log| {
+                part.truncations.fetch_add(1, Ordering::SeqCst);
+                log.truncate_to(offset, now).map_err(|e| part.error(log, e))
+            });
             // Later appends may go on once the change is made.
             drop(order);
             reply.send(result);
