@@ -55,6 +55,8 @@ struct Planned {
     log_start_offset: i64,
     /// Located batch bytes to send (0: none).
     batch_bytes: u64,
+    /// Where the next fetch would start: a wait for more data waits past it.
+    next_offset: i64,
 }
 
 /// Answers a fetch on `stream`: plans it (waiting for data as the request allows), then
@@ -115,18 +117,18 @@ async fn plan_with_wait(
     let mut shutdown = shutdown.clone();
     // Bounded by the deadline: each pass either answers or waits for a produce.
     loop {
-        // Listen before looking, so a produce between the two is not missed.
-        let mut grew: Vec<_> = handles
-            .iter()
-            .flatten()
-            .map(|h| Box::pin(h.grew()))
-            .collect();
-        for g in &mut grew {
-            g.as_mut().enable();
-        }
         let plan = plan_once(broker, request, handles).await;
         let bytes: u64 = plan.iter().map(|p| p.batch_bytes).sum();
         let errors = plan.iter().any(|p| p.error != code::NONE);
+        // The engine's waits compare offsets, so data that arrived since the plan resolves
+        // them at once: nothing is missed between planning and waiting.
+        let grew: Vec<_> = plan
+            .iter()
+            .filter_map(|p| {
+                let partition = &p.handle.as_ref()?.partition;
+                Some(partition.wait_for_data(p.next_offset, partition.read_limit()))
+            })
+            .collect();
         if bytes >= min_bytes
             || errors
             || grew.is_empty()
@@ -166,6 +168,7 @@ async fn plan_once(
             high_watermark: -1,
             log_start_offset: -1,
             batch_bytes: 0,
+            next_offset: p.fetch_offset,
         };
         let Some(handle) = handle else {
             planned.error = code::UNKNOWN_TOPIC_OR_PARTITION;
@@ -206,10 +209,12 @@ async fn locate(broker: &Broker, handle: &PartitionHandle, p: &mut Planned, max_
     p.high_watermark = broker.visible_end(offsets.log_end, offsets.durable);
     p.log_start_offset = offsets.log_start;
     p.batch_bytes = 0;
+    p.next_offset = p.offset;
     match handle.partition.locate(p.offset, max_bytes).await {
         Ok(range) => {
             p.error = code::NONE;
             p.batch_bytes = range.batch_bytes;
+            p.next_offset = range.next_offset;
             p.high_watermark = broker.visible_end(range.log_end_offset, range.high_watermark);
             p.log_start_offset = range.log_start_offset;
         }

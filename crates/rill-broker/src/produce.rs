@@ -131,11 +131,9 @@ async fn finish_partition(
     } else {
         all.await
     };
-    let mut appended_any = false;
     for outcome in outcomes {
         match outcome {
             Ok(info) => {
-                appended_any = true;
                 if result.base_offset < 0 {
                     result.base_offset = info.base_offset;
                 }
@@ -146,9 +144,6 @@ async fn finish_partition(
             }
             Err(_) => {}
         }
-    }
-    if appended_any {
-        handle.notify_grew();
     }
     result.log_start_offset = handle.partition.offsets().log_start;
     result

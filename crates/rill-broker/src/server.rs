@@ -140,7 +140,7 @@ async fn flush_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                 continue;
             }
             match handle.partition.flush().await {
-                Ok(_) => handle.notify_grew(),
+                Ok(_) => {}
                 Err(e) => tracing::warn!(
                     topic = handle.partition.topic(),
                     partition = handle.partition.index(),

@@ -1,29 +1,13 @@
-//! The broker's view of the log's topics: partition handles, cached, each with a notifier
-//! that long-polling fetches wait on.
+//! The broker's view of the log's topics: partition handles, cached. Long-polling fetches wait
+//! on the engine's `Partition::wait_for_data`.
 
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::Notify;
-
-/// A partition and the fetches waiting for it to grow.
+/// A partition of the broker's topics.
 #[derive(Debug)]
 pub struct PartitionHandle {
     pub partition: rill::Partition,
-    grew: Notify,
-}
-
-impl PartitionHandle {
-    /// Wakes the fetches waiting on this partition (new data is visible).
-    pub fn notify_grew(&self) {
-        self.grew.notify_waiters();
-    }
-
-    /// Resolves after the next [`PartitionHandle::notify_grew`]; `enable` it before looking
-    /// at the partition so a change in between is not missed.
-    pub fn grew(&self) -> tokio::sync::futures::Notified<'_> {
-        self.grew.notified()
-    }
 }
 
 /// A topic's partitions, by index.
@@ -58,12 +42,7 @@ impl Topics {
         let partitions = self.log.partitions(name).ok()?;
         let handles: TopicPartitions = partitions
             .into_iter()
-            .map(|partition| {
-                Arc::new(PartitionHandle {
-                    partition,
-                    grew: Notify::new(),
-                })
-            })
+            .map(|partition| Arc::new(PartitionHandle { partition }))
             .collect();
         let mut cache = self.cache.write();
         Some(Arc::clone(cache.entry(name.to_owned()).or_insert(handles)))

@@ -1,6 +1,7 @@
 //! `Partition`: a cheap, clonable handle to one partition of a topic.
 
 use crate::error::Error;
+use crate::growth::{BatchStream, DataWait};
 use crate::locate::{Want, locate_range};
 use crate::pending::{self, Pending};
 use crate::queue::ShardHandle;
@@ -218,6 +219,28 @@ impl Partition {
         self.shared
             .direct_reads
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Resolves once the partition holds data past `offset`: its written end (with
+    /// [`ReadLimit::Written`]) or durable end ([`ReadLimit::Durable`]) is beyond it. It also
+    /// resolves when the log was cut below `offset` (the next read reports it out of range),
+    /// and fails when the partition fails, is closed or its topic deleted. No polling: every
+    /// change of the partition's offsets wakes it; dropping it cancels the wait. A deadline is
+    /// the caller's: wrap it in its runtime's timeout, or block with
+    /// [`DataWait::wait_timeout`].
+    pub fn wait_for_data(&self, offset: i64, limit: ReadLimit) -> DataWait {
+        DataWait::new(Arc::clone(&self.shared), offset, limit)
+    }
+
+    /// The read limit reads and sends use by default (the `Config`'s).
+    pub fn read_limit(&self) -> ReadLimit {
+        self.read_limit
+    }
+
+    /// Batches from `offset` on, following the tail: see [`BatchStream::next`]. Each read
+    /// takes up to `max_bytes` (at least one batch) with the `Config`'s read limit.
+    pub fn stream_from(&self, offset: i64, max_bytes: u64) -> BatchStream {
+        BatchStream::new(self.clone(), offset, max_bytes, self.read_limit)
     }
 
     /// Start, end and durable offsets, as of the last append, sync or change.

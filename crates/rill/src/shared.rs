@@ -38,6 +38,8 @@ pub(crate) struct PartitionShared {
     pub(crate) truncations: AtomicU64,
     /// Reads answered on the caller's thread.
     pub(crate) direct_reads: AtomicU64,
+    /// Long-polling waits, woken by every publication.
+    pub(crate) waiters: crate::growth::Waiters,
 }
 
 impl PartitionShared {
@@ -54,6 +56,7 @@ impl PartitionShared {
             detached: AtomicBool::new(false),
             truncations: AtomicU64::new(0),
             direct_reads: AtomicU64::new(0),
+            waiters: crate::growth::Waiters::default(),
         }
     }
 
@@ -70,6 +73,7 @@ impl PartitionShared {
     /// log's order).
     pub(crate) fn publish(&self, log: &PartitionLog) {
         *self.offsets.lock() = log.offsets();
+        self.waiters.wake_all();
     }
 
     pub(crate) fn unknown(&self) -> Error {

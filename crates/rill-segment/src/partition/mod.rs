@@ -248,6 +248,11 @@ impl PartitionLog {
         )
     }
 
+    /// Whether the log was closed (no more reads or writes).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     pub(crate) fn check_usable(&self) -> Result<(), LogError> {
         if let Some(reason) = &self.failed {
             return Err(LogError::Failed(reason.clone()));
