@@ -83,6 +83,9 @@ impl Disk for NotifyingDisk {
     fn drop_cache(&self, file: FileId) -> io::Result<()> {
         self.inner.drop_cache(file)
     }
+    fn read_ahead(&self, file: FileId, pos: u64, len: u64) -> io::Result<()> {
+        self.inner.read_ahead(file, pos, len)
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.inner.rename(from, to)
     }

@@ -28,6 +28,10 @@ use std::sync::atomic::Ordering;
 
 /// Window reads one direct read may make before it gives up to the shard.
 const MAX_WINDOW_READS: usize = 4;
+/// Bytes a window may hold beyond `max_bytes` and an index interval (a first batch larger
+/// than `max_bytes`, whole); a larger one goes to the shard, so damaged lengths cannot make a
+/// reader allocate a segment's worth.
+const MAX_WINDOW_EXTRA_BYTES: u64 = 8 << 20;
 
 /// What the lock gave.
 struct Planned {
@@ -107,7 +111,14 @@ fn read_window(planned: &Planned) -> Option<(Vec<u8>, rill_segment::partition::B
     let plan = &planned.plan;
     let mut window = Vec::new();
     let mut want = plan.first_window(planned.index_interval_bytes);
+    let most = plan
+        .max_bytes
+        .saturating_add(planned.index_interval_bytes)
+        .saturating_add(MAX_WINDOW_EXTRA_BYTES);
     for _ in 0..MAX_WINDOW_READS {
+        if want > most {
+            return None;
+        }
         let have = window.len();
         window.resize(usize::try_from(want).ok()?, 0);
         read_cached(

@@ -89,6 +89,13 @@ pub trait Disk: Send + Sync + fmt::Debug {
     /// Drops clean cached pages so the next reads come from the medium. Used by recovery, after
     /// an fdatasync, so that it never validates bytes that only the page cache still holds.
     fn drop_cache(&self, file: FileId) -> io::Result<()>;
+    /// Asks for `[pos, pos + len)` to be read into the page cache in the background (advice:
+    /// it returns at once and may do nothing). Sequential scans call it ahead of their reads,
+    /// so several reads are in flight while they check what they have.
+    fn read_ahead(&self, file: FileId, pos: u64, len: u64) -> io::Result<()> {
+        let _ = (file, pos, len);
+        Ok(())
+    }
     /// Renames a file (atomically replacing `to`).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file name.

@@ -140,6 +140,17 @@ impl Disk for StdDisk {
         Ok(())
     }
 
+    fn read_ahead(&self, file: FileId, pos: u64, len: u64) -> io::Result<()> {
+        let file = self.file(file)?;
+        rustix::fs::fadvise(
+            file.as_fd(),
+            pos,
+            std::num::NonZeroU64::new(len),
+            rustix::fs::Advice::WillNeed,
+        )?;
+        Ok(())
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.handles.rename(from, to, || fs::rename(from, to))
     }

@@ -38,7 +38,7 @@ impl ReadPlan {
             .max_bytes
             .saturating_add(index_interval_bytes)
             .saturating_add(HEADER_BYTES as u64);
-        want.min(self.readable - self.floor_position)
+        want.min(self.readable.saturating_sub(self.floor_position))
     }
 }
 
@@ -63,7 +63,7 @@ pub fn walk(plan: &ReadPlan, window: &[u8]) -> Walked {
         BatchHeader::parse(bytes).ok()
     };
     let need = |upto: u64| Walked::NeedMore {
-        window_bytes: upto.min(plan.readable - plan.floor_position),
+        window_bytes: upto.min(plan.readable.saturating_sub(plan.floor_position)),
     };
     let mut expected = plan.floor_offset;
     let mut at = 0u64;

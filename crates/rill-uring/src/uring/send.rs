@@ -1,5 +1,6 @@
 //! Transfers on the shard's ring: header, then linked splices file → pipe → socket per
-//! pipe-sized chunk (or linked read → send for [`SendStrategy::Copy`]).
+//! pipe-sized chunk (or linked read → send for [`SendStrategy::Copy`]). The header is linked
+//! ahead of the first chunk's chain, so a small fetch is one submission and one trip.
 //!
 //! A transfer advances one step at a time: it submits a chain (one to three entries) and, when
 //! every entry of the chain has completed, decides the next step from its counters (see
@@ -67,9 +68,9 @@ struct RingTransfer {
 pub(super) struct RingSends {
     book: SendBook,
     transfers: Slab<RingTransfer>,
-    /// Transfers on the ring at once: each has at most three entries in flight (a chain of two,
-    /// or one and its cancellation), and together they leave the batch most of the completion
-    /// queue. More wait in `waiting_slot`.
+    /// Transfers on the ring at once: each has at most four entries in flight (a chain of up
+    /// to three, and its cancellation), and together they leave the batch most of the
+    /// completion queue. More wait in `waiting_slot`.
     max_on_ring: usize,
     waiting_slot: VecDeque<Transfer>,
     /// Send entries pushed to the ring and not completed (the batch does not wait for them).
@@ -288,16 +289,43 @@ impl UringDriver {
                 .flags(flags)
                 .build()
                 .user_data(user_data(key, HEADER));
+            // Linked ahead of the body's first chain when the body starts now: a short or
+            // failed header send breaks the link (the rest gets `-ECANCELED`), and the next
+            // step sends the header's rest.
+            if rt.t.body_follows() && rt.t.in_between() == 0 {
+                match rt.t.job().strategy {
+                    SendStrategy::Splice => return self.splice_step(key, Some(entry)),
+                    SendStrategy::Copy => return self.copy_step(key, Some(entry)),
+                    SendStrategy::Sendfile => {}
+                }
+            }
             return self.send_push(key, &[entry]);
         }
         match rt.t.job().strategy {
-            SendStrategy::Splice => self.splice_step(key),
-            SendStrategy::Copy => self.copy_step(key),
+            SendStrategy::Splice => self.splice_step(key, None),
+            SendStrategy::Copy => self.copy_step(key, None),
             SendStrategy::Sendfile => self.syscall_step(key),
         }
     }
 
-    fn splice_step(&mut self, key: usize) {
+    /// Pushes `body` (a linked chain), after `header` linked ahead of it if there is one.
+    fn send_push_after(
+        &mut self,
+        key: usize,
+        header: Option<squeue::Entry>,
+        body: [squeue::Entry; 2],
+    ) {
+        match header {
+            Some(header) => {
+                let [first, second] = body;
+                let chain = [header.flags(squeue::Flags::IO_LINK), first, second];
+                self.send_push(key, &chain);
+            }
+            None => self.send_push(key, &body),
+        }
+    }
+
+    fn splice_step(&mut self, key: usize, header: Option<squeue::Entry>) {
         let Some(rt) = self.sends.transfers.get_mut(key) else {
             return;
         };
@@ -305,6 +333,10 @@ impl UringDriver {
             match self.sends.book.pipes.take() {
                 Ok(Some(pipe)) => rt.t.pipe = Some(pipe),
                 Ok(None) => {
+                    if let Some(header) = header {
+                        // No pipe yet: the header goes alone; the body's step waits for one.
+                        return self.send_push(key, &[header]);
+                    }
                     self.sends.book.waiting_pipe.push_back(key);
                     return;
                 }
@@ -363,10 +395,10 @@ impl UringDriver {
                 .build()
                 .user_data(user_data(key, SPLICE_OUT)),
         ];
-        self.send_push(key, &chain);
+        self.send_push_after(key, header, chain);
     }
 
-    fn copy_step(&mut self, key: usize) {
+    fn copy_step(&mut self, key: usize, header: Option<squeue::Entry>) {
         let chunk_bytes = self.sends.book.config.chunk_bytes as u64;
         let Some(rt) = self.sends.transfers.get_mut(key) else {
             return;
@@ -417,7 +449,7 @@ impl UringDriver {
                 .build()
                 .user_data(user_data(key, SEND)),
         ];
-        self.send_push(key, &chain);
+        self.send_push_after(key, header, chain);
     }
 
     /// Sendfile: system calls on the shard thread, a ring poll when the socket is full.
