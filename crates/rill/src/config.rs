@@ -48,7 +48,9 @@ pub struct Config {
     /// Descriptors the log keeps open for its files, across all partitions (at least 16).
     /// Segment, watermark and index files beyond it are closed, least recently used first,
     /// and reopened when used again, so a log of 100,000 segments opens under a descriptor
-    /// limit of a few thousand. Sockets, pipes and rings come on top.
+    /// limit of a few thousand. Sockets, pipes and rings come on top: the bound is also kept
+    /// to half the process's `RLIMIT_NOFILE` at open, and running out anyway (`EMFILE`)
+    /// closes half of the cached descriptors and tries again.
     pub max_open_files: usize,
     /// Bytes of sealed segments' indexes kept in memory, across all partitions: they are read
     /// from their files on first use (a lookup, retention by time) and the least recently used

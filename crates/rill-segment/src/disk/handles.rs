@@ -246,13 +246,19 @@ impl Handles {
     }
 
     fn open_file(&self, path: &Path, options: &OpenOptions) -> io::Result<File> {
-        match options.open(path) {
+        self.with_descriptor(|| options.open(path))
+    }
+
+    /// Runs `open` (anything that takes a descriptor); if the process or system has none left,
+    /// closes half of the cache's and runs it once more.
+    pub(super) fn with_descriptor<T>(&self, open: impl Fn() -> io::Result<T>) -> io::Result<T> {
+        match open() {
             Err(e) if out_of_descriptors(&e) => {
                 let mut table = self.write();
                 let keep = table.evictable.len() / 2;
                 self.evict_to(&mut table, keep, None);
                 drop(table);
-                options.open(path)
+                open()
             }
             other => other,
         }

@@ -13,7 +13,7 @@ mod std_disk;
 
 pub use handles::{DEFAULT_MAX_OPEN_FILES, HandleStats};
 pub use sim::{CrashKind, FaultConfig, SimDisk, SimStats};
-pub use std_disk::StdDisk;
+pub use std_disk::{MIN_OPEN_FILES, StdDisk};
 
 use std::fmt;
 use std::fs::File;

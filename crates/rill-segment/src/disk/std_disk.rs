@@ -9,6 +9,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The fewest descriptors a [`StdDisk`] keeps open, whatever the process limit.
+pub const MIN_OPEN_FILES: usize = 8;
+
 /// [`Disk`] on the real file system. Handles name files by path, with a bounded cache of open
 /// descriptors (module `handles`): at most `max_open_files` are open at once, whatever the
 /// number of handles.
@@ -29,11 +32,18 @@ impl StdDisk {
         Self::with_max_open_files(DEFAULT_MAX_OPEN_FILES)
     }
 
-    /// A disk keeping at most `max_open_files` descriptors open (at least one). Handles beyond
-    /// it lose their descriptor, least recently used first, and reopen on their next use.
+    /// A disk keeping at most `max_open_files` descriptors open, and at most half of the
+    /// process's descriptor limit (`RLIMIT_NOFILE`) as it is now, so sockets, pipes and rings
+    /// keep room (never fewer than [`MIN_OPEN_FILES`]). Handles beyond it lose their
+    /// descriptor, least recently used first, and reopen on their next use. If the process
+    /// runs out anyway (`EMFILE`), half of the cache is closed and the open tried again.
     pub fn with_max_open_files(max_open_files: usize) -> Self {
+        let process_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .and_then(|n| usize::try_from(n / 2).ok());
+        let bound = process_limit.map_or(max_open_files, |half| max_open_files.min(half));
         Self {
-            handles: Handles::new(max_open_files),
+            handles: Handles::new(bound.max(MIN_OPEN_FILES)),
         }
     }
 
@@ -54,14 +64,14 @@ impl Disk for StdDisk {
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
-        for entry in fs::read_dir(dir)? {
+        for entry in self.handles.with_descriptor(|| fs::read_dir(dir))? {
             names.push(entry?.file_name().to_string_lossy().into_owned());
         }
         Ok(names)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
+        self.handles.with_descriptor(|| File::open(dir))?.sync_all()
     }
 
     fn remove_dir(&self, dir: &Path) -> io::Result<()> {
