@@ -63,9 +63,9 @@ impl Workload {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// Every case, 1 s runs, logs of up to 1 GiB (under 15 minutes here).
+    /// Every case, 1 s runs, logs of up to 1 GiB, 200,000 segments for scale (about 22 minutes here).
     Full,
-    /// A subset of the cases, short runs, small logs (under 2 minutes here).
+    /// A subset of the cases, short runs, small logs (under 4 minutes here).
     Quick,
     /// A few cases at toy sizes: checks that the harness works end to end, measures nothing
     /// worth reading (the tests use it).

@@ -56,7 +56,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// A subset of the cases with short runs (about a minute and a half).
+    /// A subset of the cases with short runs (about three and a half minutes).
     #[arg(long)]
     quick: bool,
     /// Toy sizes: checks the harness end to end, measures nothing worth reading.
