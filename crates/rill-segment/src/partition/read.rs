@@ -99,23 +99,14 @@ impl PartitionLog {
         max_bytes: u64,
         limit: ReadLimit,
     ) -> Result<Option<BatchRange>, LogError> {
-        let end = self.read_end(limit);
-        if offset < self.log_start_offset || offset > end {
-            return Err(LogError::OffsetOutOfRange {
-                offset,
-                log_start: self.log_start_offset,
-                log_end: end,
-            });
-        }
-        if offset == end {
-            return Ok(None);
-        }
-        let Some(segment) = self.segments.range(..=offset).next_back().map(|(_, s)| s) else {
+        let Some(plan) = self.plan_read(offset, max_bytes, limit)? else {
             return Ok(None);
         };
-        let readable = segment.size_bytes;
-        let (mut expected, position) = self.indexes_of(segment)?.offset.lookup(offset);
-        let mut position = u64::from(position);
+        let Some(segment) = self.segments.get(&plan.segment_base_offset) else {
+            return Ok(None);
+        };
+        let (readable, end) = (plan.readable, plan.end_offset);
+        let (mut expected, mut position) = (plan.floor_offset, plan.floor_position);
         // Bounded: each step moves past one batch of at least HEADER_BYTES within the segment.
         let first = loop {
             if position >= readable {
