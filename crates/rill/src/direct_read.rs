@@ -69,7 +69,7 @@ pub(crate) fn try_read(
                 index_interval_bytes: log.index_interval_bytes(),
                 offsets,
             },
-            Ok(None) => return Some(Ok(empty(offset, offsets))),
+            Ok(None) => return Some(Ok(ReadBatches::new(None, offset, offsets))),
             Err(e @ rill_segment::LogError::OffsetOutOfRange { .. }) => {
                 return Some(Err(locate_error(&log, e)));
             }
@@ -86,23 +86,11 @@ pub(crate) fn try_read(
         return None;
     }
     shared.direct_reads.fetch_add(1, Ordering::Relaxed);
-    Some(Ok(ReadBatches {
-        buf: Some(ReadBuf::from_vec(bytes)),
-        next_offset: range.next_offset,
-        high_watermark: planned.offsets.durable,
-        log_end_offset: planned.offsets.log_end,
-        log_start_offset: planned.offsets.log_start,
-    }))
-}
-
-fn empty(offset: i64, offsets: rill_segment::Offsets) -> ReadBatches {
-    ReadBatches {
-        buf: None,
-        next_offset: offset,
-        high_watermark: offsets.durable,
-        log_end_offset: offsets.log_end,
-        log_start_offset: offsets.log_start,
-    }
+    Some(Ok(ReadBatches::new(
+        Some(ReadBuf::from_vec(bytes)),
+        range.next_offset,
+        planned.offsets,
+    )))
 }
 
 /// Reads the window from the floor, growing it as the walk asks; returns the batches' bytes

@@ -61,6 +61,18 @@ pub struct ReadBatches {
 }
 
 impl ReadBatches {
+    /// The batches in `buf` (`None` at the end of the log), the next read's offset, and the
+    /// log's offsets as of the read.
+    pub(crate) fn new(buf: Option<ReadBuf>, next_offset: i64, offsets: Offsets) -> Self {
+        Self {
+            buf,
+            next_offset,
+            high_watermark: offsets.durable,
+            log_end_offset: offsets.log_end,
+            log_start_offset: offsets.log_start,
+        }
+    }
+
     /// The batches, back to back, as stored (Kafka RecordBatch v2).
     pub fn bytes(&self) -> &[u8] {
         self.buf.as_deref().unwrap_or(&[])

@@ -58,13 +58,7 @@ impl Shard {
                 state.reads_in_flight += 1;
                 self.driver.start_read(token as u64, read);
             }
-            Ok(None) => reply.send(Ok(ReadBatches {
-                buf: None,
-                next_offset: offset,
-                high_watermark: offsets.durable,
-                log_end_offset: offsets.log_end,
-                log_start_offset: offsets.log_start,
-            })),
+            Ok(None) => reply.send(Ok(ReadBatches::new(None, offset, offsets))),
             Err(e) => reply.send(Err(e)),
         }
     }
@@ -82,13 +76,11 @@ impl Shard {
         let dir = &state.shared.dir;
         let answer = match result {
             Ok(buf) => match read.range.check(dir, &buf) {
-                Ok(()) => Ok(ReadBatches {
-                    buf: Some(buf),
-                    next_offset: read.range.next_offset,
-                    high_watermark: read.offsets.durable,
-                    log_end_offset: read.offsets.log_end,
-                    log_start_offset: read.offsets.log_start,
-                }),
+                Ok(()) => Ok(ReadBatches::new(
+                    Some(buf),
+                    read.range.next_offset,
+                    read.offsets,
+                )),
                 Err(e) => Err(e.into()),
             },
             Err(e) => Err(crate::error::Error::io("read", dir.clone(), e)),
