@@ -96,6 +96,10 @@ impl DataWait {
         if self.shared.detached.load(Ordering::SeqCst) {
             return Some(Err(self.shared.unknown()));
         }
+        if !self.shared.ended.load(Ordering::SeqCst) {
+            return None;
+        }
+        // Only an ended log is locked, to tell a failure from a close.
         let log = self.shared.log.lock();
         if let Some(reason) = log.failure() {
             return Some(Err(Error::PartitionFailed(reason.clone())));
@@ -107,34 +111,8 @@ impl DataWait {
     }
 
     /// Blocks the calling thread until the condition holds or `timeout` passes (`Ok(None)`).
-    pub fn wait_timeout(mut self, timeout: Duration) -> Result<Option<Offsets>> {
-        let deadline = Instant::now() + timeout;
-        let thread = std::thread::current();
-        let waker = Waker::from(Arc::new(ThreadWaker(thread)));
-        // Bounded by the deadline: each pass parks until a publication or the deadline.
-        loop {
-            self.shared.waiters.register(&mut self.slot, &waker);
-            if let Some(done) = self.check() {
-                return done.map(Some);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(None);
-            }
-            std::thread::park_timeout(deadline - now);
-        }
-    }
-}
-
-struct ThreadWaker(std::thread::Thread);
-
-impl std::task::Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
+    pub fn wait_timeout(self, timeout: Duration) -> Result<Option<Offsets>> {
+        crate::pending::block_on_until(self, Instant::now() + timeout).transpose()
     }
 }
 

@@ -329,6 +329,28 @@ thread_local! {
     static THREAD_WAKER: Waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
 }
 
+/// Runs a future on the calling thread until it completes or `deadline` passes (`None`),
+/// parking between polls.
+pub(crate) fn block_on_until<F: Future>(
+    future: F,
+    deadline: std::time::Instant,
+) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let waker = THREAD_WAKER.with(Waker::clone);
+    let mut cx = Context::from_waker(&waker);
+    // Bounded by the deadline: each pass finishes or parks until a wake-up or the deadline.
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return Some(value);
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::park_timeout(deadline - now);
+    }
+}
+
 /// Runs a future to completion on the calling thread, parking between polls.
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);

@@ -40,6 +40,9 @@ pub(crate) struct PartitionShared {
     pub(crate) direct_reads: AtomicU64,
     /// Long-polling waits, woken by every publication.
     pub(crate) waiters: crate::growth::Waiters,
+    /// The log failed or was closed, as of the last publication: waits read it without
+    /// taking the log's lock on every wake-up.
+    pub(crate) ended: AtomicBool,
 }
 
 impl PartitionShared {
@@ -57,6 +60,7 @@ impl PartitionShared {
             truncations: AtomicU64::new(0),
             direct_reads: AtomicU64::new(0),
             waiters: crate::growth::Waiters::default(),
+            ended: AtomicBool::new(false),
         }
     }
 
@@ -73,6 +77,8 @@ impl PartitionShared {
     /// log's order).
     pub(crate) fn publish(&self, log: &PartitionLog) {
         *self.offsets.lock() = log.offsets();
+        self.ended
+            .store(log.failure().is_some() || log.is_closed(), Ordering::SeqCst);
         self.waiters.wake_all();
     }
 

@@ -138,6 +138,10 @@ impl Shard {
                 };
                 let watermark = watermark.map_err(|e| state.shared.error(&log, e));
                 let begun = begun.map_err(|e| state.shared.error(&log, e));
+                if log.failure().is_some() {
+                    // Long-polling waits learn of the failure from the publication.
+                    state.shared.publish(&log);
+                }
                 (begun, watermark)
             };
             match begun {

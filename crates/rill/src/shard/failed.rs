@@ -92,7 +92,9 @@ impl Shard {
                     fail(request, shard, message);
                 }
                 for part in &parts {
-                    let _ = part.log.lock().close();
+                    let mut log = part.log.lock();
+                    let _ = log.close();
+                    part.publish(&log);
                 }
                 for reply in closing {
                     reply.send(Err(Error::ShardFailed {
