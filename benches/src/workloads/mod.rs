@@ -97,6 +97,65 @@ pub fn drop_caches() -> Result<()> {
     std::fs::write(DROP_CACHES, "3").context("dropping the page cache")
 }
 
+/// How a child process names a driver on its command line.
+pub fn driver_arg(driver: DriverChoice) -> &'static str {
+    if driver == DriverChoice::Syscall {
+        "syscall"
+    } else {
+        "uring"
+    }
+}
+
+/// The driver a child was given by [`driver_arg`].
+pub fn parse_driver_arg(name: &str) -> Result<DriverChoice> {
+    match name {
+        "uring" => Ok(DriverChoice::Uring),
+        "syscall" => Ok(DriverChoice::Syscall),
+        other => anyhow::bail!("unknown driver {other:?}"),
+    }
+}
+
+/// Runs this executable as a child with `env` set to `spec`, and returns the first line it
+/// prints. With `kill`, the child is killed once it printed it (a crash the workload made);
+/// otherwise it is left to finish, and must succeed. Fails with the child's stderr if it
+/// printed nothing or failed.
+pub fn run_child(env: &str, spec: &str, kill: bool) -> Result<String> {
+    use std::io::{BufRead, Read};
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let mut child = std::process::Command::new(exe)
+        .env(env, spec)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting the child {spec:?}"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no child stdout"))?;
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if kill {
+        let _ = child.kill();
+    } else {
+        std::io::copy(&mut reader, &mut std::io::sink())?;
+    }
+    let status = child.wait()?;
+    if line.is_empty() || (!kill && !status.success()) {
+        let mut stderr = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            let _ = err.read_to_string(&mut stderr);
+        }
+        anyhow::bail!(
+            "the child {spec:?} ({status}) failed (does this executable call \
+             rill_bench::child_main_if_requested?): {line:?} {stderr}"
+        );
+    }
+    Ok(line)
+}
+
 /// Runs the child part of a workload when this process was started as one (the recovery and
 /// scale workloads start this same executable with an environment variable set); `None`
 /// otherwise. Executables that run the harness call this first thing in `main`.

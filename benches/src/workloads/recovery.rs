@@ -9,16 +9,15 @@
 //! the disk; the "warm" case scans what the child left in the page cache.
 
 use super::{
-    BASELINE, RILL_ENGINES, URING, append_copies, build_batch, can_drop_caches, drop_caches,
+    BASELINE, RILL_ENGINES, URING, append_copies, build_batch, can_drop_caches, driver_arg,
+    drop_caches, parse_driver_arg, run_child,
 };
 use crate::harness::{Bench, Engine, Sample};
 use crate::report::WorkloadResult;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use rill::{Config, DriverChoice, Log};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Set in the child's environment to `fill:<driver>:<bytes>:<dir>`.
@@ -51,11 +50,7 @@ fn child_fill(spec: &str) -> Result<()> {
     else {
         bail!("{CHILD_ENV} must be fill:<uring|syscall>:<bytes>:<dir>, not {spec:?}");
     };
-    let driver = match driver {
-        "uring" => DriverChoice::Uring,
-        "syscall" => DriverChoice::Syscall,
-        other => bail!("unknown driver {other:?}"),
-    };
+    let driver = parse_driver_arg(driver)?;
     let bytes: u64 = bytes.parse().context("bytes")?;
     let (log, _) = Log::open(config(Path::new(dir), driver, bytes))?;
     log.create_topic("recovery", 1)?;
@@ -72,46 +67,12 @@ fn child_fill(spec: &str) -> Result<()> {
 
 /// Runs a child that fills `dir`, and kills it once it reports.
 fn fill_and_kill(dir: &Path, driver: DriverChoice, bytes: u64) -> Result<i64> {
-    let driver_name = if driver == DriverChoice::Syscall {
-        "syscall"
-    } else {
-        "uring"
-    };
-    let exe = std::env::current_exe().context("finding this executable")?;
-    let mut child = Command::new(exe)
-        .env(
-            CHILD_ENV,
-            format!("fill:{driver_name}:{bytes}:{}", dir.display()),
-        )
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting the recovery child")?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("no child stdout"))?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let _ = child.kill();
-    let status = child.wait()?;
-    let end = line
-        .trim()
+    let spec = format!("fill:{}:{bytes}:{}", driver_arg(driver), dir.display());
+    let line = run_child(CHILD_ENV, &spec, true)?;
+    line.trim()
         .strip_prefix("filled ")
-        .and_then(|n| n.parse().ok());
-    let Some(end) = end else {
-        let mut stderr = String::new();
-        if let Some(mut err) = child.stderr.take() {
-            let _ = err.read_to_string(&mut stderr);
-        }
-        bail!(
-            "the recovery child ({status}) did not report a fill (does this executable call \
-             rill_bench::child_main_if_requested?): {line:?} {stderr}"
-        );
-    };
-    Ok(end)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow!("the recovery child did not report a fill: {line:?}"))
 }
 
 fn recovery_run(bench: &Bench, driver: DriverChoice, bytes: u64, cold: bool) -> Result<Sample> {

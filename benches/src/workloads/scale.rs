@@ -9,15 +9,16 @@
 //! The unclean case first runs a child that appends to one partition without a checkpoint and
 //! is SIGKILLed, so every partition opens unclean and one of them replays.
 
-use super::{BASELINE, RILL_ENGINES, URING, append_copies, build_batch, can_drop_caches};
+use super::{
+    BASELINE, RILL_ENGINES, URING, append_copies, build_batch, can_drop_caches, driver_arg,
+    parse_driver_arg, run_child,
+};
 use crate::harness::{Bench, Engine, Sample};
 use crate::report::WorkloadResult;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use rill::{Config, DriverChoice, Durability, Log};
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Set in a child's environment to `open:<driver>:<segment bytes>:<dir>` or
@@ -78,25 +79,17 @@ pub fn child_main_if_requested() -> Option<Result<()>> {
     Some(child(&spec))
 }
 
-fn parse_driver(name: &str) -> Result<DriverChoice> {
-    match name {
-        "uring" => Ok(DriverChoice::Uring),
-        "syscall" => Ok(DriverChoice::Syscall),
-        other => bail!("unknown driver {other:?}"),
-    }
-}
-
 fn child(spec: &str) -> Result<()> {
     let fields: Vec<&str> = spec.splitn(5, ':').collect();
     match fields.as_slice() {
         ["open", driver, segment_bytes, dir] => child_open(
             Path::new(dir),
-            parse_driver(driver)?,
+            parse_driver_arg(driver)?,
             segment_bytes.parse()?,
         ),
         ["dirty", driver, segment_bytes, replay, dir] => child_dirty(
             Path::new(dir),
-            parse_driver(driver)?,
+            parse_driver_arg(driver)?,
             segment_bytes.parse()?,
             replay.parse()?,
         ),
@@ -167,52 +160,6 @@ fn child_dirty(dir: &Path, driver: DriverChoice, segment_bytes: u64, replay: u64
     bail!("the parent never killed this scale child")
 }
 
-/// Runs a child with `spec`; returns its first stdout line, killing it once read.
-fn run_child(spec: &str) -> Result<String> {
-    let exe = std::env::current_exe().context("finding this executable")?;
-    let mut child = Command::new(exe)
-        .env(CHILD_ENV, spec)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting the scale child")?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("no child stdout"))?;
-    let mut line = String::new();
-    let mut reader = BufReader::new(stdout);
-    reader.read_line(&mut line)?;
-    if spec.starts_with("dirty") {
-        let _ = child.kill();
-    } else {
-        // Let it close the log cleanly: the next run opens what it leaves.
-        std::io::copy(&mut reader, &mut std::io::sink())?;
-    }
-    let status = child.wait()?;
-    if line.is_empty() || (!spec.starts_with("dirty") && !status.success()) {
-        let mut stderr = String::new();
-        if let Some(mut err) = child.stderr.take() {
-            let _ = err.read_to_string(&mut stderr);
-        }
-        bail!(
-            "the scale child ({status}) failed (does this executable call \
-             rill_bench::child_main_if_requested?): {line:?} {stderr}"
-        );
-    }
-    Ok(line)
-}
-
-fn driver_name(driver: DriverChoice) -> &'static str {
-    if driver == DriverChoice::Syscall {
-        "syscall"
-    } else {
-        "uring"
-    }
-}
-
 /// What one open reported.
 struct Opened {
     seconds: f64,
@@ -227,10 +174,10 @@ struct Opened {
 fn open_in_child(dir: &Path, driver: DriverChoice, segment_bytes: u64) -> Result<Opened> {
     let spec = format!(
         "open:{}:{segment_bytes}:{}",
-        driver_name(driver),
+        driver_arg(driver),
         dir.display()
     );
-    let line = run_child(&spec)?;
+    let line = run_child(CHILD_ENV, &spec, false)?;
     let fields: Vec<f64> = line
         .trim()
         .strip_prefix("opened ")
@@ -257,11 +204,11 @@ fn open_run(bench: &Bench, log: &BuiltLog, driver: DriverChoice, run: Run) -> Re
     if let Some(replay) = run.replay_bytes {
         let spec = format!(
             "dirty:{}:{}:{replay}:{}",
-            driver_name(driver),
+            driver_arg(driver),
             log.segment_bytes,
             log.dir.path().display()
         );
-        run_child(&spec)?;
+        run_child(CHILD_ENV, &spec, true)?;
     }
     if run.cold {
         super::drop_caches()?;
