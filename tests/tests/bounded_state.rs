@@ -105,6 +105,15 @@ fn append_all(log: &Log, writer: u64, acked: &Acked) {
     }
 }
 
+/// Two writer threads run [`append_all`]; returns when both are done.
+fn append_from_two_writers(log: &Log, acked: &Acked) {
+    std::thread::scope(|scope| {
+        for w in 0..2u64 {
+            scope.spawn(move || append_all(log, w, acked));
+        }
+    });
+}
+
 #[test]
 fn descriptor_and_registered_file_eviction_under_load_keeps_every_byte_in_its_file() {
     for driver in DRIVERS {
@@ -134,15 +143,7 @@ fn descriptor_and_registered_file_eviction_under_load_keeps_every_byte_in_its_fi
                     })
                 })
                 .collect();
-            let writers: Vec<_> = (0..2u64)
-                .map(|w| {
-                    let (log, acked) = (log.clone(), &acked);
-                    scope.spawn(move || append_all(&log, w, acked))
-                })
-                .collect();
-            for w in writers {
-                w.join().unwrap();
-            }
+            append_from_two_writers(&log, &acked);
             stop.store(true, Ordering::Relaxed);
             for r in readers {
                 r.join().unwrap();
@@ -230,15 +231,7 @@ fn retention_racing_readers_never_serves_bytes_of_a_deleted_segment() {
                     }
                 })
             };
-            let writers: Vec<_> = (0..2u64)
-                .map(|w| {
-                    let (log, acked) = (log.clone(), &acked);
-                    scope.spawn(move || append_all(&log, w, acked))
-                })
-                .collect();
-            for w in writers {
-                w.join().unwrap();
-            }
+            append_from_two_writers(&log, &acked);
             stop.store(true, Ordering::Relaxed);
             retention.join().unwrap();
             readers

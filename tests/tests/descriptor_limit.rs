@@ -17,6 +17,19 @@ use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 /// files, far fewer than the log's segments.
 const PROCESS_LIMIT: u64 = 96;
 
+/// Every acknowledged (partition, base offset, stored bytes) reads back byte for byte.
+fn assert_reads_back(log: &Log, acked: &[(u32, i64, Vec<u8>)]) {
+    for (p, base, stored) in acked {
+        let read = log
+            .partition("t", *p)
+            .unwrap()
+            .read(*base, 1)
+            .wait()
+            .unwrap();
+        assert_eq!(&split_batches(read.bytes())[0].1, stored);
+    }
+}
+
 #[test]
 fn a_log_survives_a_descriptor_limit_below_its_cache() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,27 +76,11 @@ fn a_log_survives_a_descriptor_limit_below_its_cache() {
         stats.evictions > 0,
         "EMFILE made the cache evict: {stats:?}"
     );
-    for (p, base, stored) in &acked {
-        let read = log
-            .partition("t", *p)
-            .unwrap()
-            .read(*base, 1)
-            .wait()
-            .unwrap();
-        assert_eq!(&split_batches(read.bytes())[0].1, stored);
-    }
+    assert_reads_back(&log, &acked);
     log.close().unwrap();
     drop(log);
     // Reopening under the same limit works, and every batch is still there.
     let (log, _) = Log::open(config).unwrap();
-    for (p, base, stored) in &acked {
-        let read = log
-            .partition("t", *p)
-            .unwrap()
-            .read(*base, 1)
-            .wait()
-            .unwrap();
-        assert_eq!(&split_batches(read.bytes())[0].1, stored);
-    }
+    assert_reads_back(&log, &acked);
     log.close().unwrap();
 }
