@@ -569,6 +569,54 @@ fn more_consumers_than_pipes_and_transfer_slots_all_get_their_bytes() {
     }
 }
 
+/// Copy transfers of many chunks, more of them than registered buffers: each keeps one staging
+/// buffer for all its chunks (pooled, or a heap one recycled from a finished transfer), and
+/// every consumer gets exactly what `read()` returns.
+#[test]
+fn copy_transfers_beyond_the_buffer_pool_reuse_their_staging_buffers() {
+    for driver in DRIVERS {
+        let send = SendConfig {
+            chunk_bytes: 16 << 10,
+            max_transfers: 4,
+            ..SendConfig::default()
+        };
+        let (_dir, log, p) = filled_with(driver, send, |c| {
+            c.shards = 1;
+            c.uring.buffers = rill_uring::BufferPoolConfig {
+                buffers: 1,
+                buffer_bytes: 64 << 10,
+            };
+        });
+        let expected = {
+            let (tx, rx) = UnixStream::pair().unwrap();
+            let received = receive_all(rx);
+            let expected = fetch_all(&p, &tx, 1 << 20, SendStrategy::Splice);
+            drop(tx);
+            received.join().unwrap();
+            expected
+        };
+        for round in 0..2 {
+            let consumers: Vec<_> = (0..6)
+                .map(|i| {
+                    let p = p.clone();
+                    std::thread::spawn(move || {
+                        let (tx, received) = split(pair(SOCKETS[i % 4]));
+                        let got = fetch_all(&p, tx.as_ref(), 1 << 20, SendStrategy::Copy);
+                        drop(tx);
+                        (got, received.join().unwrap())
+                    })
+                })
+                .collect();
+            for consumer in consumers {
+                let (got, received) = consumer.join().unwrap();
+                assert_eq!(got, expected, "{driver:?} round {round}");
+                check_received(&received, &expected);
+            }
+        }
+        log.close().unwrap();
+    }
+}
+
 #[test]
 fn a_send_racing_retention_delivers_the_deleted_segment_intact() {
     for driver in DRIVERS {

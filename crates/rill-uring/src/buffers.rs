@@ -172,23 +172,30 @@ impl BufferPool {
 
     /// A buffer of `len` bytes: pooled when one is free and large enough, else from the heap.
     pub fn take(&self, len: usize) -> ReadBuf {
-        if len <= self.shared.buffer_bytes
-            && let Some(index) = self.shared.free.lock().pop()
-        {
-            self.shared.pooled_reads.fetch_add(1, Ordering::Relaxed);
-            return ReadBuf {
-                kind: Kind::Pooled {
-                    shared: Arc::clone(&self.shared),
-                    index,
-                },
-                len,
-            };
+        if let Some(buf) = self.take_pooled(len) {
+            return buf;
         }
         self.shared.heap_reads.fetch_add(1, Ordering::Relaxed);
         ReadBuf {
             kind: Kind::Heap(vec![0; len]),
             len,
         }
+    }
+
+    /// A pooled buffer of `len` bytes, if one is free and large enough.
+    pub fn take_pooled(&self, len: usize) -> Option<ReadBuf> {
+        if len > self.shared.buffer_bytes {
+            return None;
+        }
+        let index = self.shared.free.lock().pop()?;
+        self.shared.pooled_reads.fetch_add(1, Ordering::Relaxed);
+        Some(ReadBuf {
+            kind: Kind::Pooled {
+                shared: Arc::clone(&self.shared),
+                index,
+            },
+            len,
+        })
     }
 }
 

@@ -300,6 +300,36 @@ impl UringDriver {
         self.push_chain(&[entry]);
     }
 
+    /// Submits what is queued now, and runs the deferred task work it creates (a read's linked
+    /// send) in the same enter: `GETEVENTS` with nothing to wait for. Completions stay in the
+    /// completion queue for the next `enter` to reap (`fits` keeps room for them). An error
+    /// leaves the entries queued, and the next `enter` meets it again and handles it.
+    fn submit_now(&mut self) {
+        if self.broken.is_some() {
+            return;
+        }
+        self.sends.copy_bytes_unsubmitted = 0;
+        let queued = self.ring.submission().len();
+        if queued == 0 {
+            return;
+        }
+        if self.unsubmitted > 0 {
+            self.stats.batches += 1;
+            self.unsubmitted = 0;
+        }
+        self.stats.submit_calls += 1;
+        // SAFETY: no argument pointer is passed (`None`), and every queued entry's buffers are
+        // owned by its slab entry until its completion arrives (see `push_now`).
+        let _ = unsafe {
+            self.ring.submitter().enter::<libc::sigset_t>(
+                queued as u32,
+                0,
+                io_uring::EnterFlags::GETEVENTS.bits(),
+                None,
+            )
+        };
+    }
+
     /// Submits what is queued and reaps what completed, waiting at most `timeout` (zero: not
     /// at all) for a first completion. Under `DEFER_TASKRUN` completions are posted only in an
     /// enter with `GETEVENTS`: a waiting enter always carries it, one that does not wait carries
@@ -313,6 +343,7 @@ impl UringDriver {
             self.stats.batches += 1;
             self.unsubmitted = 0;
         }
+        self.sends.copy_bytes_unsubmitted = 0;
         self.stats.submit_calls += 1;
         let entered = if timeout.is_zero() {
             // `min_complete` 0: the kernel runs deferred completions and returns at once. A

@@ -47,6 +47,13 @@ const CANCEL: u64 = 6;
 const MAX_IDLE_STEPS: u32 = 1024;
 /// File bytes a system-call transfer moves before letting the shard do other work.
 const SYSCALL_BUDGET: u64 = 4 << 20;
+/// Copy-strategy bytes queued before they are submitted at once. A read completes during the
+/// submission and its linked send runs in the same enter (deferred task work), so the send
+/// copies bytes the read has just left in the CPU's cache. Submitting many chunks together
+/// would run every read first and every send later, after the first reads' bytes left the
+/// cache: measured with 128 consumers of 1 MiB fetches, the sends' copies cost 2.25 times as
+/// much CPU. 1 MiB: half of this machine's per-core L2.
+const COPY_BYTES_PER_SUBMIT: usize = 1 << 20;
 
 fn user_data(key: usize, kind: u64) -> u64 {
     SEND_TAG | ((key as u64) << KIND_BITS) | kind
@@ -59,7 +66,8 @@ struct RingTransfer {
     needs_poll: bool,
     idle_steps: u32,
     cancel_sent: bool,
-    /// Copy strategy: the buffer, holding `staged` bytes read from the file.
+    /// Copy strategy: the buffer (`chunk_bytes` long, kept for every chunk of the transfer),
+    /// holding `staged` bytes read from the file.
     staging: Option<ReadBuf>,
     staged: usize,
 }
@@ -75,6 +83,12 @@ pub(super) struct RingSends {
     waiting_slot: VecDeque<Transfer>,
     /// Send entries pushed to the ring and not completed (the batch does not wait for them).
     pub(super) entries_in_flight: usize,
+    /// Heap staging buffers of finished copy transfers, for the next ones when the registered
+    /// pool has none free: no allocation per transfer. At most `max_transfers` of them, so
+    /// at most `max_transfers * chunk_bytes` bytes (what the baseline's transfers hold too).
+    spare_staging: Vec<ReadBuf>,
+    /// Copy-strategy bytes pushed since the last submission (see [`COPY_BYTES_PER_SUBMIT`]).
+    pub(super) copy_bytes_unsubmitted: usize,
 }
 
 impl RingSends {
@@ -85,6 +99,8 @@ impl RingSends {
             max_on_ring: (cq_entries / 6).max(1),
             waiting_slot: VecDeque::new(),
             entries_in_flight: 0,
+            spare_staging: Vec::new(),
+            copy_bytes_unsubmitted: 0,
         }
     }
 
@@ -399,8 +415,9 @@ impl UringDriver {
     }
 
     fn copy_step(&mut self, key: usize, header: Option<squeue::Entry>) {
-        let chunk_bytes = self.sends.book.config.chunk_bytes as u64;
-        let Some(rt) = self.sends.transfers.get_mut(key) else {
+        let chunk_bytes = self.sends.book.config.chunk_bytes;
+        let sends = &mut self.sends;
+        let Some(rt) = sends.transfers.get_mut(key) else {
             return;
         };
         let socket = types::Fd(rt.t.job().socket.as_raw_fd());
@@ -421,19 +438,25 @@ impl UringDriver {
                 .user_data(user_data(key, SEND));
             return self.send_push(key, &[entry]);
         }
-        let len = rt.t.untaken().min(chunk_bytes) as usize;
-        // The previous chunk's buffer (if any) has nothing in flight: swap it for a fresh one.
-        drop(rt.staging.take());
-        let buf = rt.staging.insert(self.pool.take(len));
+        let len = rt.t.untaken().min(chunk_bytes as u64) as usize;
+        // One buffer for every chunk of the transfer: nothing in flight refers to it now.
+        let buf = rt.staging.get_or_insert_with(|| {
+            self.pool
+                .take_pooled(chunk_bytes)
+                .or_else(|| sends.spare_staging.pop())
+                .unwrap_or_else(|| ReadBuf::from_vec(vec![0; chunk_bytes]))
+        });
+        debug_assert!(len <= buf.len());
         if rt.t.untaken() > len as u64 {
             flags |= libc::MSG_MORE;
         }
         let ptr = buf.as_mut_ptr();
+        let fixed_index = buf.fixed_index();
         let Some(file) = rt.t.file().map(|f| types::Fd(f.as_raw_fd())) else {
             return self.send_no_file(key);
         };
         let position = rt.t.take_position();
-        let read = match buf.fixed_index() {
+        let read = match fixed_index {
             Some(index) => opcode::ReadFixed::new(file, ptr, len as u32, index)
                 .offset(position)
                 .build(),
@@ -450,6 +473,10 @@ impl UringDriver {
                 .user_data(user_data(key, SEND)),
         ];
         self.send_push_after(key, header, chain);
+        self.sends.copy_bytes_unsubmitted += len;
+        if self.sends.copy_bytes_unsubmitted >= COPY_BYTES_PER_SUBMIT {
+            self.submit_now();
+        }
     }
 
     /// Sendfile: system calls on the shard thread, a ring poll when the socket is full.
@@ -502,8 +529,14 @@ impl UringDriver {
             return;
         };
         debug_assert_eq!(rt.ops, 0, "a transfer finishes with nothing in flight");
-        // The staging buffer (if any) returns to the pool: nothing in flight refers to it.
-        drop(rt.staging.take());
+        // Nothing in flight refers to the staging buffer: a pooled one returns to the pool, a
+        // heap one is kept for the next copy transfer.
+        if let Some(buf) = rt.staging.take()
+            && !buf.is_pooled()
+            && self.sends.spare_staging.len() < self.sends.book.config.max_transfers
+        {
+            self.sends.spare_staging.push(buf);
+        }
         self.sends.book.finish(rt.t);
         if let Some(next) = self.sends.waiting_slot.pop_front() {
             self.send_start(next);
