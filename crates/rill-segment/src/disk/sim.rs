@@ -66,6 +66,8 @@ pub struct SimStats {
     pub writes: u64,
     /// Successful fdatasync calls.
     pub fsyncs: u64,
+    /// Successful read calls.
+    pub reads: u64,
     /// Bytes returned by reads.
     pub read_bytes: u64,
     /// Successful directory syncs.
@@ -537,6 +539,7 @@ impl Disk for SimDisk {
             return Err(errno(rustix::io::Errno::IO));
         }
         buf[..n].copy_from_slice(&node.current[pos as usize..pos as usize + n]);
+        s.stats.reads += 1;
         s.stats.read_bytes += n as u64;
         Ok(n)
     }

@@ -105,6 +105,23 @@ impl OffsetIndex {
         (self.base_offset + i64::from(relative), position)
     }
 
+    /// The greatest entry with an offset at or below `offset` and a position at or below
+    /// `position`, as (absolute offset, position): the last batch boundary the index knows
+    /// within both limits. `None` when no entry is.
+    pub fn floor_within(&self, offset: i64, position: u64) -> Option<(i64, u64)> {
+        let relative = offset - self.base_offset;
+        let by_offset = self
+            .relative_offsets
+            .partition_point(|&r| i64::from(r) <= relative);
+        let by_position = self
+            .positions
+            .partition_point(|&p| u64::from(p) <= position);
+        let floor = by_offset.min(by_position).checked_sub(1)?;
+        let relative = *self.relative_offsets.get(floor)?;
+        let found = *self.positions.get(floor)?;
+        Some((self.base_offset + i64::from(relative), u64::from(found)))
+    }
+
     /// Drops entries for offsets at or after `offset`.
     pub fn truncate_to_offset(&mut self, offset: i64) {
         let relative = offset - self.base_offset;
@@ -191,6 +208,30 @@ mod tests {
                     .last()
                     .map_or((base, 0), |e| (base + i64::from(e.relative_offset), e.position));
                 prop_assert_eq!(index.lookup(probe), linear);
+            }
+        }
+
+        #[test]
+        fn floor_within_agrees_with_a_linear_scan(
+            steps in prop::collection::vec((1u32..50, 1u32..5000), 0..300),
+            probes in prop::collection::vec((-10i64..20_000, 0u64..1_600_000), 1..80),
+        ) {
+            let base = 1000;
+            let mut index = OffsetIndex::new(base, steps.len());
+            let (mut offset, mut position) = (base, 0u32);
+            for (doff, dpos) in &steps {
+                offset += i64::from(*doff);
+                position += dpos;
+                prop_assert!(index.append(offset, position));
+            }
+            for (offset, position) in probes {
+                let offset = base + offset;
+                let linear = index
+                    .entries()
+                    .map(|e| (base + i64::from(e.relative_offset), u64::from(e.position)))
+                    .take_while(|&(o, p)| o <= offset && p <= position)
+                    .last();
+                prop_assert_eq!(index.floor_within(offset, position), linear);
             }
         }
     }

@@ -8,6 +8,7 @@
 //! `durable` what survives a crash.
 
 mod append;
+mod headers;
 mod indexes;
 mod maintenance;
 mod read;
@@ -486,6 +487,8 @@ pub(crate) fn write_indexes(
     Ok(())
 }
 
+#[cfg(test)]
+mod locate_tests;
 #[cfg(test)]
 mod roll_tests;
 #[cfg(test)]

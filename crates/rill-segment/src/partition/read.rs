@@ -1,7 +1,9 @@
 //! Reads: locate whole batches by offset or timestamp, read and check them.
 
 use super::PartitionLog;
-use crate::batch::{self, BatchHeader, Compression, HEADER_BYTES};
+use super::headers::HeaderWindow;
+use super::window::ReadPlan;
+use crate::batch::{self, BatchHeader, Compression};
 use crate::disk::{self, FileId};
 use crate::error::LogError;
 use crate::segment::{FileKind, Segment};
@@ -57,39 +59,6 @@ impl PartitionLog {
         }
     }
 
-    /// The header of the batch at `position`, which must start at offset `expected`: offsets
-    /// are carried forward from the index entry, never taken from the (unprotected) field.
-    fn header_at(
-        &self,
-        segment: &Segment,
-        position: u64,
-        expected: i64,
-    ) -> Result<BatchHeader, LogError> {
-        let mut buf = [0u8; HEADER_BYTES];
-        let path = || self.path_of(segment.base_offset, FileKind::Log);
-        disk::read_exact_at(self.disk.as_ref(), segment.log, position, &mut buf).map_err(|e| {
-            LogError::corrupt(
-                path(),
-                position..position + HEADER_BYTES as u64,
-                -1,
-                format!("read error: {e}"),
-            )
-        })?;
-        let header = BatchHeader::parse(&buf)?;
-        let range = position..position + HEADER_BYTES as u64;
-        header
-            .check_shape()
-            .map_err(|e| LogError::corrupt(path(), range.clone(), expected, e.to_string()))?;
-        if header.base_offset != expected {
-            let detail = format!(
-                "batch has base offset {}, expected {expected}",
-                header.base_offset
-            );
-            return Err(LogError::corrupt(path(), range, expected, detail));
-        }
-        Ok(header)
-    }
-
     /// Finds the whole batches to serve for a fetch at `offset`: starting with the batch that
     /// contains it, adding batches while they fit in `max_bytes` (at least one, whatever its
     /// size), within one segment and below the read limit. `None` at the end of the log.
@@ -105,46 +74,90 @@ impl PartitionLog {
         let Some(segment) = self.segments.get(&plan.segment_base_offset) else {
             return Ok(None);
         };
-        let (readable, end) = (plan.readable, plan.end_offset);
-        let (mut expected, mut position) = (plan.floor_offset, plan.floor_position);
-        // Bounded: each step moves past one batch of at least HEADER_BYTES within the segment.
-        let first = loop {
-            if position >= readable {
-                let path = self.path_of(segment.base_offset, FileKind::Log);
-                return Err(LogError::corrupt(
-                    path,
-                    position..readable,
-                    offset,
-                    "offset not found in its segment",
-                ));
-            }
-            let header = self.header_at(segment, position, expected)?;
-            if header.next_offset() > offset {
-                break header;
-            }
-            expected = header.next_offset();
-            position += header.total_bytes();
-        };
-        let start = position;
-        let mut len = first.total_bytes();
-        let mut next_offset = first.next_offset();
-        // Bounded by the segment size.
-        while start + len < readable {
-            let header = self.header_at(segment, start + len, next_offset)?;
-            if header.next_offset() > end || len + header.total_bytes() > max_bytes {
-                break;
-            }
-            len += header.total_bytes();
-            next_offset = header.next_offset();
-        }
-        Ok(Some(BatchRange {
+        let mut window = HeaderWindow::new(plan.readable);
+        let (start, first) = self.first_batch(segment, &mut window, &plan)?;
+        let range = BatchRange {
             segment_base_offset: segment.base_offset,
             file: segment.log,
             position: start,
-            len,
+            len: first.total_bytes(),
             first_offset: first.base_offset,
-            next_offset,
-        }))
+            next_offset: first.next_offset(),
+        };
+        // Index entries are batch boundaries: jump to the last one within both limits rather
+        // than read the headers before it. The walk below reads the header the entry points
+        // at and checks its offset, so a wrong entry is caught; it then walks from the first
+        // batch instead.
+        let index = self.indexes_of(segment)?.offset;
+        if let Some((jump_offset, jump_position)) =
+            index.floor_within(plan.end_offset, start.saturating_add(max_bytes))
+            && jump_position > start + range.len
+        {
+            let mut jumped = range;
+            jumped.len = jump_position - start;
+            jumped.next_offset = jump_offset;
+            if let Ok(extended) = self.extend_range(segment, &mut window, jumped, &plan) {
+                return Ok(Some(extended));
+            }
+        }
+        self.extend_range(segment, &mut window, range, &plan)
+            .map(Some)
+    }
+
+    /// The batch holding `plan.offset`: its position and header, walked from the index floor.
+    fn first_batch(
+        &self,
+        segment: &Segment,
+        window: &mut HeaderWindow,
+        plan: &ReadPlan,
+    ) -> Result<(u64, BatchHeader), LogError> {
+        let (mut expected, mut position) = (plan.floor_offset, plan.floor_position);
+        // Bounded: each step moves past one batch of at least HEADER_BYTES within the segment.
+        loop {
+            if position >= plan.readable {
+                let path = self.path_of(segment.base_offset, FileKind::Log);
+                return Err(LogError::corrupt(
+                    path,
+                    position..plan.readable,
+                    plan.offset,
+                    "offset not found in its segment",
+                ));
+            }
+            let header = self.header_in(segment, window, position, expected)?;
+            if header.next_offset() > plan.offset {
+                return Ok((position, header));
+            }
+            expected = header.next_offset();
+            position += header.total_bytes();
+        }
+    }
+
+    /// `range` grown by the batches after it while they fit in `plan.max_bytes` and end at or
+    /// below `plan.end_offset`.
+    fn extend_range(
+        &self,
+        segment: &Segment,
+        window: &mut HeaderWindow,
+        mut range: BatchRange,
+        plan: &ReadPlan,
+    ) -> Result<BatchRange, LogError> {
+        // Bounded by the segment size.
+        while range.position + range.len < plan.readable {
+            let header = self.header_in(
+                segment,
+                window,
+                range.position + range.len,
+                range.next_offset,
+            )?;
+            if header.next_offset() > plan.end_offset
+                || range.len + header.total_bytes() > plan.max_bytes
+            {
+                break;
+            }
+            range.len += header.total_bytes();
+            range.next_offset = header.next_offset();
+        }
+        Ok(range)
     }
 
     /// Reads whole batches from `offset` (see [`PartitionLog::locate`]), checking every batch's
@@ -217,9 +230,10 @@ impl PartitionLog {
             let start_offset = indexes.time.lookup(timestamp_ms).max(self.log_start_offset);
             let (mut expected, position) = indexes.offset.lookup(start_offset);
             let mut position = u64::from(position);
+            let mut window = HeaderWindow::new(segment.size_bytes);
             // Bounded by the segment size: each step moves past one batch.
             while position < segment.size_bytes {
-                let header = self.header_at(segment, position, expected)?;
+                let header = self.header_in(segment, &mut window, position, expected)?;
                 expected = header.next_offset();
                 if header.next_offset() > end {
                     return Ok(None);
