@@ -184,6 +184,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// An index whose entries advance by `steps` (offset, position) from `base`.
+    fn index_of_steps(base: i64, steps: &[(u32, u32)]) -> OffsetIndex {
+        let mut index = OffsetIndex::new(base, steps.len());
+        let (mut offset, mut position) = (base, 0u32);
+        for (doff, dpos) in steps {
+            offset += i64::from(*doff);
+            position += dpos;
+            assert!(index.append(offset, position));
+        }
+        index
+    }
+
     proptest! {
         #[test]
         fn lookup_agrees_with_a_linear_scan(
@@ -191,13 +203,7 @@ mod tests {
             steps in prop::collection::vec((1u32..50, 1u32..5000), 0..300),
             probes in prop::collection::vec(-10i64..20_000, 1..50),
         ) {
-            let mut index = OffsetIndex::new(base, steps.len());
-            let (mut offset, mut position) = (base, 0u32);
-            for (doff, dpos) in &steps {
-                offset += i64::from(*doff);
-                position += dpos;
-                prop_assert!(index.append(offset, position));
-            }
+            let index = index_of_steps(base, &steps);
             let offsets: Vec<i64> =
                 index.entries().map(|e| base + i64::from(e.relative_offset)).collect();
             let all = probes.iter().map(|p| base + p).chain(offsets.iter().flat_map(|o| [o - 1, *o, o + 1]));
@@ -217,13 +223,7 @@ mod tests {
             probes in prop::collection::vec((-10i64..20_000, 0u64..1_600_000), 1..80),
         ) {
             let base = 1000;
-            let mut index = OffsetIndex::new(base, steps.len());
-            let (mut offset, mut position) = (base, 0u32);
-            for (doff, dpos) in &steps {
-                offset += i64::from(*doff);
-                position += dpos;
-                prop_assert!(index.append(offset, position));
-            }
+            let index = index_of_steps(base, &steps);
             for (offset, position) in probes {
                 let offset = base + offset;
                 let linear = index
