@@ -2,8 +2,8 @@
 //!
 //! Order of work, each step idempotent so that a crash inside recovery is recovered by running it
 //! again: sync the directory and every segment file before trusting what is read; read the
-//! checkpoint; delete leftovers (temp checkpoint, a prepared next segment, orphan indexes,
-//! segments below the log start); then either load (clean shutdown, valid checkpoint, tail
+//! checkpoint; delete leftovers (temp checkpoint, orphan indexes, segments below the log
+//! start; a prepared next segment stays for the next preparation to replace); then either load (clean shutdown, valid checkpoint, tail
 //! consistent) or scan every segment from the one holding the offset just below the recovery
 //! point (see `partition::roll` for why), dropping cached pages first so that only durable
 //! bytes are validated. Damage at or above the recovery point is a torn tail: truncate it and
@@ -262,8 +262,16 @@ impl Recovery<'_> {
         let mut logs = BTreeSet::new();
         let mut indexes = Vec::new();
         for name in &names {
-            if name == checkpoint::CHECKPOINT_TEMP_FILE || name == crate::partition::PREPARED_FILE {
+            if name == checkpoint::CHECKPOINT_TEMP_FILE {
                 self.remove(&self.dir.join(name))?;
+                continue;
+            }
+            // A prepared next segment left by a crash is not removed here: it holds only
+            // zeros or unwritten space (nothing writes into it before the roll renames it), no
+            // open or read looks at it, and the next preparation (a roll job, off this thread)
+            // replaces it. Removing it here freed a whole preallocated segment on the open
+            // path: 160 ms of a 0.74 s recovery of a 1 GiB segment.
+            if name == crate::partition::PREPARED_FILE {
                 continue;
             }
             match segment::parse_file_name(name) {

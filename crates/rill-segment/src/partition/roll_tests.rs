@@ -296,3 +296,45 @@ fn a_failed_preparation_costs_only_an_unprepared_roll() {
     log.flush().unwrap();
     log.verify().unwrap();
 }
+
+/// A prepared file left by a crash stays through the reopen (removing a preallocated segment
+/// is the next preparation's work, off the open path), and the log rolls past it as usual.
+#[test]
+fn a_prepared_file_left_by_a_crash_is_replaced_by_the_next_preparation() {
+    let disk = Arc::new(SimDisk::new(9));
+    let mut log = open(&disk);
+    fill_half(&mut log);
+    run_one_job(&mut log);
+    assert!(log.prepared.is_some());
+    log.flush().unwrap();
+    let end = log.offsets().log_end;
+    disk.crash(crate::disk::CrashKind::Process);
+    drop(log);
+
+    let mut log = open(&disk);
+    let names = disk.list_dir(Path::new("/p/t-0")).unwrap();
+    assert!(names.contains(&PREPARED_FILE.to_owned()), "left for later");
+    assert!(log.prepared.is_none(), "not taken for a prepared segment");
+    assert_eq!(log.offsets().log_end, end);
+    let old_base = log.active().base_offset;
+    // Bounded: a 2 KiB segment holds at most six of these batches.
+    for _ in 0..16 {
+        if log.active().base_offset != old_base {
+            break;
+        }
+        append(&mut log);
+        if let Some(job) = log.take_roll_job() {
+            let shared = Arc::clone(&log.disk);
+            log.complete_roll_job(job.run(shared.as_ref())).unwrap();
+        }
+    }
+    assert_ne!(log.active().base_offset, old_base, "the log rolled");
+    assert_eq!(log.roll_stats().failed_prepares, 0);
+    log.run_roll_jobs().unwrap();
+    log.verify().unwrap();
+    let written = log.offsets().log_end;
+    log.close().unwrap();
+    let reopened = open(&disk);
+    assert_eq!(reopened.offsets().log_end, written);
+    reopened.verify().unwrap();
+}
