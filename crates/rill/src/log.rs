@@ -79,8 +79,11 @@ struct LogInner {
     index_cache: Arc<IndexCache>,
 }
 
-/// Threads that open partitions at [`Log::open`], at least one per shard.
-const OPEN_WORKERS: usize = 8;
+/// Threads that open partitions at [`Log::open`], at least one per shard. A cold open mostly
+/// waits on small reads (directories, inodes, checkpoints), and the virtio disk here serves
+/// many at once: 32 threads opened 10,000 segments in 100 partitions cold in 0.12-0.14 s, 8
+/// threads in 0.15-0.19 s.
+const OPEN_WORKERS: usize = 32;
 
 /// An open log: topics of partitions, each an append-only sequence of segments.
 ///
