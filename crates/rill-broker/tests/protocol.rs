@@ -508,3 +508,43 @@ fn fetch_limits_and_long_polling() {
     assert_eq!(out[0].records.len(), one.len());
     assert_eq!(out[0].high_watermark, 4);
 }
+
+/// A fetch of more partitions than the broker asks to send ahead (64), spread over the
+/// shards: every partition's batches arrive whole, in the request's order, in one response.
+#[test]
+fn a_fetch_of_many_partitions_sends_each_in_order() {
+    const PARTITIONS: i32 = 80;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker);
+    assert_eq!(create_topic(&mut c, "many", PARTITIONS), 0);
+    let values: Vec<Vec<u8>> = (0..PARTITIONS)
+        .map(|p| vec![p as u8 + 1; 200 + p as usize])
+        .collect();
+    let batches: Vec<Vec<u8>> = values.iter().map(|v| batch(&[v])).collect();
+    let parts: Vec<(&str, i32, &[u8])> = (0..PARTITIONS)
+        .map(|p| ("many", p, batches[p as usize].as_slice()))
+        .collect();
+    for (error, base) in produce(&mut c, 8, 1, &parts) {
+        assert_eq!((error, base), (0, 0));
+    }
+    let wanted: Vec<(&str, i32, i64, i32)> =
+        (0..PARTITIONS).map(|p| ("many", p, 0, 1 << 20)).collect();
+    let out = fetch(&mut c, 0, 1, 1 << 24, &wanted);
+    assert_eq!(out.len(), PARTITIONS as usize);
+    for (p, fetched) in out.iter().enumerate() {
+        assert_eq!(fetched.error, 0, "partition {p}");
+        assert_eq!(fetched.records.len(), batches[p].len(), "partition {p}");
+        let value = &values[p];
+        assert!(
+            fetched
+                .records
+                .windows(value.len())
+                .any(|w| w == value.as_slice()),
+            "partition {p} carries its own records"
+        );
+    }
+    // The connection is still in step: a second fetch is answered too.
+    let again = fetch(&mut c, 0, 1, 1 << 24, &wanted[..3]);
+    assert_eq!(again.len(), 3);
+}
