@@ -617,6 +617,60 @@ fn copy_transfers_beyond_the_buffer_pool_reuse_their_staging_buffers() {
     }
 }
 
+/// Sends that do not choose a strategy copy ranges below `copy_below_bytes` instead of
+/// splicing them (no pipe is ever taken), and deliver what `read()` returns; a send that asks
+/// for a splice still gets one.
+#[test]
+fn small_sends_without_a_strategy_are_copied_and_a_chosen_splice_is_kept() {
+    for driver in DRIVERS {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(config(dir.path(), driver, SendConfig::default())).unwrap();
+        log.create_topic("small", 1).unwrap();
+        let p = log.partition("small", 0).unwrap();
+        for i in 0..20u64 {
+            p.append_with(make_batch(5, 100, 0, i), Durability::Written)
+                .wait()
+                .unwrap();
+        }
+        let (tx, received) = split(pair(SocketKind::TcpNonblocking));
+        let mut expected = Vec::new();
+        let mut offset = 0;
+        // Bounded: every send moves at least one batch.
+        for seq in 0..20 {
+            let read = p.read(offset, 1).wait().unwrap();
+            let sent = p
+                .send_with(offset, 1, &tx.as_fd(), header(seq), SendOptions::default())
+                .wait()
+                .unwrap();
+            assert_eq!(sent.batch_bytes, read.bytes().len() as u64);
+            expected.push((read.bytes().to_vec(), read.next_offset));
+            offset = sent.next_offset;
+        }
+        assert_eq!(offset, p.offsets().log_end);
+        if driver == DriverChoice::Uring {
+            assert_eq!(log.driver_stats().pipes_created, 0, "copied, not spliced");
+            let splice = SendOptions {
+                strategy: Some(SendStrategy::Splice),
+                ..SendOptions::default()
+            };
+            let read = p.read(0, 1).wait().unwrap();
+            p.send_with(0, 1, &tx.as_fd(), header(20), splice)
+                .wait()
+                .unwrap();
+            expected.push((read.bytes().to_vec(), read.next_offset));
+            assert!(log.driver_stats().pipes_created >= 1, "the chosen splice");
+        }
+        drop(tx);
+        let received = received.join().unwrap();
+        let frames = parse_frames(&received);
+        assert_eq!(frames.len(), expected.len());
+        for (frame, (bytes, next)) in frames.iter().zip(&expected) {
+            assert_eq!((&frame.batches, frame.next_offset), (bytes, *next));
+        }
+        log.close().unwrap();
+    }
+}
+
 #[test]
 fn a_send_racing_retention_delivers_the_deleted_segment_intact() {
     for driver in DRIVERS {

@@ -265,7 +265,6 @@ impl Log {
             max_batch_bytes: inner.config.log.max_batch_bytes,
             read_limit: inner.config.read_limit,
             max_read_bytes: inner.config.max_read_bytes,
-            send_strategy: inner.config.send.strategy,
             gates: Arc::clone(&inner.gates),
         })
     }

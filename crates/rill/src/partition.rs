@@ -12,7 +12,7 @@ use bytes::Bytes;
 use rill_segment::batch::{self, Header};
 use rill_segment::partition::{ReadLimit, RollStats};
 use rill_segment::{Durability, Offsets};
-use rill_send::{self, SendStrategy, SocketId};
+use rill_send::{self, SocketId};
 use rill_uring::ReadBuf;
 use std::fmt;
 use std::os::fd::AsFd;
@@ -145,7 +145,6 @@ pub struct Partition {
     pub(crate) max_batch_bytes: usize,
     pub(crate) read_limit: ReadLimit,
     pub(crate) max_read_bytes: u64,
-    pub(crate) send_strategy: SendStrategy,
     pub(crate) gates: Arc<SocketGates>,
 }
 
@@ -399,7 +398,7 @@ impl Partition {
                 .exact_bytes
                 .unwrap_or_else(|| max_bytes.min(self.max_read_bytes)),
             limit: options.limit.unwrap_or(self.read_limit),
-            strategy: options.strategy.unwrap_or(self.send_strategy),
+            strategy: options.strategy,
             socket,
             socket_nonblocking,
             header: header.into(),

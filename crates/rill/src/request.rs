@@ -56,7 +56,8 @@ pub(crate) enum Request {
         offset: i64,
         max_bytes: u64,
         limit: ReadLimit,
-        strategy: SendStrategy,
+        /// `None`: the configured strategy for the located size (`SendConfig::strategy_for`).
+        strategy: Option<SendStrategy>,
         socket: OwnedFd,
         socket_nonblocking: bool,
         header: SendHeader,

@@ -105,7 +105,8 @@ impl From<Option<Bytes>> for SendHeader {
 /// Choices of one send; the defaults come from the [`crate::Config`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SendOptions {
-    /// How bytes move (default: `Config::send.strategy`).
+    /// How bytes move (default: `Config::send.strategy`, except that a splice of fewer bytes
+    /// than `Config::send.copy_below_bytes` copies; see `SendConfig::strategy_for`).
     pub strategy: Option<SendStrategy>,
     /// How far the send sees: written, or only durable data (default: `Config::read_limit`).
     pub limit: Option<ReadLimit>,

@@ -113,6 +113,8 @@ impl Shard {
                 answer(gate, reply, Ok(send_info(&range, 0)));
             }
             Ok((range, file, header)) => {
+                let bytes = header.len() as u64 + range.batch_bytes;
+                let strategy = strategy.unwrap_or_else(|| self.config.send.strategy_for(bytes));
                 let job = SendJob {
                     socket,
                     socket_nonblocking,
