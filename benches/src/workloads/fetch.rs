@@ -5,7 +5,9 @@
 //! process minus the receiving threads).
 //!
 //! The topic has 16 partitions; consumer `c` reads partition `c % 16`, from the start to the
-//! end, again until the run has moved at least `fetch_run_bytes` in all.
+//! end, again until the run has moved at least `fetch_run_bytes` in all. A last case reads a
+//! topic of ~1 KB batches one batch a fetch, where a splice's fixed cost shows: the engine's
+//! own choice of strategy (such a splice is copied) against an explicit splice.
 
 use super::{BASELINE, RILL_ENGINES, URING, build_batch, cpu_per_gib, fill_rill, limits, mb_per_s};
 use crate::harness::{Bench, Engine, Sample};
@@ -28,6 +30,8 @@ const STRATEGIES: [(&str, SendStrategy); 3] = [
     ("sendfile", SendStrategy::Sendfile),
     ("copy", SendStrategy::Copy),
 ];
+/// Record bytes of the small-fetch case's one-record batches.
+const SMALL_RECORD_BYTES: usize = 1000;
 /// A fixed 8-byte response header ahead of each fetch's batches.
 const HEADER: &[u8] = b"FETCHRSP";
 
@@ -68,10 +72,11 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
                     move || {
                         let mut sample = fetch_run(
                             partitions,
-                            strategy,
+                            Some(strategy),
                             consumers,
                             scale.fetch_partition_bytes,
                             scale.fetch_run_bytes,
+                            FETCH_MAX_BYTES,
                         )?;
                         if let (Some(limit), Some(mb)) = (sendfile_limit, sample.get("mb_per_s")) {
                             sample.insert("pct_sendfile_limit", 100.0 * mb / limit);
@@ -106,6 +111,7 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
             "mb_per_s",
         ));
     }
+    cases.push(small_fetch_case(bench, &logs)?);
     for (_, _dir, log, _) in logs {
         log.close()?;
     }
@@ -113,9 +119,15 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
         name: "fetch".into(),
         description: "loopback consumers read partitions end to end through Partition::send".into(),
         primary_metric: "mb_per_s".into(),
-        columns: ["mb_per_s", "cpu_s_per_gib", "send_cpu_s_per_gib", "pct_sendfile_limit"]
-            .map(String::from)
-            .to_vec(),
+        columns: [
+            "mb_per_s",
+            "fetches_per_s",
+            "cpu_s_per_gib",
+            "send_cpu_s_per_gib",
+            "pct_sendfile_limit",
+        ]
+        .map(String::from)
+        .to_vec(),
         cases,
         notes: vec![
             "page-cache resident partitions of 64 KiB batches; each consumer keeps one 1 MiB fetch in flight".into(),
@@ -123,6 +135,65 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
             "pct_sendfile_limit: MB/s as a percentage of the machine's single-stream loopback sendfile".into(),
         ],
     })
+}
+
+/// Small fetches: a topic of ~1 KB batches, one batch a fetch, 16 consumers; the strategy
+/// chosen by the engine (a splice this small is copied, `SendConfig::copy_below_bytes`)
+/// against an explicit splice, on both executors.
+fn small_fetch_case(
+    bench: &Bench,
+    logs: &[(&str, tempfile::TempDir, rill::Log, Vec<Partition>)],
+) -> Result<crate::report::CaseResult> {
+    let batch = build_batch(1, SMALL_RECORD_BYTES)?;
+    let partition_bytes = (bench.scale.fetch_partition_bytes / 16).max(64 << 10);
+    let batches = partition_bytes.div_ceil(batch.len() as u64);
+    let mut smalls = Vec::new();
+    for (executor, _, log, _) in logs {
+        log.create_topic("small", PARTITIONS)?;
+        let partitions = log.partitions("small")?;
+        for partition in &partitions {
+            super::append_copies(partition, &batch, batches)?;
+        }
+        smalls.push((*executor, partitions));
+    }
+    let consumers = 16;
+    let mut engines = Vec::new();
+    for (executor, partitions) in &smalls {
+        for (name, strategy) in [("engine's choice", None), ("splice", Some(SendStrategy::Splice))] {
+            engines.push(Engine::new(
+                format!("{executor} {name}"),
+                format!("Partition::send of one ~1 KB batch, strategy {strategy:?}"),
+                move || {
+                    fetch_run(
+                        partitions,
+                        strategy,
+                        consumers,
+                        partition_bytes,
+                        consumers as u64 * partition_bytes,
+                        1,
+                    )
+                },
+            ));
+        }
+    }
+    let names = [
+        (format!("{URING} engine's choice"), format!("{URING} splice")),
+        (format!("{URING} engine's choice"), format!("{BASELINE} engine's choice")),
+    ];
+    let ratios: Vec<(&str, &str)> = names.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let params = BTreeMap::from([
+        ("consumers", consumers.into()),
+        ("partitions", PARTITIONS.into()),
+        ("partition_bytes", partition_bytes.into()),
+        ("batch_bytes", batch.len().into()),
+    ]);
+    Ok(bench.run_case(
+        &format!("{consumers} consumers, one ~1 KB batch a fetch"),
+        params,
+        engines,
+        &ratios,
+        "fetches_per_s",
+    ))
 }
 
 /// One consumer's progress.
@@ -135,10 +206,11 @@ struct Consumer {
 
 fn fetch_run(
     partitions: &[Partition],
-    strategy: SendStrategy,
+    strategy: Option<SendStrategy>,
     consumers: usize,
     partition_bytes: u64,
     run_bytes: u64,
+    fetch_max_bytes: u64,
 ) -> Result<Sample> {
     let ends: Vec<i64> = partitions.iter().map(|p| p.offsets().log_end).collect();
     let laps = run_bytes
@@ -174,14 +246,15 @@ fn fetch_run(
     let cpu = process_cpu_seconds();
     let start = Instant::now();
     let options = SendOptions {
-        strategy: Some(strategy),
+        strategy,
         ..SendOptions::default()
     };
+    let fetches = std::sync::atomic::AtomicU64::new(0);
     let sent: Result<u64> = std::thread::scope(|scope| {
         let handles: Vec<_> = shares
             .into_iter()
             .map(|mut share| {
-                let ends = &ends;
+                let (ends, fetches) = (&ends, &fetches);
                 scope.spawn(move || -> Result<u64> {
                     let mut sent = 0u64;
                     // Every consumer of this share has one fetch in flight; wait for them in
@@ -195,7 +268,7 @@ fn fetch_run(
                                 let header = SendHeader::Bytes(bytes::Bytes::from_static(HEADER));
                                 let fetch = partitions[c.partition].send_with(
                                     c.offset,
-                                    FETCH_MAX_BYTES,
+                                    fetch_max_bytes,
                                     &c.socket,
                                     header,
                                     options,
@@ -205,6 +278,7 @@ fn fetch_run(
                             .collect();
                         for (i, fetch) in pending {
                             let info = fetch.wait()?;
+                            fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             sent += info.bytes_sent;
                             let consumer = &mut share[i];
                             consumer.offset = info.next_offset;
@@ -240,8 +314,10 @@ fn fetch_run(
         received == sent,
         "the executor reported {sent} bytes sent, the consumers received {received}"
     );
+    let fetches = fetches.into_inner();
     Ok(Sample::from([
         ("mb_per_s", mb_per_s(received, seconds)),
+        ("fetches_per_s", fetches as f64 / seconds),
         ("cpu_s_per_gib", cpu_per_gib(cpu, received)),
         (
             "send_cpu_s_per_gib",
