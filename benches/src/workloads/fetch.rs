@@ -159,7 +159,10 @@ fn small_fetch_case(
     let consumers = 16;
     let mut engines = Vec::new();
     for (executor, partitions) in &smalls {
-        for (name, strategy) in [("engine's choice", None), ("splice", Some(SendStrategy::Splice))] {
+        for (name, strategy) in [
+            ("engine's choice", None),
+            ("splice", Some(SendStrategy::Splice)),
+        ] {
             engines.push(Engine::new(
                 format!("{executor} {name}"),
                 format!("Partition::send of one ~1 KB batch, strategy {strategy:?}"),
@@ -177,10 +180,19 @@ fn small_fetch_case(
         }
     }
     let names = [
-        (format!("{URING} engine's choice"), format!("{URING} splice")),
-        (format!("{URING} engine's choice"), format!("{BASELINE} engine's choice")),
+        (
+            format!("{URING} engine's choice"),
+            format!("{URING} splice"),
+        ),
+        (
+            format!("{URING} engine's choice"),
+            format!("{BASELINE} engine's choice"),
+        ),
     ];
-    let ratios: Vec<(&str, &str)> = names.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let ratios: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let params = BTreeMap::from([
         ("consumers", consumers.into()),
         ("partitions", PARTITIONS.into()),
