@@ -6,6 +6,7 @@
 #
 #   scripts/broker-fetch-latency.sh [partitions (default 64)] [value bytes (default 100)]
 #                                   [fetches (default 2000)] [broker binary]
+# BROKER_ARGS adds flags to the broker's command line (for example "--shards 1").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PARTITIONS=${1:-64}
@@ -15,7 +16,7 @@ BROKER_BIN=${4:-./target/release/rill-broker}
 if [ "$#" -lt 4 ]; then cargo build --release -q -p rill-broker; fi
 WORK=$(mktemp -d)
 trap 'kill -9 $BROKER 2>/dev/null || true; wait $BROKER 2>/dev/null || true; rm -rf "$WORK"' EXIT
-"$BROKER_BIN" --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/broker.out" 2>"$WORK/broker.err" &
+"$BROKER_BIN" --listen 127.0.0.1:0 --data-dir "$WORK/data" ${BROKER_ARGS:-} >"$WORK/broker.out" 2>"$WORK/broker.err" &
 BROKER=$!
 for _ in $(seq 100); do grep -q listening "$WORK/broker.out" 2>/dev/null && break; sleep 0.05; done
 ADDR=$(awk '{print $4}' "$WORK/broker.out")

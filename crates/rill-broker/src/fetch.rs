@@ -247,13 +247,24 @@ async fn write_response(
         request.topics.len()
     };
     protocol::fetch_prefix(&mut buf, version, error, topics_in_plan);
+    // Within a topic the partitions go out grouped by shard: each send's end hands the next
+    // one to its shard, and a next one on the same shard is queued there without waking
+    // another thread. Clients match partitions by index, not by position; the response limit
+    // was applied in request order when planning.
+    let mut order: Vec<&Planned> = plan.iter().collect();
+    order.sort_by_key(|p| {
+        (
+            p.topic,
+            p.handle.as_ref().map_or(0, |h| h.partition.shard()),
+        )
+    });
     // (end of the encoded bytes that precede the batches, partition)
     let mut sends: Vec<(usize, &Planned)> = Vec::new();
     let mut next = 0;
     for (t, topic) in request.topics.iter().enumerate().take(topics_in_plan) {
         protocol::fetch_topic(&mut buf, &topic.name, topic.partitions.len());
         // Bounded: each pass consumes one planned partition of this topic.
-        while let Some(p) = plan.get(next).filter(|p| p.topic == t) {
+        while let Some(&p) = order.get(next).filter(|p| p.topic == t) {
             next += 1;
             let header = FetchPartitionHeader {
                 index: p.index,

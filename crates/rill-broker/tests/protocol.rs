@@ -509,6 +509,52 @@ fn fetch_limits_and_long_polling() {
     assert_eq!(out[0].high_watermark, 4);
 }
 
+/// Fetch v11 of `partitions` of `topic` from offset 0, as one topic entry: (index, records)
+/// in the response's order.
+fn fetch_one_topic(c: &mut Client, topic: &str, partitions: &[i32]) -> Vec<(i32, Vec<u8>)> {
+    let mut b = BytesMut::new();
+    b.put_i32(-1);
+    b.put_i32(0); // max wait
+    b.put_i32(1); // min bytes
+    b.put_i32(1 << 24);
+    b.put_i8(0);
+    b.put_i32(0); // session id
+    b.put_i32(-1); // session epoch
+    b.put_i32(1);
+    put_str(&mut b, topic);
+    b.put_i32(partitions.len() as i32);
+    for partition in partitions {
+        b.put_i32(*partition);
+        b.put_i32(-1); // current leader epoch
+        b.put_i64(0);
+        b.put_i64(-1); // log start offset
+        b.put_i32(1 << 20);
+    }
+    b.put_i32(0); // forgotten topics
+    put_str(&mut b, "");
+    let mut r = c.call(FETCH, 11, &b);
+    r.get_i32(); // throttle
+    assert_eq!(r.get_i16(), 0);
+    r.get_i32(); // session
+    assert_eq!(r.get_i32(), 1, "one topic");
+    assert_eq!(get_str(&mut r), topic);
+    let mut out = Vec::new();
+    for _ in 0..r.get_i32() {
+        let index = r.get_i32();
+        assert_eq!(r.get_i16(), 0, "partition {index}: error");
+        r.get_i64(); // high watermark
+        r.get_i64(); // last stable offset
+        r.get_i64(); // log start offset
+        assert_eq!(r.get_i32(), 0, "aborted transactions");
+        assert_eq!(r.get_i32(), -1, "preferred read replica");
+        let len = r.get_i32().max(0) as usize;
+        out.push((index, r[..len].to_vec()));
+        r.advance(len);
+    }
+    assert!(r.is_empty(), "{} bytes after the response", r.len());
+    out
+}
+
 /// A fetch of more partitions than the broker asks to send ahead (64), spread over the
 /// shards: every partition's batches arrive whole, in the request's order, in one response.
 #[test]
@@ -547,4 +593,42 @@ fn a_fetch_of_many_partitions_sends_each_in_order() {
     // The connection is still in step: a second fetch is answered too.
     let again = fetch(&mut c, 0, 1, 1 << 24, &wanted[..3]);
     assert_eq!(again.len(), 3);
+}
+
+/// Many partitions of one topic in one topic entry: the response lists each exactly once with
+/// its own batches (grouped by shard, in whatever order), and the connection stays in step.
+#[test]
+fn a_topic_of_many_partitions_is_answered_once_per_partition() {
+    const PARTITIONS: i32 = 70;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker);
+    assert_eq!(create_topic(&mut c, "grouped", PARTITIONS), 0);
+    let values: Vec<Vec<u8>> = (0..PARTITIONS)
+        .map(|p| vec![p as u8 + 1; 100 + p as usize])
+        .collect();
+    let batches: Vec<Vec<u8>> = values.iter().map(|v| batch(&[v])).collect();
+    let parts: Vec<(&str, i32, &[u8])> = (0..PARTITIONS)
+        .map(|p| ("grouped", p, batches[p as usize].as_slice()))
+        .collect();
+    for (error, base) in produce(&mut c, 8, 1, &parts) {
+        assert_eq!((error, base), (0, 0));
+    }
+    let wanted: Vec<i32> = (0..PARTITIONS).collect();
+    for _ in 0..2 {
+        let mut out = fetch_one_topic(&mut c, "grouped", &wanted);
+        out.sort_by_key(|(index, _)| *index);
+        let indexes: Vec<i32> = out.iter().map(|(index, _)| *index).collect();
+        assert_eq!(indexes, wanted, "each partition once");
+        for (index, records) in &out {
+            let p = *index as usize;
+            assert_eq!(records.len(), batches[p].len(), "partition {p}");
+            assert!(
+                records
+                    .windows(values[p].len())
+                    .any(|w| w == values[p].as_slice()),
+                "partition {p} carries its own records"
+            );
+        }
+    }
 }
