@@ -46,6 +46,7 @@ mod send;
 mod shard;
 mod shared;
 mod topic;
+mod topic_dirs;
 
 pub use append::{AppendPermit, Reserve};
 pub use config::{Config, DriverChoice};

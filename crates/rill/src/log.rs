@@ -10,7 +10,8 @@ use crate::request::Request;
 use crate::send::SocketGates;
 use crate::shard::{self, now_ms};
 use crate::shared::{OrderGuard, PartitionShared};
-use crate::topic::{self, DELETE_SUFFIX};
+use crate::topic;
+use crate::topic_dirs::{self, sync_dir};
 use parking_lot::{Mutex, RwLock};
 use rill_segment::disk::{Disk, HandleStats, StdDisk};
 use rill_segment::index::{IndexCache, IndexCacheStats};
@@ -147,7 +148,7 @@ impl Log {
         config.validate()?;
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| Error::io("create", &data_dir, e))?;
-        let deletions_finished = finish_deletions(&data_dir)?;
+        let deletions_finished = topic_dirs::finish_deletions(&data_dir)?;
         let found = scan(&data_dir, config.shards)?;
         let config = Arc::new(config);
         let log = Self {
@@ -287,6 +288,7 @@ impl Log {
             return Err(Error::TopicExists(name.to_string()));
         }
         let data_dir = &self.inner.config.data_dir;
+        topic_dirs::clear_failed_deletion(data_dir, name)?;
         let shards = self.inner.shards.len();
         let mut logs = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
@@ -344,13 +346,8 @@ impl Log {
         let data_dir = &self.inner.config.data_dir;
         let mut doomed = Vec::with_capacity(partitions.len());
         for partition in &partitions {
-            let dir = data_dir.join(topic::dir_name(name, partition.index()));
-            let to = data_dir.join(format!(
-                "{}{DELETE_SUFFIX}",
-                topic::dir_name(name, partition.index())
-            ));
-            std::fs::rename(&dir, &to).map_err(|e| Error::io("rename", &dir, e))?;
-            doomed.push(to);
+            let dir_name = topic::dir_name(name, partition.index());
+            doomed.push(topic_dirs::set_aside(data_dir, &dir_name)?);
         }
         // Once the renames are durable the deletion is decided: a crash from here on is
         // finished by the next open.
@@ -602,38 +599,6 @@ fn scan(data_dir: &Path, shards: usize) -> Result<Vec<Found>> {
     Ok(found)
 }
 
-/// Finishes topic deletions a crash interrupted: a topic with any `.delete` directory was
-/// being deleted, so every directory of it goes.
-fn finish_deletions(data_dir: &Path) -> Result<Vec<String>> {
-    let mut doomed_topics = BTreeSet::new();
-    let mut names = Vec::new();
-    let entries = std::fs::read_dir(data_dir).map_err(|e| Error::io("list", data_dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list", data_dir, e))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
-        if let Some(live) = name.strip_suffix(DELETE_SUFFIX)
-            && let Some((topic, _)) = topic::parse_dir_name(live)
-        {
-            doomed_topics.insert(topic.to_string());
-        }
-        names.push(name);
-    }
-    if doomed_topics.is_empty() {
-        return Ok(Vec::new());
-    }
-    for name in names {
-        let live = name.strip_suffix(DELETE_SUFFIX).unwrap_or(&name);
-        if topic::parse_dir_name(live).is_some_and(|(t, _)| doomed_topics.contains(t)) {
-            let dir = data_dir.join(&name);
-            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
-        }
-    }
-    sync_dir(data_dir)?;
-    Ok(doomed_topics.into_iter().collect())
-}
-
 /// Probes, for the io_uring driver, whether buffered ring writes complete inline here.
 fn probe_ring_writes(driver: DriverKind, data_dir: &Path) -> Option<bool> {
     if driver != DriverKind::Uring {
@@ -654,10 +619,4 @@ fn probe_ring_writes(driver: DriverKind, data_dir: &Path) -> Option<bool> {
             None
         }
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync", dir, e))
 }
