@@ -139,8 +139,9 @@ impl std::ops::AddAssign for DriverStats {
     }
 }
 
-/// Runs a shard's planned I/O.
-pub trait Driver: Send + fmt::Debug {
+/// Runs a shard's planned I/O. A driver lives on the thread that made it (the io_uring one
+/// cannot move: its ring is single-issuer).
+pub trait Driver: fmt::Debug {
     /// Which driver this is.
     fn kind(&self) -> DriverKind;
 

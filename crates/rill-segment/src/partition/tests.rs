@@ -426,3 +426,30 @@ fn a_window_that_disagrees_with_the_plan_is_a_mismatch() {
     plan.floor_offset += 1;
     assert_eq!(walk_plan(&log, &plan), Walked::Mismatch);
 }
+
+/// A checkpoint write that fails keeps its errno in the partition's failure, so the log says
+/// "No space left on device" rather than an uncategorized error (issue #15, item 8).
+#[test]
+fn a_failed_checkpoint_write_keeps_its_errno() {
+    let sim = Arc::new(SimDisk::new(4));
+    let disk: Arc<dyn Disk> = sim.clone();
+    let mut log = PartitionLog::open(disk, Path::new("/p/t-0"), config(), OpenOptions::default())
+        .unwrap()
+        .0;
+    for _ in 0..3 {
+        log.append(batch(2, 10, 0), Durability::Durable, 0).unwrap();
+    }
+    sim.set_faults(crate::disk::FaultConfig {
+        write_enospc_ppm: 1_000_000,
+        ..crate::disk::FaultConfig::default()
+    });
+    let Err(LogError::Failed(reason)) = log.delete_before(2, 0) else {
+        panic!("the checkpoint write must fail the partition");
+    };
+    assert_eq!(reason.op, "write checkpoint");
+    assert_eq!(
+        reason.os_error,
+        Some(rustix::io::Errno::NOSPC.raw_os_error())
+    );
+    assert_eq!(log.failure().map(|f| f.os_error), Some(reason.os_error));
+}

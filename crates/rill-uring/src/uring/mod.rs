@@ -71,8 +71,14 @@ impl Target {
 
 /// The io_uring driver. See the module documentation.
 ///
-/// The ring is set up with `SINGLE_ISSUER` where available: create the driver on the thread
-/// that will use it, and keep it there.
+/// The ring is set up with `SINGLE_ISSUER` where available: only the thread that created it
+/// may submit. So the driver is neither `Send` nor `Sync`: create it on the thread that will
+/// use it, and it stays there.
+///
+/// ```compile_fail
+/// fn needs_send<T: Send>() {}
+/// needs_send::<rill_uring::UringDriver>();
+/// ```
 pub struct UringDriver {
     ring: IoUring,
     features: RingFeatures,
@@ -103,6 +109,8 @@ pub struct UringDriver {
     broken: Option<io::ErrorKind>,
     stats: DriverStats,
     sends: send::RingSends,
+    /// Keeps the driver on its creating thread (`SINGLE_ISSUER`).
+    _single_issuer: std::marker::PhantomData<*const ()>,
 }
 
 impl std::fmt::Debug for UringDriver {
@@ -180,6 +188,7 @@ impl UringDriver {
             broken: None,
             stats: DriverStats::default(),
             sends,
+            _single_issuer: std::marker::PhantomData,
         })
     }
 
