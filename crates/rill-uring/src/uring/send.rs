@@ -82,10 +82,21 @@ struct RingTransfer {
     needs_poll: bool,
     idle_steps: u32,
     cancel_sent: bool,
+    /// `AsyncCancel` entries of this transfer not yet completed. The transfer keeps its slot
+    /// (and so its `user_data`) until they complete: a cancel still queued when a new
+    /// transfer took the slot would cancel the new transfer's entries.
+    cancels: u8,
     /// Copy strategy: the buffer (`chunk_bytes` long, kept for every chunk of the transfer),
     /// holding `staged` bytes read from the file.
     staging: Option<ReadBuf>,
     staged: usize,
+}
+
+impl RingTransfer {
+    /// Nothing of the transfer is in flight: no entry of its chain, no cancellation.
+    fn idle(&self) -> bool {
+        self.ops == 0 && self.cancels == 0
+    }
 }
 
 /// The send state of a [`UringDriver`].
@@ -173,6 +184,7 @@ impl UringDriver {
             needs_poll: false,
             idle_steps: 0,
             cancel_sent: false,
+            cancels: 0,
             staging: None,
             staged: 0,
         });
@@ -185,7 +197,12 @@ impl UringDriver {
             let Some(key) = self.sends.book.ready.pop_front() else {
                 break;
             };
-            if self.sends.transfers.get(key).is_some_and(|rt| rt.ops == 0) {
+            if self
+                .sends
+                .transfers
+                .get(key)
+                .is_some_and(RingTransfer::idle)
+            {
                 self.send_step(key);
             }
         }
@@ -205,6 +222,8 @@ impl UringDriver {
             };
             let sent = rt.t.sent_total();
             rt.t.fail(ring_broke(sent));
+            // No cancellation completes on a broken ring, and none holds a buffer.
+            rt.cancels = 0;
             if rt.ops == 0 {
                 self.send_finish(key);
             } else if let Some(rt) = self.sends.transfers.try_remove(key) {
@@ -241,11 +260,11 @@ impl UringDriver {
                 continue;
             };
             rt.t.fail(error);
-            if rt.ops == 0 {
+            if rt.idle() {
                 self.send_finish(key);
                 continue;
             }
-            if rt.cancel_sent {
+            if rt.cancel_sent || rt.ops == 0 {
                 continue;
             }
             rt.cancel_sent = true;
@@ -258,6 +277,7 @@ impl UringDriver {
                         .user_data(user_data(key, CANCEL))
                 })
                 .collect();
+            rt.cancels = cancels.len() as u8;
             for entry in cancels {
                 self.push_chain(&[entry]);
             }
@@ -268,13 +288,19 @@ impl UringDriver {
     pub(super) fn send_complete(&mut self, data: u64, res: i32) {
         let kind = data & ((1 << KIND_BITS) - 1);
         let key = ((data & !SEND_TAG) >> KIND_BITS) as usize;
-        if kind == CANCEL {
-            return;
-        }
         let Some(rt) = self.sends.transfers.get_mut(key) else {
             debug_assert!(false, "completion for unknown transfer {key}");
             return;
         };
+        if kind == CANCEL {
+            // Its result needs no handling (`-ENOENT`, `-EALREADY`: the entry was done).
+            debug_assert!(rt.cancels > 0, "a cancel completion for a cancel in flight");
+            rt.cancels = rt.cancels.saturating_sub(1);
+            if rt.idle() {
+                self.send_step(key);
+            }
+            return;
+        }
         rt.ops &= !(1 << kind);
         let before = rt.t.sent_total() + rt.t.untaken();
         record(rt, kind, res);
@@ -288,7 +314,7 @@ impl UringDriver {
                 source: std::io::Error::other("no progress after many steps"),
             });
         }
-        if rt.ops == 0 {
+        if rt.idle() {
             self.send_step(key);
         }
     }
@@ -298,7 +324,7 @@ impl UringDriver {
         let Some(rt) = self.sends.transfers.get_mut(key) else {
             return;
         };
-        debug_assert_eq!(rt.ops, 0);
+        debug_assert!(rt.idle());
         if rt.t.failed() || rt.t.is_complete() {
             self.send_finish(key);
             return;
@@ -546,7 +572,7 @@ impl UringDriver {
         let Some(mut rt) = self.sends.transfers.try_remove(key) else {
             return;
         };
-        debug_assert_eq!(rt.ops, 0, "a transfer finishes with nothing in flight");
+        debug_assert!(rt.idle(), "a transfer finishes with nothing in flight");
         // Nothing in flight refers to the staging buffer: a pooled one returns to the pool, a
         // heap one is kept for the next copy transfer.
         if let Some(buf) = rt.staging.take()
@@ -622,8 +648,84 @@ fn record(rt: &mut RingTransfer, kind: u64, res: i32) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 mod tests {
     use super::*;
+    use crate::driver::Driver;
+    use rill_send::SendJob;
+    use std::os::unix::net::UnixStream;
+
+    fn driver() -> UringDriver {
+        let closed = Arc::new(crate::files::ClosedFiles::default());
+        let std_disk: Arc<dyn rill_segment::disk::Disk> =
+            Arc::new(rill_segment::disk::StdDisk::new());
+        let disk: Arc<dyn rill_segment::disk::Disk> = Arc::new(crate::files::NotifyingDisk::new(
+            std_disk,
+            Arc::clone(&closed),
+        ));
+        let doorbell = Arc::new(Doorbell::new().unwrap());
+        UringDriver::new(
+            disk,
+            closed,
+            doorbell,
+            super::super::UringOptions::default(),
+        )
+        .expect("io_uring is available where the tests run")
+    }
+
+    /// Issue #15, item 4: an expired transfer whose entry completes before its `AsyncCancel`
+    /// does keeps its slot, and so its `user_data`, until the cancel completes; a new transfer
+    /// cannot take the slot and be hit by the old cancel.
+    #[test]
+    fn an_expired_transfer_keeps_its_slot_until_its_cancellation_completes() {
+        let mut driver = driver();
+        let (tx, rx) = UnixStream::pair().unwrap();
+        tx.set_nonblocking(true).unwrap();
+        // A header larger than the socket holds, to a peer that does not read: an entry stays
+        // in flight.
+        let job = SendJob {
+            socket: tx.into(),
+            socket_nonblocking: true,
+            file: None,
+            position: 0,
+            len: 0,
+            header: bytes::Bytes::from(vec![7u8; 8 << 20]),
+            strategy: SendStrategy::Copy,
+        };
+        driver.start_send(Transfer::new(1, job));
+        let mut out = Vec::new();
+        // Bounded: the socket fills within a few steps.
+        for _ in 0..100 {
+            driver.poll(&mut out);
+        }
+        let (key, ops) = {
+            let (key, rt) = driver.sends.transfers.iter().next().expect("still sending");
+            (key, rt.ops)
+        };
+        assert_ne!(ops, 0, "an entry in flight");
+        driver.expire_sends(true);
+        // The entry's completion arrives before the cancel is even submitted.
+        for kind in (0..8u64).filter(|kind| ops & (1 << kind) != 0) {
+            driver.send_complete(user_data(key, kind), -libc::ECANCELED);
+        }
+        assert!(
+            driver.sends.transfers.contains(key),
+            "the slot is held while its cancel is in flight"
+        );
+        // The real completions (the entry's, then the cancel's) end it.
+        let mut finished = Vec::new();
+        for _ in 0..1000 {
+            driver.poll(&mut out);
+            driver.finished_sends(&mut finished);
+            if !finished.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(finished.len(), 1);
+        assert!(finished[0].result.is_err());
+        assert!(!driver.sends.transfers.contains(key));
+        drop(rx);
+    }
 
     #[test]
     fn a_lone_transfer_splices_a_pipes_worth_and_many_share_it_down_to_the_floor() {
