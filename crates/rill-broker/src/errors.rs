@@ -31,6 +31,10 @@ pub fn batch_code(e: &BatchError, invalid_record: bool) -> i16 {
         | BatchError::ShorterThanHeader { .. }
         | BatchError::InvalidLength { .. }
         | BatchError::LengthMismatch { .. } => code::CORRUPT_MESSAGE,
+        // Kafka's InvalidTimestampException.
+        BatchError::MaxTimestampMismatch { .. } | BatchError::LogAppendTimeFromProducer => {
+            code::INVALID_TIMESTAMP
+        }
         _ if invalid_record => code::INVALID_RECORD,
         _ => code::CORRUPT_MESSAGE,
     }
@@ -52,6 +56,11 @@ mod tests {
             max_bytes: 5,
         });
         assert_eq!(kafka_code(&large, false), code::MESSAGE_TOO_LARGE);
+        let pinned = rill::Error::InvalidBatch(BatchError::MaxTimestampMismatch {
+            declared: i64::MAX,
+            computed: 0,
+        });
+        assert_eq!(kafka_code(&pinned, true), code::INVALID_TIMESTAMP);
         let empty = rill::Error::InvalidBatch(BatchError::EmptyBatch);
         assert_eq!(kafka_code(&empty, true), code::INVALID_RECORD);
         assert_eq!(kafka_code(&empty, false), code::CORRUPT_MESSAGE);

@@ -189,6 +189,20 @@ pub enum BatchError {
     /// Bytes follow the last record of an uncompressed batch.
     #[error("{0} bytes follow the last record")]
     TrailingBytes(usize),
+    /// The batch's `maxTimestamp` is not the greatest of its records' timestamps (or, for a
+    /// compressed batch whose records are not decoded, is below its base timestamp). Time
+    /// retention and lookups by time trust it.
+    #[error("maxTimestamp {declared} is not the records' greatest timestamp {computed}")]
+    MaxTimestampMismatch {
+        /// The header's `maxTimestamp`.
+        declared: i64,
+        /// What the records give (for a compressed batch: its base timestamp, a lower bound).
+        computed: i64,
+    },
+    /// The producer set the log-append-time bit: the broker assigns that type, never the
+    /// producer (Kafka refuses it the same way).
+    #[error("the producer set the timestamp type to LogAppendTime")]
+    LogAppendTimeFromProducer,
     /// The batch is not at the offset the log expects (stored batches only).
     #[error("batch has base offset {found}, expected {expected}")]
     UnexpectedOffset {
@@ -307,8 +321,10 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 }
 
 /// Validates a batch a producer sent, as a broker does before storing it: size, length, magic,
-/// attributes, counts, CRC, and for uncompressed batches every record (bounds, count, offset
-/// deltas). Returns the parsed header.
+/// attributes, counts, CRC, a create-time timestamp type, and for uncompressed batches every
+/// record (bounds, count, offset deltas) and that `maxTimestamp` is the records' greatest
+/// timestamp (a compressed batch's is checked against its base timestamp only: its records
+/// are not decoded). Returns the parsed header.
 pub fn validate_for_append(
     batch: &[u8],
     max_batch_bytes: usize,
@@ -323,8 +339,17 @@ pub fn validate_for_append(
         });
     }
     check_crc(&header, batch)?;
+    if header.attributes.is_log_append_time() {
+        return Err(BatchError::LogAppendTimeFromProducer);
+    }
     if header.attributes.compression() == Some(Compression::None) {
         check_records(&header, batch)?;
+    } else if header.max_timestamp < header.base_timestamp {
+        // Compressed records are not decoded here: only the bound the header itself gives.
+        return Err(BatchError::MaxTimestampMismatch {
+            declared: header.max_timestamp,
+            computed: header.base_timestamp,
+        });
     }
     Ok(header)
 }
@@ -369,9 +394,10 @@ fn check_crc(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
 fn check_records(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
     let records = &batch[HEADER_BYTES..];
     let mut pos = 0;
+    let mut max_timestamp = i64::MIN;
     // Bounded by the records section: each record takes at least one byte or fails.
     for index in 0..header.records_count.max(0) {
-        let (offset_delta, next) = record::check_record(records, pos)
+        let (offset_delta, timestamp_delta, next) = record::check_record(records, pos)
             .map_err(|source| BatchError::Record { index, source })?;
         if offset_delta != index {
             return Err(BatchError::RecordOffsetDelta {
@@ -379,12 +405,19 @@ fn check_records(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
                 found: offset_delta,
             });
         }
+        max_timestamp = max_timestamp.max(header.base_timestamp.wrapping_add(timestamp_delta));
         pos = next;
     }
-    match records.len() - pos {
-        0 => Ok(()),
-        n => Err(BatchError::TrailingBytes(n)),
+    if records.len() != pos {
+        return Err(BatchError::TrailingBytes(records.len() - pos));
     }
+    if header.records_count > 0 && max_timestamp != header.max_timestamp {
+        return Err(BatchError::MaxTimestampMismatch {
+            declared: header.max_timestamp,
+            computed: max_timestamp,
+        });
+    }
+    Ok(())
 }
 
 /// Sets `baseOffset` in place. The CRC does not cover it.
@@ -422,4 +455,83 @@ fn be_i32(h: &[u8; HEADER_BYTES], at: usize) -> i32 {
 
 fn be_i16(h: &[u8; HEADER_BYTES], at: usize) -> i16 {
     i16::from_be_bytes([h[at], h[at + 1]])
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    /// Records at 100, 300 and 200 ms.
+    fn three_records() -> Vec<u8> {
+        let mut b = BatchBuilder::new();
+        for ts in [100, 300, 200] {
+            b.append(ts, None, Some(b"v"), &[]).unwrap();
+        }
+        b.build().unwrap()
+    }
+
+    fn set_i64(batch: &mut [u8], at: usize, value: i64) {
+        batch[at..at + 8].copy_from_slice(&value.to_be_bytes());
+    }
+
+    fn reseal(batch: &mut [u8]) {
+        let crc = compute_crc(batch);
+        batch[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    /// Issue #15, item 3: an overstated `maxTimestamp` pinned a segment against time retention,
+    /// an understated one made lookups by time skip the batch.
+    #[test]
+    fn max_timestamp_must_be_the_records_greatest() {
+        let good = three_records();
+        assert_eq!(
+            validate_for_append(&good, 1 << 20).unwrap().max_timestamp,
+            300
+        );
+        for (declared, name) in [(i64::MAX, "overstated"), (200, "understated")] {
+            let mut bad = good.clone();
+            set_i64(&mut bad, field::MAX_TIMESTAMP, declared);
+            reseal(&mut bad);
+            assert_eq!(
+                validate_for_append(&bad, 1 << 20),
+                Err(BatchError::MaxTimestampMismatch {
+                    declared,
+                    computed: 300
+                }),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_producer_cannot_set_log_append_time() {
+        let mut batch = three_records();
+        let attributes =
+            i16::from_be_bytes([batch[field::ATTRIBUTES], batch[field::ATTRIBUTES + 1]])
+                | Attributes::TIMESTAMP_TYPE_LOG_APPEND;
+        batch[field::ATTRIBUTES..field::ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        reseal(&mut batch);
+        assert_eq!(
+            validate_for_append(&batch, 1 << 20),
+            Err(BatchError::LogAppendTimeFromProducer)
+        );
+    }
+
+    #[test]
+    fn a_compressed_batch_s_max_timestamp_is_not_below_its_base() {
+        let mut batch = three_records();
+        let attributes =
+            i16::from_be_bytes([batch[field::ATTRIBUTES], batch[field::ATTRIBUTES + 1]]) | 1; // gzip: the records are not decoded
+        batch[field::ATTRIBUTES..field::ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        set_i64(&mut batch, field::MAX_TIMESTAMP, 99);
+        reseal(&mut batch);
+        assert_eq!(
+            validate_for_append(&batch, 1 << 20),
+            Err(BatchError::MaxTimestampMismatch {
+                declared: 99,
+                computed: 100
+            })
+        );
+    }
 }

@@ -191,8 +191,8 @@ impl<'a> Iterator for RecordIter<'a> {
 /// Checks the record starting at `pos` of a batch's records section without building it (the
 /// validation of an append). Returns its offset delta and where the next record starts.
 #[inline]
-pub(crate) fn check_record(buf: &[u8], pos: usize) -> Result<(i32, usize), RecordError> {
-    parse_record(buf, pos).map(|(fields, next)| (fields.offset_delta, next))
+pub(crate) fn check_record(buf: &[u8], pos: usize) -> Result<(i32, i64, usize), RecordError> {
+    parse_record(buf, pos).map(|(fields, next)| (fields.offset_delta, fields.timestamp_delta, next))
 }
 
 /// A record's fields as they lie in the batch (headers still encoded).
