@@ -14,7 +14,6 @@ use crate::partition::{Partition, Record};
 use crate::pending::Pending;
 use crate::queue::{NoRoom, Permit};
 use crate::request::Request;
-use crate::shard::coarse_now_ms;
 use crate::shared::{OrderGuard, PartitionShared};
 use bytes::{Bytes, BytesMut};
 use rill_segment::batch::{self, BatchBuilder};
@@ -199,7 +198,7 @@ impl Partition {
     ) -> Result<Pending<AppendInfo>> {
         let batch =
             ValidBatch::validate(batch, self.max_batch_bytes).map_err(Error::InvalidBatch)?;
-        let now = coarse_now_ms();
+        let now = self.clock.coarse_now_ms();
         let mut log = self.shared.log.lock();
         // Requests are queued while the lock is held, so the queue's order is the log's: a
         // truncation queued after this append's wait cannot run before the wait is answered.

@@ -67,6 +67,9 @@ pub struct Config {
     /// The send path ([`crate::Partition::send`]): default strategy, pipes, stall timeout.
     /// It replaces the `send` field of [`Config::uring`] and [`Config::syscall`].
     pub send: SendConfig,
+    /// The wall clock for timestamps (segment ages, time retention, checkpoint times); the
+    /// system's by default. Intervals never use it (see [`crate::WallClock`]).
+    pub wall_clock: crate::WallClock,
 }
 
 impl Config {
@@ -92,6 +95,7 @@ impl Config {
             uring: UringOptions::default(),
             syscall: SyscallOptions::default(),
             send: SendConfig::default(),
+            wall_clock: crate::WallClock::system(),
         }
     }
 

@@ -32,6 +32,7 @@
 //! See `docs/ARCHITECTURE.md` for the shard loop and the operation lifecycle.
 
 mod append;
+mod clock;
 mod config;
 mod direct_read;
 mod error;
@@ -49,6 +50,7 @@ mod topic;
 mod topic_dirs;
 
 pub use append::{AppendPermit, Reserve};
+pub use clock::WallClock;
 pub use config::{Config, DriverChoice};
 pub use error::{Error, Result};
 pub use growth::{BatchStream, DataWait};

@@ -8,7 +8,7 @@ use crate::pending::{self, Pending};
 use crate::queue::ShardHandle;
 use crate::request::Request;
 use crate::send::SocketGates;
-use crate::shard::{self, now_ms};
+use crate::shard;
 use crate::shared::{OrderGuard, PartitionShared};
 use crate::topic;
 use crate::topic_dirs::{self, sync_dir};
@@ -194,7 +194,7 @@ impl Log {
                             inner.config.log.clone(),
                             OpenOptions {
                                 repair: inner.config.repair,
-                                now_ms: now_ms(),
+                                now_ms: inner.config.wall_clock.now_ms(),
                             },
                         )
                         .map_err(Error::from);
@@ -267,6 +267,7 @@ impl Log {
             read_limit: inner.config.read_limit,
             max_read_bytes: inner.config.max_read_bytes,
             gates: Arc::clone(&inner.gates),
+            clock: inner.config.wall_clock.clone(),
         })
     }
 
@@ -303,7 +304,7 @@ impl Log {
                 self.inner.config.log.clone(),
                 OpenOptions {
                     repair: false,
-                    now_ms: now_ms(),
+                    now_ms: self.inner.config.wall_clock.now_ms(),
                 },
             )?;
             logs.push((index, shard, log));

@@ -146,6 +146,7 @@ pub struct Partition {
     pub(crate) read_limit: ReadLimit,
     pub(crate) max_read_bytes: u64,
     pub(crate) gates: Arc<SocketGates>,
+    pub(crate) clock: crate::WallClock,
 }
 
 impl fmt::Debug for Partition {

@@ -8,7 +8,7 @@
 //! starts as soon as the running one completes. A failed fdatasync fail-stops the partition and
 //! fails every waiter.
 
-use super::{InFlight, Shard, now_ms};
+use super::{InFlight, Shard};
 use crate::error::{Error, Result};
 use crate::pending::Reply;
 use crate::shared::PartitionKey;
@@ -133,7 +133,7 @@ impl Shard {
                 let begun = log.begin_sync(&mut self.files);
                 // What was durable before this sync; only once the sync began.
                 let watermark = match &begun {
-                    Ok(Some(_)) => log.begin_watermark(now_ms()),
+                    Ok(Some(_)) => log.begin_watermark(self.config.wall_clock.now_ms()),
                     _ => Ok(None),
                 };
                 let watermark = watermark.map_err(|e| state.shared.error(&log, e));

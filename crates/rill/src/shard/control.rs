@@ -1,11 +1,12 @@
 //! The partition's life around its I/O: detaching (topic deletion), periodic maintenance
 //! (retention, checkpoints when the watermark is off, transfer expiry), and the clean close.
 
-use super::{Shard, now_ms};
+use super::Shard;
 use crate::error::Error;
 use crate::request::Request;
 use crate::shared::PartitionKey;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 impl Shard {
     /// Closes an idle partition and forgets it; answers its detach and fails what is queued
@@ -36,11 +37,14 @@ impl Shard {
     }
 
     pub(super) fn maintain_if_due(&mut self) {
-        let now = now_ms();
-        if now < self.next_maintenance_ms {
+        // When: the monotonic clock, so a wall clock stepped back cannot hold maintenance off.
+        let now = Instant::now();
+        if now < self.next_maintenance {
             return;
         }
-        self.next_maintenance_ms = now + self.config.maintenance_interval_ms as i64;
+        self.next_maintenance = now + Duration::from_millis(self.config.maintenance_interval_ms);
+        // What: retention by time and checkpoint times compare wall-clock timestamps.
+        let now = self.config.wall_clock.now_ms();
         self.driver.expire_sends(false);
         let mut roll_work = Vec::new();
         for (key, state) in &self.partitions {

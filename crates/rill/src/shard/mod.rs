@@ -38,21 +38,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Milliseconds since the Unix epoch from the kernel's coarse clock (a few milliseconds of
-/// resolution, a few nanoseconds to read): what an append needs for its roll decisions.
-pub(crate) fn coarse_now_ms() -> i64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-    now.tv_sec.saturating_mul(1000) + now.tv_nsec / 1_000_000
-}
+use std::time::{Duration, Instant};
 
 /// Starts shard `id` on its own thread, with its driver made there (io_uring rings are
 /// single-issuer). Returns once the driver is ready, or why it could not be made.
@@ -215,7 +201,8 @@ struct Shard {
     waiters_total: usize,
     inbox: Vec<Request>,
     shutdown: Vec<Reply<()>>,
-    next_maintenance_ms: i64,
+    /// When maintenance runs next (monotonic).
+    next_maintenance: Instant,
     sends: sends::Sends,
     finished: Vec<Finished>,
 }
@@ -233,7 +220,8 @@ impl Shard {
             driver,
             roller,
             disk,
-            next_maintenance_ms: now_ms() + config.maintenance_interval_ms as i64,
+            next_maintenance: Instant::now()
+                + Duration::from_millis(config.maintenance_interval_ms),
             config,
             partitions: HashMap::new(),
             ready: VecDeque::new(),
@@ -312,9 +300,12 @@ impl Shard {
     }
 
     fn sleep(&mut self) {
-        let until_maintenance = (self.next_maintenance_ms - now_ms()).max(1) as u64;
+        let until_maintenance = self
+            .next_maintenance
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
         let timeout =
-            Duration::from_millis(until_maintenance.min(self.config.maintenance_interval_ms));
+            until_maintenance.min(Duration::from_millis(self.config.maintenance_interval_ms));
         let doorbell = Arc::clone(&self.handle.doorbell);
         doorbell.prepare_sleep();
         let mut completions = std::mem::take(&mut self.completions);

@@ -7,7 +7,7 @@
 //! nothing in flight uses what it changes (see `PartitionState::must_wait`).
 
 use super::commit::Answer;
-use super::{PartitionState, Shard, now_ms};
+use super::{PartitionState, Shard};
 use crate::request::Request;
 use crate::shared::PartitionKey;
 use rill_segment::Durability;
@@ -115,7 +115,7 @@ impl Shard {
                     self.detach(key, request);
                     return Step::Gone;
                 }
-                run_change(state, request);
+                run_change(state, request, self.config.wall_clock.now_ms());
             }
             request @ (Request::Attach { .. } | Request::Shutdown { .. }) => {
                 request.fail(crate::error::Error::Config(
@@ -153,7 +153,7 @@ impl Shard {
         else {
             return Step::Served;
         };
-        let result = log.append_valid(batch, now_ms());
+        let result = log.append_valid(batch, self.config.wall_clock.now_ms());
         let wants_sync = log.wants_sync();
         let roll_work = log.has_roll_work();
         part.publish(&log);
@@ -191,9 +191,9 @@ impl Shard {
 }
 
 /// Runs a truncation or deletion on an idle partition and answers it.
-fn run_change(state: &PartitionState, request: Request) {
+fn run_change(state: &PartitionState, request: Request, now_ms: i64) {
     let part = &state.shared;
-    let now = now_ms();
+    let now = now_ms;
     match request {
         Request::TruncateTo {
             offset,
