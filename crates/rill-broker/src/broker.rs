@@ -7,7 +7,7 @@ use crate::protocol::{
     self, BrokerAddress, CreateTopicsRequest, ListOffsetsRequest, ListOffsetsResult,
     MetadataRequest, TopicMetadata, error_code as code,
 };
-use crate::topics::Topics;
+use crate::topics::{CreateError, Topics};
 use bytes::BytesMut;
 use std::sync::Arc;
 
@@ -71,17 +71,30 @@ impl Broker {
         }
         match self
             .topics
-            .create(name, self.config.default_partitions)
+            .create(
+                name,
+                self.config.default_partitions,
+                self.config.max_partitions,
+            )
             .await
         {
-            Ok(()) | Err(rill::Error::TopicExists(_)) => {
+            Ok(()) | Err(CreateError::Engine(rill::Error::TopicExists(_))) => {
                 tracing::info!(
                     topic = name,
                     partitions = self.config.default_partitions,
                     "auto-created topic"
                 );
             }
-            Err(e) => {
+            Err(CreateError::Limit { held, max }) => {
+                tracing::warn!(
+                    topic = name,
+                    held,
+                    max,
+                    "not auto-creating a topic: partition limit"
+                );
+                return topic_metadata(code::POLICY_VIOLATION, name.to_owned(), 0);
+            }
+            Err(CreateError::Engine(e)) => {
                 tracing::warn!(topic = name, error = %e, "auto-creating a topic failed");
                 return topic_metadata(kafka_code(&e, true), name.to_owned(), 0);
             }
@@ -103,6 +116,8 @@ impl Broker {
         buf: &mut BytesMut,
     ) {
         let mut results = Vec::with_capacity(request.topics.len());
+        // Partitions this request has asked for so far (bounded by max_partitions_per_request).
+        let mut requested: u64 = 0;
         for topic in &request.topics {
             let fail =
                 |error: i16, message: &str| (topic.name.clone(), error, Some(message.to_owned()));
@@ -120,6 +135,16 @@ impl Broker {
                 fail(code::INVALID_REQUEST, "topic named more than once")
             } else if partitions == 0 || partitions > rill::MAX_PARTITIONS {
                 fail(code::INVALID_PARTITIONS, "partition count out of range")
+            } else if requested + u64::from(partitions)
+                > u64::from(self.config.max_partitions_per_request)
+            {
+                fail(
+                    code::POLICY_VIOLATION,
+                    &format!(
+                        "a request may create at most {} partitions",
+                        self.config.max_partitions_per_request
+                    ),
+                )
             } else if !matches!(topic.replication_factor, -1 | 1) {
                 fail(
                     code::INVALID_REPLICATION_FACTOR,
@@ -140,14 +165,23 @@ impl Broker {
             } else if self.topics.get(&topic.name).is_some() {
                 fail(code::TOPIC_ALREADY_EXISTS, "topic exists")
             } else if request.validate_only {
+                requested += u64::from(partitions);
                 (topic.name.clone(), code::NONE, None)
             } else {
-                match self.topics.create(&topic.name, partitions).await {
+                requested += u64::from(partitions);
+                let created = self
+                    .topics
+                    .create(&topic.name, partitions, self.config.max_partitions)
+                    .await;
+                match created {
                     Ok(()) => {
                         tracing::info!(topic = %topic.name, partitions, "created topic");
                         (topic.name.clone(), code::NONE, None)
                     }
-                    Err(e) => fail(kafka_code(&e, true), &e.to_string()),
+                    Err(e @ CreateError::Limit { .. }) => {
+                        fail(code::POLICY_VIOLATION, &e.to_string())
+                    }
+                    Err(CreateError::Engine(e)) => fail(kafka_code(&e, true), &e.to_string()),
                 }
             };
             results.push(result);

@@ -55,6 +55,12 @@ pub struct BrokerConfig {
     pub default_partitions: u32,
     /// Create unknown topics a Metadata request names (when the client allows it).
     pub auto_create_topics: bool,
+    /// Partitions the broker holds at most, over all topics: every partition holds files and
+    /// takes fsyncs, so a client must not be able to create without bound. Creation beyond it
+    /// (CreateTopics, auto-creation) is refused with POLICY_VIOLATION.
+    pub max_partitions: u32,
+    /// Partitions one CreateTopics request may create in all.
+    pub max_partitions_per_request: u32,
     pub durability: DurabilityPolicy,
     pub visibility: Visibility,
     /// Segment file size before rolling.
@@ -92,6 +98,8 @@ impl Default for BrokerConfig {
             data_dir: None,
             default_partitions: 1,
             auto_create_topics: true,
+            max_partitions: 10_000,
+            max_partitions_per_request: 1_000,
             durability: DurabilityPolicy::Acks,
             visibility: Visibility::Written,
             segment_bytes: 1 << 30,
@@ -157,6 +165,12 @@ pub struct Flags {
     /// Do not create topics on first use.
     #[arg(long)]
     pub no_auto_create_topics: bool,
+    /// Partitions the broker holds at most [default: 10000].
+    #[arg(long)]
+    pub max_partitions: Option<u32>,
+    /// Partitions one CreateTopics request may create [default: 1000].
+    #[arg(long)]
+    pub max_partitions_per_request: Option<u32>,
     /// When produces are acknowledged [default: acks].
     #[arg(long, value_enum)]
     pub durability: Option<DurabilityPolicy>,
@@ -215,7 +229,9 @@ impl BrokerConfig {
             shards,
             driver,
             default_partitions,
-            flush_interval_ms
+            flush_interval_ms,
+            max_partitions,
+            max_partitions_per_request
         );
         if flags.advertised_host.is_some() {
             config.advertised_host.clone_from(&flags.advertised_host);
@@ -256,6 +272,9 @@ impl BrokerConfig {
         }
         if self.max_inflight_request_bytes < self.max_request_bytes {
             return bad("max_inflight_request_bytes must be at least max_request_bytes");
+        }
+        if self.max_partitions == 0 || self.max_partitions_per_request == 0 {
+            return bad("max_partitions and max_partitions_per_request must be at least 1");
         }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");

@@ -19,6 +19,8 @@ pub type TopicPartitions = Arc<[Arc<PartitionHandle>]>;
 pub struct Topics {
     log: Arc<rill::Log>,
     cache: RwLock<HashMap<String, TopicPartitions>>,
+    /// Held while a topic is created (see [`Topics::create`]).
+    creating: tokio::sync::Mutex<()>,
 }
 
 impl Topics {
@@ -26,6 +28,7 @@ impl Topics {
         Self {
             log,
             cache: RwLock::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -64,12 +67,44 @@ impl Topics {
             .collect()
     }
 
-    /// Creates a topic (file work, so off the async threads).
-    pub async fn create(&self, name: &str, partitions: u32) -> Result<(), rill::Error> {
+    /// Creates a topic (file work, so off the async threads), unless the broker would then
+    /// hold more than `max_partitions`. Creations run one at a time (an async lock: no thread
+    /// waits), so two cannot both pass the check.
+    pub async fn create(
+        &self,
+        name: &str,
+        partitions: u32,
+        max_partitions: u32,
+    ) -> Result<(), CreateError> {
+        let _one_at_a_time = self.creating.lock().await;
+        let held: u64 = self
+            .log
+            .topics()
+            .iter()
+            .map(|t| u64::from(t.partitions))
+            .sum();
+        if held + u64::from(partitions) > u64::from(max_partitions) {
+            return Err(CreateError::Limit {
+                held,
+                max: max_partitions,
+            });
+        }
         let log = Arc::clone(&self.log);
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || log.create_topic(&name, partitions))
             .await
             .unwrap_or(Err(rill::Error::ShuttingDown))
+            .map_err(CreateError::Engine)
     }
+}
+
+/// Why a topic was not created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The broker would hold more than its `max_partitions`.
+    #[error("the broker holds {held} partitions, at most {max}")]
+    Limit { held: u64, max: u32 },
+    #[error(transparent)]
+    Engine(rill::Error),
 }

@@ -632,3 +632,55 @@ fn a_topic_of_many_partitions_is_answered_once_per_partition() {
         }
     }
 }
+
+/// Issue #15, item 7: a client cannot make the broker hold partitions without bound. Beyond
+/// `max_partitions` (all topics) or `max_partitions_per_request` (one CreateTopics), creation
+/// is refused with POLICY_VIOLATION, by CreateTopics and by auto-creation alike.
+#[test]
+fn topic_creation_stops_at_the_partition_limits() {
+    const POLICY_VIOLATION: i16 = 44;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(
+        dir.path(),
+        &[
+            "--max-partitions",
+            "6",
+            "--max-partitions-per-request",
+            "4",
+            "--default-partitions",
+            "2",
+        ],
+    );
+    let mut c = Client::connect(&broker);
+    assert_eq!(
+        create_topic(&mut c, "big", 5),
+        POLICY_VIOLATION,
+        "per request"
+    );
+    assert_eq!(create_topic(&mut c, "a", 3), 0);
+    assert_eq!(create_topic(&mut c, "b", 4), POLICY_VIOLATION, "3 + 4 > 6");
+    assert_eq!(create_topic(&mut c, "c", 3), 0, "exactly at the limit");
+    // Auto-creation (Metadata v8 allowing it) is refused too: 6 + 2 > 6.
+    let mut b = BytesMut::new();
+    b.put_i32(1);
+    put_str(&mut b, "auto");
+    b.put_i8(1); // allow auto topic creation
+    b.put_i8(0); // cluster authorized operations
+    b.put_i8(0); // topic authorized operations
+    let mut r = c.call(METADATA, 8, &b);
+    r.get_i32(); // throttle
+    for _ in 0..r.get_i32() {
+        r.get_i32(); // node id
+        get_str(&mut r);
+        r.get_i32(); // port
+        r.get_i16(); // rack (null)
+    }
+    get_str(&mut r); // cluster id
+    r.get_i32(); // controller
+    assert_eq!(r.get_i32(), 1, "one topic");
+    assert_eq!(r.get_i16(), POLICY_VIOLATION);
+    assert_eq!(get_str(&mut r), "auto");
+    // The refused topics were not created, on disk either.
+    drop(c);
+    assert!(!dir.path().join("b-0").exists() && !dir.path().join("auto-0").exists());
+}
