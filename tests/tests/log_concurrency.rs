@@ -209,19 +209,36 @@ fn dropped_futures_close_with_appends_in_flight_and_reopen() {
             drop(parts[i % 4].append(make_batch(2, 50, i as i64, i as u64)));
         }
         // Appends racing with close: each either succeeds or gets ShuttingDown, never hangs.
+        let acknowledged = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<_> = std::thread::scope(|scope| {
             let handles: Vec<_> = parts
                 .iter()
                 .map(|p| {
                     let p = p.clone();
+                    let acknowledged = &acknowledged;
                     scope.spawn(move || {
                         (0..200)
-                            .map(|i| p.append(make_batch(1, 20, i, i as u64)).wait())
+                            .map(|i| {
+                                let result = p.append(make_batch(1, 20, i, i as u64)).wait();
+                                if result.is_ok() {
+                                    acknowledged.fetch_add(1, Ordering::SeqCst);
+                                }
+                                result
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
                 .collect();
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            // Close once the racing appends are under way (one acknowledged), not after a
+            // guessed delay.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while acknowledged.load(Ordering::SeqCst) == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no append acknowledged"
+                );
+                std::thread::yield_now();
+            }
             log.close().unwrap();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });

@@ -712,30 +712,32 @@ fn a_truncation_waits_for_transfers_of_its_partition() {
         let mut head = vec![0u8; FRAME_HEADER + 1000];
         rx.read_exact(&mut head).unwrap();
         let truncate = p.truncate_to(0);
-        let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let waiter = {
-            let answered = std::sync::Arc::clone(&answered);
-            std::thread::spawn(move || {
-                let result = truncate.wait();
-                answered.store(true, std::sync::atomic::Ordering::SeqCst);
-                result
-            })
-        };
+        // When the truncation is answered, the send must already be: looked at without
+        // waiting (a no-op waker), by the thread the truncation's answer woke.
+        let waiter = std::thread::spawn(move || {
+            let truncated = truncate.wait();
+            let mut send = send;
+            let polled = std::future::Future::poll(
+                std::pin::Pin::new(&mut send),
+                &mut std::task::Context::from_waker(std::task::Waker::noop()),
+            );
+            (truncated, polled)
+        });
         // Other requests of the partition are not held up meanwhile.
         assert_eq!(p.offsets().log_start, 0);
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(
-            !answered.load(std::sync::atomic::Ordering::SeqCst),
-            "{driver:?}: truncated under a transfer"
-        );
         let mut rest = Vec::new();
         let reader = std::thread::spawn(move || {
             rx.read_to_end(&mut rest).unwrap();
             rest
         });
-        send.wait().unwrap();
+        // The transfer holds its own descriptor: the reader sees the end once it finished.
         drop(tx);
-        assert_eq!(waiter.join().unwrap().unwrap(), 0);
+        let (truncated, polled) = waiter.join().unwrap();
+        let std::task::Poll::Ready(sent) = polled else {
+            panic!("{driver:?}: truncated under a transfer");
+        };
+        sent.unwrap();
+        assert_eq!(truncated.unwrap(), 0);
         let mut received = head;
         received.extend(reader.join().unwrap());
         assert_eq!(parse_frames(&received)[0].batches, before);

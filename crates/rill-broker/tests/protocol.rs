@@ -502,9 +502,18 @@ fn fetch_limits_and_long_polling() {
     let mut waiter = Client::connect(&broker);
     let poll =
         std::thread::spawn(move || fetch(&mut waiter, 60_000, 1, 1 << 20, &[("t", 1, 3, 1 << 20)]));
+    // Likely waiting by now; if not, the fetch finds the data when it arrives, and the check
+    // below still holds.
     std::thread::sleep(Duration::from_millis(100));
+    let produced = std::time::Instant::now();
     assert_eq!(produce(&mut c, 8, 1, &[("t", 1, &one)])[0], (0, 3));
     let out = poll.join().unwrap();
+    // A lost wake-up would still answer, with the data, at the 60 s timeout: the answer must
+    // come long before it.
+    assert!(
+        produced.elapsed() < Duration::from_secs(30),
+        "the long poll was answered by its timeout, not by the produce"
+    );
     assert_eq!(out[0].records.len(), one.len());
     assert_eq!(out[0].high_watermark, 4);
 }
