@@ -207,8 +207,9 @@ fn an_fdatasync_error_fail_stops_only_its_partition() {
         });
         let closed = Arc::new(ClosedFiles::default());
         let disk: Arc<dyn Disk> = Arc::new(NotifyingDisk::new(inner, Arc::clone(&closed)));
+        // A driver that cannot run here is reported (a failure under CI); the others still run.
         let Some(mut driver) = rill_tests::real_driver(kind, &disk, closed) else {
-            return;
+            continue;
         };
         let config = LogConfig::default();
         let mut logs = vec![
