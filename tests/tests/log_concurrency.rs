@@ -348,6 +348,16 @@ fn topics_errors_and_lookups() {
     assert_eq!(log.topics().len(), 1);
 }
 
+/// Waits, at most 30 s, for the shard's maintenance tick to move `p`'s log start (no timing
+/// assumption beyond the bound).
+fn wait_for_retention(p: &rill::Partition, why: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while p.offsets().log_start == 0 {
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn retention_runs_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
@@ -365,12 +375,7 @@ fn retention_runs_in_the_background() {
     for i in 0..100 {
         p.append(make_batch(2, 200, i, i as u64)).wait().unwrap();
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    // Bounded wait for the shard's maintenance tick (no timing assumption beyond the bound).
-    while p.offsets().log_start == 0 {
-        assert!(std::time::Instant::now() < deadline, "retention never ran");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for_retention(&p, "retention never ran");
     assert!(matches!(
         p.read(0, 100).wait(),
         Err(Error::OffsetOutOfRange { .. })
@@ -412,15 +417,10 @@ fn retention_runs_when_the_wall_clock_steps_back() {
     for i in 0..100 {
         p.append(make_batch(2, 200, i, i as u64)).wait().unwrap();
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    // Bounded wait for the shard's maintenance tick (no timing assumption beyond the bound).
-    while p.offsets().log_start == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "retention did not run after the wall clock stepped back"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for_retention(
+        &p,
+        "retention did not run after the wall clock stepped back",
+    );
     log.close().unwrap();
 }
 

@@ -564,6 +564,29 @@ fn fetch_one_topic(c: &mut Client, topic: &str, partitions: &[i32]) -> Vec<(i32,
     out
 }
 
+/// Creates `topic` with `partitions` partitions and produces one batch to each, whose single
+/// value is its own (`partition + 1` repeated, `value_bytes + partition` long). Returns the
+/// values and the batches as sent.
+fn topic_of_distinct_batches(
+    c: &mut Client,
+    topic: &str,
+    partitions: i32,
+    value_bytes: usize,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    assert_eq!(create_topic(c, topic, partitions), 0);
+    let values: Vec<Vec<u8>> = (0..partitions)
+        .map(|p| vec![p as u8 + 1; value_bytes + p as usize])
+        .collect();
+    let batches: Vec<Vec<u8>> = values.iter().map(|v| batch(&[v])).collect();
+    let parts: Vec<(&str, i32, &[u8])> = (0..partitions)
+        .map(|p| (topic, p, batches[p as usize].as_slice()))
+        .collect();
+    for (error, base) in produce(c, 8, 1, &parts) {
+        assert_eq!((error, base), (0, 0));
+    }
+    (values, batches)
+}
+
 /// A fetch of more partitions than the broker asks to send ahead (64), spread over the
 /// shards: every partition's batches arrive whole, in the request's order, in one response.
 #[test]
@@ -572,17 +595,7 @@ fn a_fetch_of_many_partitions_sends_each_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), &[]);
     let mut c = Client::connect(&broker);
-    assert_eq!(create_topic(&mut c, "many", PARTITIONS), 0);
-    let values: Vec<Vec<u8>> = (0..PARTITIONS)
-        .map(|p| vec![p as u8 + 1; 200 + p as usize])
-        .collect();
-    let batches: Vec<Vec<u8>> = values.iter().map(|v| batch(&[v])).collect();
-    let parts: Vec<(&str, i32, &[u8])> = (0..PARTITIONS)
-        .map(|p| ("many", p, batches[p as usize].as_slice()))
-        .collect();
-    for (error, base) in produce(&mut c, 8, 1, &parts) {
-        assert_eq!((error, base), (0, 0));
-    }
+    let (values, batches) = topic_of_distinct_batches(&mut c, "many", PARTITIONS, 200);
     let wanted: Vec<(&str, i32, i64, i32)> =
         (0..PARTITIONS).map(|p| ("many", p, 0, 1 << 20)).collect();
     let out = fetch(&mut c, 0, 1, 1 << 24, &wanted);
@@ -612,17 +625,7 @@ fn a_topic_of_many_partitions_is_answered_once_per_partition() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), &[]);
     let mut c = Client::connect(&broker);
-    assert_eq!(create_topic(&mut c, "grouped", PARTITIONS), 0);
-    let values: Vec<Vec<u8>> = (0..PARTITIONS)
-        .map(|p| vec![p as u8 + 1; 100 + p as usize])
-        .collect();
-    let batches: Vec<Vec<u8>> = values.iter().map(|v| batch(&[v])).collect();
-    let parts: Vec<(&str, i32, &[u8])> = (0..PARTITIONS)
-        .map(|p| ("grouped", p, batches[p as usize].as_slice()))
-        .collect();
-    for (error, base) in produce(&mut c, 8, 1, &parts) {
-        assert_eq!((error, base), (0, 0));
-    }
+    let (values, batches) = topic_of_distinct_batches(&mut c, "grouped", PARTITIONS, 100);
     let wanted: Vec<i32> = (0..PARTITIONS).collect();
     for _ in 0..2 {
         let mut out = fetch_one_topic(&mut c, "grouped", &wanted);
