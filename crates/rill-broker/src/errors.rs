@@ -32,9 +32,9 @@ pub fn batch_code(e: &BatchError, invalid_record: bool) -> i16 {
         | BatchError::InvalidLength { .. }
         | BatchError::LengthMismatch { .. } => code::CORRUPT_MESSAGE,
         // Kafka's InvalidTimestampException.
-        BatchError::MaxTimestampMismatch { .. } | BatchError::LogAppendTimeFromProducer => {
-            code::INVALID_TIMESTAMP
-        }
+        BatchError::MaxTimestampMismatch { .. }
+        | BatchError::TimestampAhead { .. }
+        | BatchError::LogAppendTimeFromProducer => code::INVALID_TIMESTAMP,
         _ if invalid_record => code::INVALID_RECORD,
         _ => code::CORRUPT_MESSAGE,
     }

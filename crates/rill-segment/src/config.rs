@@ -51,6 +51,10 @@ pub struct LogConfig {
     pub retention_bytes: Option<u64>,
     /// Delete sealed segments whose newest timestamp is older than this, if set.
     pub retention_ms: Option<i64>,
+    /// Refuse a batch whose `maxTimestamp` lies further than this ahead of the clock, if set
+    /// (Kafka's `log.message.timestamp.after.max.ms`, one hour by default since Kafka 4.0):
+    /// time retention trusts it, so a timestamp far in the future would keep a segment forever.
+    pub max_timestamp_ahead_ms: Option<i64>,
     /// Preallocation of new segment files.
     pub preallocate: Preallocate,
     /// Write the recovery-point checkpoint at most this often while appending; lower values
@@ -95,6 +99,7 @@ impl Default for LogConfig {
             max_batch_bytes: 1_048_588,
             retention_bytes: None,
             retention_ms: Some(7 * 24 * 3600 * 1000),
+            max_timestamp_ahead_ms: Some(3600 * 1000),
             preallocate: Preallocate::default(),
             checkpoint_interval_ms: 1000,
             max_unsynced_bytes: 256 << 20,
@@ -119,6 +124,9 @@ impl LogConfig {
         }
         if self.index_interval_bytes == 0 {
             return bad("index_interval_bytes must be positive");
+        }
+        if self.max_timestamp_ahead_ms.is_some_and(|ms| ms < 0) {
+            return bad("max_timestamp_ahead_ms must not be negative");
         }
         if self.max_index_entries == 0 {
             return bad("max_index_entries must be positive");

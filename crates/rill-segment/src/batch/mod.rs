@@ -199,6 +199,17 @@ pub enum BatchError {
         /// What the records give (for a compressed batch: its base timestamp, a lower bound).
         computed: i64,
     },
+    /// The batch's `maxTimestamp` lies further ahead of the clock than
+    /// `LogConfig::max_timestamp_ahead_ms` allows.
+    #[error("maxTimestamp {max_timestamp} is more than {allowed_ahead_ms} ms ahead of {now_ms}")]
+    TimestampAhead {
+        /// The header's `maxTimestamp`.
+        max_timestamp: i64,
+        /// The clock when appended.
+        now_ms: i64,
+        /// How far ahead is allowed.
+        allowed_ahead_ms: i64,
+    },
     /// The producer set the log-append-time bit: the broker assigns that type, never the
     /// producer (Kafka refuses it the same way).
     #[error("the producer set the timestamp type to LogAppendTime")]

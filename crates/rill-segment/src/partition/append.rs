@@ -89,6 +89,15 @@ impl PartitionLog {
             bytes: mut data,
             mut header,
         } = batch;
+        if let Some(ahead) = self.config.max_timestamp_ahead_ms
+            && header.max_timestamp > now_ms.saturating_add(ahead)
+        {
+            return Err(LogError::InvalidBatch(BatchError::TimestampAhead {
+                max_timestamp: header.max_timestamp,
+                now_ms,
+                allowed_ahead_ms: ahead,
+            }));
+        }
         if self.must_sync_before(data.len()) {
             return Err(LogError::SyncRequired);
         }

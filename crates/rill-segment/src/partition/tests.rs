@@ -453,3 +453,33 @@ fn a_failed_checkpoint_write_keeps_its_errno() {
     );
     assert_eq!(log.failure().map(|f| f.os_error), Some(reason.os_error));
 }
+
+/// Issue #15, item 3: a batch timestamped far in the future would keep its segment from time
+/// retention forever; beyond `max_timestamp_ahead_ms` it is refused, and nothing is written.
+#[test]
+fn a_batch_timestamped_too_far_ahead_is_refused() {
+    let now = 1_700_000_000_000;
+    let hour = 3_600_000;
+    let mut log = open_with(LogConfig {
+        max_timestamp_ahead_ms: Some(hour),
+        ..config()
+    });
+    log.append(batch(1, 10, now + hour / 2), Durability::Written, now)
+        .unwrap();
+    let end = log.offsets().log_end;
+    let refused = log.append(batch(1, 10, now + 2 * hour), Durability::Written, now);
+    assert!(matches!(
+        refused,
+        Err(LogError::InvalidBatch(BatchError::TimestampAhead { allowed_ahead_ms, .. }))
+            if allowed_ahead_ms == hour
+    ));
+    assert_eq!(log.offsets().log_end, end, "nothing written");
+    assert!(log.failure().is_none());
+    let mut unbounded = open_with(LogConfig {
+        max_timestamp_ahead_ms: None,
+        ..config()
+    });
+    unbounded
+        .append(batch(1, 10, now + 2 * hour), Durability::Written, now)
+        .unwrap();
+}
