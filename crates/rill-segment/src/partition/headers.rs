@@ -19,8 +19,6 @@ pub(crate) struct HeaderWindow {
     len: usize,
     /// Bytes of the segment that hold batches: a window never reaches past them.
     readable: u64,
-    /// Reads made (for tests).
-    pub(crate) reads: u32,
 }
 
 impl HeaderWindow {
@@ -31,7 +29,6 @@ impl HeaderWindow {
             start: 0,
             len: 0,
             readable,
-            reads: 0,
         }
     }
 
@@ -62,7 +59,6 @@ impl PartitionLog {
                 .clamp(HEADER_BYTES as u64, HEADER_WINDOW_BYTES as u64)
                 as usize;
             window.len = 0;
-            window.reads += 1;
             disk::read_exact_at(
                 self.disk.as_ref(),
                 segment.log,

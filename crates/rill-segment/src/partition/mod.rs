@@ -345,15 +345,15 @@ impl PartitionLog {
         };
         if let Err(e) = checkpoint::write(self.disk.as_ref(), &self.dir, &next) {
             let path = self.dir.join(checkpoint::CHECKPOINT_FILE);
-            // The errno is kept: the failure names it ("No space left on device").
-            let io = match &e {
-                LogError::Io { source, .. } => source.raw_os_error().map_or_else(
-                    || std::io::Error::new(source.kind(), source.to_string()),
-                    std::io::Error::from_raw_os_error,
+            // The I/O error itself, so the failure keeps its errno ("No space left on device").
+            return Err(match &e {
+                LogError::Io { source, .. } => self.fail("write checkpoint", path, source),
+                other => self.fail(
+                    "write checkpoint",
+                    path,
+                    &std::io::Error::other(other.to_string()),
                 ),
-                other => std::io::Error::other(other.to_string()),
-            };
-            return Err(self.fail("write checkpoint", path, &io));
+            });
         }
         self.checkpoint = next;
         self.last_checkpoint_ms = now_ms;

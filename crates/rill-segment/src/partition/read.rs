@@ -68,7 +68,7 @@ impl PartitionLog {
         max_bytes: u64,
         limit: ReadLimit,
     ) -> Result<Option<BatchRange>, LogError> {
-        let Some(plan) = self.plan_read(offset, max_bytes, limit)? else {
+        let Some((plan, index)) = self.plan_with_index(offset, max_bytes, limit)? else {
             return Ok(None);
         };
         let Some(segment) = self.segments.get(&plan.segment_base_offset) else {
@@ -88,7 +88,6 @@ impl PartitionLog {
         // than read the headers before it. The walk below reads the header the entry points
         // at and checks its offset, so a wrong entry is caught; it then walks from the first
         // batch instead.
-        let index = self.indexes_of(segment)?.offset;
         if let Some((jump_offset, jump_position)) =
             index.floor_within(plan.end_offset, start.saturating_add(max_bytes))
             && jump_position > start + range.len

@@ -8,6 +8,8 @@ use super::read::{BatchRange, ReadLimit};
 use crate::batch::{BatchHeader, HEADER_BYTES};
 use crate::disk::FileId;
 use crate::error::LogError;
+use crate::index::OffsetIndex;
+use std::sync::Arc;
 
 /// Where a read of an offset starts, as planned under the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +144,19 @@ impl PartitionLog {
         max_bytes: u64,
         limit: ReadLimit,
     ) -> Result<Option<ReadPlan>, LogError> {
+        Ok(self
+            .plan_with_index(offset, max_bytes, limit)?
+            .map(|(plan, _)| plan))
+    }
+
+    /// [`PartitionLog::plan_read`], with the segment's offset index it looked the floor up in
+    /// (so [`PartitionLog::locate`] does not look it up again).
+    pub(super) fn plan_with_index(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        limit: ReadLimit,
+    ) -> Result<Option<(ReadPlan, Arc<OffsetIndex>)>, LogError> {
         if self.closed {
             return Err(LogError::Config("the log is closed".into()));
         }
@@ -159,8 +174,9 @@ impl PartitionLog {
         let Some(segment) = self.segments.range(..=offset).next_back().map(|(_, s)| s) else {
             return Ok(None);
         };
-        let (floor_offset, floor_position) = self.indexes_of(segment)?.offset.lookup(offset);
-        Ok(Some(ReadPlan {
+        let index = self.indexes_of(segment)?.offset;
+        let (floor_offset, floor_position) = index.lookup(offset);
+        let plan = ReadPlan {
             segment_base_offset: segment.base_offset,
             file: segment.log,
             offset,
@@ -169,7 +185,8 @@ impl PartitionLog {
             readable: segment.size_bytes,
             end_offset: end,
             max_bytes,
-        }))
+        };
+        Ok(Some((plan, index)))
     }
 
     /// The bytes between sparse offset-index entries.
