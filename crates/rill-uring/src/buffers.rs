@@ -183,7 +183,7 @@ impl BufferPool {
     }
 
     /// A pooled buffer of `len` bytes, if one is free and large enough.
-    pub fn take_pooled(&self, len: usize) -> Option<ReadBuf> {
+    pub(crate) fn take_pooled(&self, len: usize) -> Option<ReadBuf> {
         if len > self.shared.buffer_bytes {
             return None;
         }

@@ -309,6 +309,17 @@ impl UringDriver {
         self.push_chain(&[entry]);
     }
 
+    /// Books an `io_uring_enter` that submits what is queued: a batch if storage entries are
+    /// among it, and nothing left unsubmitted.
+    fn count_submission(&mut self) {
+        if self.unsubmitted > 0 {
+            self.stats.batches += 1;
+            self.unsubmitted = 0;
+        }
+        self.sends.copy_bytes_unsubmitted = 0;
+        self.stats.submit_calls += 1;
+    }
+
     /// Submits what is queued now, and runs the deferred task work it creates (a read's linked
     /// send) in the same enter: `GETEVENTS` with nothing to wait for. Completions stay in the
     /// completion queue for the next `enter` to reap (`fits` keeps room for them). An error
@@ -317,16 +328,12 @@ impl UringDriver {
         if self.broken.is_some() {
             return;
         }
-        self.sends.copy_bytes_unsubmitted = 0;
         let queued = self.ring.submission().len();
         if queued == 0 {
+            self.sends.copy_bytes_unsubmitted = 0;
             return;
         }
-        if self.unsubmitted > 0 {
-            self.stats.batches += 1;
-            self.unsubmitted = 0;
-        }
-        self.stats.submit_calls += 1;
+        self.count_submission();
         // SAFETY: no argument pointer is passed (`None`), and every queued entry's buffers are
         // owned by its slab entry until its completion arrives (see `push_now`).
         let _ = unsafe {
@@ -348,12 +355,7 @@ impl UringDriver {
             return Ok(());
         }
         self.flush_backlog();
-        if self.unsubmitted > 0 {
-            self.stats.batches += 1;
-            self.unsubmitted = 0;
-        }
-        self.sends.copy_bytes_unsubmitted = 0;
-        self.stats.submit_calls += 1;
+        self.count_submission();
         let entered = if timeout.is_zero() {
             // `min_complete` 0: the kernel runs deferred completions and returns at once. A
             // wait for one completion with a zero timeout would arm an already expired timer
