@@ -164,29 +164,40 @@ impl Broker {
                 fail(kafka_code(&e, true), &e.to_string())
             } else if self.topics.get(&topic.name).is_some() {
                 fail(code::TOPIC_ALREADY_EXISTS, "topic exists")
-            } else if request.validate_only {
-                requested += u64::from(partitions);
-                (topic.name.clone(), code::NONE, None)
             } else {
                 requested += u64::from(partitions);
-                let created = self
-                    .topics
-                    .create(&topic.name, partitions, self.config.max_partitions)
-                    .await;
-                match created {
-                    Ok(()) => {
-                        tracing::info!(topic = %topic.name, partitions, "created topic");
-                        (topic.name.clone(), code::NONE, None)
-                    }
-                    Err(e @ CreateError::Limit { .. }) => {
-                        fail(code::POLICY_VIOLATION, &e.to_string())
-                    }
-                    Err(CreateError::Engine(e)) => fail(kafka_code(&e, true), &e.to_string()),
-                }
+                self.create_checked(&topic.name, partitions, request.validate_only)
+                    .await
             };
             results.push(result);
         }
         protocol::create_topics(buf, version, &results);
+    }
+
+    /// Creates a topic that passed CreateTopics' checks (or only says it would, for
+    /// `validate_only`): its result as (name, error code, message).
+    async fn create_checked(
+        &self,
+        name: &str,
+        partitions: u32,
+        validate_only: bool,
+    ) -> (String, i16, Option<String>) {
+        if validate_only {
+            return (name.to_owned(), code::NONE, None);
+        }
+        let created = self
+            .topics
+            .create(name, partitions, self.config.max_partitions)
+            .await;
+        let (error, message) = match created {
+            Ok(()) => {
+                tracing::info!(topic = %name, partitions, "created topic");
+                return (name.to_owned(), code::NONE, None);
+            }
+            Err(e @ CreateError::Limit { .. }) => (code::POLICY_VIOLATION, e.to_string()),
+            Err(CreateError::Engine(e)) => (kafka_code(&e, true), e.to_string()),
+        };
+        (name.to_owned(), error, Some(message))
     }
 
     /// ListOffsets: earliest (-2), latest (-1), or the first offset at or after a time.
