@@ -91,10 +91,7 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
             .map(|(s, _)| (format!("{URING} {s}"), format!("{BASELINE} {s}")))
             .chain([(format!("{URING} splice"), format!("{BASELINE} sendfile"))])
             .collect();
-        let ratios: Vec<(&str, &str)> = names
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
+        let ratios = str_pairs(&names);
         let params = BTreeMap::from([
             ("consumers", consumers.into()),
             ("partitions", PARTITIONS.into()),
@@ -189,10 +186,7 @@ fn small_fetch_case(
             format!("{BASELINE} engine's choice"),
         ),
     ];
-    let ratios: Vec<(&str, &str)> = names
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
+    let ratios = str_pairs(&names);
     let params = BTreeMap::from([
         ("consumers", consumers.into()),
         ("partitions", PARTITIONS.into()),
@@ -206,6 +200,14 @@ fn small_fetch_case(
         &ratios,
         "fetches_per_s",
     ))
+}
+
+/// Pairs of engine names as the `&str` pairs `Bench::run_case` takes.
+fn str_pairs(names: &[(String, String)]) -> Vec<(&str, &str)> {
+    names
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect()
 }
 
 /// One consumer's progress.
