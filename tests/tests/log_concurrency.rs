@@ -348,6 +348,19 @@ fn topics_errors_and_lookups() {
     assert_eq!(log.topics().len(), 1);
 }
 
+/// Small segments, size retention of two of them, and a 20 ms maintenance tick.
+fn retention_config(dir: &std::path::Path) -> Config {
+    let mut config = config(dir, DriverChoice::Auto);
+    config.maintenance_interval_ms = 20;
+    config.log = LogConfig {
+        segment_bytes: 4096,
+        max_batch_bytes: 2048,
+        retention_bytes: Some(8192),
+        ..LogConfig::default()
+    };
+    config
+}
+
 /// Waits, at most 30 s, for the shard's maintenance tick to move `p`'s log start (no timing
 /// assumption beyond the bound).
 fn wait_for_retention(p: &rill::Partition, why: &str) {
@@ -361,15 +374,7 @@ fn wait_for_retention(p: &rill::Partition, why: &str) {
 #[test]
 fn retention_runs_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(dir.path(), DriverChoice::Auto);
-    config.maintenance_interval_ms = 20;
-    config.log = LogConfig {
-        segment_bytes: 4096,
-        max_batch_bytes: 2048,
-        retention_bytes: Some(8192),
-        ..LogConfig::default()
-    };
-    let (log, _) = Log::open(config).unwrap();
+    let (log, _) = Log::open(retention_config(dir.path())).unwrap();
     log.create_topic("r", 1).unwrap();
     let p = log.partition("r", 0).unwrap();
     for i in 0..100 {
@@ -398,17 +403,10 @@ fn retention_runs_when_the_wall_clock_steps_back() {
         .unwrap()
         .as_millis() as i64;
     let wall = Arc::new(AtomicI64::new(start_ms));
-    let mut config = config(dir.path(), DriverChoice::Auto);
-    config.maintenance_interval_ms = 20;
+    let mut config = retention_config(dir.path());
     config.wall_clock = {
         let wall = Arc::clone(&wall);
         rill::WallClock::from_fn(move || wall.load(Ordering::SeqCst))
-    };
-    config.log = LogConfig {
-        segment_bytes: 4096,
-        max_batch_bytes: 2048,
-        retention_bytes: Some(8192),
-        ..LogConfig::default()
     };
     let (log, _) = Log::open(config).unwrap();
     wall.store(start_ms - 3_600_000, Ordering::SeqCst);
