@@ -587,6 +587,18 @@ fn topic_of_distinct_batches(
     (values, batches)
 }
 
+/// Checks that `records`, fetched from partition `p` of a [`topic_of_distinct_batches`] topic,
+/// are that partition's batch (its length, and its own value inside).
+fn assert_own_batch(p: usize, records: &[u8], values: &[Vec<u8>], batches: &[Vec<u8>]) {
+    assert_eq!(records.len(), batches[p].len(), "partition {p}");
+    assert!(
+        records
+            .windows(values[p].len())
+            .any(|w| w == values[p].as_slice()),
+        "partition {p} carries its own records"
+    );
+}
+
 /// A fetch of more partitions than the broker asks to send ahead (64), spread over the
 /// shards: every partition's batches arrive whole, in the request's order, in one response.
 #[test]
@@ -602,15 +614,7 @@ fn a_fetch_of_many_partitions_sends_each_in_order() {
     assert_eq!(out.len(), PARTITIONS as usize);
     for (p, fetched) in out.iter().enumerate() {
         assert_eq!(fetched.error, 0, "partition {p}");
-        assert_eq!(fetched.records.len(), batches[p].len(), "partition {p}");
-        let value = &values[p];
-        assert!(
-            fetched
-                .records
-                .windows(value.len())
-                .any(|w| w == value.as_slice()),
-            "partition {p} carries its own records"
-        );
+        assert_own_batch(p, &fetched.records, &values, &batches);
     }
     // The connection is still in step: a second fetch is answered too.
     let again = fetch(&mut c, 0, 1, 1 << 24, &wanted[..3]);
@@ -633,14 +637,7 @@ fn a_topic_of_many_partitions_is_answered_once_per_partition() {
         let indexes: Vec<i32> = out.iter().map(|(index, _)| *index).collect();
         assert_eq!(indexes, wanted, "each partition once");
         for (index, records) in &out {
-            let p = *index as usize;
-            assert_eq!(records.len(), batches[p].len(), "partition {p}");
-            assert!(
-                records
-                    .windows(values[p].len())
-                    .any(|w| w == values[p].as_slice()),
-                "partition {p} carries its own records"
-            );
+            assert_own_batch(*index as usize, records, &values, &batches);
         }
     }
 }
