@@ -825,3 +825,36 @@ fn torn_tail_before_an_untrimmed_sealed_segment_is_cut_not_refused() {
     assert_eq!(read_all(&log).unwrap(), vec![(0, as_stored(&durable, 0))]);
     log.verify().unwrap();
 }
+
+/// Issue #15 item 2: on 4 KiB-sector media a torn watermark write garbles its whole block. The
+/// other slot must survive it, or damage to acknowledged data below the watermark is taken for a
+/// torn tail and truncated without a word.
+#[test]
+fn damage_below_the_watermark_is_reported_when_a_slot_write_tears() {
+    for seed in 0..64 {
+        let disk = Arc::new(SimDisk::new(seed));
+        disk.set_faults(FaultConfig {
+            sector_bytes: 4096,
+            garble_torn_sectors: true,
+            ..FaultConfig::default()
+        });
+        let (mut log, _) = open(&disk, &small_config(), false).unwrap();
+        append(&mut log, 6, Durability::Durable, seed);
+        assert_eq!(log.segment_base_offsets(), vec![0]);
+        // A slot write in flight at the power cut.
+        assert!(log.begin_watermark(0).unwrap().is_some());
+        drop(log);
+        disk.crash(CrashKind::Power);
+        let path = sim_path(&file_name(0, FileKind::Log));
+        let (third, _) = batch_positions(&disk.contents(&path).unwrap())[2];
+        disk.flip_bit(&path, third as u64 + 70, 3).unwrap();
+        match open(&disk, &small_config(), false) {
+            Err(LogError::Corrupt(_)) => {}
+            Ok((log, _)) => panic!(
+                "seed {seed}: damage to an acknowledged batch was truncated, {} batches left",
+                read_all(&log).unwrap().len()
+            ),
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
+    }
+}

@@ -4,10 +4,14 @@
 //!
 //! The checkpoint's recovery point is written by rename, three syncs, so only now and then; on
 //! its own it would let recovery mistake damage to recently acknowledged data for a torn tail.
-//! The watermark closes that gap. Each durable round also rewrites one of two 512-byte slots
-//! (alternating, each with a sequence number and CRC) with the offset that was durable *before*
-//! the round, and syncs it with the round's data. It never leads the data, whatever order the
-//! syncs complete in; a torn slot leaves the other, older one.
+//! The watermark closes that gap. Each durable round also rewrites one of two slots (alternating,
+//! each with a sequence number and CRC) with the offset that was durable *before* the round, and
+//! syncs it with the round's data. It never leads the data, whatever order the syncs complete in.
+//!
+//! Each slot has a 4 KiB block of its own and is written as the whole block: on media with
+//! 4 KiB physical sectors a power cut during a write can garble the whole sector being written,
+//! and the other slot must not be in it. A file written before this layout (1024 bytes, slots at
+//! 0 and 512) is still read; it is rewritten in the new layout at the next open, block 1 first.
 
 use crate::disk::{self, Disk, FileId, OpenMode};
 use crate::error::LogError;
@@ -15,8 +19,15 @@ use std::path::Path;
 
 /// File name of the watermark in a partition directory.
 pub const WATERMARK_FILE: &str = "partition.watermark";
-/// Bytes per slot (one sector, so a slot write is never split across sectors).
-pub const SLOT_BYTES: usize = 512;
+/// Bytes per slot: a 4 KiB block of its own, the largest physical sector in use, so a write
+/// that garbles the sector it writes cannot reach the other slot.
+pub const SLOT_BYTES: usize = 4096;
+/// Bytes of the whole file: two slots.
+pub const FILE_BYTES: u64 = 2 * SLOT_BYTES as u64;
+/// The second slot's position in a file written before slots had blocks of their own.
+pub const LEGACY_SECOND_SLOT: u64 = 512;
+/// Bytes of a file written before slots had blocks of their own.
+const LEGACY_FILE_BYTES: u64 = 1024;
 const MAGIC: &[u8; 8] = b"RILLWMRK";
 const ENCODED_BYTES: usize = 28;
 
@@ -63,14 +74,23 @@ impl Slot {
     }
 }
 
-/// The current slot of watermark file bytes, if any slot is valid.
+/// Where a valid slot may be: the two blocks, and the second slot of a legacy file (the current
+/// layout keeps those bytes zero, so only a legacy file has a slot there).
+const SLOT_POSITIONS: [u64; 3] = [0, SLOT_BYTES as u64, LEGACY_SECOND_SLOT];
+
+/// The current slot of watermark file bytes (either layout), if any slot is valid: the valid
+/// slot with the largest sequence.
 pub fn current(bytes: &[u8]) -> Option<Slot> {
-    let a = Slot::parse(bytes);
-    let b = bytes.get(SLOT_BYTES..).and_then(Slot::parse);
-    match (a, b) {
-        (Some(a), Some(b)) => Some(if b.sequence > a.sequence { b } else { a }),
-        (a, b) => a.or(b),
-    }
+    SLOT_POSITIONS
+        .iter()
+        .filter_map(|&at| bytes.get(at as usize..).and_then(Slot::parse))
+        .max_by_key(|slot| slot.sequence)
+}
+
+/// Whether a watermark file of `len` bytes is in the layout before slots had blocks of their
+/// own, and must be rewritten before a slot is written in place.
+pub fn is_legacy(len: u64) -> bool {
+    len > 0 && len <= LEGACY_FILE_BYTES
 }
 
 /// An open watermark file.
@@ -99,20 +119,27 @@ impl Watermark {
         };
         // Each slot is read on its own: an unreadable sector costs one slot, not both. An
         // unreadable watermark only costs protection, never correctness.
-        let mut slots = [[0u8; SLOT_BYTES]; 2];
         let synced = !sync || disk.fdatasync(file).is_ok();
-        for (i, slot) in slots.iter_mut().enumerate() {
-            if !synced || disk::read_exact_at(disk, file, (i * SLOT_BYTES) as u64, slot).is_err() {
-                slot.fill(0);
+        let mut found: Option<Slot> = None;
+        for at in SLOT_POSITIONS {
+            let mut encoded = [0u8; ENCODED_BYTES];
+            if !synced || disk::read_exact_at(disk, file, at, &mut encoded).is_err() {
+                continue;
+            }
+            if let Some(slot) = Slot::parse(&encoded)
+                && found.is_none_or(|f| slot.sequence > f.sequence)
+            {
+                found = Some(slot);
             }
         }
         disk.close(file);
-        Ok(current(&slots.concat()))
+        Ok(found)
     }
 
     /// Opens (creating durably if needed) the watermark file and sets it to `durable_offset` in
     /// both slots, so no older, higher value can survive (used at open, after recovery, and
-    /// before a truncation cuts data).
+    /// before a truncation cuts data). A legacy file is rewritten in the current layout, block 1
+    /// first: its two slots share block 0, which a torn write of block 0 could garble whole.
     pub fn reset(
         disk: &dyn Disk,
         dir: &Path,
@@ -123,31 +150,51 @@ impl Watermark {
         let file = disk
             .open(&path, OpenMode::Create)
             .map_err(|e| LogError::io("open", &path, e))?;
-        let mut watermark = Self {
-            file,
-            last: Slot {
-                sequence,
-                durable_offset,
-            },
-        };
-        let created = disk
-            .file_len(file)
-            .and_then(|len| if len == 0 { disk.sync_dir(dir) } else { Ok(()) });
-        if let Err(e) = created.and_then(|()| watermark.write_both(disk, durable_offset)) {
+        let written = disk.file_len(file).and_then(|len| {
+            if len == 0 {
+                disk.sync_dir(dir)?;
+            }
+            // The next write goes to block `(sequence + 1) % 2`: for a legacy file, block 1.
+            let sequence = if is_legacy(len) && sequence % 2 == 1 {
+                sequence + 1
+            } else {
+                sequence
+            };
+            let mut watermark = Self {
+                file,
+                last: Slot {
+                    sequence,
+                    durable_offset,
+                },
+            };
+            watermark.write_both(disk, durable_offset)?;
+            Ok(watermark)
+        });
+        written.map_err(|e| {
             disk.close(file);
-            return Err(LogError::io("write watermark", path, e));
-        }
-        Ok(watermark)
+            LogError::io("write watermark", path, e)
+        })
     }
 
     /// The watermark file as it is, when its current slot already holds `slot` (a clean open
-    /// whose end has not moved): nothing is written. The next write goes to the other slot.
+    /// whose end has not moved): nothing is written. The next write goes to the other slot. A
+    /// legacy file is rewritten instead ([`Watermark::reset`]).
     pub fn resume(disk: &dyn Disk, dir: &Path, slot: Slot) -> Result<Self, LogError> {
         let path = dir.join(WATERMARK_FILE);
         let file = disk
             .open(&path, OpenMode::Existing)
             .map_err(|e| LogError::io("open", &path, e))?;
-        Ok(Self { file, last: slot })
+        match disk.file_len(file) {
+            Ok(len) if !is_legacy(len) => Ok(Self { file, last: slot }),
+            Ok(_) => {
+                disk.close(file);
+                Self::reset(disk, dir, slot.durable_offset, slot.sequence)
+            }
+            Err(e) => {
+                disk.close(file);
+                Err(LogError::io("stat", path, e))
+            }
+        }
     }
 
     /// Writes `durable_offset` to one slot and syncs, then the other: a crash at any point
@@ -162,7 +209,8 @@ impl Watermark {
         Ok(())
     }
 
-    /// The position and contents of the next slot to write.
+    /// The position and contents of the next slot to write (its block is written whole:
+    /// [`Slot::encode`] is a block).
     pub fn next_slot(&self, durable_offset: i64) -> (u64, Slot) {
         let sequence = self.last.sequence + 1;
         let position = (sequence % 2) * SLOT_BYTES as u64;
@@ -179,20 +227,19 @@ impl Watermark {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::{CrashKind, FaultConfig, SimDisk};
+
+    fn slot(sequence: u64, durable_offset: i64) -> [u8; SLOT_BYTES] {
+        Slot {
+            sequence,
+            durable_offset,
+        }
+        .encode()
+    }
 
     #[test]
     fn the_newest_valid_slot_wins() {
-        let a = Slot {
-            sequence: 4,
-            durable_offset: 10,
-        }
-        .encode();
-        let b = Slot {
-            sequence: 5,
-            durable_offset: 20,
-        }
-        .encode();
-        let mut file = [a, b].concat();
+        let mut file = [slot(4, 10), slot(5, 20)].concat();
         assert_eq!(current(&file).unwrap().durable_offset, 20);
         file[SLOT_BYTES + 17] ^= 1;
         assert_eq!(
@@ -203,5 +250,74 @@ mod tests {
         file[3] = 0;
         assert_eq!(current(&file), None);
         assert_eq!(current(&[]), None);
+    }
+
+    #[test]
+    fn a_legacy_file_is_read() {
+        let legacy = [&slot(4, 10)[..512], &slot(5, 20)[..512]].concat();
+        assert!(is_legacy(legacy.len() as u64));
+        assert_eq!(current(&legacy).unwrap().durable_offset, 20);
+        assert!(!is_legacy(FILE_BYTES));
+    }
+
+    fn garbling_disk(seed: u64) -> SimDisk {
+        let disk = SimDisk::new(seed);
+        disk.set_faults(FaultConfig {
+            sector_bytes: 4096,
+            garble_torn_sectors: true,
+            ..FaultConfig::default()
+        });
+        disk.create_dir_all(Path::new("/p")).unwrap();
+        disk
+    }
+
+    /// Issue #15 item 2: on 4 KiB-sector media a torn slot write garbles its whole sector; the
+    /// other slot, in a block of its own, survives.
+    #[test]
+    fn a_torn_slot_write_leaves_the_other_slot() {
+        let dir = Path::new("/p");
+        for seed in 0..300 {
+            let disk = garbling_disk(seed);
+            let mut watermark = Watermark::reset(&disk, dir, 10, 0).unwrap();
+            watermark.write_both(&disk, 20).unwrap();
+            let (position, next) = watermark.next_slot(30);
+            disk::write_all_at(&disk, watermark.file, position, &[&next.encode()]).unwrap();
+            disk.crash(CrashKind::Power);
+            let found = read(&disk, dir).unwrap().map(|s| s.durable_offset);
+            assert!(
+                matches!(found, Some(20 | 30)),
+                "seed {seed}: the durable slot was lost ({found:?})"
+            );
+        }
+    }
+
+    /// A legacy file keeps both slots in block 0: its upgrade writes block 1 first, so a power
+    /// cut at any step of it leaves a valid slot.
+    #[test]
+    fn a_legacy_file_upgrades_without_a_window_of_no_slot() {
+        let dir = Path::new("/p");
+        for seed in 0..100 {
+            for cut_after in 0..5 {
+                let disk = garbling_disk(seed);
+                let path = dir.join(WATERMARK_FILE);
+                let file = disk.open(&path, OpenMode::CreateNew).unwrap();
+                let legacy = [&slot(4, 10)[..512], &slot(5, 20)[..512]].concat();
+                disk::write_all_at(&disk, file, 0, &[&legacy]).unwrap();
+                disk.fdatasync(file).unwrap();
+                disk.sync_dir(dir).unwrap();
+                disk.close(file);
+                let current = read(&disk, dir).unwrap().unwrap();
+                disk.power_cut_after(cut_after);
+                if let Ok(upgraded) = Watermark::resume(&disk, dir, current) {
+                    assert_eq!(disk.file_len(upgraded.file).unwrap(), FILE_BYTES);
+                    assert_eq!(upgraded.last.durable_offset, 20);
+                    assert!(upgraded.last.sequence > 5);
+                    disk.close(upgraded.file);
+                }
+                disk.crash(CrashKind::Power);
+                let found = read(&disk, dir).unwrap().map(|s| s.durable_offset);
+                assert_eq!(found, Some(20), "seed {seed}, cut after {cut_after}");
+            }
+        }
     }
 }

@@ -6,8 +6,9 @@
 //! the pending creations, renames and removals.
 //!
 //! At a power crash every pending write independently is lost, persists whole, persists a torn
-//! subset or prefix of its 512-byte sectors, or (when it extended the file) persists only its new
-//! length, reading as zeros or garbage. Pending length changes may or may not persist. A random
+//! subset or prefix of its sectors (512 bytes unless configured; with
+//! [`FaultConfig::garble_torn_sectors`] a torn write may also garble a whole sector it touches),
+//! or (when it extended the file) persists only its new length, reading as zeros or garbage. Pending length changes may or may not persist. A random
 //! prefix of the pending namespace changes persists (journalled metadata is ordered). A process
 //! crash keeps the page cache: pending data stays pending.
 //!
@@ -36,6 +37,11 @@ pub struct FaultConfig {
     pub write_enospc_ppm: u32,
     /// A write writes only a prefix of its bytes.
     pub short_write_ppm: u32,
+    /// A write torn by a power cut may also leave one sector it touches garbled whole,
+    /// including bytes it did not change: a device that rewrites a physical sector in place
+    /// without atomicity. Off by default, since it damages durable bytes that share a sector with
+    /// an unsynced write (recovery must then report them, not hide them).
+    pub garble_torn_sectors: bool,
 }
 
 impl Default for FaultConfig {
@@ -46,6 +52,7 @@ impl Default for FaultConfig {
             write_eio_ppm: 0,
             write_enospc_ppm: 0,
             short_write_ppm: 0,
+            garble_torn_sectors: false,
         }
     }
 }
@@ -333,12 +340,12 @@ impl State {
         if kind == CrashKind::Process {
             return;
         }
-        let sector = self.faults.sector_bytes;
+        let faults = self.faults;
         let mut inodes = std::mem::take(&mut self.inodes);
         for node in inodes.values_mut() {
             let pending = std::mem::take(&mut node.pending);
             for op in &pending {
-                apply_with_fate(&mut node.durable, op, sector, &mut self.rng);
+                apply_with_fate(&mut node.durable, op, &faults, &mut self.rng);
             }
             node.current.clone_from(&node.durable);
         }
@@ -358,7 +365,8 @@ impl State {
 }
 
 /// Applies a pending operation to a durable image with a random crash-time fate.
-fn apply_with_fate(image: &mut Vec<u8>, op: &Pending, sector: u64, rng: &mut SimRng) {
+fn apply_with_fate(image: &mut Vec<u8>, op: &Pending, faults: &FaultConfig, rng: &mut SimRng) {
+    let sector = faults.sector_bytes;
     match op {
         Pending::SetLen(len) => {
             if rng.below(2) == 0 {
@@ -380,6 +388,9 @@ fn apply_with_fate(image: &mut Vec<u8>, op: &Pending, sector: u64, rng: &mut Sim
                             write_into(image, start, &data[rel]);
                         }
                     }
+                    if faults.garble_torn_sectors && rng.below(2) == 0 {
+                        garble_sector(image, *pos, sector, rng);
+                    }
                 }
                 // Torn: a prefix of its sectors.
                 15..=16 => {
@@ -388,6 +399,10 @@ fn apply_with_fate(image: &mut Vec<u8>, op: &Pending, sector: u64, rng: &mut Sim
                     for &(start, stop) in &pieces[..keep] {
                         let rel = (start - *pos) as usize..(stop - *pos) as usize;
                         write_into(image, start, &data[rel]);
+                    }
+                    if faults.garble_torn_sectors && rng.below(2) == 0 {
+                        let (start, _) = pieces[rng.below(pieces.len() as u64) as usize];
+                        garble_sector(image, start, sector, rng);
                     }
                 }
                 // The new length persists but not the data: zeros or garbage.
@@ -404,6 +419,20 @@ fn apply_with_fate(image: &mut Vec<u8>, op: &Pending, sector: u64, rng: &mut Sim
                 }
             }
         }
+    }
+}
+
+/// Fills the whole sector holding `pos` with garbage, as far as the image reaches (a write that
+/// extended the file reaches at least `pos`).
+fn garble_sector(image: &mut Vec<u8>, pos: u64, sector: u64, rng: &mut SimRng) {
+    let start = (pos / sector * sector) as usize;
+    let stop = ((pos / sector + 1) * sector) as usize;
+    if image.len() <= pos as usize {
+        image.resize(pos as usize + 1, 0);
+    }
+    let stop = stop.min(image.len());
+    for b in &mut image[start..stop] {
+        *b = rng.below(256) as u8;
     }
 }
 
@@ -621,7 +650,7 @@ impl Disk for SimDisk {
         } else {
             s.roll(ppm)
         };
-        let sector = s.faults.sector_bytes;
+        let faults = s.faults;
         let inode = s.inode_of(file)?;
         let mut node = s.inodes.remove(&inode).unwrap_or_default();
         let pending = std::mem::take(&mut node.pending);
@@ -629,7 +658,7 @@ impl Disk for SimDisk {
             // The pages are marked clean whatever reached the medium: a later fdatasync will not
             // write them again, and the cache keeps showing bytes that may not be durable.
             for op in &pending {
-                apply_with_fate(&mut node.durable, op, sector, &mut s.rng);
+                apply_with_fate(&mut node.durable, op, &faults, &mut s.rng);
             }
             s.inodes.insert(inode, node);
             s.stats.injected_faults += 1;
