@@ -31,3 +31,11 @@ if ! python3 -c "import kafka, sys; sys.exit(kafka.__version__ != '$KAFKA_PYTHON
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "kafka-python==$KAFKA_PYTHON_VERSION"
 fi
 echo "setup: kafka-python $(python3 -c 'import kafka; print(kafka.__version__)')"
+
+# cargo-fuzz, for the fuzz targets CI runs (scripts/fuzz.sh). Pinned, built from crates.io.
+CARGO_FUZZ_VERSION=0.13.2
+if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+  echo "setup: installing cargo-fuzz $CARGO_FUZZ_VERSION from crates.io"
+  cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+echo "setup: $(cargo fuzz --version)"
