@@ -13,7 +13,7 @@
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::config::LogConfig;
-use crate::disk::{Disk, FileId};
+use crate::disk::{self, Disk, FileId};
 use crate::error::{Corruption, LogError};
 use crate::index::SegmentBounds;
 use crate::partition::{
@@ -149,10 +149,8 @@ impl Recovery<'_> {
 
     fn run(&mut self) -> Result<(Segments, Checkpoint, Watermark), LogError> {
         let disk = self.disk;
-        disk.create_dir_all(self.dir)
-            .map_err(io_err("create dir", self.dir))?;
-        disk.sync_dir(self.dir)
-            .map_err(io_err("sync dir", self.dir))?;
+        // Durably: a partition whose directory entry a crash could lose would lose all of it.
+        disk::create_dir_durably(disk, self.dir).map_err(io_err("create dir", self.dir))?;
         let mut bases = self.list_and_clean()?;
         let found = checkpoint::read(disk, self.dir)?;
         let checkpoint = match found {

@@ -267,7 +267,7 @@ mod tests {
             garble_torn_sectors: true,
             ..FaultConfig::default()
         });
-        disk.create_dir_all(Path::new("/p")).unwrap();
+        disk::create_dir_durably(&disk, Path::new("/p")).unwrap();
         disk
     }
 

@@ -74,8 +74,11 @@ struct LogInner {
     driver: DriverKind,
     /// Sends to one socket go one at a time, across shards.
     gates: Arc<SocketGates>,
-    /// The files of every partition, with the bounded descriptor cache.
-    files: Arc<StdDisk>,
+    /// The disk every file and directory operation goes through (the shards' disks wrap it).
+    base_disk: Arc<dyn Disk>,
+    /// The real file system's disk, with the bounded descriptor cache; `None` on a disk of the
+    /// caller's ([`Log::open_on`]).
+    files: Option<Arc<StdDisk>>,
     /// Sealed segments' indexes, read on use, shared by every partition.
     index_cache: Arc<IndexCache>,
 }
@@ -145,14 +148,31 @@ impl Log {
     /// shards. A partition whose acknowledged data is damaged makes the open fail with
     /// [`Error::Corrupt`] naming the file and bytes, unless `config.repair` is set.
     pub fn open(config: Config) -> Result<(Self, OpenReport)> {
+        let files = Arc::new(StdDisk::with_max_open_files(config.max_open_files));
+        Self::open_with(config, Storage::Files(files))
+    }
+
+    /// Opens the log on `disk` instead of the file system: every file and directory operation
+    /// goes through it (paths are `config.data_dir` and below), and the shards run the
+    /// [`DriverKind::Disk`] driver, which needs no descriptors, whatever `config.driver` says.
+    /// Zero-copy sends are refused on such a log. This is how tests run the whole engine on a
+    /// simulated disk that cuts the power (`rill_segment::disk::SimDisk`): shards, queues,
+    /// recovery and topic management together under its fault model.
+    pub fn open_on(config: Config, disk: Arc<dyn Disk>) -> Result<(Self, OpenReport)> {
+        Self::open_with(config, Storage::Disk(disk))
+    }
+
+    fn open_with(config: Config, storage: Storage) -> Result<(Self, OpenReport)> {
         config.validate()?;
         let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|e| Error::io("create", &data_dir, e))?;
-        let deletions_finished = topic_dirs::finish_deletions(&data_dir)?;
-        let found = scan(&data_dir, config.shards)?;
+        let disk = storage.disk();
+        rill_segment::disk::create_dir_durably(disk.as_ref(), &data_dir)
+            .map_err(|e| Error::io("create", &data_dir, e))?;
+        let deletions_finished = topic_dirs::finish_deletions(disk.as_ref(), &data_dir)?;
+        let found = scan(disk.as_ref(), &data_dir, config.shards)?;
         let config = Arc::new(config);
         let log = Self {
-            inner: Arc::new(start_shards(&config)?),
+            inner: Arc::new(start_shards(&config, storage)?),
         };
         let partitions = match log.recover_all(found) {
             Ok(reports) => reports,
@@ -161,7 +181,7 @@ impl Log {
                 return Err(e);
             }
         };
-        sync_dir(&data_dir)?;
+        sync_dir(disk.as_ref(), &data_dir)?;
         let buffered_ring_writes_inline = probe_ring_writes(log.inner.driver, &data_dir);
         let report = OpenReport {
             driver: log.inner.driver,
@@ -289,14 +309,19 @@ impl Log {
             return Err(Error::TopicExists(name.to_string()));
         }
         let data_dir = &self.inner.config.data_dir;
-        topic_dirs::clear_failed_deletion(data_dir, name)?;
+        let disk = self.inner.base_disk.as_ref();
+        topic_dirs::clear_failed_deletion(disk, data_dir, name)?;
+        let present = disk
+            .list_dir(data_dir)
+            .map_err(|e| Error::io("list", data_dir, e))?;
         let shards = self.inner.shards.len();
         let mut logs = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
-            let dir = data_dir.join(topic::dir_name(name, index));
-            if dir.exists() {
+            let dir_name = topic::dir_name(name, index);
+            if present.contains(&dir_name) {
                 return Err(Error::TopicExists(name.to_string()));
             }
+            let dir = data_dir.join(dir_name);
             let shard = topic::shard_of(name, index, shards);
             let (log, _report) = PartitionLog::open(
                 Arc::clone(&self.inner.disks[shard]),
@@ -309,7 +334,7 @@ impl Log {
             )?;
             logs.push((index, shard, log));
         }
-        sync_dir(data_dir)?;
+        sync_dir(disk, data_dir)?;
         let mut handles = Vec::with_capacity(logs.len());
         for (index, shard, log) in logs {
             handles.push(self.attach(name, index, shard, log)?);
@@ -345,18 +370,19 @@ impl Log {
             Pending::sent(slot).wait()?;
         }
         let data_dir = &self.inner.config.data_dir;
+        let disk = self.inner.base_disk.as_ref();
         let mut doomed = Vec::with_capacity(partitions.len());
         for partition in &partitions {
             let dir_name = topic::dir_name(name, partition.index());
-            doomed.push(topic_dirs::set_aside(data_dir, &dir_name)?);
+            doomed.push(topic_dirs::set_aside(disk, data_dir, &dir_name)?);
         }
         // Once the renames are durable the deletion is decided: a crash from here on is
         // finished by the next open.
-        sync_dir(data_dir)?;
+        sync_dir(disk, data_dir)?;
         for dir in doomed {
-            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+            topic_dirs::remove_tree(disk, &dir)?;
         }
-        sync_dir(data_dir)
+        sync_dir(disk, data_dir)
     }
 
     /// The topics, by name.
@@ -412,9 +438,14 @@ impl Log {
     }
 
     /// What the log holds for its files: handles, descriptors open now (at most
-    /// [`Config::max_open_files`]), evictions and reopens.
+    /// [`Config::max_open_files`]), evictions and reopens. All zero on a disk of the caller's
+    /// ([`Log::open_on`]).
     pub fn file_stats(&self) -> HandleStats {
-        self.inner.files.handle_stats()
+        self.inner
+            .files
+            .as_ref()
+            .map(|files| files.handle_stats())
+            .unwrap_or_default()
     }
 
     /// The shared cache of sealed segments' indexes: what it holds (at most
@@ -502,9 +533,26 @@ impl Drop for LogInner {
     }
 }
 
-fn start_shards(config: &Arc<Config>) -> Result<LogInner> {
-    let files = Arc::new(StdDisk::with_max_open_files(config.max_open_files));
-    let base: Arc<dyn Disk> = Arc::clone(&files) as Arc<dyn Disk>;
+/// What a log's files live on.
+enum Storage {
+    /// The file system, through the descriptor cache; the configured driver.
+    Files(Arc<StdDisk>),
+    /// A disk of the caller's; the [`DriverKind::Disk`] driver.
+    Disk(Arc<dyn Disk>),
+}
+
+impl Storage {
+    fn disk(&self) -> Arc<dyn Disk> {
+        match self {
+            Storage::Files(files) => Arc::clone(files) as Arc<dyn Disk>,
+            Storage::Disk(disk) => Arc::clone(disk),
+        }
+    }
+}
+
+fn start_shards(config: &Arc<Config>, storage: Storage) -> Result<LogInner> {
+    let base = storage.disk();
+    let on_disk = matches!(storage, Storage::Disk(_));
     let mut shards = Vec::with_capacity(config.shards);
     let mut disks: Vec<Arc<dyn Disk>> = Vec::with_capacity(config.shards);
     let mut threads = Vec::with_capacity(config.shards);
@@ -540,6 +588,7 @@ fn start_shards(config: &Arc<Config>) -> Result<LogInner> {
             Arc::clone(&disk),
             closed,
             Arc::clone(config),
+            on_disk,
         ) {
             Ok((thread, kind)) => {
                 driver = kind;
@@ -564,24 +613,21 @@ fn start_shards(config: &Arc<Config>) -> Result<LogInner> {
         closed: AtomicBool::new(false),
         driver,
         gates: Arc::new(SocketGates::new(config.queue_depth)),
-        files,
+        base_disk: base,
+        files: match storage {
+            Storage::Files(files) => Some(files),
+            Storage::Disk(_) => None,
+        },
         index_cache: Arc::new(IndexCache::new(config.index_cache_bytes)),
     })
 }
 
 /// Partition directories in `data_dir`, with gaps in a topic's indexes filled (a crash during
 /// topic creation can leave them; the missing partitions are created empty).
-fn scan(data_dir: &Path, shards: usize) -> Result<Vec<Found>> {
+fn scan(disk: &dyn Disk, data_dir: &Path, shards: usize) -> Result<Vec<Found>> {
     let mut topics: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
-    let entries = std::fs::read_dir(data_dir).map_err(|e| Error::io("list", data_dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list", data_dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        if let Some((topic, index)) = topic::parse_dir_name(name) {
+    for name in topic_dirs::subdirectories(disk, data_dir)? {
+        if let Some((topic, index)) = topic::parse_dir_name(&name) {
             topics.entry(topic.to_string()).or_default().insert(index);
         }
     }

@@ -11,26 +11,61 @@
 
 use crate::error::{Error, Result};
 use crate::topic::{self, DELETE_SUFFIX};
+use rill_segment::disk::Disk;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+/// Bound on the depth of a tree [`remove_tree`] removes (a partition directory holds files
+/// only; anything deeper was put there by hand).
+const MAX_TREE_DEPTH: usize = 8;
+
 /// fsyncs a directory, so the entries created, renamed or removed in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync", dir, e))
+pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<()> {
+    disk.sync_dir(dir).map_err(|e| Error::io("fsync", dir, e))
+}
+
+/// Names in `dir` that are directories.
+pub(crate) fn subdirectories(disk: &dyn Disk, dir: &Path) -> Result<Vec<String>> {
+    let names = disk.list_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut dirs = Vec::with_capacity(names.len());
+    for name in names {
+        let path = dir.join(&name);
+        if disk
+            .is_dir(&path)
+            .map_err(|e| Error::io("stat", &path, e))?
+        {
+            dirs.push(name);
+        }
+    }
+    Ok(dirs)
+}
+
+/// Removes `dir` and everything in it (not durable until its parent is synced).
+pub(crate) fn remove_tree(disk: &dyn Disk, dir: &Path) -> Result<()> {
+    remove_tree_within(disk, dir, MAX_TREE_DEPTH)
+}
+
+fn remove_tree_within(disk: &dyn Disk, dir: &Path, depth_left: usize) -> Result<()> {
+    let names = disk.list_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    for name in names {
+        let path = dir.join(&name);
+        match disk.remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory && depth_left > 0 => {
+                remove_tree_within(disk, &path, depth_left - 1)?;
+            }
+            Err(e) => return Err(Error::io("remove", &path, e)),
+        }
+    }
+    disk.remove_dir(dir)
+        .map_err(|e| Error::io("remove", dir, e))
 }
 
 /// The directories of `data_dir` that belong to a topic: (entry name, topic, whether it is a
 /// `.delete` directory).
-fn topic_entries(data_dir: &Path) -> Result<Vec<(String, String, bool)>> {
-    let entries = std::fs::read_dir(data_dir).map_err(|e| Error::io("list", data_dir, e))?;
+fn topic_entries(disk: &dyn Disk, data_dir: &Path) -> Result<Vec<(String, String, bool)>> {
     let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list", data_dir, e))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
+    for name in subdirectories(disk, data_dir)? {
         let (live, doomed) = match name.strip_suffix(DELETE_SUFFIX) {
             Some(live) => (live, true),
             None => (name.as_str(), false),
@@ -45,8 +80,8 @@ fn topic_entries(data_dir: &Path) -> Result<Vec<(String, String, bool)>> {
 
 /// Finishes topic deletions a crash interrupted: a topic with any `.delete` directory was
 /// being deleted, so all its directories go. Returns the topics whose deletion was finished.
-pub(crate) fn finish_deletions(data_dir: &Path) -> Result<Vec<String>> {
-    let entries = topic_entries(data_dir)?;
+pub(crate) fn finish_deletions(disk: &dyn Disk, data_dir: &Path) -> Result<Vec<String>> {
+    let entries = topic_entries(disk, data_dir)?;
     let doomed: BTreeSet<&str> = entries
         .iter()
         .filter(|(_, _, doomed)| *doomed)
@@ -59,10 +94,9 @@ pub(crate) fn finish_deletions(data_dir: &Path) -> Result<Vec<String>> {
         .iter()
         .filter(|(_, t, _)| doomed.contains(t.as_str()))
     {
-        let dir = data_dir.join(name);
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+        remove_tree(disk, &data_dir.join(name))?;
     }
-    sync_dir(data_dir)?;
+    sync_dir(disk, data_dir)?;
     Ok(doomed.into_iter().map(str::to_string).collect())
 }
 
@@ -70,32 +104,30 @@ pub(crate) fn finish_deletions(data_dir: &Path) -> Result<Vec<String>> {
 /// process (its `.delete` directories are still here), removes all of that topic's
 /// directories, durably. Otherwise the next open would take the new topic for the one being
 /// deleted and remove it. Returns whether anything was removed.
-pub(crate) fn clear_failed_deletion(data_dir: &Path, topic: &str) -> Result<bool> {
-    let entries = topic_entries(data_dir)?;
+pub(crate) fn clear_failed_deletion(disk: &dyn Disk, data_dir: &Path, topic: &str) -> Result<bool> {
+    let entries = topic_entries(disk, data_dir)?;
     let mine: Vec<&(String, String, bool)> =
         entries.iter().filter(|(_, t, _)| t == topic).collect();
     if !mine.iter().any(|(_, _, doomed)| *doomed) {
         return Ok(false);
     }
     for (name, _, _) in mine {
-        let dir = data_dir.join(name);
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+        remove_tree(disk, &data_dir.join(name))?;
     }
-    sync_dir(data_dir)?;
+    sync_dir(disk, data_dir)?;
     Ok(true)
 }
 
 /// Renames the partition directory `dir_name` to its `.delete` name, first removing a
 /// directory already there (left by an earlier failed deletion of the same name, which a
 /// rename onto it would fail on). Returns the new path.
-pub(crate) fn set_aside(data_dir: &Path, dir_name: &str) -> Result<PathBuf> {
+pub(crate) fn set_aside(disk: &dyn Disk, data_dir: &Path, dir_name: &str) -> Result<PathBuf> {
     let dir = data_dir.join(dir_name);
     let to = data_dir.join(format!("{dir_name}{DELETE_SUFFIX}"));
-    match std::fs::remove_dir_all(&to) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove", &to, e)),
+    if disk.is_dir(&to).map_err(|e| Error::io("stat", &to, e))? {
+        remove_tree(disk, &to)?;
     }
-    std::fs::rename(&dir, &to).map_err(|e| Error::io("rename", &dir, e))?;
+    disk.rename(&dir, &to)
+        .map_err(|e| Error::io("rename", &dir, e))?;
     Ok(to)
 }

@@ -9,6 +9,7 @@
 
 mod handles;
 mod sim;
+mod sim_namespace;
 mod std_disk;
 
 pub use handles::{DEFAULT_MAX_OPEN_FILES, HandleStats};
@@ -53,6 +54,19 @@ pub trait Disk: Send + Sync + fmt::Debug {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Names of the entries of a directory (not recursive), in no particular order.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Whether `path` names a directory (`false` if it names nothing or a file).
+    fn is_dir(&self, path: &Path) -> io::Result<bool> {
+        match self.list_dir(path) {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.kind() == io::ErrorKind::NotADirectory =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Removes an empty directory.
@@ -121,6 +135,34 @@ pub trait Disk: Send + Sync + fmt::Debug {
             "this disk has no OS descriptors",
         ))
     }
+}
+
+/// Creates `dir` (and missing parents) durably: a directory's entry lives in its parent, so each
+/// directory created here has its parent synced; `dir` itself is synced too, so what it already
+/// holds is durable. On an existing directory this is one `sync_dir`.
+pub fn create_dir_durably(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
+    // Walk up to the first directory that exists (the sync doubles as the probe), bounded by the
+    // path's depth.
+    let mut missing = Vec::new();
+    for ancestor in dir.ancestors() {
+        match disk.sync_dir(ancestor) {
+            Ok(()) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(ancestor),
+            Err(e) => return Err(e),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    disk.create_dir_all(dir)?;
+    // Innermost first: `dir`'s own (empty) contents, then each new entry in its parent.
+    disk.sync_dir(dir)?;
+    for created in missing {
+        if let Some(parent) = created.parent() {
+            disk.sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads exactly `buf.len()` bytes at `pos`, looping over short reads.

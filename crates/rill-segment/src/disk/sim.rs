@@ -18,8 +18,9 @@
 //! [`SimDisk::crash`]). Sticky faults on durable data: bit flips and sectors whose reads fail.
 //! Everything random is drawn from one seeded generator, so a run reproduces from its seed.
 
+use super::sim_namespace::{MetaOp, Namespace};
 use super::{Disk, FileId, OpenMode};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -97,10 +98,11 @@ struct State {
     faults: FaultConfig,
     inodes: HashMap<u64, Inode>,
     next_inode: u64,
-    names: BTreeMap<PathBuf, u64>,
-    durable_names: BTreeMap<PathBuf, u64>,
+    /// The tree as calls see it.
+    tree: Namespace,
+    /// The tree a power cut keeps, before the pending changes it may also keep.
+    durable_tree: Namespace,
     pending_meta: Vec<MetaOp>,
-    dirs: BTreeSet<PathBuf>,
     handles: HashMap<u64, u64>,
     next_handle: u64,
     power_cut_after_ops: Option<u64>,
@@ -123,31 +125,6 @@ enum Pending {
     SetLen(u64),
 }
 
-#[derive(Debug, Clone)]
-enum MetaOp {
-    Link { path: PathBuf, inode: u64 },
-    Unlink { path: PathBuf },
-}
-
-impl MetaOp {
-    fn dir(&self) -> Option<&Path> {
-        match self {
-            MetaOp::Link { path, .. } | MetaOp::Unlink { path } => path.parent(),
-        }
-    }
-
-    fn apply(&self, names: &mut BTreeMap<PathBuf, u64>) {
-        match self {
-            MetaOp::Link { path, inode } => {
-                names.insert(path.clone(), *inode);
-            }
-            MetaOp::Unlink { path } => {
-                names.remove(path);
-            }
-        }
-    }
-}
-
 fn errno(code: rustix::io::Errno) -> io::Error {
     io::Error::from_raw_os_error(code.raw_os_error())
 }
@@ -161,10 +138,9 @@ impl SimDisk {
                 faults: FaultConfig::default(),
                 inodes: HashMap::new(),
                 next_inode: 0,
-                names: BTreeMap::new(),
-                durable_names: BTreeMap::new(),
+                tree: Namespace::new(),
+                durable_tree: Namespace::new(),
                 pending_meta: Vec::new(),
-                dirs: BTreeSet::from([PathBuf::from("/")]),
                 handles: HashMap::new(),
                 next_handle: 0,
                 power_cut_after_ops: None,
@@ -212,7 +188,8 @@ impl SimDisk {
     pub fn flip_bit(&self, path: &Path, pos: u64, bit: u8) -> io::Result<()> {
         let mut s = self.lock();
         let inode = *s
-            .names
+            .tree
+            .files
             .get(path)
             .ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
         let node = s.inodes.entry(inode).or_default();
@@ -233,7 +210,8 @@ impl SimDisk {
         let mut s = self.lock();
         let sector = pos / s.faults.sector_bytes;
         let inode = *s
-            .names
+            .tree
+            .files
             .get(path)
             .ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
         s.inodes
@@ -247,7 +225,7 @@ impl SimDisk {
     /// The bytes reads of `path` currently see (the page cache), for assertions.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
         let s = self.lock();
-        let inode = s.names.get(path)?;
+        let inode = s.tree.files.get(path)?;
         s.inodes.get(inode).map(|n| n.current.clone())
     }
 
@@ -255,7 +233,8 @@ impl SimDisk {
     pub fn plant(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut s = self.lock();
         let inode = *s
-            .names
+            .tree
+            .files
             .get(path)
             .ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
         let node = s.inodes.entry(inode).or_default();
@@ -267,7 +246,7 @@ impl SimDisk {
 
     /// Every file name in the current namespace.
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.lock().names.keys().cloned().collect()
+        self.lock().tree.files.keys().cloned().collect()
     }
 
     /// What the disk has done so far.
@@ -318,7 +297,7 @@ impl State {
     }
 
     fn link(&mut self, path: &Path, inode: u64) {
-        self.names.insert(path.to_path_buf(), inode);
+        self.tree.files.insert(path.to_path_buf(), inode);
         self.pending_meta.push(MetaOp::Link {
             path: path.to_path_buf(),
             inode,
@@ -326,10 +305,35 @@ impl State {
     }
 
     fn unlink(&mut self, path: &Path) {
-        self.names.remove(path);
+        self.tree.files.remove(path);
         self.pending_meta.push(MetaOp::Unlink {
             path: path.to_path_buf(),
         });
+    }
+
+    /// Renames a directory and everything in it, durable once the parent of `to` is synced (a
+    /// rename onto an empty directory replaces it, as POSIX's does).
+    fn rename_dir(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+        if to.starts_with(from) {
+            return Err(errno(rustix::io::Errno::INVAL));
+        }
+        if self.tree.files.contains_key(to) {
+            return Err(errno(rustix::io::Errno::NOTDIR));
+        }
+        if self.tree.has_children(to) {
+            return Err(errno(rustix::io::Errno::NOTEMPTY));
+        }
+        let parent = to.parent().unwrap_or(Path::new("/"));
+        if !self.tree.dirs.contains(parent) {
+            return Err(errno(rustix::io::Errno::NOENT));
+        }
+        let op = MetaOp::RenameDir {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+        };
+        op.apply(&mut self.tree);
+        self.pending_meta.push(op);
+        Ok(())
     }
 
     fn crash(&mut self, kind: CrashKind) {
@@ -350,16 +354,18 @@ impl State {
             node.current.clone_from(&node.durable);
         }
         self.inodes = inodes;
-        // Journalled metadata persists in order: a random prefix of the pending changes.
+        // Journalled metadata persists in order: a random prefix of the pending changes. What
+        // then has no parent directory is lost with it.
         let keep = self.rng.below(self.pending_meta.len() as u64 + 1) as usize;
-        let mut names = self.durable_names.clone();
+        let mut tree = self.durable_tree.clone();
         for op in &self.pending_meta[..keep] {
-            op.apply(&mut names);
+            op.apply(&mut tree);
         }
+        tree.drop_orphans();
         self.pending_meta.clear();
-        self.durable_names.clone_from(&names);
-        self.names = names;
-        let live: BTreeSet<u64> = self.names.values().copied().collect();
+        self.durable_tree.clone_from(&tree);
+        self.tree = tree;
+        let live: BTreeSet<u64> = self.tree.files.values().copied().collect();
         self.inodes.retain(|id, _| live.contains(id));
     }
 }
@@ -469,38 +475,61 @@ fn apply(image: &mut Vec<u8>, op: &Pending) {
 impl Disk for SimDisk {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut s = self.lock();
+        if s.tree.dirs.contains(dir) {
+            return s.check_alive();
+        }
         s.mutate()?;
-        // Directories themselves are durable at once: the model's faults are about files.
-        for ancestor in dir.ancestors() {
-            s.dirs.insert(ancestor.to_path_buf());
+        // Outermost first; each creation is durable once its parent is synced.
+        let mut missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|a| !s.tree.dirs.contains(*a))
+            .map(Path::to_path_buf)
+            .collect();
+        missing.reverse();
+        for path in missing {
+            if s.tree.files.contains_key(&path) {
+                return Err(errno(rustix::io::Errno::NOTDIR));
+            }
+            s.tree.dirs.insert(path.clone());
+            s.pending_meta.push(MetaOp::MakeDir { path });
         }
         Ok(())
+    }
+
+    fn is_dir(&self, path: &Path) -> io::Result<bool> {
+        let s = self.lock();
+        s.check_alive()?;
+        Ok(s.tree.dirs.contains(path))
     }
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         let s = self.lock();
         s.check_alive()?;
-        if !s.dirs.contains(dir) {
-            return Err(errno(rustix::io::Errno::NOENT));
+        if !s.tree.dirs.contains(dir) {
+            let code = if s.tree.files.contains_key(dir) {
+                rustix::io::Errno::NOTDIR
+            } else {
+                rustix::io::Errno::NOENT
+            };
+            return Err(errno(code));
         }
-        Ok(s.names
-            .keys()
-            .filter(|p| p.parent() == Some(dir))
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect())
+        Ok(s.tree.children(dir))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut s = self.lock();
         s.mutate()?;
+        if !s.tree.dirs.contains(dir) {
+            return Err(errno(rustix::io::Errno::NOENT));
+        }
         let (ours, rest): (Vec<MetaOp>, Vec<MetaOp>) = std::mem::take(&mut s.pending_meta)
             .into_iter()
             .partition(|op| op.dir() == Some(dir));
-        let mut durable = std::mem::take(&mut s.durable_names);
+        let mut durable = std::mem::replace(&mut s.durable_tree, Namespace::new());
         for op in &ours {
             op.apply(&mut durable);
         }
-        s.durable_names = durable;
+        s.durable_tree = durable;
         s.pending_meta = rest;
         s.stats.dir_syncs += 1;
         Ok(())
@@ -509,10 +538,16 @@ impl Disk for SimDisk {
     fn remove_dir(&self, dir: &Path) -> io::Result<()> {
         let mut s = self.lock();
         s.mutate()?;
-        if s.names.keys().any(|p| p.parent() == Some(dir)) {
+        if !s.tree.dirs.contains(dir) {
+            return Err(errno(rustix::io::Errno::NOENT));
+        }
+        if s.tree.has_children(dir) {
             return Err(errno(rustix::io::Errno::NOTEMPTY));
         }
-        s.dirs.remove(dir);
+        s.tree.dirs.remove(dir);
+        s.pending_meta.push(MetaOp::RemoveDir {
+            path: dir.to_path_buf(),
+        });
         Ok(())
     }
 
@@ -520,10 +555,13 @@ impl Disk for SimDisk {
         let mut s = self.lock();
         s.check_alive()?;
         let parent = path.parent().unwrap_or(Path::new("/"));
-        if !s.dirs.contains(parent) {
+        if !s.tree.dirs.contains(parent) {
             return Err(errno(rustix::io::Errno::NOENT));
         }
-        let inode = match (s.names.get(path).copied(), mode) {
+        if s.tree.dirs.contains(path) {
+            return Err(errno(rustix::io::Errno::ISDIR));
+        }
+        let inode = match (s.tree.files.get(path).copied(), mode) {
             (Some(_), OpenMode::CreateNew) => return Err(errno(rustix::io::Errno::EXIST)),
             (Some(inode), _) => inode,
             (None, OpenMode::Existing) => return Err(errno(rustix::io::Errno::NOENT)),
@@ -686,10 +724,17 @@ impl Disk for SimDisk {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut s = self.lock();
         s.mutate()?;
+        if s.tree.dirs.contains(from) {
+            return s.rename_dir(from, to);
+        }
         let inode = *s
-            .names
+            .tree
+            .files
             .get(from)
             .ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
+        if s.tree.dirs.contains(to) {
+            return Err(errno(rustix::io::Errno::ISDIR));
+        }
         s.unlink(from);
         s.link(to, inode);
         Ok(())
@@ -698,8 +743,13 @@ impl Disk for SimDisk {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut s = self.lock();
         s.mutate()?;
-        if !s.names.contains_key(path) {
-            return Err(errno(rustix::io::Errno::NOENT));
+        if !s.tree.files.contains_key(path) {
+            let code = if s.tree.dirs.contains(path) {
+                rustix::io::Errno::ISDIR
+            } else {
+                rustix::io::Errno::NOENT
+            };
+            return Err(errno(code));
         }
         s.unlink(path);
         Ok(())
@@ -735,7 +785,7 @@ mod tests {
 
     fn setup() -> (SimDisk, FileId) {
         let disk = SimDisk::new(7);
-        disk.create_dir_all(Path::new("/d")).unwrap();
+        crate::disk::create_dir_durably(&disk, Path::new("/d")).unwrap();
         let f = disk.open(Path::new("/d/f"), OpenMode::CreateNew).unwrap();
         (disk, f)
     }
@@ -755,7 +805,7 @@ mod tests {
         let mut vanished = 0;
         for seed in 0..64 {
             let disk = SimDisk::new(seed);
-            disk.create_dir_all(Path::new("/d")).unwrap();
+            crate::disk::create_dir_durably(&disk, Path::new("/d")).unwrap();
             let f = disk.open(Path::new("/d/f"), OpenMode::CreateNew).unwrap();
             disk.write_at(f, 0, &[IoSlice::new(b"x")]).unwrap();
             disk.fdatasync(f).unwrap();
@@ -773,7 +823,7 @@ mod tests {
         let mut lost = 0;
         for seed in 0..64 {
             let disk = SimDisk::new(seed);
-            disk.create_dir_all(Path::new("/d")).unwrap();
+            crate::disk::create_dir_durably(&disk, Path::new("/d")).unwrap();
             let f = disk.open(Path::new("/d/f"), OpenMode::CreateNew).unwrap();
             disk.sync_dir(Path::new("/d")).unwrap();
             disk.write_at(f, 0, &[IoSlice::new(&[1u8; 2048])]).unwrap();
@@ -788,6 +838,41 @@ mod tests {
             }
         }
         assert!(lost > 0, "a failed fsync never lost data");
+    }
+
+    #[test]
+    fn a_directory_is_durable_once_its_parent_is_synced() {
+        let (mut kept, mut lost) = (0, 0);
+        for seed in 0..64 {
+            let disk = SimDisk::new(seed);
+            crate::disk::create_dir_durably(&disk, Path::new("/d")).unwrap();
+            disk.create_dir_all(Path::new("/d/t-0")).unwrap();
+            let f = disk
+                .open(Path::new("/d/t-0/f"), OpenMode::CreateNew)
+                .unwrap();
+            disk.fdatasync(f).unwrap();
+            disk.sync_dir(Path::new("/d/t-0")).unwrap();
+            disk.rename(Path::new("/d/t-0"), Path::new("/d/t-0.delete"))
+                .unwrap();
+            assert_eq!(disk.list_dir(Path::new("/d")).unwrap(), vec!["t-0.delete"]);
+            assert!(disk.contents(Path::new("/d/t-0.delete/f")).is_some());
+            disk.crash(CrashKind::Power);
+            // The creation and the rename are pending in /d: none, the creation, or both persist.
+            match disk.list_dir(Path::new("/d")).unwrap().as_slice() {
+                [] => lost += 1,
+                [name] => {
+                    kept += 1;
+                    let f = Path::new("/d").join(name).join("f");
+                    assert!(disk.contents(&f).is_some(), "{name} lost its synced file");
+                }
+                other => panic!("{other:?}"),
+            }
+            let disk = SimDisk::new(seed);
+            crate::disk::create_dir_durably(&disk, Path::new("/d/t-0")).unwrap();
+            disk.crash(CrashKind::Power);
+            assert_eq!(disk.list_dir(Path::new("/d")).unwrap(), vec!["t-0"]);
+        }
+        assert!(kept > 0 && lost > 0, "kept {kept}, lost {lost}");
     }
 
     #[test]

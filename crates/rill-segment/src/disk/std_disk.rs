@@ -70,6 +70,14 @@ impl Disk for StdDisk {
         Ok(names)
     }
 
+    fn is_dir(&self, path: &Path) -> io::Result<bool> {
+        match fs::symlink_metadata(path) {
+            Ok(meta) => Ok(meta.is_dir()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.handles.with_descriptor(|| File::open(dir))?.sync_all()
     }

@@ -30,8 +30,8 @@ use crate::shared::{PartitionKey, PartitionShared};
 use rill_segment::disk::{Disk, FileId};
 use rill_send::Finished;
 use rill_uring::{
-    ClosedFiles, Completion, Driver, DriverError, DriverKind, SyscallDriver, SyscallOptions,
-    UringDriver, UringOptions,
+    ClosedFiles, Completion, DiskDriver, Driver, DriverError, DriverKind, SyscallDriver,
+    SyscallOptions, UringDriver, UringOptions,
 };
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
@@ -47,13 +47,14 @@ pub(crate) fn spawn(
     disk: Arc<dyn Disk>,
     closed: Arc<ClosedFiles>,
     config: Arc<Config>,
+    on_disk: bool,
 ) -> Result<(JoinHandle<()>, DriverKind)> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<DriverKind>>();
     let id = handle.id;
     let thread = std::thread::Builder::new()
         .name(format!("rill-shard-{id}"))
         .spawn(move || {
-            let driver = match make_driver(&handle, Arc::clone(&disk), closed, &config) {
+            let driver = match make_driver(&handle, Arc::clone(&disk), closed, &config, on_disk) {
                 Ok(driver) => driver,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -89,8 +90,13 @@ fn make_driver(
     disk: Arc<dyn Disk>,
     closed: Arc<ClosedFiles>,
     config: &Config,
+    on_disk: bool,
 ) -> Result<Box<dyn Driver>> {
     let doorbell = Arc::clone(&handle.doorbell);
+    if on_disk {
+        // A disk of the caller's has no descriptors to submit I/O on: its own calls run it.
+        return Ok(Box::new(DiskDriver::new(disk, doorbell)));
+    }
     let uring_options = UringOptions {
         send: config.send,
         ..config.uring

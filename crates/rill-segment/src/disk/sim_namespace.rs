@@ -1,0 +1,166 @@
+//! The simulated disk's directory tree and the changes to it that a power cut may lose.
+//!
+//! A name (a file's link, a directory's creation, removal or rename) is durable once the
+//! directory holding it is synced. Until then it is a pending [`MetaOp`]; a power cut keeps a
+//! random prefix of the pending changes (journalled metadata is ordered), and whatever then has
+//! no parent directory is gone with it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Bound on the depth of a simulated tree (a loop bound for [`Namespace::drop_orphans`]).
+const MAX_DEPTH: usize = 64;
+
+/// A directory tree: file names (each naming an inode) and directories.
+#[derive(Debug, Clone)]
+pub(super) struct Namespace {
+    pub files: BTreeMap<PathBuf, u64>,
+    pub dirs: BTreeSet<PathBuf>,
+}
+
+impl Namespace {
+    /// A tree holding only `/`.
+    pub fn new() -> Self {
+        Self {
+            files: BTreeMap::new(),
+            dirs: BTreeSet::from([PathBuf::from("/")]),
+        }
+    }
+
+    /// Names of the files and directories directly in `dir`.
+    pub fn children(&self, dir: &Path) -> Vec<String> {
+        let name = |p: &PathBuf| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let files = self.files.keys().filter(|p| p.parent() == Some(dir));
+        let dirs = self.dirs.iter().filter(|p| p.parent() == Some(dir));
+        files.chain(dirs).filter_map(name).collect()
+    }
+
+    /// Whether `dir` holds anything.
+    pub fn has_children(&self, dir: &Path) -> bool {
+        self.files.keys().any(|p| p.parent() == Some(dir))
+            || self.dirs.iter().any(|p| p.parent() == Some(dir))
+    }
+
+    /// Moves the directory `from`, and everything under it, to `to`.
+    fn rename_dir(&mut self, from: &Path, to: &Path) {
+        let moved = |p: &Path| p.strip_prefix(from).ok().map(|rest| to.join(rest));
+        let dirs: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|p| p.starts_with(from))
+            .cloned()
+            .collect();
+        for dir in dirs {
+            self.dirs.remove(&dir);
+            if let Some(new) = moved(&dir) {
+                self.dirs.insert(new);
+            }
+        }
+        let files: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| p.starts_with(from))
+            .cloned()
+            .collect();
+        for file in files {
+            if let (Some(inode), Some(new)) = (self.files.remove(&file), moved(&file)) {
+                self.files.insert(new, inode);
+            }
+        }
+    }
+
+    /// Removes what has no parent directory (after a power cut kept a directory's contents but
+    /// lost its own creation).
+    pub fn drop_orphans(&mut self) {
+        for _ in 0..MAX_DEPTH {
+            let orphans: Vec<PathBuf> = self
+                .dirs
+                .iter()
+                .filter(|d| d.parent().is_some_and(|p| !self.dirs.contains(p)))
+                .cloned()
+                .collect();
+            if orphans.is_empty() {
+                break;
+            }
+            for dir in orphans {
+                self.dirs.remove(&dir);
+            }
+        }
+        let dirs = &self.dirs;
+        self.files
+            .retain(|path, _| path.parent().is_some_and(|p| dirs.contains(p)));
+    }
+}
+
+/// A change to the tree, durable once the directory holding it is synced.
+#[derive(Debug, Clone)]
+pub(super) enum MetaOp {
+    Link { path: PathBuf, inode: u64 },
+    Unlink { path: PathBuf },
+    MakeDir { path: PathBuf },
+    RemoveDir { path: PathBuf },
+    RenameDir { from: PathBuf, to: PathBuf },
+}
+
+impl MetaOp {
+    /// The directory whose sync makes the change durable.
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            MetaOp::Link { path, .. }
+            | MetaOp::Unlink { path }
+            | MetaOp::MakeDir { path }
+            | MetaOp::RemoveDir { path }
+            | MetaOp::RenameDir { to: path, .. } => path.parent(),
+        }
+    }
+
+    pub fn apply(&self, tree: &mut Namespace) {
+        match self {
+            MetaOp::Link { path, inode } => {
+                tree.files.insert(path.clone(), *inode);
+            }
+            MetaOp::Unlink { path } => {
+                tree.files.remove(path);
+            }
+            MetaOp::MakeDir { path } => {
+                tree.dirs.insert(path.clone());
+            }
+            MetaOp::RemoveDir { path } => {
+                tree.dirs.remove(path);
+            }
+            MetaOp::RenameDir { from, to } => tree.rename_dir(from, to),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renamed_directory_takes_its_contents_and_orphans_go() {
+        let mut tree = Namespace::new();
+        for op in [
+            MetaOp::MakeDir { path: "/d".into() },
+            MetaOp::MakeDir {
+                path: "/d/t-0".into(),
+            },
+            MetaOp::Link {
+                path: "/d/t-0/a".into(),
+                inode: 7,
+            },
+            MetaOp::RenameDir {
+                from: "/d/t-0".into(),
+                to: "/d/t-0.delete".into(),
+            },
+        ] {
+            op.apply(&mut tree);
+        }
+        assert_eq!(tree.children(Path::new("/d")), vec!["t-0.delete"]);
+        assert_eq!(tree.files.get(Path::new("/d/t-0.delete/a")), Some(&7));
+        tree.dirs.remove(Path::new("/d"));
+        tree.drop_orphans();
+        assert!(tree.files.is_empty());
+        assert_eq!(tree.dirs, BTreeSet::from([PathBuf::from("/")]));
+    }
+}
