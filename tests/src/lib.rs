@@ -9,10 +9,11 @@
 
 use bytes::BytesMut;
 use rill_segment::batch::{self, BatchBuilder, BatchHeader, Header};
-use rill_segment::disk::{Disk, SimDisk};
+use rill_segment::disk::Disk;
 use rill_segment::partition::ReadLimit;
 use rill_segment::recovery::{OpenOptions, RecoveryReport};
 use rill_segment::{LogConfig, LogError, PartitionLog};
+use rill_sim::SimDisk;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -10,10 +10,11 @@
 //! io_uring driver, give identical results and byte-identical files.
 
 use proptest::prelude::*;
-use rill_segment::disk::{Disk, FileId, SimDisk, StdDisk};
+use rill_segment::disk::{Disk, FileId, StdDisk};
 use rill_segment::partition::{ReadLimit, SyncTicket, ValidBatch, WatermarkTicket};
 use rill_segment::recovery::OpenOptions;
 use rill_segment::{LogConfig, PartitionLog};
+use rill_sim::SimDisk;
 use rill_tests::{drive, make_batch, small_config};
 use rill_uring::{ClosedFiles, Completion, DiskDriver, Doorbell, Driver, NotifyingDisk, ReadOp};
 use std::collections::BTreeMap;

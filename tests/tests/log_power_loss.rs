@@ -30,7 +30,8 @@
 use proptest::prelude::*;
 use rill::{Config, Durability, Log, LogConfig, Partition};
 use rill_segment::batch::BatchHeader;
-use rill_segment::disk::{CrashKind, Disk, SimDisk};
+use rill_segment::disk::Disk;
+use rill_sim::{CrashKind, SimDisk};
 use rill_tests::{as_stored, make_batch};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};

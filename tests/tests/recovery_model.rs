@@ -28,10 +28,10 @@
 use bytes::BytesMut;
 use proptest::prelude::*;
 use rill_segment::checkpoint;
-use rill_segment::disk::{CrashKind, FaultConfig, SimDisk};
 use rill_segment::partition::ReadLimit;
 use rill_segment::partition::ValidBatch;
 use rill_segment::{Durability, LogConfig, LogError, PartitionLog, Preallocate};
+use rill_sim::{CrashKind, FaultConfig, SimDisk};
 use rill_tests::{as_stored, make_batch, open, read_all, sim_dir, small_config, split_batches};
 use std::sync::Arc;
 

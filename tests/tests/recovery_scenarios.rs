@@ -9,11 +9,12 @@
 //! TigerBeetle, Redpanda, Iggy and the ALICE study; see shared/notes/reliability.md §5c).
 
 use rill_segment::checkpoint::{self, CHECKPOINT_FILE, CHECKPOINT_TEMP_FILE, Checkpoint};
-use rill_segment::disk::{CrashKind, Disk, FaultConfig, OpenMode, SimDisk};
+use rill_segment::disk::{Disk, OpenMode};
 use rill_segment::partition::ReadLimit;
 use rill_segment::recovery::CheckpointState;
 use rill_segment::segment::{FileKind, file_name};
 use rill_segment::{Durability, LogConfig, LogError, PartitionLog};
+use rill_sim::{CrashKind, FaultConfig, SimDisk};
 use rill_tests::{
     as_stored, batch_positions, make_batch, open, read_all, sim_dir, sim_path, small_config,
     split_batches,

@@ -11,11 +11,12 @@
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint::Checkpoint;
 use crate::config::LogConfig;
-use crate::disk::{Disk, OpenMode, SimDisk};
+use crate::disk::{Disk, OpenMode};
 use crate::index::{OffsetIndex, SegmentBounds, TimeIndex};
 use crate::partition::{PartitionLog, ReadLimit};
 use crate::recovery::OpenOptions;
 use crate::{segment, watermark};
+use rill_sim::SimDisk;
 use std::io::IoSlice;
 use std::path::Path;
 use std::sync::Arc;

@@ -6,14 +6,17 @@
 //! ([`partition`]), which writes appends at once into the page cache and leaves the
 //! fdatasyncs that make them durable to an executor ([`partition::SyncTicket`]).
 //!
-//! All file access goes through the [`disk::Disk`] trait, with a real implementation
-//! ([`disk::StdDisk`]) and a deterministic simulated one with a fault model ([`disk::SimDisk`]),
-//! on which recovery is property-tested. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
+//! All file access goes through the [`disk::Disk`] trait (the `rill-disk` crate), with a real
+//! implementation ([`disk::StdDisk`]) and, as test equipment in the `rill-sim` crate, a
+//! deterministic simulated one with power cuts and a fault model, on which recovery is
+//! property-tested. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
 
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
-pub mod disk;
+/// The file-system boundary (the `rill-disk` crate), re-exported where the segment layer's users
+/// have always found it.
+pub use rill_disk as disk;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;

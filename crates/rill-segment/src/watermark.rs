@@ -227,7 +227,7 @@ impl Watermark {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::{CrashKind, FaultConfig, SimDisk};
+    use rill_sim::{CrashKind, FaultConfig, SimDisk};
 
     fn slot(sequence: u64, durable_offset: i64) -> [u8; SLOT_BYTES] {
         Slot {

@@ -156,7 +156,7 @@ impl Log {
     /// goes through it (paths are `config.data_dir` and below), and the shards run the
     /// [`DriverKind::Disk`] driver, which needs no descriptors, whatever `config.driver` says.
     /// Zero-copy sends are refused on such a log. This is how tests run the whole engine on a
-    /// simulated disk that cuts the power (`rill_segment::disk::SimDisk`): shards, queues,
+    /// simulated disk that cuts the power (`rill_sim::SimDisk`): shards, queues,
     /// recovery and topic management together under its fault model.
     pub fn open_on(config: Config, disk: Arc<dyn Disk>) -> Result<(Self, OpenReport)> {
         Self::open_with(config, Storage::Disk(disk))

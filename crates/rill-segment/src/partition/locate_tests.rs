@@ -3,10 +3,10 @@
 use super::tests::config;
 use super::*;
 use crate::batch::{BatchBuilder, BatchHeader, HEADER_BYTES};
-use crate::disk::SimDisk;
 use crate::partition::{BatchRange, ReadLimit};
 use crate::recovery::OpenOptions;
 use bytes::BytesMut;
+use rill_sim::SimDisk;
 
 fn open(config: LogConfig) -> (Arc<SimDisk>, PartitionLog) {
     let sim = Arc::new(SimDisk::new(1));

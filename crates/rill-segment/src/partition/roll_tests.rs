@@ -2,9 +2,9 @@
 
 use super::*;
 use crate::batch::BatchBuilder;
-use crate::disk::SimDisk;
 use crate::recovery::OpenOptions;
 use bytes::BytesMut;
+use rill_sim::SimDisk;
 
 /// The partition unit tests' settings, with whole-segment preallocation (so seals trim).
 fn config() -> LogConfig {
@@ -308,7 +308,7 @@ fn a_prepared_file_left_by_a_crash_is_replaced_by_the_next_preparation() {
     assert!(log.prepared.is_some());
     log.flush().unwrap();
     let end = log.offsets().log_end;
-    disk.crash(crate::disk::CrashKind::Process);
+    disk.crash(rill_sim::CrashKind::Process);
     drop(log);
 
     let mut log = open(&disk);

@@ -2,10 +2,10 @@
 
 use super::*;
 use crate::batch::{self, BatchBuilder, BatchError};
-use crate::disk::SimDisk;
 use crate::partition::ReadLimit;
 use crate::recovery::OpenOptions;
 use bytes::BytesMut;
+use rill_sim::SimDisk;
 
 pub(super) fn config() -> LogConfig {
     LogConfig {
@@ -439,9 +439,9 @@ fn a_failed_checkpoint_write_keeps_its_errno() {
     for _ in 0..3 {
         log.append(batch(2, 10, 0), Durability::Durable, 0).unwrap();
     }
-    sim.set_faults(crate::disk::FaultConfig {
+    sim.set_faults(rill_sim::FaultConfig {
         write_enospc_ppm: 1_000_000,
-        ..crate::disk::FaultConfig::default()
+        ..rill_sim::FaultConfig::default()
     });
     let Err(LogError::Failed(reason)) = log.delete_before(2, 0) else {
         panic!("the checkpoint write must fail the partition");

@@ -1,19 +1,17 @@
 //! The file system as the log sees it.
 //!
-//! Everything the segment layer does to files goes through [`Disk`]: a real implementation
-//! ([`StdDisk`], plain syscalls) and a simulated one ([`SimDisk`], in memory, with the fault model
-//! of DESIGN §8). Files are named by [`FileId`] handles so that an executor can map them to its
+//! Everything rill does to files and directories goes through [`Disk`]: the real implementation
+//! is [`StdDisk`] (plain syscalls, a bounded descriptor cache); the simulated one, with power
+//! cuts and the fault model of docs/ARCHITECTURE.md, is test equipment in the `rill-sim` crate.
+//! Files are named by [`FileId`] handles so that an executor can map them to its
 //! own resources (the io_uring executor registers the file from [`Disk::shared_file`]). A handle
 //! is not a descriptor: [`StdDisk`] keeps a bounded number of descriptors open and reopens a
 //! handle's file when it is used again.
 
 mod handles;
-mod sim;
-mod sim_namespace;
 mod std_disk;
 
 pub use handles::{DEFAULT_MAX_OPEN_FILES, HandleStats};
-pub use sim::{CrashKind, FaultConfig, SimDisk, SimStats};
 pub use std_disk::{MIN_OPEN_FILES, StdDisk};
 
 use std::fmt;

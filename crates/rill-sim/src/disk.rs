@@ -18,8 +18,8 @@
 //! [`SimDisk::crash`]). Sticky faults on durable data: bit flips and sectors whose reads fail.
 //! Everything random is drawn from one seeded generator, so a run reproduces from its seed.
 
-use super::sim_namespace::{MetaOp, Namespace};
-use super::{Disk, FileId, OpenMode};
+use crate::namespace::{MetaOp, Namespace};
+use rill_disk::{Disk, FileId, OpenMode};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
@@ -785,7 +785,7 @@ mod tests {
 
     fn setup() -> (SimDisk, FileId) {
         let disk = SimDisk::new(7);
-        crate::disk::create_dir_durably(&disk, Path::new("/d")).unwrap();
+        rill_disk::create_dir_durably(&disk, Path::new("/d")).unwrap();
         let f = disk.open(Path::new("/d/f"), OpenMode::CreateNew).unwrap();
         (disk, f)
     }
@@ -805,7 +805,7 @@ mod tests {
         let mut vanished = 0;
         for seed in 0..64 {
             let disk = SimDisk::new(seed);
-            crate::disk::create_dir_durably(&disk, Path::new("/d")).unwrap();
+            rill_disk::create_dir_durably(&disk, Path::new("/d")).unwrap();
             let f = disk.open(Path::new("/d/f"), OpenMode::CreateNew).unwrap();
             disk.write_at(f, 0, &[IoSlice::new(b"x")]).unwrap();
             disk.fdatasync(f).unwrap();
@@ -823,7 +823,7 @@ mod tests {
         let mut lost = 0;
         for seed in 0..64 {
             let disk = SimDisk::new(seed);
-            crate::disk::create_dir_durably(&disk, Path::new("/d")).unwrap();
+            rill_disk::create_dir_durably(&disk, Path::new("/d")).unwrap();
             let f = disk.open(Path::new("/d/f"), OpenMode::CreateNew).unwrap();
             disk.sync_dir(Path::new("/d")).unwrap();
             disk.write_at(f, 0, &[IoSlice::new(&[1u8; 2048])]).unwrap();
@@ -845,7 +845,7 @@ mod tests {
         let (mut kept, mut lost) = (0, 0);
         for seed in 0..64 {
             let disk = SimDisk::new(seed);
-            crate::disk::create_dir_durably(&disk, Path::new("/d")).unwrap();
+            rill_disk::create_dir_durably(&disk, Path::new("/d")).unwrap();
             disk.create_dir_all(Path::new("/d/t-0")).unwrap();
             let f = disk
                 .open(Path::new("/d/t-0/f"), OpenMode::CreateNew)
@@ -868,7 +868,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
             let disk = SimDisk::new(seed);
-            crate::disk::create_dir_durably(&disk, Path::new("/d/t-0")).unwrap();
+            rill_disk::create_dir_durably(&disk, Path::new("/d/t-0")).unwrap();
             disk.crash(CrashKind::Power);
             assert_eq!(disk.list_dir(Path::new("/d")).unwrap(), vec!["t-0"]);
         }
