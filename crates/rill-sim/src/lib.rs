@@ -8,7 +8,7 @@
 //!
 //! A service that embeds rill opens its log on one (`rill::Log::open_on`), drives it, cuts the
 //! power ([`SimDisk::power_cut_after`], then [`SimDisk::crash`]) and opens it again, to test
-//! that what it acknowledged survives: see `examples/service_recovery.rs`.
+//! that what it acknowledged survives: see `crates/rill/examples/service_recovery.rs`.
 
 mod disk;
 mod namespace;

@@ -62,7 +62,7 @@ pub use send::{SendHeader, SendInfo, SendOptions, SendRange};
 pub use topic::{MAX_PARTITIONS, MAX_TOPIC_NAME_BYTES, validate_name as validate_topic_name};
 
 pub use rill_segment::batch::{self, BatchBuilder, Header};
-pub use rill_segment::disk::HandleStats;
+pub use rill_segment::disk::{Disk, HandleStats};
 pub use rill_segment::index::IndexCacheStats;
 pub use rill_segment::partition::{ReadLimit, RollStats};
 pub use rill_segment::recovery::RecoveryReport;
