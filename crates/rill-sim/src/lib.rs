@@ -11,6 +11,8 @@
 //! that what it acknowledged survives: see `crates/rill/examples/service_recovery.rs`.
 
 mod disk;
+#[cfg(feature = "fuse")]
+pub mod fuse;
 mod namespace;
 
 pub use disk::{CrashKind, FaultConfig, SimDisk, SimStats};
