@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rill_segment::fuzz::batch_validate(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rill_format::fuzz::batch_validate(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rill_segment::fuzz::checkpoint_parse(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rill_format::fuzz::checkpoint_parse(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rill_segment::fuzz::record_decode(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rill_format::fuzz::record_decode(data));

@@ -58,22 +58,22 @@ fn run(target: &str, f: fn(&[u8])) {
 
 #[test]
 fn batch_validate() {
-    run("batch_validate", fuzz::batch_validate);
+    run("batch_validate", rill_format::fuzz::batch_validate);
 }
 
 #[test]
 fn record_decode() {
-    run("record_decode", fuzz::record_decode);
+    run("record_decode", rill_format::fuzz::record_decode);
 }
 
 #[test]
 fn index_load() {
-    run("index_load", fuzz::index_load);
+    run("index_load", rill_format::fuzz::index_load);
 }
 
 #[test]
 fn checkpoint_parse() {
-    run("checkpoint_parse", fuzz::checkpoint_parse);
+    run("checkpoint_parse", rill_format::fuzz::checkpoint_parse);
 }
 
 #[test]

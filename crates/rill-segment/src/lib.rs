@@ -11,7 +11,8 @@
 //! deterministic simulated one with power cuts and a fault model, on which recovery is
 //! property-tested. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
 
-pub mod batch;
+/// Kafka RecordBatch v2 (the `rill-format` crate's codec, re-exported).
+pub use rill_format::batch;
 pub mod checkpoint;
 pub mod config;
 /// The file-system boundary (the `rill-disk` crate), re-exported where the segment layer's users

@@ -28,7 +28,7 @@ pub enum BuildError {
 /// writes (`partitionLeaderEpoch`, producer id, epoch and base sequence all -1).
 ///
 /// ```
-/// use rill_segment::batch::{self, BatchBuilder, Header};
+/// use rill_format::batch::{self, BatchBuilder, Header};
 /// let mut builder = BatchBuilder::new();
 /// builder.append(1_700_000_000_000, Some(b"key"), Some(b"value"), &[])?;
 /// builder.append(1_700_000_000_001, None, Some(b"v2"), &[Header { key: b"h", value: None }])?;
