@@ -266,7 +266,15 @@ impl PartitionLog {
         }
         self.syncing.clear();
         self.check_usable()?;
-        debug_assert!(ticket.target_offset <= self.written_offset);
+        // In release builds too: a durable acknowledgement follows from this offset, so a sync
+        // that claims more than was written (a bug elsewhere) fail-stops the partition instead.
+        if ticket.target_offset > self.written_offset {
+            let claim = io::Error::other(format!(
+                "a sync claims offset {} durable, beyond the written offset {}",
+                ticket.target_offset, self.written_offset
+            ));
+            return Err(self.fail("complete sync", self.dir.clone(), &claim));
+        }
         self.durable_offset = self.durable_offset.max(ticket.target_offset);
         self.unsynced_bytes = self.unsynced_bytes.saturating_sub(ticket.bytes);
         Ok(self.durable())

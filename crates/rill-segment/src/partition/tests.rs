@@ -216,6 +216,26 @@ fn valid(b: BytesMut) -> ValidBatch {
     ValidBatch::validate(b, 1024).unwrap()
 }
 
+/// Issue #15 item 5: durability never runs ahead of what was written, in release builds too:
+/// a sync whose target passed the written offset (only a bug elsewhere can do that) fail-stops
+/// the partition and acknowledges nothing.
+#[test]
+fn a_sync_claiming_more_than_was_written_fail_stops() {
+    let mut log = open_with(config());
+    let mut files = Vec::new();
+    log.append_valid(valid(batch(3, 1, 0)), 0).unwrap();
+    let ticket = log.begin_sync(&mut files).unwrap().unwrap();
+    assert_eq!(ticket.target_offset, 3);
+    // The bug: the written offset moves back under an in-flight sync.
+    log.written_offset = 1;
+    assert!(matches!(
+        log.complete_sync(ticket, Ok(())),
+        Err(LogError::Failed(_))
+    ));
+    assert_eq!(log.offsets().durable, 0, "nothing acknowledged durable");
+    assert!(log.failure().is_some());
+}
+
 #[test]
 fn syncs_pipeline_one_at_a_time_and_belong_to_their_log() {
     let mut log = open_with(config());
