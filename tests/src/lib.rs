@@ -270,3 +270,11 @@ pub fn evict_page_cache(dir: &Path) {
         }
     }
 }
+
+/// Cases for a property test: `PROPTEST_CASES` when set (a deep run), else `ci_default`.
+pub fn proptest_cases(ci_default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ci_default)
+}

@@ -317,7 +317,7 @@ fn check(steps: &[Step]) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24),
+        cases: rill_tests::proptest_cases(24),
         ..ProptestConfig::default()
     })]
 

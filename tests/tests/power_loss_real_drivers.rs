@@ -22,7 +22,7 @@
 
 use rill::{Config, DriverChoice, Durability, Log, LogConfig, Partition};
 use rill_sim::fuse::SimFs;
-use rill_sim::{CrashKind, SimDisk};
+use rill_sim::{CrashKind, SimDisk, SimRng};
 use rill_tests::{as_stored, make_batch, skip_or_fail};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -54,18 +54,6 @@ fn config(mountpoint: &Path, driver: DriverChoice) -> Config {
 /// Batches acknowledged durable: (partition, base offset) → bytes as stored.
 type Acked = BTreeMap<(u32, i64), Vec<u8>>;
 
-/// A small deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 fn check(log: &Log, acked: &Acked) {
     for (&(partition, base), stored) in acked {
         let p = log.partition("events", partition).unwrap();
@@ -85,7 +73,7 @@ fn check(log: &Log, acked: &Acked) {
 
 /// Appends until the power is cut (or the thread's share is done); records durable acks.
 fn produce(disk: &SimDisk, partitions: &[Partition], acked: &Mutex<Acked>, seed: u64) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = SimRng::new(seed);
     for i in 0..APPENDS_PER_THREAD {
         let p = &partitions[rng.below(partitions.len() as u64) as usize];
         let batch = make_batch(
@@ -121,7 +109,7 @@ fn produce(disk: &SimDisk, partitions: &[Partition], acked: &Mutex<Acked>, seed:
 fn run_driver(driver: DriverChoice, seed: u64) {
     let disk = Arc::new(SimDisk::new(seed));
     let mountpoint = tempfile::tempdir().unwrap();
-    let mut rng = Rng(seed | 1);
+    let mut rng = SimRng::new(seed);
     let mut acked = Acked::new();
     let mut cut_mid_run = 0;
     for cycle in 0..cycles() {

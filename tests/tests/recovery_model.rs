@@ -600,15 +600,8 @@ fn linear_timestamp_scan(batches: &[(i64, Vec<u8>)], target: i64, log_start: i64
     None
 }
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(48)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: rill_tests::proptest_cases(48), ..ProptestConfig::default() })]
 
     #[test]
     fn recovery_preserves_every_acknowledged_batch(
@@ -821,7 +814,7 @@ fn damage() -> impl Strategy<Value = Damage> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: rill_tests::proptest_cases(48), ..ProptestConfig::default() })]
 
     /// The "detectable" faults of the fault model (bit rot and latent sector errors on durable
     /// data) cannot always be repaired, but they must never turn into wrong data: every read of

@@ -38,6 +38,14 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// A slot holding `durable_offset`, written as the `sequence`th.
+    pub fn new(sequence: u64, durable_offset: i64) -> Self {
+        Self {
+            sequence,
+            durable_offset,
+        }
+    }
+
     /// The on-disk form: magic, sequence, offset, CRC-32 of the preceding bytes, zero padding.
     pub fn encode(&self) -> [u8; SLOT_BYTES] {
         let mut out = [0u8; SLOT_BYTES];
@@ -94,17 +102,9 @@ pub fn is_legacy(len: u64) -> bool {
 mod tests {
     use super::*;
 
-    fn slot(sequence: u64, durable_offset: i64) -> [u8; SLOT_BYTES] {
-        Slot {
-            sequence,
-            durable_offset,
-        }
-        .encode()
-    }
-
     #[test]
     fn the_newest_valid_slot_wins() {
-        let mut file = [slot(4, 10), slot(5, 20)].concat();
+        let mut file = [Slot::new(4, 10).encode(), Slot::new(5, 20).encode()].concat();
         assert_eq!(current(&file).unwrap().durable_offset, 20);
         file[SLOT_BYTES + 17] ^= 1;
         assert_eq!(
@@ -119,7 +119,11 @@ mod tests {
 
     #[test]
     fn a_legacy_file_is_read() {
-        let legacy = [&slot(4, 10)[..512], &slot(5, 20)[..512]].concat();
+        let legacy = [
+            &Slot::new(4, 10).encode()[..512],
+            &Slot::new(5, 20).encode()[..512],
+        ]
+        .concat();
         assert!(is_legacy(legacy.len() as u64));
         assert_eq!(current(&legacy).unwrap().durable_offset, 20);
         assert!(!is_legacy(FILE_BYTES));

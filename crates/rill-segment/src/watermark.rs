@@ -144,16 +144,7 @@ impl Watermark {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rill_format::watermark::SLOT_BYTES;
     use rill_sim::{CrashKind, FaultConfig, SimDisk};
-
-    fn slot(sequence: u64, durable_offset: i64) -> [u8; SLOT_BYTES] {
-        Slot {
-            sequence,
-            durable_offset,
-        }
-        .encode()
-    }
 
     fn garbling_disk(seed: u64) -> SimDisk {
         let disk = SimDisk::new(seed);
@@ -196,7 +187,11 @@ mod tests {
                 let disk = garbling_disk(seed);
                 let path = dir.join(WATERMARK_FILE);
                 let file = disk.open(&path, OpenMode::CreateNew).unwrap();
-                let legacy = [&slot(4, 10)[..512], &slot(5, 20)[..512]].concat();
+                let legacy = [
+                    &Slot::new(4, 10).encode()[..512],
+                    &Slot::new(5, 20).encode()[..512],
+                ]
+                .concat();
                 disk::write_all_at(&disk, file, 0, &[&legacy]).unwrap();
                 disk.fdatasync(file).unwrap();
                 disk.sync_dir(dir).unwrap();

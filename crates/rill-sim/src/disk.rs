@@ -19,6 +19,7 @@
 //! Everything random is drawn from one seeded generator, so a run reproduces from its seed.
 
 use crate::namespace::{MetaOp, Namespace};
+use crate::rng::SimRng;
 use rill_disk::{Disk, FileId, OpenMode};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, IoSlice};
@@ -753,29 +754,6 @@ impl Disk for SimDisk {
         }
         s.unlink(path);
         Ok(())
-    }
-}
-
-/// SplitMix64: small, fast, and stable across versions (unlike a crate's default generator).
-#[derive(Debug, Clone)]
-struct SimRng(u64);
-
-impl SimRng {
-    fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
     }
 }
 

@@ -145,6 +145,14 @@ fn errno(e: io::Error) -> Errno {
     }
 }
 
+/// Answers a request that returns nothing.
+fn reply_empty(reply: ReplyEmpty, result: Result<(), Errno>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
+
 fn file_attr(ino: INodeNo, kind: FileType, size: u64) -> FileAttr {
     let perm = if kind == FileType::Directory {
         0o755
@@ -245,23 +253,19 @@ impl Filesystem for SimFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .child(parent, name)
-            .and_then(|p| self.disk.remove_file(&p).map_err(errno))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        let path = self.child(parent, name);
+        reply_empty(
+            reply,
+            path.and_then(|p| self.disk.remove_file(&p).map_err(errno)),
+        );
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .child(parent, name)
-            .and_then(|p| self.disk.remove_dir(&p).map_err(errno))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        let path = self.child(parent, name);
+        reply_empty(
+            reply,
+            path.and_then(|p| self.disk.remove_dir(&p).map_err(errno)),
+        );
     }
 
     fn rename(
@@ -280,10 +284,7 @@ impl Filesystem for SimFs {
             self.inodes().rename(&from, &to);
             Ok(())
         });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, result);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -418,10 +419,7 @@ impl Filesystem for SimFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.disk.fdatasync(FileId(fh.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.disk.fdatasync(FileId(fh.0)).map_err(errno));
     }
 
     fn readdir(
@@ -471,13 +469,11 @@ impl Filesystem for SimFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self
-            .path(ino)
-            .and_then(|p| self.disk.sync_dir(&p).map_err(errno))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        let path = self.path(ino);
+        reply_empty(
+            reply,
+            path.and_then(|p| self.disk.sync_dir(&p).map_err(errno)),
+        );
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -499,9 +495,7 @@ impl Filesystem for SimFs {
         if mode != 0 {
             return reply.error(Errno::EOPNOTSUPP);
         }
-        match self.disk.allocate(FileId(fh.0), offset + length) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        let allocated = self.disk.allocate(FileId(fh.0), offset + length);
+        reply_empty(reply, allocated.map_err(errno));
     }
 }

@@ -14,5 +14,7 @@ mod disk;
 #[cfg(feature = "fuse")]
 pub mod fuse;
 mod namespace;
+mod rng;
 
 pub use disk::{CrashKind, FaultConfig, SimDisk, SimStats};
+pub use rng::SimRng;

@@ -13,7 +13,7 @@
 
 use anyhow::{Context, Result, ensure};
 use rill::{Config, Disk, Durability, Log, Partition, Record};
-use rill_sim::{CrashKind, SimDisk};
+use rill_sim::{CrashKind, SimDisk, SimRng};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -64,18 +64,6 @@ impl OrderBook {
     }
 }
 
-/// A small deterministic generator, so a seed replays.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 /// One run: operate the service until a power cut, reopen, check what it acknowledged.
 fn run(seed: u64) -> Result<()> {
     let disk = Arc::new(SimDisk::new(seed));
@@ -86,7 +74,7 @@ fn run(seed: u64) -> Result<()> {
         config.log.max_batch_bytes = 1024;
         config
     };
-    let mut rng = Rng(seed | 1);
+    let mut rng = SimRng::new(seed);
     let mut acknowledged: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
     {
         let (log, _) = Log::open_on(config(), Arc::clone(&as_disk))?;
