@@ -36,8 +36,9 @@ pub enum RecordError {
         /// Bytes the fields took.
         used: usize,
     },
-    /// The batch is compressed; rill keeps compressed records opaque.
-    #[error("records are compressed ({0:?}) and kept opaque")]
+    /// The batch is compressed: its records are not iterated in place (validation on append
+    /// decodes them; reads hand the batch out as stored).
+    #[error("records are compressed ({0:?})")]
     Compressed(Compression),
 }
 
