@@ -113,8 +113,8 @@ fn run_driver(driver: DriverChoice, seed: u64) {
     let mut acked = Acked::new();
     let mut cut_mid_run = 0;
     for cycle in 0..cycles() {
-        let session = match SimFs::mount(Arc::clone(&disk), mountpoint.path()) {
-            Ok(session) => session,
+        let mount = match SimFs::mount(Arc::clone(&disk), mountpoint.path()) {
+            Ok(mount) => mount,
             Err(e) => return skip_or_fail(&format!("cannot mount a FUSE file system: {e}")),
         };
         let config = config(mountpoint.path(), driver);
@@ -148,15 +148,17 @@ fn run_driver(driver: DriverChoice, seed: u64) {
         let _ = log.close();
         drop(partitions);
         drop(log);
-        drop(session);
+        // Every file is closed: the unmount must succeed, and takes the kernel's cache with it.
+        mount.unmount().unwrap();
         disk.crash(CrashKind::Power);
     }
     // A last mount: everything acknowledged survives the last cut too.
-    let session = SimFs::mount(Arc::clone(&disk), mountpoint.path()).unwrap();
+    let mount = SimFs::mount(Arc::clone(&disk), mountpoint.path()).unwrap();
     let (log, _) = Log::open(config(mountpoint.path(), driver)).unwrap();
     check(&log, &acked);
     log.close().unwrap();
-    drop(session);
+    drop(log);
+    mount.unmount().unwrap();
     eprintln!(
         "{driver:?}: {} cycles ({cut_mid_run} cut while appending, the others at close), \
          {} batches acknowledged durable, all present",

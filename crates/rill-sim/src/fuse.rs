@@ -26,6 +26,76 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const TTL: Duration = Duration::ZERO;
 /// Largest read served in one request.
 const MAX_READ_BYTES: u32 = 1 << 20;
+/// How long [`SimMount::unmount`] waits for a busy mount: attempts × pause (5 s in all).
+const UNMOUNT_ATTEMPTS: u32 = 500;
+const UNMOUNT_RETRY: Duration = Duration::from_millis(10);
+
+/// A mounted [`SimFs`]. Dropping fuser's session alone leaves the file system mounted, so this
+/// owns the unmount: [`SimMount::unmount`], which reports a failure, or the same on drop (a
+/// panicking test leaves nothing mounted).
+#[derive(Debug)]
+pub struct SimMount {
+    session: Option<fuser::BackgroundSession>,
+    mountpoint: PathBuf,
+}
+
+impl SimMount {
+    /// Unmounts the file system and waits for its session to end; the kernel's cached pages and
+    /// attributes go with the mount. Every file on it must be closed: a busy mount is retried
+    /// for a bounded time (the kernel releases an io_uring's registered files asynchronously,
+    /// after the ring is closed), then detached.
+    ///
+    /// # Errors
+    /// If it stays busy, or the unmount fails otherwise (the mount is then detached).
+    pub fn unmount(mut self) -> io::Result<()> {
+        self.unmount_now()
+    }
+
+    fn unmount_now(&mut self) -> io::Result<()> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        let mut result = Err(io::Error::from(io::ErrorKind::ResourceBusy));
+        for _ in 0..UNMOUNT_ATTEMPTS {
+            match rustix::mount::unmount(&self.mountpoint, rustix::mount::UnmountFlags::empty()) {
+                Ok(()) => {
+                    result = Ok(());
+                    break;
+                }
+                Err(rustix::io::Errno::BUSY) => std::thread::sleep(UNMOUNT_RETRY),
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
+                }
+            }
+        }
+        match result {
+            // Unmounted: the session's next read of the device fails (ENODEV, or ECONNABORTED
+            // if requests were still queued) and it ends; either is the end we asked for.
+            Ok(()) => match session.join() {
+                Err(e)
+                    if e.raw_os_error() == Some(libc::ENODEV)
+                        || e.raw_os_error() == Some(libc::ECONNABORTED) =>
+                {
+                    Ok(())
+                }
+                ended => ended,
+            },
+            Err(e) => {
+                // Detached now, gone once nothing uses it; the session is left to end then.
+                let _ =
+                    rustix::mount::unmount(&self.mountpoint, rustix::mount::UnmountFlags::DETACH);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for SimMount {
+    fn drop(&mut self) {
+        let _ = self.unmount_now();
+    }
+}
 
 /// Inode numbers for paths (FUSE names files by number, the simulated disk by path).
 #[derive(Debug)]
@@ -91,18 +161,22 @@ impl SimFs {
         }
     }
 
-    /// Mounts `disk` at `mountpoint` (needs root or `fusermount3`); unmounted when the returned
-    /// session is dropped.
+    /// Mounts `disk` at `mountpoint` (needs root or `fusermount3`). [`SimMount::unmount`]
+    /// unmounts it; dropping the mount detaches it lazily.
     ///
     /// # Errors
     /// If the mount fails (no `/dev/fuse`, not permitted).
-    pub fn mount(disk: Arc<SimDisk>, mountpoint: &Path) -> io::Result<fuser::BackgroundSession> {
+    pub fn mount(disk: Arc<SimDisk>, mountpoint: &Path) -> io::Result<SimMount> {
         let mut config = fuser::Config::default();
         config.mount_options = vec![
             fuser::MountOption::FSName("rill-sim".into()),
             fuser::MountOption::Subtype("rill-sim".into()),
         ];
-        fuser::spawn_mount(Self::new(disk), mountpoint, &config)
+        let session = fuser::spawn_mount(Self::new(disk), mountpoint, &config)?;
+        Ok(SimMount {
+            session: Some(session),
+            mountpoint: mountpoint.to_path_buf(),
+        })
     }
 
     fn inodes(&self) -> std::sync::MutexGuard<'_, Inodes> {
