@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus under fuzz/corpus/<target>/ from the kafka-python fixtures.
+"""Writes the seed corpus under fuzz/corpus/<target>/ from the kafka-python fixtures (plain,
+and one compressed batch per codec).
 
 Deterministic: run it again and the files are the same. CI runs every target over these files
 (tests/tests/fuzz_corpus.rs); cargo-fuzz starts from them.
@@ -18,6 +19,9 @@ def put(target, name, data):
 
 def records_count(b):
     return struct.unpack(">i", b[57:61])[0]
+
+for p in sorted((root.parent / "tests" / "fixtures" / "compressed").glob("*.bin")):
+    put("batch_validate", "compressed_" + p.stem, p.read_bytes())
 
 for name, b in batches.items():
     put("batch_validate", name, b)
@@ -48,3 +52,4 @@ put("checkpoint_parse", "clean", body + struct.pack(">I", zlib.crc32(body)))
 slot = b"RILLWMRK" + struct.pack(">Qq", 7, 99)
 slot += struct.pack(">I", zlib.crc32(slot))
 put("checkpoint_parse", "watermark", slot.ljust(512, b"\0") + bytes(512))
+put("checkpoint_parse", "watermark_blocks", slot.ljust(4096, b"\0") + bytes(4096))
