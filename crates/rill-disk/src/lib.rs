@@ -65,6 +65,17 @@ pub trait Disk: Send + Sync + fmt::Debug {
             Err(e) => Err(e),
         }
     }
+    /// Names of the directories directly in `dir`. A real file system answers from the entries'
+    /// types, with no `stat` per entry.
+    fn list_subdirs(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut dirs = Vec::new();
+        for name in self.list_dir(dir)? {
+            if self.is_dir(&dir.join(&name))? {
+                dirs.push(name);
+            }
+        }
+        Ok(dirs)
+    }
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Removes an empty directory.
@@ -108,7 +119,8 @@ pub trait Disk: Send + Sync + fmt::Debug {
         let _ = (file, pos, len);
         Ok(())
     }
-    /// Renames a file (atomically replacing `to`).
+    /// Renames a file or a directory (atomically replacing `to`; a directory only replaces an
+    /// empty one).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file name.
     fn remove_file(&self, path: &Path) -> io::Result<()>;

@@ -70,6 +70,18 @@ impl Disk for StdDisk {
         Ok(names)
     }
 
+    fn list_subdirs(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in self.handles.with_descriptor(|| fs::read_dir(dir))? {
+            let entry = entry?;
+            // The entry's type comes with the directory read (no stat on ext4, xfs, btrfs).
+            if entry.file_type()?.is_dir() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        Ok(names)
+    }
+
     fn is_dir(&self, path: &Path) -> io::Result<bool> {
         match fs::symlink_metadata(path) {
             Ok(meta) => Ok(meta.is_dir()),

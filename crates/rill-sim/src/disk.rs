@@ -126,6 +126,16 @@ enum Pending {
     SetLen(u64),
 }
 
+/// The error for a name that is not of the kind asked for: `wrong_kind` when it names the other
+/// kind, else `ENOENT`.
+fn missing(other_kind: bool, wrong_kind: rustix::io::Errno) -> io::Error {
+    errno(if other_kind {
+        wrong_kind
+    } else {
+        rustix::io::Errno::NOENT
+    })
+}
+
 fn errno(code: rustix::io::Errno) -> io::Error {
     io::Error::from_raw_os_error(code.raw_os_error())
 }
@@ -271,6 +281,17 @@ impl State {
             *left -= 1;
         }
         Ok(())
+    }
+
+    /// `ENOENT`, or `ENOTDIR` when `dir` names a file.
+    fn require_dir(&self, dir: &Path) -> io::Result<()> {
+        if self.tree.dirs.contains(dir) {
+            return Ok(());
+        }
+        Err(missing(
+            self.tree.files.contains_key(dir),
+            rustix::io::Errno::NOTDIR,
+        ))
     }
 
     fn check_alive(&self) -> io::Result<()> {
@@ -506,15 +527,15 @@ impl Disk for SimDisk {
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         let s = self.lock();
         s.check_alive()?;
-        if !s.tree.dirs.contains(dir) {
-            let code = if s.tree.files.contains_key(dir) {
-                rustix::io::Errno::NOTDIR
-            } else {
-                rustix::io::Errno::NOENT
-            };
-            return Err(errno(code));
-        }
+        s.require_dir(dir)?;
         Ok(s.tree.children(dir))
+    }
+
+    fn list_subdirs(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let s = self.lock();
+        s.check_alive()?;
+        s.require_dir(dir)?;
+        Ok(s.tree.subdirs(dir))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -745,12 +766,10 @@ impl Disk for SimDisk {
         let mut s = self.lock();
         s.mutate()?;
         if !s.tree.files.contains_key(path) {
-            let code = if s.tree.dirs.contains(path) {
-                rustix::io::Errno::ISDIR
-            } else {
-                rustix::io::Errno::NOENT
-            };
-            return Err(errno(code));
+            return Err(missing(
+                s.tree.dirs.contains(path),
+                rustix::io::Errno::ISDIR,
+            ));
         }
         s.unlink(path);
         Ok(())

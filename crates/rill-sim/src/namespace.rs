@@ -27,18 +27,28 @@ impl Namespace {
         }
     }
 
+    /// The files and directories directly in `dir`.
+    fn entries<'a>(&'a self, dir: &'a Path) -> impl Iterator<Item = &'a PathBuf> + 'a {
+        let files = self.files.keys();
+        files
+            .chain(self.dirs.iter())
+            .filter(move |p| p.parent() == Some(dir))
+    }
+
     /// Names of the files and directories directly in `dir`.
     pub fn children(&self, dir: &Path) -> Vec<String> {
-        let name = |p: &PathBuf| p.file_name().map(|n| n.to_string_lossy().into_owned());
-        let files = self.files.keys().filter(|p| p.parent() == Some(dir));
+        self.entries(dir).filter_map(|p| file_name(p)).collect()
+    }
+
+    /// Names of the directories directly in `dir`.
+    pub fn subdirs(&self, dir: &Path) -> Vec<String> {
         let dirs = self.dirs.iter().filter(|p| p.parent() == Some(dir));
-        files.chain(dirs).filter_map(name).collect()
+        dirs.filter_map(|p| file_name(p)).collect()
     }
 
     /// Whether `dir` holds anything.
     pub fn has_children(&self, dir: &Path) -> bool {
-        self.files.keys().any(|p| p.parent() == Some(dir))
-            || self.dirs.iter().any(|p| p.parent() == Some(dir))
+        self.entries(dir).next().is_some()
     }
 
     /// Moves the directory `from`, and everything under it, to `to`.
@@ -90,6 +100,10 @@ impl Namespace {
         self.files
             .retain(|path, _| path.parent().is_some_and(|p| dirs.contains(p)));
     }
+}
+
+fn file_name(path: &Path) -> Option<String> {
+    path.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
 /// A change to the tree, durable once the directory holding it is synced.

@@ -49,6 +49,9 @@ impl Disk for NotifyingDisk {
     fn is_dir(&self, path: &Path) -> io::Result<bool> {
         self.inner.is_dir(path)
     }
+    fn list_subdirs(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_subdirs(dir)
+    }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.inner.sync_dir(dir)
     }

@@ -74,11 +74,9 @@ struct LogInner {
     driver: DriverKind,
     /// Sends to one socket go one at a time, across shards.
     gates: Arc<SocketGates>,
-    /// The disk every file and directory operation goes through (the shards' disks wrap it).
-    base_disk: Arc<dyn Disk>,
-    /// The real file system's disk, with the bounded descriptor cache; `None` on a disk of the
-    /// caller's ([`Log::open_on`]).
-    files: Option<Arc<StdDisk>>,
+    /// What the files live on: every file and directory operation goes through its disk (the
+    /// shards' disks wrap it).
+    storage: Storage,
     /// Sealed segments' indexes, read on use, shared by every partition.
     index_cache: Arc<IndexCache>,
 }
@@ -166,10 +164,10 @@ impl Log {
         config.validate()?;
         let data_dir = config.data_dir.clone();
         let disk = storage.disk();
-        rill_segment::disk::create_dir_durably(disk.as_ref(), &data_dir)
+        rill_segment::disk::create_dir_durably(disk, &data_dir)
             .map_err(|e| Error::io("create", &data_dir, e))?;
-        let deletions_finished = topic_dirs::finish_deletions(disk.as_ref(), &data_dir)?;
-        let found = scan(disk.as_ref(), &data_dir, config.shards)?;
+        let deletions_finished = topic_dirs::finish_deletions(disk, &data_dir)?;
+        let found = scan(disk, &data_dir, config.shards)?;
         let config = Arc::new(config);
         let log = Self {
             inner: Arc::new(start_shards(&config, storage)?),
@@ -181,7 +179,7 @@ impl Log {
                 return Err(e);
             }
         };
-        sync_dir(disk.as_ref(), &data_dir)?;
+        sync_dir(log.inner.storage.disk(), &data_dir)?;
         let buffered_ring_writes_inline = probe_ring_writes(log.inner.driver, &data_dir);
         let report = OpenReport {
             driver: log.inner.driver,
@@ -309,19 +307,15 @@ impl Log {
             return Err(Error::TopicExists(name.to_string()));
         }
         let data_dir = &self.inner.config.data_dir;
-        let disk = self.inner.base_disk.as_ref();
+        let disk = self.inner.storage.disk();
         topic_dirs::clear_failed_deletion(disk, data_dir, name)?;
-        let present = disk
-            .list_dir(data_dir)
-            .map_err(|e| Error::io("list", data_dir, e))?;
         let shards = self.inner.shards.len();
         let mut logs = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
-            let dir_name = topic::dir_name(name, index);
-            if present.contains(&dir_name) {
+            let dir = data_dir.join(topic::dir_name(name, index));
+            if disk.is_dir(&dir).map_err(|e| Error::io("stat", &dir, e))? {
                 return Err(Error::TopicExists(name.to_string()));
             }
-            let dir = data_dir.join(dir_name);
             let shard = topic::shard_of(name, index, shards);
             let (log, _report) = PartitionLog::open(
                 Arc::clone(&self.inner.disks[shard]),
@@ -370,7 +364,7 @@ impl Log {
             Pending::sent(slot).wait()?;
         }
         let data_dir = &self.inner.config.data_dir;
-        let disk = self.inner.base_disk.as_ref();
+        let disk = self.inner.storage.disk();
         let mut doomed = Vec::with_capacity(partitions.len());
         for partition in &partitions {
             let dir_name = topic::dir_name(name, partition.index());
@@ -441,11 +435,10 @@ impl Log {
     /// [`Config::max_open_files`]), evictions and reopens. All zero on a disk of the caller's
     /// ([`Log::open_on`]).
     pub fn file_stats(&self) -> HandleStats {
-        self.inner
-            .files
-            .as_ref()
-            .map(|files| files.handle_stats())
-            .unwrap_or_default()
+        match &self.inner.storage {
+            Storage::Files(files) => files.handle_stats(),
+            Storage::Disk(_) => HandleStats::default(),
+        }
     }
 
     /// The shared cache of sealed segments' indexes: what it holds (at most
@@ -542,7 +535,14 @@ enum Storage {
 }
 
 impl Storage {
-    fn disk(&self) -> Arc<dyn Disk> {
+    fn disk(&self) -> &dyn Disk {
+        match self {
+            Storage::Files(files) => files.as_ref(),
+            Storage::Disk(disk) => disk.as_ref(),
+        }
+    }
+
+    fn shared_disk(&self) -> Arc<dyn Disk> {
         match self {
             Storage::Files(files) => Arc::clone(files) as Arc<dyn Disk>,
             Storage::Disk(disk) => Arc::clone(disk),
@@ -551,7 +551,7 @@ impl Storage {
 }
 
 fn start_shards(config: &Arc<Config>, storage: Storage) -> Result<LogInner> {
-    let base = storage.disk();
+    let base = storage.shared_disk();
     let on_disk = matches!(storage, Storage::Disk(_));
     let mut shards = Vec::with_capacity(config.shards);
     let mut disks: Vec<Arc<dyn Disk>> = Vec::with_capacity(config.shards);
@@ -613,11 +613,7 @@ fn start_shards(config: &Arc<Config>, storage: Storage) -> Result<LogInner> {
         closed: AtomicBool::new(false),
         driver,
         gates: Arc::new(SocketGates::new(config.queue_depth)),
-        base_disk: base,
-        files: match storage {
-            Storage::Files(files) => Some(files),
-            Storage::Disk(_) => None,
-        },
+        storage,
         index_cache: Arc::new(IndexCache::new(config.index_cache_bytes)),
     })
 }

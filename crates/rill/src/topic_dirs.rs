@@ -26,18 +26,8 @@ pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<()> {
 
 /// Names in `dir` that are directories.
 pub(crate) fn subdirectories(disk: &dyn Disk, dir: &Path) -> Result<Vec<String>> {
-    let names = disk.list_dir(dir).map_err(|e| Error::io("list", dir, e))?;
-    let mut dirs = Vec::with_capacity(names.len());
-    for name in names {
-        let path = dir.join(&name);
-        if disk
-            .is_dir(&path)
-            .map_err(|e| Error::io("stat", &path, e))?
-        {
-            dirs.push(name);
-        }
-    }
-    Ok(dirs)
+    disk.list_subdirs(dir)
+        .map_err(|e| Error::io("list", dir, e))
 }
 
 /// Removes `dir` and everything in it (not durable until its parent is synced).
