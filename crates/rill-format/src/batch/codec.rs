@@ -22,6 +22,8 @@ pub const MAX_DECOMPRESSION_RATIO: usize = 64;
 /// A reused record buffer larger than this is freed after use, so one large batch does not
 /// keep its memory on the thread.
 const KEEP_SCRATCH_BYTES: usize = 1 << 20;
+/// Bytes of decompressed output read from the decoder at a time.
+const READ_BLOCK_BYTES: usize = 16 << 10;
 /// xerial snappy framing (Kafka's Java client): magic, then version and compatible version.
 const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
 const XERIAL_HEADER_BYTES: usize = 16;
@@ -49,7 +51,7 @@ pub(super) fn check_compressed_records(
         detail: e.to_string(),
     };
     let snappy_buf;
-    let mut reader: Box<dyn Read + '_> = match codec {
+    let reader: Box<dyn Read + '_> = match codec {
         Compression::None => Box::new(payload),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(payload)),
         Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(payload)),
@@ -64,7 +66,9 @@ pub(super) fn check_compressed_records(
             Box::new(&snappy_buf[..])
         }
     };
-    let mut limited = (&mut reader).take(max_bytes as u64 + 1);
+    // Records are parsed a few bytes at a time: read the decoder's output in blocks.
+    let mut limited =
+        io::BufReader::with_capacity(READ_BLOCK_BYTES, reader).take(max_bytes as u64 + 1);
     SCRATCH.with_borrow_mut(|scratch| {
         let result = check_stream(header, &mut limited, scratch, codec);
         if scratch.capacity() > KEEP_SCRATCH_BYTES {
@@ -99,17 +103,21 @@ fn check_stream(
                 source: RecordError::Truncated,
             });
         };
+        // Grown as the bytes arrive, never to the declared length up front: a forged length
+        // must not allocate more than the stream (bounded by the caller) holds.
         let start = scratch.len();
-        scratch.resize(start + declared, 0);
-        stream
-            .read_exact(&mut scratch[start..])
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => BatchError::Record {
-                    index,
-                    source: RecordError::Truncated,
-                },
-                _ => corrupt(e),
-            })?;
+        let read = stream
+            .by_ref()
+            .take(declared as u64)
+            .read_to_end(scratch)
+            .map_err(corrupt)?;
+        if read < declared {
+            return Err(BatchError::Record {
+                index,
+                source: RecordError::Truncated,
+            });
+        }
+        debug_assert_eq!(scratch.len(), start + declared);
         let (offset_delta, timestamp_delta, next) =
             check_record(scratch, 0).map_err(|source| BatchError::Record { index, source })?;
         debug_assert_eq!(next, scratch.len());
@@ -343,6 +351,28 @@ mod tests {
             validate_for_append(&out, 1 << 20).unwrap().max_timestamp,
             300
         );
+    }
+
+    /// A record whose length prefix claims far more than the stream holds (1 GiB here) is
+    /// reported truncated; its body is read as it arrives, so the claim allocates nothing.
+    #[test]
+    fn a_forged_record_length_is_truncated_not_allocated() {
+        let batch = plain(0);
+        // Zig-zag varint of 2^30, then three bytes.
+        let forged = [0x80, 0x80, 0x80, 0x80, 0x08, 1, 2, 3];
+        for codec in CODECS {
+            let bad = with_records(&batch, codec, &forged);
+            assert!(
+                matches!(
+                    validate_for_append(&bad, 1 << 20),
+                    Err(BatchError::Record {
+                        index: 0,
+                        source: RecordError::Truncated
+                    })
+                ),
+                "{codec:?}"
+            );
+        }
     }
 
     /// A small batch that decompresses past the bound is refused before it is all read. (Snappy
