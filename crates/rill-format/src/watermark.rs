@@ -86,10 +86,16 @@ pub const SLOT_POSITIONS: [u64; 3] = [0, SLOT_BYTES as u64, LEGACY_SECOND_SLOT];
 /// The current slot of watermark file bytes (either layout), if any slot is valid: the valid
 /// slot with the largest sequence.
 pub fn current(bytes: &[u8]) -> Option<Slot> {
-    SLOT_POSITIONS
-        .iter()
-        .filter_map(|&at| bytes.get(at as usize..).and_then(Slot::parse))
-        .max_by_key(|slot| slot.sequence)
+    newest(
+        SLOT_POSITIONS
+            .iter()
+            .filter_map(|&at| bytes.get(at as usize..).and_then(Slot::parse)),
+    )
+}
+
+/// Of the valid slots found, the current one: the largest sequence.
+pub fn newest(slots: impl IntoIterator<Item = Slot>) -> Option<Slot> {
+    slots.into_iter().max_by_key(|slot| slot.sequence)
 }
 
 /// Whether a watermark file of `len` bytes is in the layout before slots had blocks of their

@@ -5,8 +5,8 @@
 //! checkpoint; delete leftovers (temp checkpoint, orphan indexes, segments below the log
 //! start; a prepared next segment stays for the next preparation to replace); then either
 //! load (clean shutdown, valid checkpoint, tail consistent) or scan every segment from the one
-//! holding the offset just below the recovery point (see `partition::roll` for why), dropping cached pages first so that only durable
-//! bytes are validated. Damage at or above the recovery point is a torn tail: truncate it and
+//! holding the offset just below the recovery point (see `partition::roll` for why), dropping
+//! cached pages first so that only durable bytes are validated. Damage at or above the recovery point is a torn tail: truncate it and
 //! remove later segments. Damage below it is corruption of acknowledged data: refuse to open,
 //! naming the file and byte range, unless repair was asked for. Finally write indexes of
 //! rescanned sealed segments and a checkpoint whose recovery point is the recovered end.

@@ -4,7 +4,7 @@
 
 use crate::disk::{self, Disk, FileId, OpenMode};
 use crate::error::LogError;
-use rill_format::watermark::{ENCODED_BYTES, SLOT_POSITIONS};
+use rill_format::watermark::{ENCODED_BYTES, SLOT_POSITIONS, newest};
 pub use rill_format::watermark::{
     FILE_BYTES, SLOT_BYTES, Slot, WATERMARK_FILE, current, is_legacy,
 };
@@ -37,18 +37,12 @@ impl Watermark {
         // Each slot is read on its own: an unreadable sector costs one slot, not both. An
         // unreadable watermark only costs protection, never correctness.
         let synced = !sync || disk.fdatasync(file).is_ok();
-        let mut found: Option<Slot> = None;
-        for at in SLOT_POSITIONS {
+        let slots = SLOT_POSITIONS.iter().filter_map(|&at| {
             let mut encoded = [0u8; ENCODED_BYTES];
-            if !synced || disk::read_exact_at(disk, file, at, &mut encoded).is_err() {
-                continue;
-            }
-            if let Some(slot) = Slot::parse(&encoded)
-                && found.is_none_or(|f| slot.sequence > f.sequence)
-            {
-                found = Some(slot);
-            }
-        }
+            let read = synced && disk::read_exact_at(disk, file, at, &mut encoded).is_ok();
+            read.then(|| Slot::parse(&encoded)).flatten()
+        });
+        let found = newest(slots);
         disk.close(file);
         Ok(found)
     }
@@ -79,10 +73,7 @@ impl Watermark {
             };
             let mut watermark = Self {
                 file,
-                last: Slot {
-                    sequence,
-                    durable_offset,
-                },
+                last: Slot::new(sequence, durable_offset),
             };
             watermark.write_both(disk, durable_offset)?;
             Ok(watermark)
@@ -131,13 +122,7 @@ impl Watermark {
     pub fn next_slot(&self, durable_offset: i64) -> (u64, Slot) {
         let sequence = self.last.sequence + 1;
         let position = (sequence % 2) * SLOT_BYTES as u64;
-        (
-            position,
-            Slot {
-                sequence,
-                durable_offset,
-            },
-        )
+        (position, Slot::new(sequence, durable_offset))
     }
 }
 
