@@ -34,6 +34,7 @@ pub fn batch_code(e: &BatchError, invalid_record: bool) -> i16 {
         // Kafka's InvalidTimestampException.
         BatchError::MaxTimestampMismatch { .. }
         | BatchError::TimestampAhead { .. }
+        | BatchError::TimestampBehind { .. }
         | BatchError::LogAppendTimeFromProducer => code::INVALID_TIMESTAMP,
         _ if invalid_record => code::INVALID_RECORD,
         _ => code::CORRUPT_MESSAGE,

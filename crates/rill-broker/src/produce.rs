@@ -173,7 +173,9 @@ fn split_partitions(
                     format!("{}-{} does not exist", topic.name, p.index),
                 )),
                 Some(handle) => {
-                    split_batches(records, broker, invalid_record).map(|batches| (handle, batches))
+                    let max_batch_bytes = handle.partition.max_batch_bytes();
+                    split_batches(records, max_batch_bytes, invalid_record)
+                        .map(|batches| (handle, batches))
                 }
             };
             work.push(PartitionWork {
@@ -191,14 +193,13 @@ fn split_partitions(
 /// transactional batches are refused (no transactions here).
 fn split_batches(
     records: Option<BytesMut>,
-    broker: &Broker,
+    max_batch_bytes: usize,
     invalid_record: bool,
 ) -> Result<Vec<BytesMut>, (i16, String)> {
     let corrupt = |message: String| (code::CORRUPT_MESSAGE, message);
     let Some(mut records) = records.filter(|r| !r.is_empty()) else {
         return Err(corrupt("no record batch".into()));
     };
-    let max_batch_bytes = broker.topics.log().config().log.max_batch_bytes;
     let mut batches = Vec::new();
     // Bounded: each step removes at least a batch header's worth of bytes.
     while !records.is_empty() {

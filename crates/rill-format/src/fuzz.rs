@@ -12,6 +12,7 @@
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint::Checkpoint;
 use crate::index::{OffsetIndex, SegmentBounds, TimeIndex};
+use crate::topic_config::TopicConfigRecord;
 use crate::watermark;
 
 /// Validation of a producer's batch: never panics; an accepted batch decodes fully, passes the
@@ -100,7 +101,7 @@ pub fn index_load(data: &[u8]) {
     }
 }
 
-/// Checkpoint and watermark parsing: never panics; what parses round-trips.
+/// Checkpoint, watermark and topic-config parsing: never panics; what parses round-trips.
 pub fn checkpoint_parse(data: &[u8]) {
     if let Ok(checkpoint) = Checkpoint::parse(data) {
         assert_eq!(&checkpoint.encode()[..], data);
@@ -108,5 +109,12 @@ pub fn checkpoint_parse(data: &[u8]) {
     }
     if let Some(slot) = watermark::current(data) {
         assert!(slot.durable_offset >= 0);
+    }
+    if let Ok(record) = TopicConfigRecord::parse(data) {
+        let encoded = record.encode();
+        assert!(
+            encoded.as_deref() == Ok(data),
+            "a topic config parsed re-encodes to its bytes"
+        );
     }
 }

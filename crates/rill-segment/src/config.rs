@@ -1,5 +1,6 @@
 //! Per-partition log settings.
 
+use crate::batch::TimestampType;
 use crate::error::LogError;
 
 /// How segment files are preallocated.
@@ -55,6 +56,13 @@ pub struct LogConfig {
     /// (Kafka's `log.message.timestamp.after.max.ms`, one hour by default since Kafka 4.0):
     /// time retention trusts it, so a timestamp far in the future would keep a segment forever.
     pub max_timestamp_ahead_ms: Option<i64>,
+    /// Refuse a batch with a record timestamp further than this behind the clock, if set
+    /// (Kafka's `message.timestamp.before.max.ms`, unlimited by default).
+    pub max_timestamp_behind_ms: Option<i64>,
+    /// Whether stored batches carry the producer's timestamps or the time of the append
+    /// (Kafka's `message.timestamp.type`). With [`TimestampType::LogAppendTime`] the clock
+    /// limits above do not apply: the engine sets the time itself.
+    pub timestamp_type: TimestampType,
     /// Preallocation of new segment files.
     pub preallocate: Preallocate,
     /// Write the recovery-point checkpoint at most this often while appending; lower values
@@ -100,6 +108,8 @@ impl Default for LogConfig {
             retention_bytes: None,
             retention_ms: Some(7 * 24 * 3600 * 1000),
             max_timestamp_ahead_ms: Some(3600 * 1000),
+            max_timestamp_behind_ms: None,
+            timestamp_type: TimestampType::CreateTime,
             preallocate: Preallocate::default(),
             checkpoint_interval_ms: 1000,
             max_unsynced_bytes: 256 << 20,
@@ -125,8 +135,10 @@ impl LogConfig {
         if self.index_interval_bytes == 0 {
             return bad("index_interval_bytes must be positive");
         }
-        if self.max_timestamp_ahead_ms.is_some_and(|ms| ms < 0) {
-            return bad("max_timestamp_ahead_ms must not be negative");
+        if self.max_timestamp_ahead_ms.is_some_and(|ms| ms < 0)
+            || self.max_timestamp_behind_ms.is_some_and(|ms| ms < 0)
+        {
+            return bad("max_timestamp_ahead_ms and max_timestamp_behind_ms must not be negative");
         }
         if self.max_index_entries == 0 {
             return bad("max_index_entries must be positive");

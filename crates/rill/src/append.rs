@@ -196,9 +196,13 @@ impl Partition {
         durability: Durability,
         room: Room,
     ) -> Result<Pending<AppendInfo>> {
-        let batch =
-            ValidBatch::validate(batch, self.max_batch_bytes).map_err(Error::InvalidBatch)?;
+        let max_batch_bytes = self.shared.max_batch_bytes.load(Ordering::Relaxed);
+        let mut batch =
+            ValidBatch::validate(batch, max_batch_bytes).map_err(Error::InvalidBatch)?;
         let now = self.clock.coarse_now_ms();
+        if self.shared.log_append_time.load(Ordering::Relaxed) {
+            batch.stamp_log_append_time(now);
+        }
         let mut log = self.shared.log.lock();
         // Requests are queued while the lock is held, so the queue's order is the log's: a
         // truncation queued after this append's wait cannot run before the wait is answered.

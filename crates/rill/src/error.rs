@@ -85,6 +85,24 @@ pub enum Error {
     /// A setting is out of range.
     #[error("invalid config: {0}")]
     Config(String),
+    /// A topic setting is unknown or out of range (nothing was changed).
+    #[error("invalid topic config {key}: {reason}")]
+    InvalidTopicConfig {
+        /// The setting, by Kafka's name (or `#<number>` for a stored key this version does
+        /// not know).
+        key: String,
+        /// Why not.
+        reason: String,
+    },
+    /// A topic's stored configuration file is damaged or from a newer version: the log does
+    /// not open (unless [`crate::Config::repair`], which gives the topic the log's defaults).
+    #[error("topic config {}: {detail}", path.display())]
+    DamagedTopicConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The I/O driver could not be set up.
     #[error("I/O driver: {0}")]
     Driver(#[from] rill_uring::DriverError),

@@ -47,7 +47,9 @@ mod send;
 mod shard;
 mod shared;
 mod topic;
+mod topic_config;
 mod topic_dirs;
+mod topic_store;
 
 pub use append::{AppendPermit, Reserve};
 pub use clock::WallClock;
@@ -60,8 +62,9 @@ pub use pending::Pending;
 pub use queue::QueueStats;
 pub use send::{SendHeader, SendInfo, SendOptions, SendRange};
 pub use topic::{MAX_PARTITIONS, MAX_TOPIC_NAME_BYTES, validate_name as validate_topic_name};
+pub use topic_config::{TopicConfig, TopicKey};
 
-pub use rill_segment::batch::{self, BatchBuilder, Header};
+pub use rill_segment::batch::{self, BatchBuilder, Header, TimestampType};
 pub use rill_segment::disk::{Disk, HandleStats};
 pub use rill_segment::index::IndexCacheStats;
 pub use rill_segment::partition::{ReadLimit, RollStats};

@@ -9,20 +9,23 @@ use crate::queue::ShardHandle;
 use crate::request::Request;
 use crate::send::SocketGates;
 use crate::shard;
-use crate::shared::{OrderGuard, PartitionShared};
+use crate::shared::PartitionShared;
 use crate::topic;
 use crate::topic_dirs::{self, sync_dir};
+use crate::topic_store::{self, Reconciled, StoredTopic};
 use parking_lot::{Mutex, RwLock};
 use rill_segment::disk::{Disk, HandleStats, StdDisk};
 use rill_segment::index::{IndexCache, IndexCacheStats};
 use rill_segment::recovery::{OpenOptions, RecoveryReport};
-use rill_segment::{Offsets, PartitionLog};
+use rill_segment::{LogConfig, Offsets, PartitionLog};
 use rill_uring::{ClosedFiles, Doorbell, DriverKind, DriverStats, NotifyingDisk};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
+
+mod admin;
 
 /// What [`Log::open`] found and did.
 #[derive(Debug)]
@@ -67,7 +70,9 @@ struct LogInner {
     disks: Vec<Arc<dyn Disk>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     topics: RwLock<BTreeMap<String, Vec<Partition>>>,
-    /// Serialises topic creation and deletion.
+    /// Each topic's stored configuration (as in its file), by name.
+    stored_topics: RwLock<BTreeMap<String, StoredTopic>>,
+    /// Serialises topic creation, deletion and configuration changes.
     admin: Mutex<()>,
     next_key: AtomicU64,
     closed: AtomicBool,
@@ -132,12 +137,14 @@ impl std::fmt::Debug for Log {
 /// A partition log recovered at open, or why not.
 type Recovered = Result<(PartitionLog, RecoveryReport)>;
 
-/// A partition directory found at open.
+/// A partition to open at open.
 struct Found {
     topic: String,
     index: u32,
     shard: usize,
     dir: PathBuf,
+    /// Its settings: the log's defaults with its topic's configuration applied.
+    log_config: LogConfig,
 }
 
 impl Log {
@@ -167,11 +174,14 @@ impl Log {
         rill_segment::disk::create_dir_durably(disk, &data_dir)
             .map_err(|e| Error::io("create", &data_dir, e))?;
         let deletions_finished = topic_dirs::finish_deletions(disk, &data_dir)?;
-        let found = scan(disk, &data_dir, config.shards)?;
+        topic_store::prepare(disk, &data_dir)?;
+        let stored = topic_store::read_all(disk, &data_dir, config.repair)?;
+        let (found, stored) = plan_open(disk, &config, &stored)?;
         let config = Arc::new(config);
         let log = Self {
             inner: Arc::new(start_shards(&config, storage)?),
         };
+        *log.inner.stored_topics.write() = stored;
         let partitions = match log.recover_all(found) {
             Ok(reports) => reports,
             Err(e) => {
@@ -209,7 +219,7 @@ impl Log {
                         let result = PartitionLog::open(
                             Arc::clone(&inner.disks[part.shard]),
                             &part.dir,
-                            inner.config.log.clone(),
+                            part.log_config.clone(),
                             OpenOptions {
                                 repair: inner.config.repair,
                                 now_ms: inner.config.wall_clock.now_ms(),
@@ -281,7 +291,6 @@ impl Log {
             shared,
             shard: handle,
             default_durability: inner.config.default_durability,
-            max_batch_bytes: inner.config.log.max_batch_bytes,
             read_limit: inner.config.read_limit,
             max_read_bytes: inner.config.max_read_bytes,
             gates: Arc::clone(&inner.gates),
@@ -294,89 +303,6 @@ impl Log {
             return Err(Error::ShuttingDown);
         }
         Ok(())
-    }
-
-    /// Creates a topic with `partitions` empty partitions. Durable when it returns (the
-    /// directories are created and the data directory fsynced).
-    pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
-        topic::validate_name(name)?;
-        topic::validate_partitions(name, partitions)?;
-        let _admin = self.inner.admin.lock();
-        self.check_open()?;
-        if self.inner.topics.read().contains_key(name) {
-            return Err(Error::TopicExists(name.to_string()));
-        }
-        let data_dir = &self.inner.config.data_dir;
-        let disk = self.inner.storage.disk();
-        topic_dirs::clear_failed_deletion(disk, data_dir, name)?;
-        let shards = self.inner.shards.len();
-        let mut logs = Vec::with_capacity(partitions as usize);
-        for index in 0..partitions {
-            let dir = data_dir.join(topic::dir_name(name, index));
-            if disk.is_dir(&dir).map_err(|e| Error::io("stat", &dir, e))? {
-                return Err(Error::TopicExists(name.to_string()));
-            }
-            let shard = topic::shard_of(name, index, shards);
-            let (log, _report) = PartitionLog::open(
-                Arc::clone(&self.inner.disks[shard]),
-                &dir,
-                self.inner.config.log.clone(),
-                OpenOptions {
-                    repair: false,
-                    now_ms: self.inner.config.wall_clock.now_ms(),
-                },
-            )?;
-            logs.push((index, shard, log));
-        }
-        sync_dir(disk, data_dir)?;
-        let mut handles = Vec::with_capacity(logs.len());
-        for (index, shard, log) in logs {
-            handles.push(self.attach(name, index, shard, log)?);
-        }
-        self.inner.topics.write().insert(name.to_string(), handles);
-        Ok(())
-    }
-
-    /// Deletes a topic: its partitions finish the requests already queued, close, and their
-    /// directories are removed. Handles to them then answer [`Error::UnknownPartition`]. A
-    /// crash midway is finished by the next open.
-    pub fn delete_topic(&self, name: &str) -> Result<()> {
-        let _admin = self.inner.admin.lock();
-        self.check_open()?;
-        let Some(partitions) = self.inner.topics.write().remove(name) else {
-            return Err(Error::UnknownTopic(name.to_string()));
-        };
-        for partition in &partitions {
-            let (reply, slot) = pending::channel();
-            let pushed = {
-                // Under the log's lock, as every request appends stay behind.
-                let _log = partition.shared.log.lock();
-                let request = Request::Detach {
-                    part: Arc::clone(&partition.shared),
-                    reply,
-                    order: OrderGuard::new(&partition.shared),
-                };
-                partition.shard.push_control(request)
-            };
-            if pushed.is_err() {
-                return Err(Error::ShuttingDown);
-            }
-            Pending::sent(slot).wait()?;
-        }
-        let data_dir = &self.inner.config.data_dir;
-        let disk = self.inner.storage.disk();
-        let mut doomed = Vec::with_capacity(partitions.len());
-        for partition in &partitions {
-            let dir_name = topic::dir_name(name, partition.index());
-            doomed.push(topic_dirs::set_aside(disk, data_dir, &dir_name)?);
-        }
-        // Once the renames are durable the deletion is decided: a crash from here on is
-        // finished by the next open.
-        sync_dir(disk, data_dir)?;
-        for dir in doomed {
-            topic_dirs::remove_tree(disk, &dir)?;
-        }
-        sync_dir(disk, data_dir)
     }
 
     /// The topics, by name.
@@ -608,6 +534,7 @@ fn start_shards(config: &Arc<Config>, storage: Storage) -> Result<LogInner> {
         disks,
         threads: Mutex::new(threads),
         topics: RwLock::new(BTreeMap::new()),
+        stored_topics: RwLock::new(BTreeMap::new()),
         admin: Mutex::new(()),
         next_key: AtomicU64::new(1),
         closed: AtomicBool::new(false),
@@ -618,28 +545,65 @@ fn start_shards(config: &Arc<Config>, storage: Storage) -> Result<LogInner> {
     })
 }
 
-/// Partition directories in `data_dir`, with gaps in a topic's indexes filled (a crash during
-/// topic creation can leave them; the missing partitions are created empty).
-fn scan(disk: &dyn Disk, data_dir: &Path, shards: usize) -> Result<Vec<Found>> {
-    let mut topics: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+/// The partitions to open, by topic: the partition directories in `data_dir` reconciled with
+/// the stored configurations (`topic_store::reconcile`: a creation a crash interrupted is
+/// finished, a configuration without directories removed, a topic without one given the
+/// defaults). Gaps in a topic's indexes are filled: the missing partitions are created empty.
+fn plan_open(
+    disk: &dyn Disk,
+    config: &Config,
+    stored: &BTreeMap<String, StoredTopic>,
+) -> Result<(Vec<Found>, BTreeMap<String, StoredTopic>)> {
+    let data_dir = &config.data_dir;
+    let mut dirs: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
     for name in topic_dirs::subdirectories(disk, data_dir)? {
         if let Some((topic, index)) = topic::parse_dir_name(&name) {
-            topics.entry(topic.to_string()).or_default().insert(index);
+            dirs.entry(topic.to_string()).or_default().insert(index);
         }
     }
+    let names: BTreeSet<String> = dirs.keys().chain(stored.keys()).cloned().collect();
     let mut found = Vec::new();
-    for (topic, indexes) in topics {
-        let count = indexes.last().map_or(0, |last| last + 1);
-        for index in 0..count {
+    let mut topics = BTreeMap::new();
+    for name in names {
+        let highest = dirs.get(&name).and_then(|indexes| indexes.last().copied());
+        let (partitions, topic_config, rewrite) =
+            match topic_store::reconcile(highest, stored.get(&name)) {
+                Reconciled::RemoveFile => {
+                    topic_store::remove(disk, data_dir, &name)?;
+                    continue;
+                }
+                Reconciled::Open {
+                    partitions,
+                    config,
+                    rewrite,
+                } => (partitions, config, rewrite),
+            };
+        let log_config = topic_config.apply(&config.log).map_err(|e| match e {
+            Error::InvalidTopicConfig { key, reason } => Error::InvalidTopicConfig {
+                key,
+                reason: format!("topic {name:?} on this log's defaults: {reason}"),
+            },
+            other => other,
+        })?;
+        let entry = StoredTopic {
+            partitions,
+            config: topic_config,
+        };
+        if rewrite {
+            topic_store::write(disk, data_dir, &name, &entry)?;
+        }
+        for index in 0..partitions {
             found.push(Found {
-                dir: data_dir.join(topic::dir_name(&topic, index)),
-                shard: topic::shard_of(&topic, index, shards),
-                topic: topic.clone(),
+                dir: data_dir.join(topic::dir_name(&name, index)),
+                shard: topic::shard_of(&name, index, config.shards),
+                topic: name.clone(),
                 index,
+                log_config: log_config.clone(),
             });
         }
+        topics.insert(name, entry);
     }
-    Ok(found)
+    Ok((found, topics))
 }
 
 /// Probes, for the io_uring driver, whether buffered ring writes complete inline here.

@@ -17,6 +17,7 @@ use rill_uring::ReadBuf;
 use std::fmt;
 use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// One record for [`Partition::append_records`].
 #[derive(Debug, Clone, Copy)]
@@ -142,7 +143,6 @@ pub struct Partition {
     pub(crate) shared: Arc<PartitionShared>,
     pub(crate) shard: Arc<ShardHandle>,
     pub(crate) default_durability: Durability,
-    pub(crate) max_batch_bytes: usize,
     pub(crate) read_limit: ReadLimit,
     pub(crate) max_read_bytes: u64,
     pub(crate) gates: Arc<SocketGates>,
@@ -173,6 +173,17 @@ impl Partition {
     /// The shard (thread) that owns the partition.
     pub fn shard(&self) -> usize {
         self.shard.id
+    }
+
+    /// The largest batch an append accepts now (the topic's `max_batch_bytes`).
+    pub fn max_batch_bytes(&self) -> usize {
+        self.shared.max_batch_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The settings the partition runs with now: the log's defaults with its topic's
+    /// configuration applied.
+    pub fn log_config(&self) -> rill_segment::LogConfig {
+        self.shared.log.lock().config().clone()
     }
 
     pub(crate) fn request<T: pending::Pooled>(

@@ -4,7 +4,8 @@
 
 use crate::error::Error;
 use parking_lot::Mutex;
-use rill_segment::{LogError, Offsets, PartitionLog};
+use rill_segment::batch::TimestampType;
+use rill_segment::{LogConfig, LogError, Offsets, PartitionLog};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -43,10 +44,18 @@ pub(crate) struct PartitionShared {
     /// The log failed or was closed, as of the last publication: waits read it without
     /// taking the log's lock on every wake-up.
     pub(crate) ended: AtomicBool,
+    /// The topic's `max_batch_bytes`, read by appends before they take the log's lock (a
+    /// copy of the log's setting, changed with it under the lock).
+    pub(crate) max_batch_bytes: AtomicUsize,
+    /// Whether the topic stamps batches with log-append time (a copy of the log's setting, as
+    /// above): the stamp recomputes the CRC, so it is done before the lock is taken.
+    pub(crate) log_append_time: AtomicBool,
 }
 
 impl PartitionShared {
     pub(crate) fn new(topic: Arc<str>, index: u32, key: PartitionKey, log: PartitionLog) -> Self {
+        let max_batch_bytes = log.config().max_batch_bytes;
+        let log_append_time = log.config().timestamp_type == TimestampType::LogAppendTime;
         Self {
             topic,
             index,
@@ -61,7 +70,25 @@ impl PartitionShared {
             direct_reads: AtomicU64::new(0),
             waiters: crate::growth::Waiters::default(),
             ended: AtomicBool::new(false),
+            max_batch_bytes: AtomicUsize::new(max_batch_bytes),
+            log_append_time: AtomicBool::new(log_append_time),
         }
+    }
+
+    /// Changes the partition's settings (its topic's configuration was altered), the copies
+    /// appends read without the lock with them.
+    pub(crate) fn set_config(&self, config: LogConfig) -> Result<(), LogError> {
+        let mut log = self.log.lock();
+        let (max_batch_bytes, log_append_time) = (
+            config.max_batch_bytes,
+            config.timestamp_type == TimestampType::LogAppendTime,
+        );
+        log.set_config(config)?;
+        self.max_batch_bytes
+            .store(max_batch_bytes, Ordering::SeqCst);
+        self.log_append_time
+            .store(log_append_time, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Runs `f` on the log under its lock, then publishes the offsets before the lock is

@@ -34,12 +34,12 @@ thread_local! {
 }
 
 /// Checks the records of compressed `batch`: count, offset deltas, every record's shape, no
-/// trailing bytes; returns their greatest timestamp.
+/// trailing bytes; returns their least and greatest timestamps.
 pub(super) fn check_compressed_records(
     header: &BatchHeader,
     batch: &[u8],
     max_batch_bytes: usize,
-) -> Result<i64, BatchError> {
+) -> Result<(i64, i64), BatchError> {
     let codec = header
         .attributes
         .compression()
@@ -87,12 +87,12 @@ fn check_stream(
     stream: &mut impl Read,
     scratch: &mut Vec<u8>,
     codec: Compression,
-) -> Result<i64, BatchError> {
+) -> Result<(i64, i64), BatchError> {
     let corrupt = |e: io::Error| BatchError::Decompress {
         codec,
         detail: e.to_string(),
     };
-    let mut max_timestamp = i64::MIN;
+    let (mut min_timestamp, mut max_timestamp) = (i64::MAX, i64::MIN);
     // Bounded by the count, and each record by the decompression limit.
     for index in 0..header.records_count.max(0) {
         scratch.clear();
@@ -127,11 +127,13 @@ fn check_stream(
                 found: offset_delta,
             });
         }
-        max_timestamp = max_timestamp.max(header.base_timestamp.wrapping_add(timestamp_delta));
+        let timestamp = header.base_timestamp.wrapping_add(timestamp_delta);
+        min_timestamp = min_timestamp.min(timestamp);
+        max_timestamp = max_timestamp.max(timestamp);
     }
     let mut rest = [0u8; 1];
     match stream.read(&mut rest) {
-        Ok(0) => Ok(max_timestamp),
+        Ok(0) => Ok((min_timestamp, max_timestamp)),
         Ok(_) => Err(BatchError::TrailingBytes(1)),
         Err(e) => Err(corrupt(e)),
     }

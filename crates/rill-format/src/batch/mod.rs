@@ -69,6 +69,17 @@ pub enum Compression {
     Zstd,
 }
 
+/// Which time a topic's batches carry (Kafka's `message.timestamp.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestampType {
+    /// The producer's timestamps, checked against the clock within the topic's limits.
+    #[default]
+    CreateTime,
+    /// The time of the append: the engine sets the timestamp-type attribute and `maxTimestamp`
+    /// ([`stamp_log_append_time`]).
+    LogAppendTime,
+}
+
 /// The batch `attributes` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attributes(pub i16);
@@ -227,6 +238,19 @@ pub enum BatchError {
         /// How far ahead is allowed.
         allowed_ahead_ms: i64,
     },
+    /// A record's timestamp lies further behind the clock than the topic allows
+    /// (`max_timestamp_behind_ms`, Kafka's `message.timestamp.before.max.ms`).
+    #[error(
+        "a record timestamp {min_timestamp} is more than {allowed_behind_ms} ms behind {now_ms}"
+    )]
+    TimestampBehind {
+        /// The least record timestamp of the batch.
+        min_timestamp: i64,
+        /// The clock when appended.
+        now_ms: i64,
+        /// How far behind is allowed.
+        allowed_behind_ms: i64,
+    },
     /// The producer set the log-append-time bit: the broker assigns that type, never the
     /// producer (Kafka refuses it the same way).
     #[error("the producer set the timestamp type to LogAppendTime")]
@@ -357,6 +381,24 @@ pub fn validate_for_append(
     batch: &[u8],
     max_batch_bytes: usize,
 ) -> Result<BatchHeader, BatchError> {
+    validate_producer_batch(batch, max_batch_bytes).map(|valid| valid.header)
+}
+
+/// What [`validate_producer_batch`] found in a valid batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerBatch {
+    /// The parsed header.
+    pub header: BatchHeader,
+    /// The least record timestamp (`maxTimestamp` is the greatest): what a limit on how far
+    /// behind the clock a timestamp may lie checks.
+    pub min_timestamp: i64,
+}
+
+/// [`validate_for_append`], also returning the records' least timestamp.
+pub fn validate_producer_batch(
+    batch: &[u8],
+    max_batch_bytes: usize,
+) -> Result<ProducerBatch, BatchError> {
     let header = BatchHeader::parse(batch)?;
     header.check_shape()?;
     check_length(&header, batch.len())?;
@@ -370,18 +412,38 @@ pub fn validate_for_append(
     if header.attributes.is_log_append_time() {
         return Err(BatchError::LogAppendTimeFromProducer);
     }
-    if header.attributes.compression() == Some(Compression::None) {
-        check_records(&header, batch)?;
-    } else {
-        let computed = codec::check_compressed_records(&header, batch, max_batch_bytes)?;
-        if computed != header.max_timestamp {
-            return Err(BatchError::MaxTimestampMismatch {
-                declared: header.max_timestamp,
-                computed,
-            });
-        }
+    let (min_timestamp, max_timestamp) =
+        if header.attributes.compression() == Some(Compression::None) {
+            check_records(&header, batch)?
+        } else {
+            codec::check_compressed_records(&header, batch, max_batch_bytes)?
+        };
+    if max_timestamp != header.max_timestamp {
+        return Err(BatchError::MaxTimestampMismatch {
+            declared: header.max_timestamp,
+            computed: max_timestamp,
+        });
     }
-    Ok(header)
+    Ok(ProducerBatch {
+        header,
+        min_timestamp,
+    })
+}
+
+/// Makes a validated batch's timestamps log-append time, as a broker does for a topic with
+/// `message.timestamp.type=LogAppendTime`: sets the timestamp-type attribute and `maxTimestamp`
+/// to `now_ms` and recomputes the CRC (both fields are under it). Records keep their own
+/// timestamps; readers take `maxTimestamp` for every record of such a batch.
+pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
+    if batch.len() < HEADER_BYTES {
+        return;
+    }
+    let attributes = i16::from_be_bytes([batch[field::ATTRIBUTES], batch[field::ATTRIBUTES + 1]])
+        | Attributes::TIMESTAMP_TYPE_LOG_APPEND;
+    batch[field::ATTRIBUTES..field::ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[field::MAX_TIMESTAMP..field::MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Checks a batch read back from a segment: shape, exact length, CRC, and that it sits at
@@ -421,10 +483,11 @@ fn check_crc(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
     Ok(())
 }
 
-fn check_records(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
+/// Checks an uncompressed batch's records; returns their least and greatest timestamps.
+fn check_records(header: &BatchHeader, batch: &[u8]) -> Result<(i64, i64), BatchError> {
     let records = &batch[HEADER_BYTES..];
     let mut pos = 0;
-    let mut max_timestamp = i64::MIN;
+    let (mut min_timestamp, mut max_timestamp) = (i64::MAX, i64::MIN);
     // Bounded by the records section: each record takes at least one byte or fails.
     for index in 0..header.records_count.max(0) {
         let (offset_delta, timestamp_delta, next) = record::check_record(records, pos)
@@ -435,19 +498,15 @@ fn check_records(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
                 found: offset_delta,
             });
         }
-        max_timestamp = max_timestamp.max(header.base_timestamp.wrapping_add(timestamp_delta));
+        let timestamp = header.base_timestamp.wrapping_add(timestamp_delta);
+        min_timestamp = min_timestamp.min(timestamp);
+        max_timestamp = max_timestamp.max(timestamp);
         pos = next;
     }
     if records.len() != pos {
         return Err(BatchError::TrailingBytes(records.len() - pos));
     }
-    if header.records_count > 0 && max_timestamp != header.max_timestamp {
-        return Err(BatchError::MaxTimestampMismatch {
-            declared: header.max_timestamp,
-            computed: max_timestamp,
-        });
-    }
-    Ok(())
+    Ok((min_timestamp, max_timestamp))
 }
 
 /// Sets `baseOffset` in place. The CRC does not cover it.

@@ -25,14 +25,30 @@ use std::io::{self, IoSlice};
 pub struct ValidBatch {
     bytes: BytesMut,
     header: BatchHeader,
+    /// The least record timestamp.
+    min_timestamp: i64,
 }
 
 impl ValidBatch {
     /// Validates `bytes` as a producer's batch (size, shape, CRC, records): the CPU work of an
     /// append, done on the caller's thread before any shared state is touched.
     pub fn validate(bytes: BytesMut, max_batch_bytes: usize) -> Result<Self, BatchError> {
-        let header = batch::validate_for_append(&bytes, max_batch_bytes)?;
-        Ok(Self { bytes, header })
+        let valid = batch::validate_producer_batch(&bytes, max_batch_bytes)?;
+        Ok(Self {
+            bytes,
+            header: valid.header,
+            min_timestamp: valid.min_timestamp,
+        })
+    }
+
+    /// Makes the batch's timestamps log-append time `now_ms` (attribute, `maxTimestamp`, CRC;
+    /// see [`batch::stamp_log_append_time`]): for a topic of that timestamp type, on the
+    /// caller's thread, since it recomputes the CRC.
+    pub fn stamp_log_append_time(&mut self, now_ms: i64) {
+        batch::stamp_log_append_time(&mut self.bytes, now_ms);
+        self.header.attributes.0 |= batch::Attributes::TIMESTAMP_TYPE_LOG_APPEND;
+        self.header.max_timestamp = now_ms;
+        self.header.crc = batch::compute_crc(&self.bytes);
     }
 
     /// Its size in bytes.
@@ -85,19 +101,12 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<super::AppendInfo, LogError> {
         self.check_usable()?;
+        self.check_timestamps(&batch, now_ms)?;
         let ValidBatch {
             bytes: mut data,
             mut header,
+            ..
         } = batch;
-        if let Some(ahead) = self.config.max_timestamp_ahead_ms
-            && header.max_timestamp > now_ms.saturating_add(ahead)
-        {
-            return Err(LogError::InvalidBatch(BatchError::TimestampAhead {
-                max_timestamp: header.max_timestamp,
-                now_ms,
-                allowed_ahead_ms: ahead,
-            }));
-        }
         if self.must_sync_before(data.len()) {
             return Err(LogError::SyncRequired);
         }
@@ -178,6 +187,33 @@ impl PartitionLog {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+        Ok(())
+    }
+
+    /// The clock limits on a create-time batch's timestamps (a log-append-time batch was
+    /// stamped by the engine, so they do not apply).
+    fn check_timestamps(&self, batch: &ValidBatch, now_ms: i64) -> Result<(), LogError> {
+        if batch.header.attributes.is_log_append_time() {
+            return Ok(());
+        }
+        if let Some(ahead) = self.config.max_timestamp_ahead_ms
+            && batch.header.max_timestamp > now_ms.saturating_add(ahead)
+        {
+            return Err(LogError::InvalidBatch(BatchError::TimestampAhead {
+                max_timestamp: batch.header.max_timestamp,
+                now_ms,
+                allowed_ahead_ms: ahead,
+            }));
+        }
+        if let Some(behind) = self.config.max_timestamp_behind_ms
+            && batch.min_timestamp < now_ms.saturating_sub(behind)
+        {
+            return Err(LogError::InvalidBatch(BatchError::TimestampBehind {
+                min_timestamp: batch.min_timestamp,
+                now_ms,
+                allowed_behind_ms: behind,
+            }));
         }
         Ok(())
     }

@@ -194,6 +194,15 @@ impl PartitionLog {
         &self.config
     }
 
+    /// Changes the settings at run time (a topic's configuration altered): checked first,
+    /// then in effect from the next append, roll or maintenance pass. A smaller `segment_bytes`
+    /// rolls at the next append that would pass it; retention applies at the next pass.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<(), LogError> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
     /// The disk the log's files live on.
     pub fn disk(&self) -> &Arc<dyn Disk> {
         &self.disk

@@ -213,7 +213,8 @@ impl PartitionLog {
 
     /// The offset of the first record whose timestamp is at or above `timestamp_ms`, Kafka's
     /// `ListOffsets` by time: the first batch whose `maxTimestamp` reaches it, then the first
-    /// record in it that does (a compressed batch answers with its base offset).
+    /// record in it that does (a compressed or log-append-time batch answers with its base
+    /// offset).
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<i64>, LogError> {
         let end = self.read_end(ReadLimit::Written);
         let first = self
@@ -257,7 +258,11 @@ impl PartitionLog {
         header: &BatchHeader,
         timestamp_ms: i64,
     ) -> Result<Option<i64>, LogError> {
-        if header.attributes.compression() != Some(Compression::None) {
+        // A compressed batch's records are not decoded here; a log-append-time batch's all
+        // carry its maxTimestamp, which reaches the target.
+        if header.attributes.compression() != Some(Compression::None)
+            || header.attributes.is_log_append_time()
+        {
             return Ok(Some(header.base_offset.max(self.log_start_offset)));
         }
         let range = BatchRange {
