@@ -19,6 +19,9 @@ pub fn kafka_code(e: &rill::Error, invalid_record: bool) -> i16 {
         rill::Error::ShuttingDown => code::NOT_LEADER_OR_FOLLOWER,
         rill::Error::InvalidTopic { .. } => code::INVALID_TOPIC_EXCEPTION,
         rill::Error::TopicExists(_) => code::TOPIC_ALREADY_EXISTS,
+        rill::Error::OutOfOrderSequence { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        rill::Error::ProducerFenced { .. } => code::INVALID_PRODUCER_EPOCH,
+        rill::Error::InvalidTopicConfig { .. } => code::INVALID_CONFIG,
         _ => code::UNKNOWN_SERVER_ERROR,
     }
 }

@@ -12,6 +12,7 @@
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint::Checkpoint;
 use crate::index::{OffsetIndex, SegmentBounds, TimeIndex};
+use crate::producer_snapshot::ProducerSnapshot;
 use crate::topic_config::TopicConfigRecord;
 use crate::watermark;
 
@@ -101,7 +102,7 @@ pub fn index_load(data: &[u8]) {
     }
 }
 
-/// Checkpoint, watermark and topic-config parsing: never panics; what parses round-trips.
+/// Checkpoint, watermark, topic-config and producer-snapshot parsing: never panics; what parses round-trips.
 pub fn checkpoint_parse(data: &[u8]) {
     if let Ok(checkpoint) = Checkpoint::parse(data) {
         assert_eq!(&checkpoint.encode()[..], data);
@@ -109,6 +110,16 @@ pub fn checkpoint_parse(data: &[u8]) {
     }
     if let Some(slot) = watermark::current(data) {
         assert!(slot.durable_offset >= 0);
+    }
+    if let Ok(next_id) = crate::producer_ids::parse(data) {
+        assert_eq!(&crate::producer_ids::encode(next_id)[..], data);
+    }
+    if let Ok(snapshot) = ProducerSnapshot::parse(data) {
+        assert_eq!(
+            snapshot.encode(),
+            data,
+            "a producer snapshot re-encodes to its bytes"
+        );
     }
     if let Ok(record) = TopicConfigRecord::parse(data) {
         let encoded = record.encode();

@@ -63,6 +63,13 @@ pub struct LogConfig {
     /// (Kafka's `message.timestamp.type`). With [`TimestampType::LogAppendTime`] the clock
     /// limits above do not apply: the engine sets the time itself.
     pub timestamp_type: TimestampType,
+    /// Forget an idempotent producer that has not appended for this long (Kafka's
+    /// `producer.id.expiration.ms`, one day): its next batch may then start at any sequence.
+    pub producer_id_expiration_ms: i64,
+    /// Most idempotent producers a partition remembers; beyond it the least recently
+    /// appending tenth is forgotten (a forgotten producer may start at any sequence, so a retry
+    /// of its last batch would be stored again). Bounds what clients can make a partition hold.
+    pub max_producers: usize,
     /// Preallocation of new segment files.
     pub preallocate: Preallocate,
     /// Write the recovery-point checkpoint at most this often while appending; lower values
@@ -110,6 +117,8 @@ impl Default for LogConfig {
             max_timestamp_ahead_ms: Some(3600 * 1000),
             max_timestamp_behind_ms: None,
             timestamp_type: TimestampType::CreateTime,
+            producer_id_expiration_ms: 24 * 3600 * 1000,
+            max_producers: 10_000,
             preallocate: Preallocate::default(),
             checkpoint_interval_ms: 1000,
             max_unsynced_bytes: 256 << 20,
@@ -152,6 +161,9 @@ impl LogConfig {
         }
         if self.segment_ms.is_some_and(|ms| ms <= 0) || self.retention_ms.is_some_and(|ms| ms < 0) {
             return bad("segment_ms must be positive and retention_ms non-negative");
+        }
+        if self.producer_id_expiration_ms <= 0 || self.max_producers == 0 {
+            return bad("producer_id_expiration_ms and max_producers must be positive");
         }
         if self.max_unsynced_bytes == 0 {
             return bad("max_unsynced_bytes must be positive");

@@ -101,6 +101,10 @@ pub enum LogError {
     /// [`crate::partition::PartitionLog::must_sync_before`] first to keep the batch.
     #[error("too much unsynced data: sync before appending more")]
     SyncRequired,
+    /// An idempotent producer's batch is out of sequence or from a fenced epoch; nothing was
+    /// written.
+    #[error(transparent)]
+    Sequence(#[from] crate::producers::SequenceError),
     /// The offset space (`i64`) or a segment's relative offsets would overflow.
     #[error("offset overflow")]
     OffsetOverflow,

@@ -23,6 +23,7 @@ pub mod error;
 pub mod fuzz;
 pub mod index;
 pub mod partition;
+pub mod producers;
 pub mod recovery;
 pub mod scan;
 pub mod segment;

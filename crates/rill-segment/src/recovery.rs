@@ -119,7 +119,7 @@ impl PartitionLog {
         };
         let (segments, checkpoint, watermark) = recovery.run()?;
         let report = recovery.report;
-        let log = PartitionLog::assemble(
+        let mut log = PartitionLog::assemble(
             disk,
             dir.to_path_buf(),
             config,
@@ -128,6 +128,7 @@ impl PartitionLog {
             watermark,
             options.now_ms,
         );
+        log.load_producers(options.now_ms)?;
         Ok((log, report))
     }
 }

@@ -1,6 +1,7 @@
 //! The errors of the embedding API.
 
 use rill_segment::batch::{BatchError, BuildError};
+use rill_segment::producers::SequenceError;
 use rill_segment::{Corruption, FailReason, LogError};
 use std::io;
 use std::path::PathBuf;
@@ -103,6 +104,15 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
+    /// Another of the log's own files (the producer-id file) is damaged: the log does not open
+    /// unless [`crate::Config::repair`].
+    #[error("{}: {detail}", path.display())]
+    DamagedMetadata {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The I/O driver could not be set up.
     #[error("I/O driver: {0}")]
     Driver(#[from] rill_uring::DriverError),
@@ -124,6 +134,29 @@ pub enum Error {
         expected: u64,
         /// The batch bytes found now.
         found: u64,
+    },
+    /// An idempotent producer's batch does not follow its last one (a batch in between is
+    /// missing; in a new epoch, it does not start at 0). Nothing was written. Kafka's
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER`.
+    #[error("producer {producer_id}: sequence {found} out of order, expected {expected}")]
+    OutOfOrderSequence {
+        /// The producer.
+        producer_id: i64,
+        /// The sequence expected.
+        expected: i32,
+        /// The batch's first sequence.
+        found: i32,
+    },
+    /// An idempotent producer's batch carries an epoch older than the producer's current one:
+    /// a newer instance took over. Nothing was written. Kafka's `INVALID_PRODUCER_EPOCH`.
+    #[error("producer {producer_id}: epoch {epoch} is fenced by epoch {current_epoch}")]
+    ProducerFenced {
+        /// The producer.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The current epoch.
+        current_epoch: i16,
     },
     /// Another error of the segment layer.
     #[error(transparent)]
@@ -155,6 +188,24 @@ impl From<LogError> for Error {
                 log_end,
             },
             LogError::Failed(reason) => Self::PartitionFailed(reason),
+            LogError::Sequence(SequenceError::OutOfOrder {
+                producer_id,
+                expected,
+                found,
+            }) => Self::OutOfOrderSequence {
+                producer_id,
+                expected,
+                found,
+            },
+            LogError::Sequence(SequenceError::Fenced {
+                producer_id,
+                epoch,
+                current_epoch,
+            }) => Self::ProducerFenced {
+                producer_id,
+                epoch,
+                current_epoch,
+            },
             LogError::Config(c) => Self::Config(c),
             other => Self::Log(other),
         }

@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::partition::Partition;
 use crate::pending::{self, Pending};
+use crate::producer_ids::{ProducerId, ProducerIds};
 use crate::queue::ShardHandle;
 use crate::request::Request;
 use crate::send::SocketGates;
@@ -84,6 +85,8 @@ struct LogInner {
     storage: Storage,
     /// Sealed segments' indexes, read on use, shared by every partition.
     index_cache: Arc<IndexCache>,
+    /// Producer ids for idempotent producers; set once the partitions are open.
+    producer_ids: std::sync::OnceLock<ProducerIds>,
 }
 
 /// Threads that open partitions at [`Log::open`], at least one per shard. A cold open mostly
@@ -189,6 +192,21 @@ impl Log {
                 return Err(e);
             }
         };
+        let highest_seen = log.highest_producer_id();
+        let ids = ProducerIds::open(
+            log.inner.storage.disk(),
+            &data_dir,
+            log.inner.config.repair,
+            highest_seen,
+        );
+        let ids = match ids {
+            Ok(ids) => ids,
+            Err(e) => {
+                let _ = log.close();
+                return Err(e);
+            }
+        };
+        let _ = log.inner.producer_ids.set(ids);
         sync_dir(log.inner.storage.disk(), &data_dir)?;
         let buffered_ring_writes_inline = probe_ring_writes(log.inner.driver, &data_dir);
         let report = OpenReport {
@@ -350,6 +368,29 @@ impl Log {
             .iter()
             .map(Partition::offsets)
             .collect())
+    }
+
+    /// A new idempotent producer's id (epoch 0), never handed out before by this log, across
+    /// restarts and crashes (ids are reserved durably in blocks; see docs/FORMAT.md §9).
+    /// Batches carrying it are checked against each partition's producer state: a retry is
+    /// answered with the original's offsets ([`rill_segment::AppendInfo::duplicate`]), a gap
+    /// refused with [`Error::OutOfOrderSequence`], an older epoch with
+    /// [`Error::ProducerFenced`].
+    pub fn init_producer_id(&self) -> Result<ProducerId> {
+        self.check_open()?;
+        let ids = self.inner.producer_ids.get().ok_or(Error::ShuttingDown)?;
+        ids.next(self.inner.storage.disk())
+    }
+
+    /// The highest producer id any partition knows (-1 if none).
+    fn highest_producer_id(&self) -> i64 {
+        let topics = self.inner.topics.read();
+        topics
+            .values()
+            .flatten()
+            .filter_map(|p| p.shared.log.lock().max_producer_id())
+            .max()
+            .unwrap_or(-1)
     }
 
     /// The I/O driver the shards run.
@@ -542,6 +583,7 @@ fn start_shards(config: &Arc<Config>, storage: Storage) -> Result<LogInner> {
         gates: Arc::new(SocketGates::new(config.queue_depth)),
         storage,
         index_cache: Arc::new(IndexCache::new(config.index_cache_bytes)),
+        producer_ids: std::sync::OnceLock::new(),
     })
 }
 

@@ -251,6 +251,15 @@ pub enum BatchError {
         /// How far behind is allowed.
         allowed_behind_ms: i64,
     },
+    /// The batch names a producer (`producerId >= 0`) but no sequence (`baseSequence < 0`):
+    /// an idempotent producer numbers every batch (Kafka refuses it the same way).
+    #[error("producer {producer_id} sent base sequence {base_sequence}")]
+    InvalidSequence {
+        /// The batch's producer id.
+        producer_id: i64,
+        /// Its base sequence.
+        base_sequence: i32,
+    },
     /// The producer set the log-append-time bit: the broker assigns that type, never the
     /// producer (Kafka refuses it the same way).
     #[error("the producer set the timestamp type to LogAppendTime")]
@@ -411,6 +420,12 @@ pub fn validate_producer_batch(
     check_crc(&header, batch)?;
     if header.attributes.is_log_append_time() {
         return Err(BatchError::LogAppendTimeFromProducer);
+    }
+    if header.producer_id >= 0 && header.base_sequence < 0 && !header.attributes.is_control() {
+        return Err(BatchError::InvalidSequence {
+            producer_id: header.producer_id,
+            base_sequence: header.base_sequence,
+        });
     }
     let (min_timestamp, max_timestamp) =
         if header.attributes.compression() == Some(Compression::None) {

@@ -15,6 +15,7 @@ use super::PartitionLog;
 use crate::batch::{self, BatchError, BatchHeader};
 use crate::disk::FileId;
 use crate::error::LogError;
+use crate::producers::Verdict;
 use crate::segment::FileKind;
 use crate::watermark::Slot;
 use bytes::BytesMut;
@@ -102,6 +103,15 @@ impl PartitionLog {
     ) -> Result<super::AppendInfo, LogError> {
         self.check_usable()?;
         self.check_timestamps(&batch, now_ms)?;
+        if let Verdict::Duplicate(original) = self.producers.check(&batch.header)? {
+            return Ok(super::AppendInfo {
+                base_offset: original.base_offset,
+                last_offset: original.last_offset,
+                max_timestamp: original.max_timestamp,
+                batch_bytes: 0,
+                duplicate: true,
+            });
+        }
         let ValidBatch {
             bytes: mut data,
             mut header,
@@ -146,12 +156,14 @@ impl PartitionLog {
         self.unsynced_bytes += header.total_bytes();
         self.next_offset = header.next_offset();
         self.written_offset = self.next_offset;
+        self.producers.record(&header, now_ms);
         self.maybe_prepare_next(now_ms);
         Ok(super::AppendInfo {
             base_offset,
             last_offset,
             max_timestamp: header.max_timestamp,
             batch_bytes: header.total_bytes(),
+            duplicate: false,
         })
     }
 

@@ -103,6 +103,25 @@ impl PartitionLog {
             self.durable_offset = new_end;
             self.unsynced_bytes = 0;
         }
+        // The producers' last batches may be gone: the state is loaded again up to the new
+        // end (snapshots beyond it removed).
+        if self
+            .pending_snapshot
+            .as_ref()
+            .is_some_and(|s| s.offset > new_end)
+        {
+            self.pending_snapshot = None;
+        }
+        // A failure to read them back leaves a state that could store a retry twice: the
+        // partition fail-stops, and reopening loads the state again.
+        if let Err(e) = self.load_producers(now_ms) {
+            let dir = self.dir.clone();
+            return Err(self.fail(
+                "reload producer state",
+                dir,
+                &std::io::Error::other(e.to_string()),
+            ));
+        }
         Ok(new_end)
     }
 
@@ -169,6 +188,7 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<RetentionOutcome, LogError> {
         self.log_start_offset = offset;
+        self.producers.truncate_head(offset);
         // The new start is durable before any file goes; a crash in between leaves files that
         // recovery deletes because they lie below the start.
         self.write_checkpoint_at(self.recovery_point(), now_ms)?;
@@ -300,6 +320,9 @@ impl PartitionLog {
         if let Err((path, e)) = write_index_files(disk.as_ref(), &dir, active) {
             return Err(self.fail("write index", path, &e));
         }
+        // Before the clean checkpoint: its directory sync makes the snapshot's name durable
+        // too, and the next open loads the state without a rebuild.
+        self.write_snapshot_now()?;
         let clean = Checkpoint {
             log_start_offset: self.log_start_offset,
             recovery_point: self.written_offset,

@@ -11,6 +11,7 @@ mod append;
 mod headers;
 mod indexes;
 mod maintenance;
+mod producer_files;
 mod read;
 mod roll;
 mod verify;
@@ -20,6 +21,7 @@ pub use append::{SyncFailure, SyncTicket, ValidBatch, WatermarkTicket};
 pub use indexes::IndexStats;
 pub(crate) use indexes::load_index_files;
 pub use maintenance::RetentionOutcome;
+pub use producer_files::REBUILD_SEGMENTS;
 pub use read::{BatchRange, ReadLimit, ReadResult};
 pub use roll::{MAX_PENDING_SEALS, PREPARED_FILE, RollDone, RollJob, RollStats};
 pub use verify::VerifyReport;
@@ -30,9 +32,10 @@ use crate::config::{LogConfig, Preallocate};
 use crate::disk::{self, Disk, FileId, OpenMode};
 use crate::error::{FailReason, LogError};
 use crate::index::{IndexCache, OffsetIndex, TimeIndex};
+use crate::producers::{ProducerSnapshot, ProducerState};
 use crate::segment::{self, FileKind, Segment};
 use crate::watermark::Watermark;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,8 +61,11 @@ pub struct AppendInfo {
     pub last_offset: i64,
     /// Its `maxTimestamp`.
     pub max_timestamp: i64,
-    /// Its size in bytes.
+    /// Its size in bytes (0 for a duplicate).
     pub batch_bytes: u64,
+    /// The batch repeated one the log holds (same producer, epoch and sequences: a producer's
+    /// retry): nothing was written, and the offsets and timestamp are the original's.
+    pub duplicate: bool,
 }
 
 /// A partition's offsets.
@@ -126,6 +132,12 @@ pub struct PartitionLog {
     pub(crate) index_cache: Arc<IndexCache>,
     pub(crate) index_loads: AtomicU64,
     pub(crate) index_rebuilds: AtomicU64,
+    /// Idempotent producers (module `crate::producers`), checked and updated by appends.
+    pub(crate) producers: ProducerState,
+    /// Offsets of the producer snapshot files on disk (at most a few).
+    pub(crate) snapshots: BTreeSet<i64>,
+    /// A snapshot taken at a roll, waiting for its roll job.
+    pub(crate) pending_snapshot: Option<ProducerSnapshot>,
 }
 
 impl Drop for PartitionLog {
@@ -149,6 +161,7 @@ impl PartitionLog {
             .values()
             .next_back()
             .map_or(checkpoint.log_start_offset, |s| s.next_offset);
+        let config_max_producers = config.max_producers;
         Self {
             disk,
             dir,
@@ -181,6 +194,9 @@ impl PartitionLog {
             index_cache: Arc::new(IndexCache::default()),
             index_loads: AtomicU64::new(0),
             index_rebuilds: AtomicU64::new(0),
+            producers: ProducerState::new(config_max_producers),
+            snapshots: BTreeSet::new(),
+            pending_snapshot: None,
         }
     }
 

@@ -28,11 +28,13 @@
 //! runs them inline
 //! ([`PartitionLog::run_roll_jobs`], from `flush` and `close`).
 
+use super::producer_files::write_snapshot;
 use super::{PartitionLog, create_segment, preallocate, write_index_files, write_indexes};
 use crate::config::LogConfig;
 use crate::disk::{Disk, FileId, OpenMode};
 use crate::error::LogError;
 use crate::index::SegmentIndexes;
+use crate::producers::ProducerSnapshot;
 use crate::segment::{FileKind, Segment};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -74,6 +76,8 @@ pub(crate) enum Queued {
     SyncNames,
     Seal(i64),
     Prepare,
+    /// Write the producer snapshot taken at the roll (`pending_snapshot`).
+    Snapshot,
 }
 
 /// A piece of roll work for an executor: taken with [`PartitionLog::take_roll_job`], run with
@@ -105,6 +109,12 @@ enum Work {
         config: Box<LogConfig>,
         expected_bytes: u64,
     },
+    /// Write and sync a producer snapshot, remove the snapshots at `obsolete`, sync the
+    /// directory.
+    Snapshot {
+        snapshot: ProducerSnapshot,
+        obsolete: Vec<i64>,
+    },
 }
 
 /// A finished [`RollJob`], for [`PartitionLog::complete_roll_job`].
@@ -121,6 +131,7 @@ enum Finished {
     SyncNames(Vec<i64>),
     Seal(i64),
     Prepare(Prepared),
+    Snapshot { offset: i64, removed: Vec<i64> },
 }
 
 impl RollJob {
@@ -161,6 +172,12 @@ impl RollJob {
                 config,
                 expected_bytes,
             } => prepare(disk, dir, &config, expected_bytes).map(Finished::Prepare),
+            Work::Snapshot { snapshot, obsolete } => {
+                write_snapshot(disk, dir, &snapshot, &obsolete).map(|()| Finished::Snapshot {
+                    offset: snapshot.offset,
+                    removed: obsolete,
+                })
+            }
         };
         RollDone {
             owner: self.owner,
@@ -279,7 +296,7 @@ impl PartitionLog {
     }
 
     /// What `queued` asks for now, if anything is still to do.
-    fn work_for(&self, queued: Queued) -> Option<Work> {
+    fn work_for(&mut self, queued: Queued) -> Option<Work> {
         match queued {
             Queued::SyncNames if !self.pending_names.is_empty() => {
                 Some(Work::SyncNames(self.pending_names.clone()))
@@ -299,6 +316,13 @@ impl PartitionLog {
                 // Half way to the roll: the active segment is on course to hold twice this.
                 expected_bytes: self.active().size_bytes.saturating_mul(2),
             }),
+            Queued::Snapshot => {
+                let snapshot = self.pending_snapshot.take()?;
+                Some(Work::Snapshot {
+                    obsolete: self.obsolete_snapshots(),
+                    snapshot,
+                })
+            }
             _ => None,
         }
     }
@@ -339,6 +363,7 @@ impl PartitionLog {
                     self.prepared = Some(prepared);
                 }
             }
+            Finished::Snapshot { offset, removed } => self.snapshot_written(offset, &removed),
         }
         self.check_usable()
     }
@@ -355,7 +380,7 @@ impl PartitionLog {
     }
 
     /// Queues `queued` unless it is already waiting.
-    fn queue_roll_work(&mut self, queued: Queued) {
+    pub(crate) fn queue_roll_work(&mut self, queued: Queued) {
         if !self.roll_queue.contains(&queued) {
             self.roll_queue.push_back(queued);
         }
@@ -413,6 +438,8 @@ impl PartitionLog {
         if sealed_now {
             self.indexes_to_disk(old_base);
         }
+        // Queued after the seal: written once the sealed segment is durable.
+        self.queue_producer_snapshot(base_offset);
         Ok(())
     }
 

@@ -59,6 +59,7 @@ impl Shard {
             if let Err(e) = log.apply_retention(now) {
                 tracing::warn!(error = %e, dir = %log.dir().display(), "retention");
             }
+            log.expire_producers(now);
             if let Err(e) = log.maybe_checkpoint(now) {
                 tracing::warn!(error = %e, dir = %log.dir().display(), "checkpoint");
             }
