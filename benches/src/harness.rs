@@ -28,17 +28,20 @@ pub enum Workload {
     Recovery,
     /// Open a log of many segments: time, memory, descriptors.
     Scale,
+    /// A compacted partition's cleaning rate, and its cost to appends.
+    Compaction,
 }
 
 impl Workload {
     /// Every workload, in the order they run.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Limits,
         Self::Append,
         Self::Fetch,
         Self::Read,
         Self::Recovery,
         Self::Scale,
+        Self::Compaction,
     ];
 
     /// The workload's name on the command line and in the output.
@@ -50,6 +53,7 @@ impl Workload {
             Self::Read => "read",
             Self::Recovery => "recovery",
             Self::Scale => "scale",
+            Self::Compaction => "compaction",
         }
     }
 
@@ -126,6 +130,8 @@ pub struct Scale {
     pub scale_segment_bytes: [u64; 2],
     /// Bytes one partition replays in its unclean case.
     pub scale_replay_bytes: u64,
+    /// Bytes of the compaction workload's partition.
+    pub compaction_bytes: u64,
 }
 
 impl Scale {
@@ -146,6 +152,7 @@ impl Scale {
                 scale_segments_per_partition: 10,
                 scale_segment_bytes: [4 << 10, 32 << 10],
                 scale_replay_bytes: 1 << 20,
+                compaction_bytes: 4 << 20,
             },
             Mode::Quick => Self {
                 run_seconds: 0.25,
@@ -161,6 +168,7 @@ impl Scale {
                 scale_segments_per_partition: 50,
                 scale_segment_bytes: [4 << 10, 32 << 10],
                 scale_replay_bytes: 4 << 20,
+                compaction_bytes: 64 << 20,
             },
             Mode::Full => Self {
                 run_seconds: 1.0,
@@ -176,6 +184,7 @@ impl Scale {
                 scale_segments_per_partition: 100,
                 scale_segment_bytes: [4 << 10, 32 << 10],
                 scale_replay_bytes: 4 << 20,
+                compaction_bytes: 256 << 20,
             },
         }
     }

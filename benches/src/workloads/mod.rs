@@ -2,6 +2,7 @@
 //! generator, the two rill engines.
 
 pub mod append;
+pub mod compaction;
 pub mod fetch;
 pub mod limits;
 pub mod read;
@@ -22,6 +23,7 @@ pub fn run(workload: Workload, bench: &mut Bench) -> Result<WorkloadResult> {
         Workload::Read => read::run(bench),
         Workload::Recovery => recovery::run(bench),
         Workload::Scale => scale::run(bench),
+        Workload::Compaction => compaction::run(bench),
     }
 }
 

@@ -5,10 +5,14 @@
 use crate::layout::{PartitionDir, partitions};
 use crate::walk::walk;
 use anyhow::{Context, Result};
+use rill_format::{clean_point, topic_config};
 use rill_segment::disk::StdDisk;
 use rill_segment::segment::FileKind;
 use std::io::Write;
 use std::path::Path;
+
+/// `cleanup.policy`'s key in a topic's configuration file (docs/FORMAT.md §7).
+const CLEANUP_POLICY_KEY: u16 = 10;
 
 /// One partition's numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +29,9 @@ pub struct PartitionStat {
     pub file_bytes: u64,
     /// Where the last segment stops at damage, if it does.
     pub damaged_at: Option<u64>,
+    /// For a compacted partition (its topic's `cleanup.policy`, or a clean point on disk): the
+    /// clean point and the dirty part's share of the sealed segments' bytes, in percent.
+    pub compaction: Option<(i64, u32)>,
 }
 
 /// Describes every partition under `dir`.
@@ -57,9 +64,11 @@ fn partition_stat(disk: &StdDisk, partition: &PartitionDir) -> Result<PartitionS
             log_end: 0,
             file_bytes,
             damaged_at: None,
+            compaction: None,
         });
     };
     let end = walk(disk, &partition.file(last, FileKind::Log), last, |_, _| {})?;
+    let compaction = compaction(partition, first)?;
     Ok(PartitionStat {
         name,
         segments: partition.segments.len(),
@@ -67,7 +76,57 @@ fn partition_stat(disk: &StdDisk, partition: &PartitionDir) -> Result<PartitionS
         log_end: end.next_offset,
         file_bytes,
         damaged_at: end.damage.map(|stop| stop.position),
+        compaction,
     })
+}
+
+/// The clean point and dirty percentage of a compacted partition (`None` if it is not one).
+fn compaction(partition: &PartitionDir, log_start: i64) -> Result<Option<(i64, u32)>> {
+    let clean_point = std::fs::read(partition.path.join(clean_point::CLEAN_POINT_FILE))
+        .ok()
+        .and_then(|bytes| clean_point::parse(&bytes).ok());
+    if clean_point.is_none() && !topic_compacts(partition) {
+        return Ok(None);
+    }
+    let clean_point = clean_point.unwrap_or(log_start);
+    let (mut clean, mut dirty) = (0u64, 0u64);
+    // Sealed segments: each ends where the next begins.
+    for pair in partition.segments.windows(2) {
+        let path = partition.file(pair[0], FileKind::Log);
+        let bytes = std::fs::metadata(&path)
+            .with_context(|| format!("stat {}", path.display()))?
+            .len();
+        if pair[1] <= clean_point {
+            clean += bytes;
+        } else {
+            dirty += bytes;
+        }
+    }
+    let percent = (dirty * 100).checked_div(clean + dirty).unwrap_or(0);
+    Ok(Some((clean_point, percent as u32)))
+}
+
+/// Whether the partition's topic is compacted, by its stored configuration
+/// (`<data dir>/topic-configs/<topic>.cfg`, key 10 `cleanup.policy`: 1 compact, 2 both).
+fn topic_compacts(partition: &PartitionDir) -> bool {
+    let Some((topic, _)) = &partition.name else {
+        return false;
+    };
+    let Some(data_dir) = partition.path.parent() else {
+        return false;
+    };
+    let path = data_dir
+        .join(topic_config::TOPIC_CONFIG_DIR)
+        .join(topic_config::file_name(topic));
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| topic_config::TopicConfigRecord::parse(&bytes).ok())
+        .is_some_and(|record| {
+            record
+                .entries
+                .iter()
+                .any(|&(key, value)| key == CLEANUP_POLICY_KEY && value != 0)
+        })
 }
 
 /// Prints `stats` as a table.
@@ -83,6 +142,9 @@ pub fn print(stats: &[PartitionStat], out: &mut impl Write) -> Result<()> {
             "{:<32} {:>8} {:>14} {:>14} {:>14}",
             s.name, s.segments, s.log_start, s.log_end, s.file_bytes
         )?;
+        if let Some((clean_point, dirty)) = s.compaction {
+            write!(out, "  compacted: clean to {clean_point}, {dirty}% dirty")?;
+        }
         if let Some(at) = s.damaged_at {
             write!(
                 out,

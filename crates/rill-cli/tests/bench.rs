@@ -41,7 +41,15 @@ fn the_smoke_benchmark_runs_every_workload_and_writes_its_results() {
         .collect();
     assert_eq!(
         names,
-        ["limits", "append", "fetch", "read", "recovery", "scale"]
+        [
+            "limits",
+            "append",
+            "fetch",
+            "read",
+            "recovery",
+            "scale",
+            "compaction"
+        ]
     );
     for workload in workloads {
         let name = workload["name"].as_str().unwrap();

@@ -195,3 +195,64 @@ fn bad_paths_exit_2_with_a_message() {
     let out = rill(&["dump", "/etc/hostname"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A compacted log (batches holding fewer records than their offsets, empty batches over
+/// emptied runs, a clean point): `verify` passes it, `stat` shows its clean point and dirty
+/// share, and `dump` lists the batches.
+#[test]
+fn verify_and_stat_understand_a_compacted_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.log = LogConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 256,
+        max_batch_bytes: 2048,
+        retention_ms: None,
+        ..LogConfig::default()
+    };
+    let (log, _) = Log::open(config).unwrap();
+    let topic = rill::TopicConfig {
+        cleanup_policy: Some(rill::CleanupPolicy::Compact),
+        ..rill::TopicConfig::default()
+    };
+    log.create_topic_with("c", 1, &topic).unwrap();
+    let p = log.partition("c", 0).unwrap();
+    for i in 0..200u32 {
+        let key = format!("k{}", i % 7);
+        let value = format!("v{i}");
+        let record = Record {
+            key: Some(key.as_bytes()),
+            ..Record::value(1_700_000_000_000, value.as_bytes())
+        };
+        p.append_records(&[record]).wait().unwrap();
+    }
+    let report = p.compact_now().unwrap().unwrap();
+    assert!(report.records_removed > 0);
+    // More appends, so the partition has a dirty part again.
+    for i in 0..100u32 {
+        let value = format!("w{i}");
+        let record = Record {
+            key: Some(b"k0"),
+            ..Record::value(1_700_000_000_000, value.as_bytes())
+        };
+        p.append_records(&[record]).wait().unwrap();
+    }
+    log.close().unwrap();
+    let part = dir.path().join("c-0");
+    let out = rill(&["verify", part.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "verify refused a compacted log: {out:?}"
+    );
+    let out = rill(&["stat", dir.path().to_str().unwrap()]);
+    let text = stdout(&out);
+    let line = text.lines().find(|l| l.starts_with("c-0")).unwrap();
+    assert!(
+        line.contains(&format!("compacted: clean to {}", report.clean_point)),
+        "{line}"
+    );
+    assert!(line.contains("% dirty"), "{line}");
+    let first = &segments(&part)[0];
+    let out = rill(&["dump", first.to_str().unwrap(), "--records"]);
+    assert!(out.status.success(), "{out:?}");
+}

@@ -10,10 +10,12 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod clean_point;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz;
 pub mod index;
 pub mod producer_ids;
 pub mod producer_snapshot;
 pub mod topic_config;
+pub mod value_file;
 pub mod watermark;

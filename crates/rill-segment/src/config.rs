@@ -35,6 +35,30 @@ impl Default for Preallocate {
     }
 }
 
+/// What happens to old data (Kafka's `cleanup.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    /// Retention deletes old segments (by size and time).
+    #[default]
+    Delete,
+    /// Compaction keeps the last record of each key; nothing is deleted by retention.
+    Compact,
+    /// Both: compaction, and retention by size and time.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Whether the log is compacted.
+    pub fn compacts(self) -> bool {
+        matches!(self, Self::Compact | Self::CompactDelete)
+    }
+
+    /// Whether retention deletes old segments.
+    pub fn deletes(self) -> bool {
+        matches!(self, Self::Delete | Self::CompactDelete)
+    }
+}
+
 /// Settings of one partition's log. Units are in the names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -63,6 +87,15 @@ pub struct LogConfig {
     /// (Kafka's `message.timestamp.type`). With [`TimestampType::LogAppendTime`] the clock
     /// limits above do not apply: the engine sets the time itself.
     pub timestamp_type: TimestampType,
+    /// Cleanup: retention (delete), compaction, or both.
+    pub cleanup_policy: CleanupPolicy,
+    /// In a compacted log, how long a tombstone (a record with a null value) stays: one whose
+    /// timestamp is older than this is removed by the next cleaning, so consumers have this long
+    /// to see a deletion (Kafka's `delete.retention.ms`, one day).
+    pub delete_retention_ms: i64,
+    /// Clean a compacted log once its dirty part (written since the last cleaning) is at least
+    /// this many thousandths of its sealed bytes (Kafka's `min.cleanable.dirty.ratio`, 0.5).
+    pub min_cleanable_dirty_permille: u32,
     /// Forget an idempotent producer that has not appended for this long (Kafka's
     /// `producer.id.expiration.ms`, one day): its next batch may then start at any sequence.
     pub producer_id_expiration_ms: i64,
@@ -117,6 +150,9 @@ impl Default for LogConfig {
             max_timestamp_ahead_ms: Some(3600 * 1000),
             max_timestamp_behind_ms: None,
             timestamp_type: TimestampType::CreateTime,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_permille: 500,
             producer_id_expiration_ms: 24 * 3600 * 1000,
             max_producers: 10_000,
             preallocate: Preallocate::default(),
@@ -161,6 +197,11 @@ impl LogConfig {
         }
         if self.segment_ms.is_some_and(|ms| ms <= 0) || self.retention_ms.is_some_and(|ms| ms < 0) {
             return bad("segment_ms must be positive and retention_ms non-negative");
+        }
+        if self.delete_retention_ms < 0 || self.min_cleanable_dirty_permille > 1000 {
+            return bad(
+                "delete_retention_ms must be non-negative, min_cleanable_dirty_permille at most 1000",
+            );
         }
         if self.producer_id_expiration_ms <= 0 || self.max_producers == 0 {
             return bad("producer_id_expiration_ms and max_producers must be positive");

@@ -101,6 +101,17 @@ pub enum LogError {
     /// [`crate::partition::PartitionLog::must_sync_before`] first to keep the batch.
     #[error("too much unsynced data: sync before appending more")]
     SyncRequired,
+    /// A compaction was built for segments that changed before it could be installed (a
+    /// truncation, retention or another compaction meanwhile): nothing changed; plan again.
+    #[error("the segments compacted changed meanwhile")]
+    CompactionStale,
+    /// The dirty part's first segment has more keys than the cleaner's key map holds: raise
+    /// `key_map_bytes`.
+    #[error("a segment holds more keys than the compaction key map's {max_keys}")]
+    KeyMapTooSmall {
+        /// Keys the map holds.
+        max_keys: usize,
+    },
     /// An idempotent producer's batch is out of sequence or from a fenced epoch; nothing was
     /// written.
     #[error(transparent)]

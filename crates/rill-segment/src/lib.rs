@@ -14,6 +14,7 @@
 /// Kafka RecordBatch v2 (the `rill-format` crate's codec, re-exported).
 pub use rill_format::batch;
 pub mod checkpoint;
+pub mod compaction;
 pub mod config;
 /// The file-system boundary (the `rill-disk` crate), re-exported where the segment layer's users
 /// have always found it.
@@ -29,7 +30,7 @@ pub mod scan;
 pub mod segment;
 pub mod watermark;
 
-pub use config::{LogConfig, Preallocate};
+pub use config::{CleanupPolicy, LogConfig, Preallocate};
 pub use error::{Corruption, FailReason, LogError};
 pub use partition::{AppendInfo, Durability, Offsets, PartitionLog};
 pub use recovery::{OpenOptions, RecoveryReport};

@@ -129,6 +129,7 @@ impl PartitionLog {
             options.now_ms,
         );
         log.load_producers(options.now_ms)?;
+        log.load_clean_point();
         Ok((log, report))
     }
 }
@@ -254,10 +255,17 @@ impl Recovery<'_> {
 
     /// Lists the directory, removes leftovers, and returns the segment base offsets.
     fn list_and_clean(&mut self) -> Result<Vec<i64>, LogError> {
-        let names = self
+        let mut names = self
             .disk
             .list_dir(self.dir)
             .map_err(io_err("list dir", self.dir))?;
+        // A compaction a crash interrupted: finished if decided, else undone.
+        if crate::partition::finish_swaps(self.disk, self.dir, &names, self.config)? {
+            names = self
+                .disk
+                .list_dir(self.dir)
+                .map_err(io_err("list dir", self.dir))?;
+        }
         let mut logs = BTreeSet::new();
         let mut indexes = Vec::new();
         for name in &names {

@@ -109,11 +109,30 @@ fn file_name(path: &Path) -> Option<String> {
 /// A change to the tree, durable once the directory holding it is synced.
 #[derive(Debug, Clone)]
 pub(super) enum MetaOp {
-    Link { path: PathBuf, inode: u64 },
-    Unlink { path: PathBuf },
-    MakeDir { path: PathBuf },
-    RemoveDir { path: PathBuf },
-    RenameDir { from: PathBuf, to: PathBuf },
+    Link {
+        path: PathBuf,
+        inode: u64,
+    },
+    Unlink {
+        path: PathBuf,
+    },
+    MakeDir {
+        path: PathBuf,
+    },
+    RemoveDir {
+        path: PathBuf,
+    },
+    RenameDir {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    /// A file renamed: one change, as POSIX's `rename` is atomic (a crash keeps the old name
+    /// or the new one, never neither, whatever else of the journal it keeps).
+    RenameFile {
+        from: PathBuf,
+        to: PathBuf,
+        inode: u64,
+    },
 }
 
 impl MetaOp {
@@ -124,7 +143,8 @@ impl MetaOp {
             | MetaOp::Unlink { path }
             | MetaOp::MakeDir { path }
             | MetaOp::RemoveDir { path }
-            | MetaOp::RenameDir { to: path, .. } => path.parent(),
+            | MetaOp::RenameDir { to: path, .. }
+            | MetaOp::RenameFile { to: path, .. } => path.parent(),
         }
     }
 
@@ -143,6 +163,10 @@ impl MetaOp {
                 tree.dirs.remove(path);
             }
             MetaOp::RenameDir { from, to } => tree.rename_dir(from, to),
+            MetaOp::RenameFile { from, to, inode } => {
+                tree.files.remove(from);
+                tree.files.insert(to.clone(), *inode);
+            }
         }
     }
 }

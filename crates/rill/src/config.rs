@@ -67,6 +67,11 @@ pub struct Config {
     /// The send path ([`crate::Partition::send`]): default strategy, pipes, stall timeout.
     /// It replaces the `send` field of [`Config::uring`] and [`Config::syscall`].
     pub send: SendConfig,
+    /// Bounds of a compaction: the key map's memory, the I/O rate.
+    pub cleaner: rill_segment::compaction::CleanerLimits,
+    /// How often the cleaner thread looks for compacted partitions due for a cleaning (their
+    /// dirty part at least `LogConfig::min_cleanable_dirty_permille` of their sealed bytes).
+    pub cleaner_interval_ms: u64,
     /// The wall clock for timestamps (segment ages, time retention, checkpoint times); the
     /// system's by default. Intervals never use it (see [`crate::WallClock`]).
     pub wall_clock: crate::WallClock,
@@ -96,6 +101,8 @@ impl Config {
             syscall: SyscallOptions::default(),
             send: SendConfig::default(),
             wall_clock: crate::WallClock::system(),
+            cleaner: rill_segment::compaction::CleanerLimits::default(),
+            cleaner_interval_ms: 15_000,
         }
     }
 
@@ -112,6 +119,9 @@ impl Config {
         }
         if self.maintenance_interval_ms == 0 {
             return fail("maintenance_interval_ms must be positive");
+        }
+        if self.cleaner_interval_ms == 0 || self.cleaner.key_map_bytes == 0 {
+            return fail("cleaner_interval_ms and cleaner.key_map_bytes must be positive");
         }
         if self.max_open_files < 16 {
             return fail("max_open_files must be at least 16");

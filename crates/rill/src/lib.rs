@@ -32,6 +32,7 @@
 //! See `docs/ARCHITECTURE.md` for the shard loop and the operation lifecycle.
 
 mod append;
+mod cleaner;
 mod clock;
 mod config;
 mod direct_read;
@@ -67,10 +68,11 @@ pub use topic::{MAX_PARTITIONS, MAX_TOPIC_NAME_BYTES, validate_name as validate_
 pub use topic_config::{TopicConfig, TopicKey};
 
 pub use rill_segment::batch::{self, BatchBuilder, Header, TimestampType};
+pub use rill_segment::compaction::{CleanerLimits, CompactionReport};
 pub use rill_segment::disk::{Disk, HandleStats};
 pub use rill_segment::index::IndexCacheStats;
 pub use rill_segment::partition::{ReadLimit, RollStats};
 pub use rill_segment::recovery::RecoveryReport;
-pub use rill_segment::{AppendInfo, Durability, LogConfig, Offsets, Preallocate};
+pub use rill_segment::{AppendInfo, CleanupPolicy, Durability, LogConfig, Offsets, Preallocate};
 pub use rill_send::{SendConfig, SendError, SendStrategy};
 pub use rill_uring::{DriverKind, DriverStats, ReadBuf, SyscallOptions, UringOptions};

@@ -1,6 +1,7 @@
 //! `Log`: the engine a service embeds. Opens (recovering every partition), starts the shards,
 //! manages topics, hands out `Partition` handles, and shuts down cleanly.
 
+use crate::cleaner::Cleaner;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::partition::Partition;
@@ -70,7 +71,10 @@ struct LogInner {
     shards: Vec<Arc<ShardHandle>>,
     disks: Vec<Arc<dyn Disk>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    topics: RwLock<BTreeMap<String, Vec<Partition>>>,
+    /// Shared with the cleaner thread, which lists the partitions without holding the log.
+    topics: Arc<RwLock<BTreeMap<String, Vec<Partition>>>>,
+    /// The cleaner thread (compaction), stopped first at close.
+    cleaner: Mutex<Option<Cleaner>>,
     /// Each topic's stored configuration (as in its file), by name.
     stored_topics: RwLock<BTreeMap<String, StoredTopic>>,
     /// Serialises topic creation, deletion and configuration changes.
@@ -207,6 +211,18 @@ impl Log {
             }
         };
         let _ = log.inner.producer_ids.set(ids);
+        let topics = Arc::clone(&log.inner.topics);
+        let cleaner = Cleaner::start(
+            std::time::Duration::from_millis(log.inner.config.cleaner_interval_ms),
+            move || topics.read().values().flatten().cloned().collect(),
+        );
+        match cleaner {
+            Ok(cleaner) => *log.inner.cleaner.lock() = Some(cleaner),
+            Err(e) => {
+                let _ = log.close();
+                return Err(e);
+            }
+        }
         sync_dir(log.inner.storage.disk(), &data_dir)?;
         let buffered_ring_writes_inline = probe_ring_writes(log.inner.driver, &data_dir);
         let report = OpenReport {
@@ -313,6 +329,7 @@ impl Log {
             max_read_bytes: inner.config.max_read_bytes,
             gates: Arc::clone(&inner.gates),
             clock: inner.config.wall_clock.clone(),
+            cleaner: inner.config.cleaner,
         })
     }
 
@@ -463,6 +480,10 @@ impl LogInner {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // The cleaner asks the shards to install its work: it stops before they do.
+        if let Some(mut cleaner) = self.cleaner.lock().take() {
+            cleaner.stop();
+        }
         let mut first_error = None;
         let mut waits = Vec::new();
         for shard in &self.shards {
@@ -574,7 +595,8 @@ fn start_shards(config: &Arc<Config>, storage: Storage) -> Result<LogInner> {
         shards,
         disks,
         threads: Mutex::new(threads),
-        topics: RwLock::new(BTreeMap::new()),
+        topics: Arc::new(RwLock::new(BTreeMap::new())),
+        cleaner: Mutex::new(None),
         stored_topics: RwLock::new(BTreeMap::new()),
         admin: Mutex::new(()),
         next_key: AtomicU64::new(1),

@@ -147,6 +147,7 @@ pub struct Partition {
     pub(crate) max_read_bytes: u64,
     pub(crate) gates: Arc<SocketGates>,
     pub(crate) clock: crate::WallClock,
+    pub(crate) cleaner: rill_segment::compaction::CleanerLimits,
 }
 
 impl fmt::Debug for Partition {

@@ -80,6 +80,13 @@ pub(crate) enum Request {
         /// Held for its `Drop` (see [`OrderGuard`]).
         order: OrderGuard,
     },
+    /// Installs a built compaction (swaps cleaned segments in) once no operation uses the
+    /// partition's files.
+    InstallCompaction {
+        part: Arc<PartitionShared>,
+        cleaned: Box<rill_segment::compaction::Cleaned>,
+        reply: Reply<rill_segment::compaction::CompactionReport>,
+    },
     /// Hands a recovered partition to the shard.
     Attach {
         shared: Arc<PartitionShared>,
@@ -108,6 +115,7 @@ impl Request {
             | Self::Send { part, .. }
             | Self::TruncateTo { part, .. }
             | Self::DeleteBefore { part, .. }
+            | Self::InstallCompaction { part, .. }
             | Self::Detach { part, .. } => Some(part),
             Self::Attach { .. } | Self::Shutdown { .. } => None,
         }
@@ -148,6 +156,7 @@ impl Request {
             Self::TruncateTo { reply, .. } | Self::DeleteBefore { reply, .. } => {
                 reply.send(Err(e));
             }
+            Self::InstallCompaction { reply, .. } => reply.send(Err(e)),
             Self::WantSync { .. } => {}
             Self::Detach { reply, .. } | Self::Shutdown { reply } | Self::Attach { reply, .. } => {
                 reply.send(Err(e));

@@ -3,8 +3,8 @@
 //! [`LogConfig`]. Stored with the topic (`topic_store`, docs/FORMAT.md §7) as numbered keys.
 
 use crate::error::{Error, Result};
-use rill_segment::LogConfig;
 use rill_segment::batch::{HEADER_BYTES, TimestampType};
+use rill_segment::{CleanupPolicy, LogConfig};
 
 /// A topic's settings that differ from the log's defaults. `None` leaves a setting at the
 /// log's default ([`crate::Config::log`]), so a later change of that default reaches the topic,
@@ -46,6 +46,13 @@ pub struct TopicConfig {
     /// `message.timestamp.before.max.ms`: refuse a batch with a record timestamp further
     /// behind the clock (non-negative), or unlimited (`Some(None)`).
     pub max_timestamp_behind_ms: Option<Option<i64>>,
+    /// `cleanup.policy`: `delete`, `compact`, or `compact,delete`.
+    pub cleanup_policy: Option<CleanupPolicy>,
+    /// `delete.retention.ms`: how long a compacted topic keeps tombstones (non-negative).
+    pub delete_retention_ms: Option<i64>,
+    /// `min.cleanable.dirty.ratio`, in thousandths (0..=1000; the string form is Kafka's
+    /// decimal, `0.5`).
+    pub min_cleanable_dirty_permille: Option<u32>,
 }
 
 /// One per-topic setting: its number in the stored file, and its Kafka name.
@@ -70,11 +77,17 @@ pub enum TopicKey {
     MaxTimestampAheadMs,
     /// `message.timestamp.before.max.ms`.
     MaxTimestampBehindMs,
+    /// `cleanup.policy`.
+    CleanupPolicy,
+    /// `delete.retention.ms`.
+    DeleteRetentionMs,
+    /// `min.cleanable.dirty.ratio`.
+    MinCleanableDirtyRatio,
 }
 
 impl TopicKey {
     /// Every key, in file order.
-    pub const ALL: [TopicKey; 9] = [
+    pub const ALL: [TopicKey; 12] = [
         Self::SegmentBytes,
         Self::SegmentMs,
         Self::IndexIntervalBytes,
@@ -84,6 +97,9 @@ impl TopicKey {
         Self::TimestampType,
         Self::MaxTimestampAheadMs,
         Self::MaxTimestampBehindMs,
+        Self::CleanupPolicy,
+        Self::DeleteRetentionMs,
+        Self::MinCleanableDirtyRatio,
     ];
 
     /// Kafka's name of the setting.
@@ -98,6 +114,9 @@ impl TopicKey {
             Self::TimestampType => "message.timestamp.type",
             Self::MaxTimestampAheadMs => "message.timestamp.after.max.ms",
             Self::MaxTimestampBehindMs => "message.timestamp.before.max.ms",
+            Self::CleanupPolicy => "cleanup.policy",
+            Self::DeleteRetentionMs => "delete.retention.ms",
+            Self::MinCleanableDirtyRatio => "min.cleanable.dirty.ratio",
         }
     }
 
@@ -118,6 +137,9 @@ impl TopicKey {
             Self::TimestampType => 7,
             Self::MaxTimestampAheadMs => 8,
             Self::MaxTimestampBehindMs => 9,
+            Self::CleanupPolicy => 10,
+            Self::DeleteRetentionMs => 11,
+            Self::MinCleanableDirtyRatio => 12,
         }
     }
 
@@ -151,6 +173,25 @@ impl TopicConfig {
                 "LogAppendTime" => 1,
                 _ => return Err(invalid(key, "must be CreateTime or LogAppendTime")),
             }
+        } else if key == TopicKey::CleanupPolicy {
+            let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
+            parts.sort_unstable();
+            parts.dedup();
+            match parts[..] {
+                ["delete"] => 0,
+                ["compact"] => 1,
+                ["compact", "delete"] => 2,
+                _ => return Err(invalid(key, "must be delete, compact, or compact,delete")),
+            }
+        } else if key == TopicKey::MinCleanableDirtyRatio {
+            let ratio: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid(key, format!("{value:?} is not a decimal number")))?;
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(invalid(key, "must be in 0..=1"));
+            }
+            (ratio * 1000.0).round() as i64
         } else {
             value
                 .trim()
@@ -176,6 +217,9 @@ impl TopicConfig {
             TopicKey::TimestampType => self.timestamp_type = None,
             TopicKey::MaxTimestampAheadMs => self.max_timestamp_ahead_ms = None,
             TopicKey::MaxTimestampBehindMs => self.max_timestamp_behind_ms = None,
+            TopicKey::CleanupPolicy => self.cleanup_policy = None,
+            TopicKey::DeleteRetentionMs => self.delete_retention_ms = None,
+            TopicKey::MinCleanableDirtyRatio => self.min_cleanable_dirty_permille = None,
         }
         Ok(())
     }
@@ -266,6 +310,24 @@ impl TopicConfig {
         if let Some(ms) = self.max_timestamp_behind_ms {
             config.max_timestamp_behind_ms = non_negative(TopicKey::MaxTimestampBehindMs, ms)?;
         }
+        if let Some(policy) = self.cleanup_policy {
+            config.cleanup_policy = policy;
+        }
+        if let Some(ms) = self.delete_retention_ms {
+            if ms < 0 {
+                return Err(invalid(TopicKey::DeleteRetentionMs, "must be non-negative"));
+            }
+            config.delete_retention_ms = ms;
+        }
+        if let Some(permille) = self.min_cleanable_dirty_permille {
+            if permille > 1000 {
+                return Err(invalid(
+                    TopicKey::MinCleanableDirtyRatio,
+                    "must be in 0..=1",
+                ));
+            }
+            config.min_cleanable_dirty_permille = permille;
+        }
         // Every override is checked above; this catches a combination the log's own rules
         // refuse.
         config.validate().map_err(|e| Error::InvalidTopicConfig {
@@ -328,6 +390,15 @@ impl TopicConfig {
                 TopicKey::MaxTimestampBehindMs,
                 self.max_timestamp_behind_ms.map(limit),
             ),
+            (
+                TopicKey::CleanupPolicy,
+                self.cleanup_policy.map(policy_number),
+            ),
+            (TopicKey::DeleteRetentionMs, self.delete_retention_ms),
+            (
+                TopicKey::MinCleanableDirtyRatio,
+                self.min_cleanable_dirty_permille.map(i64::from),
+            ),
         ];
         fields
             .into_iter()
@@ -362,8 +433,29 @@ impl TopicConfig {
             }
             TopicKey::MaxTimestampAheadMs => self.max_timestamp_ahead_ms = Some(limit(number)),
             TopicKey::MaxTimestampBehindMs => self.max_timestamp_behind_ms = Some(limit(number)),
+            TopicKey::CleanupPolicy => {
+                self.cleanup_policy = Some(match number {
+                    0 => CleanupPolicy::Delete,
+                    1 => CleanupPolicy::Compact,
+                    2 => CleanupPolicy::CompactDelete,
+                    _ => return Err(invalid(key, "must be delete (0), compact (1) or both (2)")),
+                });
+            }
+            TopicKey::DeleteRetentionMs => self.delete_retention_ms = Some(number),
+            TopicKey::MinCleanableDirtyRatio => {
+                let permille = u32::try_from(number).map_err(|_| invalid(key, "out of range"))?;
+                self.min_cleanable_dirty_permille = Some(permille);
+            }
         }
         Ok(())
+    }
+}
+
+fn policy_number(policy: CleanupPolicy) -> i64 {
+    match policy {
+        CleanupPolicy::Delete => 0,
+        CleanupPolicy::Compact => 1,
+        CleanupPolicy::CompactDelete => 2,
     }
 }
 
@@ -388,6 +480,9 @@ fn number_of(config: &LogConfig, key: TopicKey) -> i64 {
         TopicKey::TimestampType => timestamp_type_number(config.timestamp_type),
         TopicKey::MaxTimestampAheadMs => limit(config.max_timestamp_ahead_ms),
         TopicKey::MaxTimestampBehindMs => limit(config.max_timestamp_behind_ms),
+        TopicKey::CleanupPolicy => policy_number(config.cleanup_policy),
+        TopicKey::DeleteRetentionMs => config.delete_retention_ms,
+        TopicKey::MinCleanableDirtyRatio => i64::from(config.min_cleanable_dirty_permille),
     }
 }
 
@@ -395,6 +490,16 @@ fn display(key: TopicKey, number: i64) -> String {
     match (key, number) {
         (TopicKey::TimestampType, 1) => "LogAppendTime".to_string(),
         (TopicKey::TimestampType, _) => "CreateTime".to_string(),
+        (TopicKey::CleanupPolicy, 1) => "compact".to_string(),
+        (TopicKey::CleanupPolicy, 2) => "compact,delete".to_string(),
+        (TopicKey::CleanupPolicy, _) => "delete".to_string(),
+        (TopicKey::MinCleanableDirtyRatio, n) => {
+            // Kafka's decimal form: 500 thousandths is "0.5".
+            let fraction = format!("{:03}", n.rem_euclid(1000));
+            let fraction = fraction.trim_end_matches('0');
+            let fraction = if fraction.is_empty() { "0" } else { fraction };
+            format!("{}.{fraction}", n.div_euclid(1000))
+        }
         (_, n) => n.to_string(),
     }
 }
@@ -415,6 +520,9 @@ mod tests {
             timestamp_type: Some(TimestampType::LogAppendTime),
             max_timestamp_ahead_ms: Some(Some(0)),
             max_timestamp_behind_ms: Some(Some(60_000)),
+            cleanup_policy: Some(CleanupPolicy::CompactDelete),
+            delete_retention_ms: Some(3_600_000),
+            min_cleanable_dirty_permille: Some(250),
         }
     }
 

@@ -9,7 +9,7 @@
 //! reference library): each maintained and the common choice for its codec in Rust.
 
 use super::RecordError;
-use super::record::check_record;
+use super::record::{Summary, check_record};
 use super::varint::get_varint;
 use super::{BatchError, BatchHeader, Compression, HEADER_BYTES};
 use std::cell::RefCell;
@@ -25,8 +25,8 @@ const KEEP_SCRATCH_BYTES: usize = 1 << 20;
 /// Bytes of decompressed output read from the decoder at a time.
 const READ_BLOCK_BYTES: usize = 16 << 10;
 /// xerial snappy framing (Kafka's Java client): magic, then version and compatible version.
-const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
-const XERIAL_HEADER_BYTES: usize = 16;
+pub(super) const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
+pub(super) const XERIAL_HEADER_BYTES: usize = 16;
 
 thread_local! {
     /// One record at a time, reused across batches on this thread.
@@ -39,33 +39,15 @@ pub(super) fn check_compressed_records(
     header: &BatchHeader,
     batch: &[u8],
     max_batch_bytes: usize,
-) -> Result<(i64, i64), BatchError> {
+) -> Result<Summary, BatchError> {
     let codec = header
         .attributes
         .compression()
         .ok_or(BatchError::UnknownAttributes(header.attributes.0))?;
     let payload = batch.get(HEADER_BYTES..).unwrap_or(&[]);
     let max_bytes = max_batch_bytes.saturating_mul(MAX_DECOMPRESSION_RATIO);
-    let corrupt = |e: io::Error| BatchError::Decompress {
-        codec,
-        detail: e.to_string(),
-    };
-    let snappy_buf;
-    let reader: Box<dyn Read + '_> = match codec {
-        Compression::None => Box::new(payload),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(payload)),
-        Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(payload)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(payload).map_err(corrupt)?)
-        }
-        Compression::Snappy => {
-            snappy_buf = snappy_decompress(payload, max_bytes).map_err(|e| match e {
-                SnappyError::TooLarge => BatchError::DecompressedTooLarge { max_bytes },
-                SnappyError::Corrupt(detail) => BatchError::Decompress { codec, detail },
-            })?;
-            Box::new(&snappy_buf[..])
-        }
-    };
+    let mut snappy_buf = None;
+    let reader = decoder(codec, payload, max_bytes, &mut snappy_buf)?;
     // Records are parsed a few bytes at a time: read the decoder's output in blocks.
     let mut limited =
         io::BufReader::with_capacity(READ_BLOCK_BYTES, reader).take(max_bytes as u64 + 1);
@@ -81,18 +63,75 @@ pub(super) fn check_compressed_records(
     })
 }
 
+/// The whole records section of a stored batch, decompressed (at most `max_bytes`): for
+/// rewriting its records (compaction). An uncompressed batch's section is returned as is.
+pub fn decompress(
+    header: &BatchHeader,
+    batch: &[u8],
+    max_bytes: usize,
+) -> Result<Vec<u8>, BatchError> {
+    let codec = header
+        .attributes
+        .compression()
+        .ok_or(BatchError::UnknownAttributes(header.attributes.0))?;
+    let payload = batch.get(HEADER_BYTES..).unwrap_or(&[]);
+    let mut snappy = None;
+    let reader = decoder(codec, payload, max_bytes, &mut snappy)?;
+    let mut out = Vec::new();
+    reader
+        .take(max_bytes as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| BatchError::Decompress {
+            codec,
+            detail: e.to_string(),
+        })?;
+    if out.len() > max_bytes {
+        return Err(BatchError::DecompressedTooLarge { max_bytes });
+    }
+    Ok(out)
+}
+
+/// A reader of `codec`'s decompressed output of `payload`. A snappy payload is decompressed
+/// whole into `snappy_buf` (its declared length checked against `max_bytes` first).
+fn decoder<'a>(
+    codec: Compression,
+    payload: &'a [u8],
+    max_bytes: usize,
+    snappy_buf: &'a mut Option<Vec<u8>>,
+) -> Result<Box<dyn Read + 'a>, BatchError> {
+    let corrupt = |e: io::Error| BatchError::Decompress {
+        codec,
+        detail: e.to_string(),
+    };
+    Ok(match codec {
+        Compression::None => Box::new(payload),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(payload)),
+        Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(payload)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(payload).map_err(corrupt)?)
+        }
+        Compression::Snappy => {
+            let buf = snappy_decompress(payload, max_bytes).map_err(|e| match e {
+                SnappyError::TooLarge => BatchError::DecompressedTooLarge { max_bytes },
+                SnappyError::Corrupt(detail) => BatchError::Decompress { codec, detail },
+            })?;
+            Box::new(&snappy_buf.insert(buf)[..])
+        }
+    })
+}
+
 /// Reads `header.records_count` records from `stream`, one at a time into `scratch`.
 fn check_stream(
     header: &BatchHeader,
     stream: &mut impl Read,
     scratch: &mut Vec<u8>,
     codec: Compression,
-) -> Result<(i64, i64), BatchError> {
+) -> Result<Summary, BatchError> {
     let corrupt = |e: io::Error| BatchError::Decompress {
         codec,
         detail: e.to_string(),
     };
-    let (mut min_timestamp, mut max_timestamp) = (i64::MAX, i64::MIN);
+    let mut summary = Summary::new();
     // Bounded by the count, and each record by the decompression limit.
     for index in 0..header.records_count.max(0) {
         scratch.clear();
@@ -118,22 +157,20 @@ fn check_stream(
             });
         }
         debug_assert_eq!(scratch.len(), start + declared);
-        let (offset_delta, timestamp_delta, next) =
+        let checked =
             check_record(scratch, 0).map_err(|source| BatchError::Record { index, source })?;
-        debug_assert_eq!(next, scratch.len());
-        if offset_delta != index {
+        debug_assert_eq!(checked.next, scratch.len());
+        if checked.offset_delta != index {
             return Err(BatchError::RecordOffsetDelta {
                 index,
-                found: offset_delta,
+                found: checked.offset_delta,
             });
         }
-        let timestamp = header.base_timestamp.wrapping_add(timestamp_delta);
-        min_timestamp = min_timestamp.min(timestamp);
-        max_timestamp = max_timestamp.max(timestamp);
+        summary.add(header.base_timestamp, &checked);
     }
     let mut rest = [0u8; 1];
     match stream.read(&mut rest) {
-        Ok(0) => Ok((min_timestamp, max_timestamp)),
+        Ok(0) => Ok(summary),
         Ok(_) => Err(BatchError::TrailingBytes(1)),
         Err(e) => Err(corrupt(e)),
     }

@@ -7,11 +7,14 @@
 
 mod builder;
 mod codec;
+mod compact;
 mod record;
 pub(crate) mod varint;
 
 pub use builder::{BatchBuilder, BuildError};
-pub use codec::MAX_DECOMPRESSION_RATIO;
+pub use codec::{MAX_DECOMPRESSION_RATIO, decompress};
+pub use compact::{Filtered, compress, empty_batch, filter_batch};
+use record::Summary;
 pub use record::{Header, HeaderIter, Record, RecordError, RecordIter};
 
 /// Bytes in a v2 batch header.
@@ -251,6 +254,10 @@ pub enum BatchError {
         /// How far behind is allowed.
         allowed_behind_ms: i64,
     },
+    /// A record has a null key, and the log is compacted (compaction keeps the last record of
+    /// each key; Kafka refuses such a record the same way).
+    #[error("a compacted log takes only records with a key")]
+    MissingKey,
     /// The batch names a producer (`producerId >= 0`) but no sequence (`baseSequence < 0`):
     /// an idempotent producer numbers every batch (Kafka refuses it the same way).
     #[error("producer {producer_id} sent base sequence {base_sequence}")]
@@ -345,7 +352,11 @@ impl BatchHeader {
     }
 
     /// Checks that hold for every batch rill stores: length, magic, attributes, counts.
-    /// Needs only the header, so a scanner can decide how many bytes to read next.
+    /// Needs only the header, so a scanner can decide how many bytes to read next. A batch
+    /// rewritten by compaction may hold fewer records than its offset span (Kafka keeps a
+    /// batch's `lastOffsetDelta` when records go), down to none: so stored batches need
+    /// `lastOffsetDelta >= recordsCount - 1`, and a producer's
+    /// ([`BatchHeader::check_producer_shape`]) exactly `recordsCount - 1`.
     pub fn check_shape(&self) -> Result<(), BatchError> {
         if self.batch_length < MIN_BATCH_LENGTH {
             return Err(BatchError::InvalidLength {
@@ -363,6 +374,21 @@ impl BatchHeader {
         if self.records_count < 0 {
             return Err(BatchError::NegativeRecordCount(self.records_count));
         }
+        if self.last_offset_delta < 0
+            || i64::from(self.last_offset_delta) < i64::from(self.records_count) - 1
+        {
+            return Err(BatchError::OffsetDeltaMismatch {
+                last_offset_delta: self.last_offset_delta,
+                records_count: self.records_count,
+            });
+        }
+        Ok(())
+    }
+
+    /// [`BatchHeader::check_shape`], and the rules of a batch as a producer sends it: at least
+    /// one record, and one offset per record (`lastOffsetDelta = recordsCount - 1`).
+    pub fn check_producer_shape(&self) -> Result<(), BatchError> {
+        self.check_shape()?;
         if self.records_count == 0 {
             return Err(BatchError::EmptyBatch);
         }
@@ -401,6 +427,8 @@ pub struct ProducerBatch {
     /// The least record timestamp (`maxTimestamp` is the greatest): what a limit on how far
     /// behind the clock a timestamp may lie checks.
     pub min_timestamp: i64,
+    /// Whether a record has a null key (refused by a compacted log).
+    pub keyless: bool,
 }
 
 /// [`validate_for_append`], also returning the records' least timestamp.
@@ -409,7 +437,7 @@ pub fn validate_producer_batch(
     max_batch_bytes: usize,
 ) -> Result<ProducerBatch, BatchError> {
     let header = BatchHeader::parse(batch)?;
-    header.check_shape()?;
+    header.check_producer_shape()?;
     check_length(&header, batch.len())?;
     if batch.len() > max_batch_bytes {
         return Err(BatchError::TooLarge {
@@ -427,21 +455,21 @@ pub fn validate_producer_batch(
             base_sequence: header.base_sequence,
         });
     }
-    let (min_timestamp, max_timestamp) =
-        if header.attributes.compression() == Some(Compression::None) {
-            check_records(&header, batch)?
-        } else {
-            codec::check_compressed_records(&header, batch, max_batch_bytes)?
-        };
-    if max_timestamp != header.max_timestamp {
+    let summary = if header.attributes.compression() == Some(Compression::None) {
+        check_records(&header, batch)?
+    } else {
+        codec::check_compressed_records(&header, batch, max_batch_bytes)?
+    };
+    if summary.max_timestamp != header.max_timestamp {
         return Err(BatchError::MaxTimestampMismatch {
             declared: header.max_timestamp,
-            computed: max_timestamp,
+            computed: summary.max_timestamp,
         });
     }
     Ok(ProducerBatch {
         header,
-        min_timestamp,
+        min_timestamp: summary.min_timestamp,
+        keyless: summary.keyless,
     })
 }
 
@@ -499,29 +527,27 @@ fn check_crc(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
 }
 
 /// Checks an uncompressed batch's records; returns their least and greatest timestamps.
-fn check_records(header: &BatchHeader, batch: &[u8]) -> Result<(i64, i64), BatchError> {
+fn check_records(header: &BatchHeader, batch: &[u8]) -> Result<Summary, BatchError> {
     let records = &batch[HEADER_BYTES..];
     let mut pos = 0;
-    let (mut min_timestamp, mut max_timestamp) = (i64::MAX, i64::MIN);
+    let mut summary = Summary::new();
     // Bounded by the records section: each record takes at least one byte or fails.
     for index in 0..header.records_count.max(0) {
-        let (offset_delta, timestamp_delta, next) = record::check_record(records, pos)
+        let checked = record::check_record(records, pos)
             .map_err(|source| BatchError::Record { index, source })?;
-        if offset_delta != index {
+        if checked.offset_delta != index {
             return Err(BatchError::RecordOffsetDelta {
                 index,
-                found: offset_delta,
+                found: checked.offset_delta,
             });
         }
-        let timestamp = header.base_timestamp.wrapping_add(timestamp_delta);
-        min_timestamp = min_timestamp.min(timestamp);
-        max_timestamp = max_timestamp.max(timestamp);
-        pos = next;
+        summary.add(header.base_timestamp, &checked);
+        pos = checked.next;
     }
     if records.len() != pos {
         return Err(BatchError::TrailingBytes(records.len() - pos));
     }
-    Ok((min_timestamp, max_timestamp))
+    Ok(summary)
 }
 
 /// Sets `baseOffset` in place. The CRC does not cover it.

@@ -145,6 +145,15 @@ impl<'a> RecordIter<'a> {
         }
     }
 
+    /// Records of a records section already decompressed (or never compressed), whatever the
+    /// header's codec says: for a compressed batch's decompressed records.
+    pub fn new_uncompressed(header: &BatchHeader, records: &'a [u8]) -> Self {
+        Self {
+            compressed: None,
+            ..Self::new(header, records)
+        }
+    }
+
     /// Bytes not consumed by the records decoded so far.
     pub fn remaining_bytes(&self) -> usize {
         self.buf.len() - self.pos
@@ -192,8 +201,50 @@ impl<'a> Iterator for RecordIter<'a> {
 /// Checks the record starting at `pos` of a batch's records section without building it (the
 /// validation of an append). Returns its offset delta and where the next record starts.
 #[inline]
-pub(crate) fn check_record(buf: &[u8], pos: usize) -> Result<(i32, i64, usize), RecordError> {
-    parse_record(buf, pos).map(|(fields, next)| (fields.offset_delta, fields.timestamp_delta, next))
+pub(crate) fn check_record(buf: &[u8], pos: usize) -> Result<Checked, RecordError> {
+    parse_record(buf, pos).map(|(fields, next)| Checked {
+        offset_delta: fields.offset_delta,
+        timestamp_delta: fields.timestamp_delta,
+        keyed: fields.key.is_some(),
+        next,
+    })
+}
+
+/// What validation learns of a batch's records as it checks them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Summary {
+    pub(crate) min_timestamp: i64,
+    pub(crate) max_timestamp: i64,
+    /// Whether a record has a null key.
+    pub(crate) keyless: bool,
+}
+
+impl Summary {
+    pub(crate) fn new() -> Self {
+        Self {
+            min_timestamp: i64::MAX,
+            max_timestamp: i64::MIN,
+            keyless: false,
+        }
+    }
+
+    /// Accounts for the record `checked` of a batch whose base timestamp is `base_timestamp`.
+    pub(crate) fn add(&mut self, base_timestamp: i64, checked: &Checked) {
+        let timestamp = base_timestamp.wrapping_add(checked.timestamp_delta);
+        self.min_timestamp = self.min_timestamp.min(timestamp);
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        self.keyless |= !checked.keyed;
+    }
+}
+
+/// What [`check_record`] reads of a record.
+pub(crate) struct Checked {
+    pub(crate) offset_delta: i32,
+    pub(crate) timestamp_delta: i64,
+    /// Whether its key is not null.
+    pub(crate) keyed: bool,
+    /// Where the next record starts.
+    pub(crate) next: usize,
 }
 
 /// A record's fields as they lie in the batch (headers still encoded).

@@ -28,6 +28,8 @@ pub struct ValidBatch {
     header: BatchHeader,
     /// The least record timestamp.
     min_timestamp: i64,
+    /// Whether a record has a null key.
+    keyless: bool,
 }
 
 impl ValidBatch {
@@ -39,6 +41,7 @@ impl ValidBatch {
             bytes,
             header: valid.header,
             min_timestamp: valid.min_timestamp,
+            keyless: valid.keyless,
         })
     }
 
@@ -103,6 +106,9 @@ impl PartitionLog {
     ) -> Result<super::AppendInfo, LogError> {
         self.check_usable()?;
         self.check_timestamps(&batch, now_ms)?;
+        if batch.keyless && self.config.cleanup_policy.compacts() {
+            return Err(LogError::InvalidBatch(BatchError::MissingKey));
+        }
         if let Verdict::Duplicate(original) = self.producers.check(&batch.header)? {
             return Ok(super::AppendInfo {
                 base_offset: original.base_offset,

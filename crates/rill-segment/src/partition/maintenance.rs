@@ -151,9 +151,16 @@ impl PartitionLog {
 
     /// Deletes the oldest sealed segments that retention allows: those whose newest timestamp is
     /// older than `retention_ms`, and those whose removal keeps the log at or above
-    /// `retention_bytes`. The active segment is never deleted.
+    /// `retention_bytes`. The active segment is never deleted. Nothing is deleted when the
+    /// cleanup policy is compaction alone.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
         self.check_idle()?;
+        if !self.config.cleanup_policy.deletes() {
+            return Ok(RetentionOutcome {
+                log_start_offset: self.log_start_offset,
+                ..RetentionOutcome::default()
+            });
+        }
         let mut remaining = self.size_bytes();
         let mut new_start = self.log_start_offset;
         let sealed = self.segments.len().saturating_sub(1);

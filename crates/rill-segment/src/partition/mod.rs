@@ -8,6 +8,7 @@
 //! `durable` what survives a crash.
 
 mod append;
+mod compact;
 mod headers;
 mod indexes;
 mod maintenance;
@@ -18,6 +19,7 @@ mod verify;
 mod window;
 
 pub use append::{SyncFailure, SyncTicket, ValidBatch, WatermarkTicket};
+pub(crate) use compact::finish_swaps;
 pub use indexes::IndexStats;
 pub(crate) use indexes::load_index_files;
 pub use maintenance::RetentionOutcome;
@@ -138,6 +140,8 @@ pub struct PartitionLog {
     pub(crate) snapshots: BTreeSet<i64>,
     /// A snapshot taken at a roll, waiting for its roll job.
     pub(crate) pending_snapshot: Option<ProducerSnapshot>,
+    /// Compaction's progress: below it, the log is clean (module `compact`).
+    pub(crate) clean_point: i64,
 }
 
 impl Drop for PartitionLog {
@@ -197,6 +201,7 @@ impl PartitionLog {
             producers: ProducerState::new(config_max_producers),
             snapshots: BTreeSet::new(),
             pending_snapshot: None,
+            clean_point: checkpoint.log_start_offset,
         }
     }
 
@@ -496,12 +501,24 @@ pub(crate) fn write_indexes(
     offset_index: &OffsetIndex,
     time_index: &TimeIndex,
 ) -> Result<(), (PathBuf, std::io::Error)> {
+    write_indexes_named(disk, dir, base_offset, offset_index, time_index, "")
+}
+
+/// [`write_indexes`] under the segment's names followed by `suffix` (a cleaning's files).
+pub(crate) fn write_indexes_named(
+    disk: &dyn Disk,
+    dir: &Path,
+    base_offset: i64,
+    offset_index: &OffsetIndex,
+    time_index: &TimeIndex,
+    suffix: &str,
+) -> Result<(), (PathBuf, std::io::Error)> {
     let files = [
         (FileKind::OffsetIndex, offset_index.encode()),
         (FileKind::TimeIndex, time_index.encode()),
     ];
     for (kind, bytes) in files {
-        let path = dir.join(segment::file_name(base_offset, kind));
+        let path = dir.join(format!("{}{suffix}", segment::file_name(base_offset, kind)));
         let file = disk
             .open(&path, OpenMode::Create)
             .map_err(|e| (path.clone(), e))?;

@@ -104,6 +104,7 @@ impl Shard {
             }
             request @ (Request::TruncateTo { .. }
             | Request::DeleteBefore { .. }
+            | Request::InstallCompaction { .. }
             | Request::Detach { .. }) => {
                 if state.must_wait(&request) {
                     if !state.waiters.is_empty() {
@@ -221,6 +222,15 @@ fn run_change(state: &PartitionState, request: Request, now_ms: i64) {
                     .map_err(|e| part.error(log, e))
             });
             drop(order);
+            reply.send(result);
+        }
+        Request::InstallCompaction { cleaned, reply, .. } => {
+            // Reads planned before it hold the replaced files open and read what they
+            // planned: compaction changes no byte of them, and no offset.
+            let result = part.update(|log| {
+                log.install_compaction(*cleaned)
+                    .map_err(|e| part.error(log, e))
+            });
             reply.send(result);
         }
         other => other.fail(crate::error::Error::Config("not a change request".into())),
