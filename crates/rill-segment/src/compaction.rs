@@ -150,11 +150,17 @@ impl Throttle {
             return;
         };
         self.bytes += bytes as u64;
-        let due = Duration::from_millis(self.bytes.saturating_mul(1000) / rate);
-        if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+        if let Some(wait) = wait_for(self.bytes, rate, self.start.elapsed()) {
             std::thread::sleep(wait);
         }
     }
+}
+
+/// How long to wait so that `bytes` since the start, `elapsed` ago, keep to `rate` bytes per
+/// second.
+fn wait_for(bytes: u64, rate: u64, elapsed: Duration) -> Option<Duration> {
+    let due = Duration::from_millis(bytes.saturating_mul(1000) / rate.max(1));
+    due.checked_sub(elapsed).filter(|wait| !wait.is_zero())
 }
 
 /// Reads a segment's batches in order, checking each (shape, offset, CRC).
@@ -609,5 +615,28 @@ impl Writer<'_> {
     fn finish(&mut self) -> Result<(), LogError> {
         self.cover_empty_run()?;
         self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_waits_for_what_the_rate_allows() {
+        let mib = 1 << 20;
+        assert_eq!(
+            wait_for(mib, mib, Duration::ZERO),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            wait_for(mib, mib, Duration::from_millis(400)),
+            Some(Duration::from_millis(600))
+        );
+        assert_eq!(wait_for(mib, mib, Duration::from_secs(2)), None);
+        assert_eq!(
+            wait_for(mib, 2 * mib, Duration::ZERO),
+            Some(Duration::from_millis(500))
+        );
     }
 }

@@ -212,6 +212,7 @@ impl PartitionLog {
             .map(|s| s.size_bytes)
             .sum();
         self.remove_segments(&doomed)?;
+        self.remove_snapshots_below(offset)?;
         Ok(RetentionOutcome {
             segments_deleted: doomed.len(),
             bytes_deleted,

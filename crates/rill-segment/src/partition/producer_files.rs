@@ -126,6 +126,29 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Removes the snapshots below the log start (retention deleted what they describe), but
+    /// never the newest: the state is rebuilt from it and the log after it.
+    pub(crate) fn remove_snapshots_below(&mut self, log_start: i64) -> Result<(), LogError> {
+        let newest = self.snapshots.iter().next_back().copied();
+        let doomed: Vec<i64> = self
+            .snapshots
+            .range(..log_start)
+            .copied()
+            .filter(|o| Some(*o) != newest)
+            .collect();
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let disk = std::sync::Arc::clone(&self.disk);
+        for offset in &doomed {
+            remove_snapshot(disk.as_ref(), &self.dir, *offset)
+                .map_err(|(op, path, e)| LogError::io(op, path, e))?;
+            self.snapshots.remove(offset);
+        }
+        disk.sync_dir(&self.dir)
+            .map_err(|e| LogError::io("sync dir", &self.dir, e))
+    }
+
     pub(crate) fn snapshot_written(&mut self, offset: i64, removed: &[i64]) {
         for o in removed {
             self.snapshots.remove(o);
