@@ -278,3 +278,62 @@ pub fn proptest_cases(ci_default: u32) -> u32 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(ci_default)
 }
+
+/// `plain`, a batch built uncompressed, with its records compressed by `codec` (attributes,
+/// length and CRC set to match), as a producer using that codec sends it.
+pub fn compress_batch(plain: &[u8], codec: batch::Compression) -> BytesMut {
+    let bits: i16 = match codec {
+        batch::Compression::Gzip => 1,
+        batch::Compression::Snappy => 2,
+        batch::Compression::Lz4 => 3,
+        batch::Compression::Zstd => 4,
+        _ => return BytesMut::from(plain),
+    };
+    let mut out = plain[..batch::HEADER_BYTES].to_vec();
+    out.extend_from_slice(
+        &batch::compress(codec, &plain[batch::HEADER_BYTES..]).expect("compressing records"),
+    );
+    let length = (out.len() - batch::LOG_OVERHEAD_BYTES) as i32;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    let attributes = i16::from_be_bytes([out[21], out[22]]) | bits;
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = batch::compute_crc(&out);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    BytesMut::from(&out[..])
+}
+
+/// A record as read back: (offset, key, value).
+pub type ReadRecord = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Every record of a partition from its log start to its end, compressed batches included,
+/// checking that the batches follow each other without an offset gap (as they must, compacted
+/// or not).
+pub fn partition_records(p: &rill::Partition) -> Vec<ReadRecord> {
+    let offsets = p.offsets();
+    let mut at = offsets.log_start;
+    let mut out = Vec::new();
+    let mut next = None;
+    // Bounded: each read returns at least one batch and advances.
+    while at < offsets.log_end {
+        let read = p.read(at, 1 << 16).wait().expect("reading the partition");
+        for b in read.batches() {
+            let header = BatchHeader::parse(b).expect("a stored batch's header");
+            if let Some(next) = next {
+                assert_eq!(header.base_offset, next, "an offset gap between batches");
+            }
+            next = Some(header.next_offset());
+            let section = batch::decompress(&header, b, 1 << 24).expect("decompressing");
+            for r in batch::RecordIter::new_uncompressed(&header, &section) {
+                let r = r.expect("a stored record");
+                out.push((
+                    r.offset,
+                    r.key.map(<[u8]>::to_vec),
+                    r.value.map(<[u8]>::to_vec),
+                ));
+            }
+        }
+        assert!(read.next_offset > at, "a read did not advance");
+        at = read.next_offset;
+    }
+    out
+}

@@ -21,7 +21,7 @@
 
 use bytes::BytesMut;
 use proptest::prelude::*;
-use rill::batch::{self, BatchBuilder, BatchHeader, Compression};
+use rill::batch::{BatchBuilder, Compression};
 use rill::{CleanupPolicy, Config, Durability, Log, LogConfig, Partition, TopicConfig, WallClock};
 use rill_segment::disk::Disk;
 use rill_sim::{CrashKind, SimDisk};
@@ -80,23 +80,9 @@ fn encode(records: &[(u8, Option<String>)], codec: u8, timestamp_ms: i64) -> Byt
         2 => Compression::Snappy,
         3 => Compression::Lz4,
         4 => Compression::Zstd,
-        _ => return BytesMut::from(&plain[..]),
+        _ => Compression::None,
     };
-    let bits = match codec {
-        Compression::Gzip => 1,
-        Compression::Snappy => 2,
-        Compression::Lz4 => 3,
-        _ => 4,
-    };
-    let mut out = plain[..batch::HEADER_BYTES].to_vec();
-    out.extend_from_slice(&batch::compress(codec, &plain[batch::HEADER_BYTES..]).unwrap());
-    let length = (out.len() - batch::LOG_OVERHEAD_BYTES) as i32;
-    out[8..12].copy_from_slice(&length.to_be_bytes());
-    let attributes = i16::from_be_bytes([out[21], out[22]]) | bits;
-    out[21..23].copy_from_slice(&attributes.to_be_bytes());
-    let crc = batch::compute_crc(&out);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    BytesMut::from(&out[..])
+    rill_tests::compress_batch(&plain, codec)
 }
 
 fn config(clock: &Arc<AtomicI64>) -> Config {
@@ -116,35 +102,19 @@ fn config(clock: &Arc<AtomicI64>) -> Config {
     config
 }
 
-/// Every record of the partition, checking that batches follow each other.
+/// Every record of the partition (keys are `k<n>`).
 fn read_records(p: &Partition) -> Records {
-    let offsets = p.offsets();
-    let mut at = offsets.log_start;
-    let mut out = BTreeMap::new();
-    let mut next = None;
-    // Bounded: each read advances.
-    while at < offsets.log_end {
-        let read = p.read(at, 1 << 16).wait().unwrap();
-        for b in read.batches() {
-            let header = BatchHeader::parse(b).unwrap();
-            if let Some(next) = next {
-                assert_eq!(header.base_offset, next, "an offset gap between batches");
-            }
-            next = Some(header.next_offset());
-            let section = batch::decompress(&header, b, 1 << 24).unwrap();
-            for r in batch::RecordIter::new_uncompressed(&header, &section) {
-                let r = r.unwrap();
-                let key: u8 = std::str::from_utf8(&r.key.unwrap()[1..])
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                let value = r.value.map(|v| String::from_utf8(v.to_vec()).unwrap());
-                out.insert(r.offset, (key, value));
-            }
-        }
-        at = read.next_offset;
-    }
-    out
+    rill_tests::partition_records(p)
+        .into_iter()
+        .map(|(offset, key, value)| {
+            let key: u8 = std::str::from_utf8(&key.unwrap()[1..])
+                .unwrap()
+                .parse()
+                .unwrap();
+            let value = value.map(|v| String::from_utf8(v).unwrap());
+            (offset, (key, value))
+        })
+        .collect()
 }
 
 struct Run {

@@ -18,7 +18,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A handle to an open file of a [`Disk`].
@@ -173,6 +173,55 @@ pub fn create_dir_durably(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Replaces the small file `dir/name` atomically and durably: writes `bytes` to `dir/temp`,
+/// fdatasyncs it, renames it over `name`, fsyncs `dir`. A crash leaves the old file or the new
+/// one (the temp file may be left behind: the caller removes it at its next open). On failure,
+/// returns the operation and path that failed.
+pub fn write_file_atomically(
+    disk: &dyn Disk,
+    dir: &Path,
+    name: &str,
+    temp: &str,
+    bytes: &[u8],
+) -> Result<(), (&'static str, PathBuf, io::Error)> {
+    let temp = dir.join(temp);
+    let file = disk
+        .open(&temp, OpenMode::Create)
+        .map_err(|e| ("open", temp.clone(), e))?;
+    let written = write_all_at(disk, file, 0, &[bytes])
+        .and_then(|()| disk.set_len(file, bytes.len() as u64))
+        .and_then(|()| disk.fdatasync(file));
+    disk.close(file);
+    written.map_err(|e| ("write", temp.clone(), e))?;
+    let path = dir.join(name);
+    disk.rename(&temp, &path).map_err(|e| ("rename", path, e))?;
+    disk.sync_dir(dir)
+        .map_err(|e| ("fsync", dir.to_path_buf(), e))
+}
+
+/// Reads a small file whole: `Ok(None)` if it does not exist. Reads at most `max_bytes + 1`
+/// bytes, so a file longer than `max_bytes` is returned longer than it (the caller's parser
+/// refuses it) without reading it all.
+pub fn read_small_file(
+    disk: &dyn Disk,
+    path: &Path,
+    max_bytes: usize,
+) -> io::Result<Option<Vec<u8>>> {
+    let file = match disk.open(path, OpenMode::Existing) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let bytes = (|| {
+        let len = disk.file_len(file)?;
+        let mut buf = vec![0u8; len.min(max_bytes as u64 + 1) as usize];
+        read_exact_at(disk, file, 0, &mut buf)?;
+        Ok(buf)
+    })();
+    disk.close(file);
+    bytes.map(Some)
 }
 
 /// Reads exactly `buf.len()` bytes at `pos`, looping over short reads.

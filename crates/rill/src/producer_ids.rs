@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use rill_format::producer_ids::{
     self, PRODUCER_IDS_BYTES, PRODUCER_IDS_FILE, PRODUCER_IDS_TEMP_FILE,
 };
-use rill_segment::disk::{self, Disk, OpenMode};
+use rill_segment::disk::{self, Disk};
 use std::path::{Path, PathBuf};
 
 /// Ids handed out per write of the file.
@@ -79,38 +79,21 @@ impl ProducerIds {
 }
 
 fn read(disk: &dyn Disk, path: &Path) -> Result<Option<Result<i64, String>>> {
-    let file = match disk.open(path, OpenMode::Existing) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("open", path, e)),
-    };
-    let bytes = (|| -> std::io::Result<Vec<u8>> {
-        let len = disk.file_len(file)?;
-        let mut buf = vec![0u8; len.min(PRODUCER_IDS_BYTES as u64 + 1) as usize];
-        disk::read_exact_at(disk, file, 0, &mut buf)?;
-        Ok(buf)
-    })();
-    disk.close(file);
-    let bytes = bytes.map_err(|e| Error::io("read", path, e))?;
-    Ok(Some(producer_ids::parse(&bytes).map_err(|e| e.to_string())))
+    let bytes = disk::read_small_file(disk, path, PRODUCER_IDS_BYTES)
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(bytes.map(|b| producer_ids::parse(&b).map_err(|e| e.to_string())))
 }
 
 fn write(disk: &dyn Disk, data_dir: &Path, next: i64) -> Result<()> {
-    let temp = data_dir.join(PRODUCER_IDS_TEMP_FILE);
-    let file = disk
-        .open(&temp, OpenMode::Create)
-        .map_err(|e| Error::io("open", &temp, e))?;
     let bytes = producer_ids::encode(next);
-    let written = disk::write_all_at(disk, file, 0, &[&bytes])
-        .and_then(|()| disk.set_len(file, PRODUCER_IDS_BYTES as u64))
-        .and_then(|()| disk.fdatasync(file));
-    disk.close(file);
-    written.map_err(|e| Error::io("write", &temp, e))?;
-    let path = data_dir.join(PRODUCER_IDS_FILE);
-    disk.rename(&temp, &path)
-        .map_err(|e| Error::io("rename", &path, e))?;
-    disk.sync_dir(data_dir)
-        .map_err(|e| Error::io("fsync", data_dir, e))
+    disk::write_file_atomically(
+        disk,
+        data_dir,
+        PRODUCER_IDS_FILE,
+        PRODUCER_IDS_TEMP_FILE,
+        &bytes,
+    )
+    .map_err(|(op, path, e)| Error::io(op, path, e))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::topic_config::TopicConfig;
 use rill_format::topic_config::{
     self as format, MAX_FILE_BYTES, TOPIC_CONFIG_DIR, TopicConfigRecord,
 };
-use rill_segment::disk::{self, Disk, OpenMode};
+use rill_segment::disk::{self, Disk};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -101,18 +101,10 @@ pub(crate) fn read_all(
 }
 
 fn read_one(disk: &dyn Disk, path: &Path) -> Result<StoredTopic> {
-    let file = disk
-        .open(path, OpenMode::Existing)
-        .map_err(|e| Error::io("open", path, e))?;
-    let bytes = (|| {
-        let len = disk.file_len(file)?;
-        // A longer file is damaged: read just enough to say so.
-        let mut buf = vec![0u8; len.min(MAX_FILE_BYTES as u64 + 1) as usize];
-        disk::read_exact_at(disk, file, 0, &mut buf)?;
-        Ok(buf)
-    })();
-    disk.close(file);
-    let bytes = bytes.map_err(|e| Error::io("read", path, e))?;
+    // A longer file is damaged: read just enough to say so.
+    let bytes = disk::read_small_file(disk, path, MAX_FILE_BYTES)
+        .map_err(|e| Error::io("read", path, e))?
+        .ok_or_else(|| Error::io("read", path, std::io::ErrorKind::NotFound.into()))?;
     let damaged = |detail: String| Error::DamagedTopicConfig {
         path: path.to_path_buf(),
         detail,
@@ -141,19 +133,14 @@ pub(crate) fn write(
         key: "(file)".to_string(),
         reason: e.to_string(),
     })?;
-    let temp = dir.join(format::temp_file_name(topic));
-    let file = disk
-        .open(&temp, OpenMode::Create)
-        .map_err(|e| Error::io("open", &temp, e))?;
-    let written = disk::write_all_at(disk, file, 0, &[&bytes])
-        .and_then(|()| disk.set_len(file, bytes.len() as u64))
-        .and_then(|()| disk.fdatasync(file));
-    disk.close(file);
-    written.map_err(|e| Error::io("write", &temp, e))?;
-    let path = dir.join(format::file_name(topic));
-    disk.rename(&temp, &path)
-        .map_err(|e| Error::io("rename", &path, e))?;
-    sync(disk, &dir)
+    disk::write_file_atomically(
+        disk,
+        &dir,
+        &format::file_name(topic),
+        &format::temp_file_name(topic),
+        &bytes,
+    )
+    .map_err(|(op, path, e)| Error::io(op, path, e))
 }
 
 /// Removes `topic`'s configuration, durably; nothing to do if there is none.
@@ -211,6 +198,7 @@ pub(crate) fn reconcile(highest: Option<u32>, stored: Option<&StoredTopic>) -> R
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
     use super::*;
+    use rill_segment::disk::OpenMode;
     use rill_sim::SimDisk;
 
     #[test]

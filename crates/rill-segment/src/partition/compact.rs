@@ -166,15 +166,12 @@ impl PartitionLog {
     /// Reads the clean point at open (missing or damaged: the log start).
     pub(crate) fn load_clean_point(&mut self) {
         let path = self.dir.join(CLEAN_POINT_FILE);
-        let read = || -> std::io::Result<Option<i64>> {
-            let file = self.disk.open(&path, OpenMode::Existing)?;
-            let mut buf = [0u8; clean_point::CLEAN_POINT_BYTES];
-            let result = disk::read_exact_at(self.disk.as_ref(), file, 0, &mut buf);
-            self.disk.close(file);
-            result?;
-            Ok(clean_point::parse(&buf).ok())
-        };
-        self.clean_point = read().ok().flatten().unwrap_or(self.log_start_offset);
+        let read = disk::read_small_file(self.disk.as_ref(), &path, clean_point::CLEAN_POINT_BYTES);
+        self.clean_point = read
+            .ok()
+            .flatten()
+            .and_then(|bytes| clean_point::parse(&bytes).ok())
+            .unwrap_or(self.log_start_offset);
     }
 }
 
@@ -241,16 +238,9 @@ fn discard(disk: &dyn Disk, cleaned: &Cleaned) {
 }
 
 fn write_clean_point(disk: &dyn Disk, dir: &Path, clean_point: i64) -> std::io::Result<()> {
-    let temp = dir.join(CLEAN_POINT_TEMP_FILE);
-    let file = disk.open(&temp, OpenMode::Create)?;
     let bytes = clean_point::encode(clean_point);
-    let written = disk::write_all_at(disk, file, 0, &[&bytes])
-        .and_then(|()| disk.set_len(file, bytes.len() as u64))
-        .and_then(|()| disk.fdatasync(file));
-    disk.close(file);
-    written?;
-    disk.rename(&temp, &dir.join(CLEAN_POINT_FILE))?;
-    disk.sync_dir(dir)
+    disk::write_file_atomically(disk, dir, CLEAN_POINT_FILE, CLEAN_POINT_TEMP_FILE, &bytes)
+        .map_err(|(_, _, e)| e)
 }
 
 /// At open, before the directory is read for segments: removes undecided cleanings and

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 pub const REBUILD_SEGMENTS: usize = 2;
 /// Largest snapshot file read (a longer one is damaged): the most producers, each with five
 /// batches, and the header.
-const MAX_SNAPSHOT_FILE_BYTES: u64 = 64 << 20;
+const MAX_SNAPSHOT_FILE_BYTES: usize = 64 << 20;
 
 /// Writes `snapshot` to its file (created or replaced, fdatasynced), removes the snapshots at
 /// `obsolete`, and syncs the directory. Plain blocking I/O: a roll job's, or the close's.
@@ -66,18 +66,8 @@ fn remove_snapshot(
 }
 
 fn read_snapshot(disk: &dyn Disk, path: &Path) -> io::Result<Option<ProducerSnapshot>> {
-    let file = disk.open(path, OpenMode::Existing)?;
-    let bytes = (|| -> io::Result<Option<Vec<u8>>> {
-        let len = disk.file_len(file)?;
-        if len > MAX_SNAPSHOT_FILE_BYTES {
-            return Ok(None);
-        }
-        let mut buf = vec![0u8; len as usize];
-        disk::read_exact_at(disk, file, 0, &mut buf)?;
-        Ok(Some(buf))
-    })();
-    disk.close(file);
-    Ok(bytes?.and_then(|b| ProducerSnapshot::parse(&b).ok()))
+    let bytes = disk::read_small_file(disk, path, MAX_SNAPSHOT_FILE_BYTES)?;
+    Ok(bytes.and_then(|b| ProducerSnapshot::parse(&b).ok()))
 }
 
 impl PartitionLog {
