@@ -19,6 +19,9 @@ pub struct Broker {
     /// What Metadata tells clients to connect to.
     pub address: BrokerAddress,
     pub cluster_id: String,
+    /// Produce requests handled, for the test-only fault
+    /// (`BrokerConfig::fault_time_out_produces`).
+    pub produce_requests: std::sync::atomic::AtomicU64,
 }
 
 impl Broker {
@@ -28,7 +31,18 @@ impl Broker {
             topics: Topics::new(log),
             config,
             address,
+            produce_requests: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Whether the test-only fault answers this produce request as timed out.
+    pub fn time_out_this_produce(&self) -> bool {
+        let every = u64::from(self.config.fault_time_out_produces);
+        let n = self
+            .produce_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        every > 0 && n.is_multiple_of(every)
     }
 
     /// The end of what consumers see (the high watermark), given a partition's log end and
@@ -172,6 +186,48 @@ impl Broker {
             results.push(result);
         }
         protocol::create_topics(buf, version, &results);
+    }
+
+    /// InitProducerId: a new producer id from the engine (durable: never handed out twice),
+    /// or, for a producer that names its id and epoch (KIP-360, v3+), the next epoch of it
+    /// (a new id once the epoch is exhausted). Transactions are not supported: a transactional
+    /// id is refused.
+    pub async fn init_producer_id(
+        &self,
+        version: i16,
+        request: &protocol::schema::InitProducerIdRequest,
+        buf: &mut BytesMut,
+    ) {
+        let answer = |buf: &mut BytesMut, error, id, epoch| {
+            protocol::schema::init_producer_id_response(buf, version, error, id, epoch);
+        };
+        if request.transactional_id.is_some() {
+            answer(buf, code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1, -1);
+            return;
+        }
+        if request.producer_id >= 0 && (0..i16::MAX - 1).contains(&request.producer_epoch) {
+            answer(
+                buf,
+                code::NONE,
+                request.producer_id,
+                request.producer_epoch + 1,
+            );
+            return;
+        }
+        let log = Arc::clone(self.topics.log());
+        // A new block of ids is written and synced first: off the connection's task.
+        let allocated = tokio::task::spawn_blocking(move || log.init_producer_id()).await;
+        match allocated {
+            Ok(Ok(producer)) => answer(buf, code::NONE, producer.id, producer.epoch),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "allocating a producer id");
+                answer(buf, kafka_code(&e, false), -1, -1);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the producer id task failed");
+                answer(buf, code::UNKNOWN_SERVER_ERROR, -1, -1);
+            }
+        }
     }
 
     /// Creates a topic that passed CreateTopics' checks (or only says it would, for

@@ -86,6 +86,9 @@ pub struct BrokerConfig {
     /// Sync partitions holding unsynced (acks=1) data this often; 0: never (they are synced
     /// by later durable produces, the unsynced-bytes bound and shutdown).
     pub flush_interval_ms: u64,
+    /// Test-only fault: every Nth produce request is stored, then answered REQUEST_TIMED_OUT,
+    /// so the client retries what it cannot know was stored (0: off).
+    pub fault_time_out_produces: u32,
 }
 
 impl Default for BrokerConfig {
@@ -114,6 +117,7 @@ impl Default for BrokerConfig {
             driver: Driver::Auto,
             shutdown_timeout_ms: 10_000,
             flush_interval_ms: 1000,
+            fault_time_out_produces: 0,
         }
     }
 }
@@ -201,6 +205,10 @@ pub struct Flags {
     /// Sync unsynced data this often, in ms; 0 never [default: 1000].
     #[arg(long)]
     pub flush_interval_ms: Option<u64>,
+    /// Test-only fault: answer every Nth produce request REQUEST_TIMED_OUT after storing it
+    /// [default: 0, off].
+    #[arg(long, hide = true)]
+    pub fault_time_out_produces: Option<u32>,
 }
 
 impl BrokerConfig {
@@ -231,7 +239,8 @@ impl BrokerConfig {
             default_partitions,
             flush_interval_ms,
             max_partitions,
-            max_partitions_per_request
+            max_partitions_per_request,
+            fault_time_out_produces
         );
         if flags.advertised_host.is_some() {
             config.advertised_host.clone_from(&flags.advertised_host);

@@ -80,6 +80,15 @@ pub async fn handle(
     )
     .await;
 
+    // The test-only fault: the batches are stored, but the producer is told the request timed
+    // out, so it cannot know, and retries.
+    let mut results = results;
+    if broker.time_out_this_produce() {
+        for result in &mut results {
+            result.error = code::REQUEST_TIMED_OUT;
+            result.message = Some("dropped by the test-only fault".into());
+        }
+    }
     let mut failed = false;
     let mut topics: Vec<(String, Vec<ProducePartitionResult>)> = request
         .topics

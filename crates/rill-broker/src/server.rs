@@ -39,6 +39,7 @@ pub enum ConnectionError {
     Idle(Duration),
     #[error("an acks=0 produce failed")]
     ProduceFailedWithoutAck,
+
     #[error(transparent)]
     Fetch(#[from] fetch::FetchError),
     #[error(transparent)]
@@ -242,6 +243,7 @@ async fn handle_request(
         Request::Metadata(r) => broker.metadata(version, &r, &mut buf).await,
         Request::CreateTopics(r) => broker.create_topics(version, &r, &mut buf).await,
         Request::ListOffsets(r) => broker.list_offsets(version, &r, &mut buf).await,
+        Request::InitProducerId(r) => broker.init_producer_id(version, &r, &mut buf).await,
         Request::Produce(r) => {
             let produced = produce::handle(broker, version, &r, frame, &mut buf).await;
             if r.acks == 0 {

@@ -22,6 +22,7 @@ const FETCH: i16 = 1;
 const METADATA: i16 = 3;
 const API_VERSIONS: i16 = 18;
 const CREATE_TOPICS: i16 = 19;
+const INIT_PRODUCER_ID: i16 = 22;
 
 struct Client {
     stream: TcpStream,
@@ -324,13 +325,14 @@ fn unknown_apis_and_versions_are_answered() {
             (2, 1, 5),
             (3, 0, 8),
             (18, 0, 2),
-            (19, 0, 4)
+            (19, 0, 4),
+            (22, 0, 4)
         ]
     );
     // ApiVersions v2 lists the same, with throttle time.
     let mut r = c.call(API_VERSIONS, 2, &[]);
     assert_eq!(r.get_i16(), 0);
-    assert_eq!(r.get_i32(), 6);
+    assert_eq!(r.get_i32(), 7);
 
     // An unknown key, a version below the range and one above: UNSUPPORTED_VERSION, and the
     // connection stays usable.
@@ -692,4 +694,81 @@ fn topic_creation_stops_at_the_partition_limits() {
     // The refused topics were not created, on disk either.
     drop(c);
     assert!(!dir.path().join("b-0").exists() && !dir.path().join("auto-0").exists());
+}
+
+/// InitProducerId v0 (classic) and v4 (flexible: request header v2, response header v1).
+fn init_producer_id(c: &mut Client, version: i16) -> (i16, i64, i16) {
+    let mut b = BytesMut::new();
+    if version >= 2 {
+        b.put_u8(0); // request header: no tagged fields (after the client id)
+        b.put_u8(0); // transactional id: compact null
+        b.put_i32(60_000);
+        b.put_i64(-1);
+        b.put_i16(-1);
+        b.put_u8(0); // no tagged fields
+    } else {
+        b.put_i16(-1);
+        b.put_i32(60_000);
+    }
+    let mut r = c.call(INIT_PRODUCER_ID, version, &b);
+    if version >= 2 {
+        assert_eq!(r.get_u8(), 0, "response header tagged fields");
+    }
+    assert_eq!(r.get_i32(), 0, "throttle");
+    let answer = (r.get_i16(), r.get_i64(), r.get_i16());
+    if version >= 2 {
+        assert_eq!(r.get_u8(), 0, "body tagged fields");
+    }
+    assert!(r.is_empty());
+    answer
+}
+
+fn producer_batch(producer_id: i64, sequence: i32, values: &[&[u8]]) -> Vec<u8> {
+    let mut builder = rill::BatchBuilder::new();
+    builder.producer(producer_id, 0, sequence);
+    for v in values {
+        builder
+            .append(1_700_000_000_000, Some(b"k"), Some(v), &[])
+            .unwrap();
+    }
+    builder.finish().unwrap().to_vec()
+}
+
+#[test]
+fn idempotent_producers_get_ids_and_retries_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker);
+    assert_eq!(create_topic(&mut c, "idem", 1), 0);
+    let (error, first, epoch) = init_producer_id(&mut c, 0);
+    assert_eq!((error, epoch), (0, 0));
+    let (error, second, _) = init_producer_id(&mut c, 4);
+    assert_eq!(error, 0);
+    assert!(second > first, "ids are never handed out twice");
+    let batch0 = producer_batch(second, 0, &[b"a", b"b"]);
+    let batch1 = producer_batch(second, 2, &[b"c"]);
+    assert_eq!(produce(&mut c, 8, -1, &[("idem", 0, &batch0)]), [(0, 0)]);
+    // A retry: success with the original offset, nothing stored twice.
+    assert_eq!(produce(&mut c, 8, -1, &[("idem", 0, &batch0)]), [(0, 0)]);
+    // A gap: OUT_OF_ORDER_SEQUENCE_NUMBER.
+    let gap = producer_batch(second, 5, &[b"x"]);
+    assert_eq!(produce(&mut c, 8, -1, &[("idem", 0, &gap)])[0].0, 45);
+    assert_eq!(produce(&mut c, 8, -1, &[("idem", 0, &batch1)]), [(0, 2)]);
+    // After a restart the producer's state is still known, and ids still never repeat.
+    assert!(broker.terminate());
+    let broker = Broker::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker);
+    assert_eq!(produce(&mut c, 8, -1, &[("idem", 0, &batch1)]), [(0, 2)]);
+    let (_, third, _) = init_producer_id(&mut c, 4);
+    assert!(third > second);
+    let fetched = fetch_one_topic(&mut c, "idem", &[0]);
+    let records = &fetched[0].1;
+    let mut offsets = Vec::new();
+    let mut rest = &records[..];
+    while !rest.is_empty() {
+        let header = rill::batch::BatchHeader::parse(rest).unwrap();
+        offsets.push(header.base_offset);
+        rest = &rest[header.total_bytes() as usize..];
+    }
+    assert_eq!(offsets, [0, 2], "each batch stored once");
 }

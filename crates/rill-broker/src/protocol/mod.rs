@@ -1,6 +1,7 @@
 //! The subset of the Kafka protocol this broker speaks: request decoding, response encoding,
-//! API keys, supported versions and error codes. Only non-flexible versions are implemented,
-//! so there are no tagged fields and no compact encodings.
+//! API keys, supported versions and error codes. The hand-written APIs (`request.rs`,
+//! `response.rs`) speak non-flexible versions only; the APIs of `schema.rs` are decoded and
+//! encoded with the `kafka-protocol` crate, flexible versions included.
 //!
 //! Framing: every request and response is an `i32` size followed by that many bytes. A
 //! request starts with the header `api_key: i16, api_version: i16, correlation_id: i32,
@@ -8,6 +9,7 @@
 
 mod request;
 mod response;
+pub mod schema;
 pub mod wire;
 
 pub use request::{
@@ -27,17 +29,19 @@ pub enum ApiKey {
     Metadata,
     ApiVersions,
     CreateTopics,
+    InitProducerId,
 }
 
 impl ApiKey {
     /// Every implemented API, in key order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Produce,
         Self::Fetch,
         Self::ListOffsets,
         Self::Metadata,
         Self::ApiVersions,
         Self::CreateTopics,
+        Self::InitProducerId,
     ];
 
     /// The key on the wire.
@@ -49,6 +53,7 @@ impl ApiKey {
             Self::Metadata => 3,
             Self::ApiVersions => 18,
             Self::CreateTopics => 19,
+            Self::InitProducerId => 22,
         }
     }
 
@@ -65,7 +70,7 @@ impl ApiKey {
             Self::ListOffsets => (1, 5),
             Self::Metadata => (0, 8),
             Self::ApiVersions => (0, 2),
-            Self::CreateTopics => (0, 4),
+            Self::CreateTopics | Self::InitProducerId => (0, 4),
         }
     }
 
@@ -124,4 +129,7 @@ pub enum DecodeError {
     /// Bytes after the last field of the request.
     #[error("{0} bytes after the request")]
     TrailingBytes(usize),
+    /// A message decoded by its schema (`schema.rs`) does not match it.
+    #[error("does not match its schema: {0}")]
+    Schema(String),
 }

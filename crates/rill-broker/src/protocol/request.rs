@@ -26,6 +26,7 @@ pub enum Request {
     Produce(ProduceRequest),
     Fetch(FetchRequest),
     ListOffsets(ListOffsetsRequest),
+    InitProducerId(super::schema::InitProducerIdRequest),
     /// An API key or version this broker does not implement: answered with
     /// UNSUPPORTED_VERSION. Its body is not read.
     Unsupported,
@@ -156,6 +157,11 @@ pub fn decode_request(frame: &[u8]) -> Result<(RequestHeader, Request), DecodeEr
         ApiKey::Produce => Request::Produce(produce(&mut r, v)?),
         ApiKey::Fetch => Request::Fetch(fetch(&mut r, v)?),
         ApiKey::ListOffsets => Request::ListOffsets(list_offsets(&mut r, v)?),
+        ApiKey::InitProducerId => {
+            // The whole frame, header included, is the schema's (flexible from v2).
+            let (header, request) = super::schema::init_producer_id(frame, api_version)?;
+            return Ok((header, Request::InitProducerId(request)));
+        }
     };
     r.finish()?;
     Ok((header, request))
