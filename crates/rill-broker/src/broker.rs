@@ -169,18 +169,16 @@ impl Broker {
                     code::INVALID_REPLICA_ASSIGNMENT,
                     "manual replica assignment is not supported",
                 )
-            } else if !topic.configs.is_empty() {
-                fail(
-                    code::INVALID_CONFIG,
-                    "per-topic configs are not supported; topics use the broker's settings",
-                )
+            } else if let Err((key, reason)) = self.topic_config(&topic.configs) {
+                fail(code::INVALID_CONFIG, &format!("{key}: {reason}"))
             } else if let Err(e) = rill::validate_topic_name(&topic.name) {
                 fail(kafka_code(&e, true), &e.to_string())
             } else if self.topics.get(&topic.name).is_some() {
                 fail(code::TOPIC_ALREADY_EXISTS, "topic exists")
             } else {
                 requested += u64::from(partitions);
-                self.create_checked(&topic.name, partitions, request.validate_only)
+                let config = self.topic_config(&topic.configs).unwrap_or_default();
+                self.create_checked(&topic.name, partitions, config, request.validate_only)
                     .await
             };
             results.push(result);
@@ -230,12 +228,36 @@ impl Broker {
         }
     }
 
+    /// A CreateTopics topic's configs as the engine's `TopicConfig` (Kafka's names; a null
+    /// value keeps the default), checked against the log's defaults: the key and reason of the
+    /// first one refused.
+    fn topic_config(
+        &self,
+        configs: &[(String, Option<String>)],
+    ) -> Result<rill::TopicConfig, (String, String)> {
+        let mut config = rill::TopicConfig::default();
+        let refused = |e: rill::Error| match e {
+            rill::Error::InvalidTopicConfig { key, reason } => (key, reason),
+            other => ("config".to_owned(), other.to_string()),
+        };
+        for (key, value) in configs {
+            if let Some(value) = value {
+                config.set(key, value).map_err(refused)?;
+            }
+        }
+        config
+            .apply(&self.topics.log().config().log)
+            .map_err(refused)?;
+        Ok(config)
+    }
+
     /// Creates a topic that passed CreateTopics' checks (or only says it would, for
     /// `validate_only`): its result as (name, error code, message).
     async fn create_checked(
         &self,
         name: &str,
         partitions: u32,
+        config: rill::TopicConfig,
         validate_only: bool,
     ) -> (String, i16, Option<String>) {
         if validate_only {
@@ -243,7 +265,7 @@ impl Broker {
         }
         let created = self
             .topics
-            .create(name, partitions, self.config.max_partitions)
+            .create_with(name, partitions, self.config.max_partitions, config)
             .await;
         let (error, message) = match created {
             Ok(()) => {

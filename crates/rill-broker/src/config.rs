@@ -86,6 +86,9 @@ pub struct BrokerConfig {
     /// Sync partitions holding unsynced (acks=1) data this often; 0: never (they are synced
     /// by later durable produces, the unsynced-bytes bound and shutdown).
     pub flush_interval_ms: u64,
+    /// Largest record batch a produce may carry, in bytes (Kafka's `message.max.bytes`): the
+    /// log-wide default a topic's `max.message.bytes` overrides; at most `segment_bytes`.
+    pub message_max_bytes: usize,
     /// Test-only fault: every Nth produce request is stored, then answered REQUEST_TIMED_OUT,
     /// so the client retries what it cannot know was stored (0: off).
     pub fault_time_out_produces: u32,
@@ -117,6 +120,7 @@ impl Default for BrokerConfig {
             driver: Driver::Auto,
             shutdown_timeout_ms: 10_000,
             flush_interval_ms: 1000,
+            message_max_bytes: 1_048_588,
             fault_time_out_produces: 0,
         }
     }
@@ -205,6 +209,9 @@ pub struct Flags {
     /// Sync unsynced data this often, in ms; 0 never [default: 1000].
     #[arg(long)]
     pub flush_interval_ms: Option<u64>,
+    /// Largest record batch in bytes (Kafka's message.max.bytes) [default: 1048588].
+    #[arg(long)]
+    pub message_max_bytes: Option<usize>,
     /// Test-only fault: answer every Nth produce request REQUEST_TIMED_OUT after storing it
     /// [default: 0, off].
     #[arg(long, hide = true)]
@@ -240,6 +247,7 @@ impl BrokerConfig {
             flush_interval_ms,
             max_partitions,
             max_partitions_per_request,
+            message_max_bytes,
             fault_time_out_produces
         );
         if flags.advertised_host.is_some() {
@@ -285,6 +293,9 @@ impl BrokerConfig {
         if self.max_partitions == 0 || self.max_partitions_per_request == 0 {
             return bad("max_partitions and max_partitions_per_request must be at least 1");
         }
+        if self.message_max_bytes < 61 {
+            return bad("message_max_bytes must be at least a batch header (61 bytes)");
+        }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
         }
@@ -318,9 +329,8 @@ impl BrokerConfig {
             Driver::Syscall => rill::DriverChoice::Syscall,
         };
         config.log.segment_bytes = self.segment_bytes;
-        config.log.max_batch_bytes = config
-            .log
-            .max_batch_bytes
+        config.log.max_batch_bytes = self
+            .message_max_bytes
             .min(usize::try_from(self.segment_bytes).unwrap_or(usize::MAX));
         config.log.retention_ms = (self.retention_ms >= 0).then_some(self.retention_ms);
         config.log.retention_bytes = u64::try_from(self.retention_bytes).ok();

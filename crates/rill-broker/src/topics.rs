@@ -76,6 +76,23 @@ impl Topics {
         partitions: u32,
         max_partitions: u32,
     ) -> Result<(), CreateError> {
+        self.create_with(
+            name,
+            partitions,
+            max_partitions,
+            rill::TopicConfig::default(),
+        )
+        .await
+    }
+
+    /// [`Topics::create`] with the topic's own settings (checked by the engine).
+    pub async fn create_with(
+        &self,
+        name: &str,
+        partitions: u32,
+        max_partitions: u32,
+        config: rill::TopicConfig,
+    ) -> Result<(), CreateError> {
         let _one_at_a_time = self.creating.lock().await;
         let held: u64 = self
             .log
@@ -91,7 +108,7 @@ impl Topics {
         }
         let log = Arc::clone(&self.log);
         let name = name.to_owned();
-        tokio::task::spawn_blocking(move || log.create_topic(&name, partitions))
+        tokio::task::spawn_blocking(move || log.create_topic_with(&name, partitions, &config))
             .await
             .unwrap_or(Err(rill::Error::ShuttingDown))
             .map_err(CreateError::Engine)

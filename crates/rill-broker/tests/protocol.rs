@@ -772,3 +772,58 @@ fn idempotent_producers_get_ids_and_retries_are_stored_once() {
     }
     assert_eq!(offsets, [0, 2], "each batch stored once");
 }
+
+/// CreateTopics v4 of one topic with `configs`: its error code.
+fn create_topic_with(c: &mut Client, name: &str, configs: &[(&str, &str)]) -> i16 {
+    let mut b = BytesMut::new();
+    b.put_i32(1);
+    put_str(&mut b, name);
+    b.put_i32(1);
+    b.put_i16(1);
+    b.put_i32(0); // assignments
+    b.put_i32(configs.len() as i32);
+    for (key, value) in configs {
+        put_str(&mut b, key);
+        put_str(&mut b, value);
+    }
+    b.put_i32(5000);
+    b.put_i8(0);
+    let mut r = c.call(CREATE_TOPICS, 4, &b);
+    r.get_i32();
+    assert_eq!(r.get_i32(), 1);
+    assert_eq!(get_str(&mut r), name);
+    r.get_i16()
+}
+
+#[test]
+fn topics_are_created_with_their_configs_and_bad_ones_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--message-max-bytes", "100000"]);
+    let mut c = Client::connect(&broker);
+    let compacted = [("cleanup.policy", "compact"), ("retention.ms", "-1")];
+    assert_eq!(create_topic_with(&mut c, "table", &compacted), 0);
+    // Unknown keys and values out of range: INVALID_CONFIG, nothing created.
+    assert_eq!(create_topic_with(&mut c, "bad1", &[("bogus.key", "1")]), 40);
+    assert_eq!(
+        create_topic_with(&mut c, "bad2", &[("segment.bytes", "10")]),
+        40
+    );
+    assert_eq!(
+        create_topic_with(&mut c, "bad2", &[("cleanup.policy", "x")]),
+        40
+    );
+    // The compacted topic refuses a record without a key (INVALID_RECORD in v8).
+    let mut builder = rill::BatchBuilder::new();
+    builder
+        .append(1_700_000_000_000, None, Some(b"v"), &[])
+        .unwrap();
+    let keyless = builder.finish().unwrap().to_vec();
+    assert_eq!(produce(&mut c, 8, -1, &[("table", 0, &keyless)])[0].0, 87);
+    assert_eq!(
+        produce(&mut c, 8, -1, &[("table", 0, &batch(&[b"v"]))])[0].0,
+        0
+    );
+    // message.max.bytes bounds a batch.
+    let big = batch(&[&vec![7u8; 150_000]]);
+    assert_eq!(produce(&mut c, 8, -1, &[("table", 0, &big)])[0].0, 10);
+}
