@@ -2,15 +2,19 @@
 //! Kafka protocol, so that real Kafka clients (librdkafka, kafka-python, ...) produce to and
 //! consume from a rill log.
 //!
-//! - [`protocol`]: request decoding and response encoding (non-flexible versions).
+//! - [`protocol`]: request decoding and response encoding (hand-written non-flexible
+//!   versions; `protocol::schema` through the `kafka-protocol` crate).
 //! - [`server`]: connections, framing, bounds, shutdown.
-//! - [`broker`]: ApiVersions, Metadata, CreateTopics, ListOffsets; [`produce`]; [`fetch`]
-//!   (long-polling, and batches sent from the page cache by `Partition::send`).
+//! - [`broker`]: ApiVersions, Metadata, CreateTopics, ListOffsets, InitProducerId; [`admin`]:
+//!   DeleteTopics, DeleteRecords, DescribeConfigs, AlterConfigs, IncrementalAlterConfigs;
+//!   [`produce`]; [`fetch`] (long-polling, and batches sent from the page cache by
+//!   `Partition::send`).
 //! - [`config`]: flags and TOML.
 //!
 //! Stored batches are the producers' Kafka v2 batches byte for byte (rill assigns offsets),
 //! which is what lets a fetch send them without decoding or copying.
 
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod errors;

@@ -118,6 +118,7 @@ async fn finish_partition(
         index: work.index,
         error: code::NONE,
         base_offset: -1,
+        log_append_time_ms: -1,
         log_start_offset: -1,
         message: None,
     };
@@ -145,6 +146,9 @@ async fn finish_partition(
             Ok(info) => {
                 if result.base_offset < 0 {
                     result.base_offset = info.base_offset;
+                    if handle.partition.timestamp_type() == rill::TimestampType::LogAppendTime {
+                        result.log_append_time_ms = info.max_timestamp;
+                    }
                 }
             }
             Err(e) if result.error == code::NONE => {

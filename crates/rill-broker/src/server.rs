@@ -244,6 +244,13 @@ async fn handle_request(
         Request::CreateTopics(r) => broker.create_topics(version, &r, &mut buf).await,
         Request::ListOffsets(r) => broker.list_offsets(version, &r, &mut buf).await,
         Request::InitProducerId(r) => broker.init_producer_id(version, &r, &mut buf).await,
+        Request::DeleteTopics(r) => broker.delete_topics(version, &r, &mut buf).await,
+        Request::DeleteRecords(r) => broker.delete_records(&r, &mut buf).await,
+        Request::DescribeConfigs(r) => broker.describe_configs(version, &r, &mut buf),
+        Request::AlterConfigs {
+            request,
+            incremental,
+        } => broker.alter_configs(&request, incremental, &mut buf).await,
         Request::Produce(r) => {
             let produced = produce::handle(broker, version, &r, frame, &mut buf).await;
             if r.acks == 0 {

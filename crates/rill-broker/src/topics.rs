@@ -13,8 +13,9 @@ pub struct PartitionHandle {
 /// A topic's partitions, by index.
 pub type TopicPartitions = Arc<[Arc<PartitionHandle>]>;
 
-/// Topics by name. Holds one entry per topic of the log (bounded by what exists on disk);
-/// topics are never deleted through the broker, so entries never go stale.
+/// Topics by name. Holds one entry per topic of the log (bounded by what exists on disk); a
+/// deletion through the broker removes its entry (handles still held elsewhere answer
+/// UNKNOWN_TOPIC_OR_PARTITION from then on).
 #[derive(Debug)]
 pub struct Topics {
     log: Arc<rill::Log>,
@@ -65,6 +66,18 @@ impl Topics {
             .values()
             .flat_map(|partitions| partitions.iter().cloned())
             .collect()
+    }
+
+    /// Deletes a topic (file work, so off the async threads; one at a time with creations).
+    pub async fn delete(&self, name: &str) -> Result<(), rill::Error> {
+        let _one_at_a_time = self.creating.lock().await;
+        let log = Arc::clone(&self.log);
+        let owned = name.to_owned();
+        let deleted = tokio::task::spawn_blocking(move || log.delete_topic(&owned))
+            .await
+            .unwrap_or(Err(rill::Error::ShuttingDown));
+        self.cache.write().remove(name);
+        deleted
     }
 
     /// Creates a topic (file work, so off the async threads), unless the broker would then

@@ -32,3 +32,21 @@ fn kafka_python_round_trip() {
     );
     assert!(out.contains("\"consumed\": 3000"), "{out}");
 }
+
+/// kafka-python's KafkaAdminClient (`clients/admin.py`): topics created with configs,
+/// described, altered, a bad key refused by name, topics deleted.
+#[test]
+fn kafka_python_admin() {
+    if !kafka_python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let out = run(
+        Command::new("python3")
+            .arg(client_script("admin.py"))
+            .arg(&broker.addr),
+        Duration::from_mins(2),
+    );
+    assert!(out.contains("\"ok\": true"), "{out}");
+}

@@ -326,13 +326,18 @@ fn unknown_apis_and_versions_are_answered() {
             (3, 0, 8),
             (18, 0, 2),
             (19, 0, 4),
-            (22, 0, 4)
+            (20, 0, 3),
+            (21, 0, 1),
+            (22, 0, 4),
+            (32, 0, 3),
+            (33, 0, 1),
+            (44, 0, 0)
         ]
     );
     // ApiVersions v2 lists the same, with throttle time.
     let mut r = c.call(API_VERSIONS, 2, &[]);
     assert_eq!(r.get_i16(), 0);
-    assert_eq!(r.get_i32(), 7);
+    assert_eq!(r.get_i32(), 12);
 
     // An unknown key, a version below the range and one above: UNSUPPORTED_VERSION, and the
     // connection stays usable.
@@ -826,4 +831,169 @@ fn topics_are_created_with_their_configs_and_bad_ones_are_named() {
     // message.max.bytes bounds a batch.
     let big = batch(&[&vec![7u8; 150_000]]);
     assert_eq!(produce(&mut c, 8, -1, &[("table", 0, &big)])[0].0, 10);
+}
+
+const DELETE_RECORDS: i16 = 21;
+const DESCRIBE_CONFIGS: i16 = 32;
+const INCREMENTAL_ALTER_CONFIGS: i16 = 44;
+
+/// DeleteRecords v1 of one partition: (low watermark, error).
+fn delete_records(c: &mut Client, topic: &str, partition: i32, offset: i64) -> (i64, i16) {
+    let mut b = BytesMut::new();
+    b.put_i32(1);
+    put_str(&mut b, topic);
+    b.put_i32(1);
+    b.put_i32(partition);
+    b.put_i64(offset);
+    b.put_i32(5000);
+    let mut r = c.call(DELETE_RECORDS, 1, &b);
+    assert_eq!(r.get_i32(), 0);
+    assert_eq!(r.get_i32(), 1);
+    assert_eq!(get_str(&mut r), topic);
+    assert_eq!(r.get_i32(), 1);
+    assert_eq!(r.get_i32(), partition);
+    (r.get_i64(), r.get_i16())
+}
+
+/// IncrementalAlterConfigs v0 of one topic: its error code.
+fn incremental_alter(c: &mut Client, topic: &str, changes: &[(&str, i8, Option<&str>)]) -> i16 {
+    let mut b = BytesMut::new();
+    b.put_i32(1);
+    b.put_i8(2);
+    put_str(&mut b, topic);
+    b.put_i32(changes.len() as i32);
+    for (key, operation, value) in changes {
+        put_str(&mut b, key);
+        b.put_i8(*operation);
+        match value {
+            Some(v) => put_str(&mut b, v),
+            None => b.put_i16(-1),
+        }
+    }
+    b.put_i8(0);
+    let mut r = c.call(INCREMENTAL_ALTER_CONFIGS, 0, &b);
+    assert_eq!(r.get_i32(), 0);
+    assert_eq!(r.get_i32(), 1);
+    r.get_i16()
+}
+
+/// DescribeConfigs v1 of one topic key: (value, config source).
+fn describe(c: &mut Client, topic: &str, key: &str) -> (String, i8) {
+    let mut b = BytesMut::new();
+    b.put_i32(1);
+    b.put_i8(2);
+    put_str(&mut b, topic);
+    b.put_i32(1);
+    put_str(&mut b, key);
+    b.put_i8(0); // include_synonyms
+    let mut r = c.call(DESCRIBE_CONFIGS, 1, &b);
+    assert_eq!(r.get_i32(), 0);
+    assert_eq!(r.get_i32(), 1);
+    assert_eq!(r.get_i16(), 0, "describe error");
+    get_str(&mut r); // message
+    assert_eq!(r.get_i8(), 2);
+    assert_eq!(get_str(&mut r), topic);
+    assert_eq!(r.get_i32(), 1, "the one key asked for");
+    assert_eq!(get_str(&mut r), key);
+    let value = get_str(&mut r);
+    r.get_i8(); // read_only
+    let source = r.get_i8();
+    (value, source)
+}
+
+#[test]
+fn delete_records_and_incremental_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker);
+    assert_eq!(create_topic(&mut c, "admin", 1), 0);
+    for _ in 0..3 {
+        produce(&mut c, 8, -1, &[("admin", 0, &batch(&[b"a", b"b"]))]);
+    }
+    assert_eq!(delete_records(&mut c, "admin", 0, 2), (2, 0));
+    assert_eq!(
+        delete_records(&mut c, "admin", 0, -1),
+        (6, 0),
+        "-1: the high watermark"
+    );
+    assert_eq!(
+        delete_records(&mut c, "admin", 9, 0).1,
+        3,
+        "unknown partition"
+    );
+    assert_eq!(
+        delete_records(&mut c, "admin", 0, 99).1,
+        1,
+        "beyond the end"
+    );
+
+    // SET, then DELETE back to the default; other operations refused.
+    assert_eq!(
+        incremental_alter(&mut c, "admin", &[("retention.ms", 0, Some("1000"))]),
+        0
+    );
+    assert_eq!(
+        describe(&mut c, "admin", "retention.ms"),
+        ("1000".into(), 1)
+    );
+    assert_eq!(
+        incremental_alter(&mut c, "admin", &[("retention.ms", 1, None)]),
+        0
+    );
+    assert_eq!(
+        describe(&mut c, "admin", "retention.ms").1,
+        5,
+        "the default again"
+    );
+    assert_eq!(
+        incremental_alter(&mut c, "admin", &[("retention.ms", 2, Some("1"))]),
+        40
+    );
+    assert_eq!(
+        incremental_alter(&mut c, "missing", &[("retention.ms", 0, Some("1"))]),
+        3
+    );
+}
+
+/// A LogAppendTime topic: the produce response carries the append time the broker stamped,
+/// and the stored batch carries it as its maxTimestamp with the log-append-time attribute.
+#[test]
+fn log_append_time_topics_answer_with_the_append_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker);
+    let configs = [("message.timestamp.type", "LogAppendTime")];
+    assert_eq!(create_topic_with(&mut c, "stamped", &configs), 0);
+    let records = batch(&[b"v"]);
+    let mut b = BytesMut::new();
+    b.put_i16(-1);
+    b.put_i16(-1);
+    b.put_i32(10_000);
+    b.put_i32(1);
+    put_str(&mut b, "stamped");
+    b.put_i32(1);
+    b.put_i32(0);
+    b.put_i32(records.len() as i32);
+    b.put_slice(&records);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut r = c.call(PRODUCE, 8, &b);
+    let mut append_time = None;
+    each_partition(&mut r, |r| {
+        assert_eq!(r.get_i16(), 0);
+        assert_eq!(r.get_i64(), 0);
+        append_time = Some(r.get_i64());
+        r.get_i64();
+        assert_eq!(r.get_i32(), 0);
+        get_str(r);
+    });
+    let append_time = append_time.unwrap();
+    // The broker's coarse clock may lag a few milliseconds.
+    assert!(append_time >= before - 1_000, "{append_time} vs {before}");
+    let fetched = fetch_one_topic(&mut c, "stamped", &[0]);
+    let header = rill::batch::BatchHeader::parse(&fetched[0].1).unwrap();
+    assert!(header.attributes.is_log_append_time());
+    assert_eq!(header.max_timestamp, append_time);
 }

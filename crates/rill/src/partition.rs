@@ -181,6 +181,15 @@ impl Partition {
         self.shared.max_batch_bytes.load(Ordering::Relaxed)
     }
 
+    /// The timestamp type its topic stamps batches with now.
+    pub fn timestamp_type(&self) -> rill_segment::batch::TimestampType {
+        if self.shared.log_append_time.load(Ordering::Relaxed) {
+            rill_segment::batch::TimestampType::LogAppendTime
+        } else {
+            rill_segment::batch::TimestampType::CreateTime
+        }
+    }
+
     /// The settings the partition runs with now: the log's defaults with its topic's
     /// configuration applied.
     pub fn log_config(&self) -> rill_segment::LogConfig {

@@ -7,6 +7,7 @@
 //! request starts with the header `api_key: i16, api_version: i16, correlation_id: i32,
 //! client_id: nullable string`; a response with `correlation_id: i32`.
 
+pub mod admin;
 mod request;
 mod response;
 pub mod schema;
@@ -29,19 +30,29 @@ pub enum ApiKey {
     Metadata,
     ApiVersions,
     CreateTopics,
+    DeleteTopics,
+    DeleteRecords,
     InitProducerId,
+    DescribeConfigs,
+    AlterConfigs,
+    IncrementalAlterConfigs,
 }
 
 impl ApiKey {
     /// Every implemented API, in key order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 12] = [
         Self::Produce,
         Self::Fetch,
         Self::ListOffsets,
         Self::Metadata,
         Self::ApiVersions,
         Self::CreateTopics,
+        Self::DeleteTopics,
+        Self::DeleteRecords,
         Self::InitProducerId,
+        Self::DescribeConfigs,
+        Self::AlterConfigs,
+        Self::IncrementalAlterConfigs,
     ];
 
     /// The key on the wire.
@@ -53,7 +64,12 @@ impl ApiKey {
             Self::Metadata => 3,
             Self::ApiVersions => 18,
             Self::CreateTopics => 19,
+            Self::DeleteTopics => 20,
+            Self::DeleteRecords => 21,
             Self::InitProducerId => 22,
+            Self::DescribeConfigs => 32,
+            Self::AlterConfigs => 33,
+            Self::IncrementalAlterConfigs => 44,
         }
     }
 
@@ -71,6 +87,9 @@ impl ApiKey {
             Self::Metadata => (0, 8),
             Self::ApiVersions => (0, 2),
             Self::CreateTopics | Self::InitProducerId => (0, 4),
+            Self::DeleteTopics | Self::DescribeConfigs => (0, 3),
+            Self::DeleteRecords | Self::AlterConfigs => (0, 1),
+            Self::IncrementalAlterConfigs => (0, 0),
         }
     }
 

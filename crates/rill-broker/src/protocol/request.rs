@@ -27,6 +27,14 @@ pub enum Request {
     Fetch(FetchRequest),
     ListOffsets(ListOffsetsRequest),
     InitProducerId(super::schema::InitProducerIdRequest),
+    DeleteTopics(super::admin::DeleteTopicsRequest),
+    DeleteRecords(super::admin::DeleteRecordsRequest),
+    DescribeConfigs(super::admin::ConfigsRequest),
+    /// AlterConfigs (`incremental` false) or IncrementalAlterConfigs.
+    AlterConfigs {
+        request: super::admin::ConfigsRequest,
+        incremental: bool,
+    },
     /// An API key or version this broker does not implement: answered with
     /// UNSUPPORTED_VERSION. Its body is not read.
     Unsupported,
@@ -157,6 +165,19 @@ pub fn decode_request(frame: &[u8]) -> Result<(RequestHeader, Request), DecodeEr
         ApiKey::Produce => Request::Produce(produce(&mut r, v)?),
         ApiKey::Fetch => Request::Fetch(fetch(&mut r, v)?),
         ApiKey::ListOffsets => Request::ListOffsets(list_offsets(&mut r, v)?),
+        ApiKey::DeleteTopics => Request::DeleteTopics(super::admin::delete_topics(&mut r)?),
+        ApiKey::DeleteRecords => Request::DeleteRecords(super::admin::delete_records(&mut r)?),
+        ApiKey::DescribeConfigs => {
+            Request::DescribeConfigs(super::admin::describe_configs(&mut r, v)?)
+        }
+        ApiKey::AlterConfigs => Request::AlterConfigs {
+            request: super::admin::alter_configs(&mut r, false)?,
+            incremental: false,
+        },
+        ApiKey::IncrementalAlterConfigs => Request::AlterConfigs {
+            request: super::admin::alter_configs(&mut r, true)?,
+            incremental: true,
+        },
         ApiKey::InitProducerId => {
             // The whole frame, header included, is the schema's (flexible from v2).
             let (header, request) = super::schema::init_producer_id(frame, api_version)?;

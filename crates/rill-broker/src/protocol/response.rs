@@ -193,6 +193,8 @@ pub struct ProducePartitionResult {
     pub index: i32,
     pub error: i16,
     pub base_offset: i64,
+    /// The append time a log-append-time topic stamped the batch with, else -1.
+    pub log_append_time_ms: i64,
     pub log_start_offset: i64,
     pub message: Option<String>,
 }
@@ -203,7 +205,7 @@ pub fn produce(buf: &mut BytesMut, version: i16, topics: &[(String, Vec<ProduceP
         buf.put_i32(p.index);
         buf.put_i16(p.error);
         buf.put_i64(p.base_offset);
-        buf.put_i64(-1); // log_append_time_ms: topics use CreateTime
+        buf.put_i64(p.log_append_time_ms);
         if version >= 5 {
             buf.put_i64(p.log_start_offset);
         }
