@@ -379,3 +379,65 @@ fn topic_admin_survives_a_power_cut_at_every_step() {
     }
     assert!(cut > 20, "the steps took only {cut} disk operations");
 }
+
+/// A topic only grows; the new partitions take appends at once and are there after a reopen,
+/// and a power cut after any disk operation of the growth leaves the old count or the new one.
+#[test]
+fn create_partitions_grows_a_topic_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(config(dir.path())).unwrap();
+    log.create_topic_with("t", 2, &small_segments()).unwrap();
+    assert!(matches!(
+        log.create_partitions("t", 2),
+        Err(Error::InvalidTopic { .. })
+    ));
+    log.create_partitions("t", 5).unwrap();
+    assert_eq!(log.partitions("t").unwrap().len(), 5);
+    let p = log.partition("t", 4).unwrap();
+    assert_eq!(p.max_batch_bytes(), 2048, "the topic's settings");
+    p.append_with(make_batch(2, 10, 1_000, 1), Durability::Durable)
+        .wait()
+        .unwrap();
+    log.close().unwrap();
+    let (log, _) = Log::open(config(dir.path())).unwrap();
+    assert_eq!(log.topics()[0].partitions, 5);
+    assert_eq!(log.partition("t", 4).unwrap().offsets().log_end, 2);
+    log.close().unwrap();
+
+    let base = || {
+        let mut config = Config::new("/data");
+        config.shards = 2;
+        config.log.retention_ms = None;
+        config
+    };
+    let mut cut = 0;
+    // Bounded: each count cuts one operation later, until the growth completes.
+    loop {
+        assert!(cut < 10_000);
+        let disk = Arc::new(SimDisk::new(cut));
+        let as_disk: Arc<dyn Disk> = disk.clone();
+        let (log, _) = Log::open_on(base(), Arc::clone(&as_disk)).unwrap();
+        log.create_topic("g", 2).unwrap();
+        disk.power_cut_after(cut);
+        let grown = log.create_partitions("g", 5).is_ok();
+        let finished = grown && !disk.power_is_cut();
+        let _ = log.close();
+        drop(log);
+        disk.crash(CrashKind::Power);
+        let (log, _) = Log::open_on(base(), Arc::clone(&as_disk)).unwrap();
+        let count = log.partitions("g").unwrap().len();
+        assert!(
+            count == 2 || count == 5,
+            "cut after {cut}: {count} partitions"
+        );
+        if grown {
+            assert_eq!(count, 5, "cut after {cut}: a completed growth was lost");
+        }
+        log.close().unwrap();
+        if finished {
+            break;
+        }
+        cut += 1;
+    }
+    assert!(cut > 5, "the growth took only {cut} disk operations");
+}

@@ -10,6 +10,7 @@ use crate::protocol::admin::{
     DescribedResource, RESOURCE_BROKER, RESOURCE_TOPIC, op,
 };
 use crate::protocol::error_code as code;
+use crate::topics::CreateError;
 use bytes::BytesMut;
 use std::sync::Arc;
 
@@ -33,6 +34,51 @@ impl Broker {
             results.push((name.clone(), error));
         }
         admin::delete_topics_response(buf, version, &results);
+    }
+
+    /// CreatePartitions: topics grown to their new counts (partitions are only added; replica
+    /// assignments are refused on a single broker).
+    pub async fn create_partitions(
+        &self,
+        request: &admin::CreatePartitionsRequest,
+        buf: &mut BytesMut,
+    ) {
+        let mut results = Vec::with_capacity(request.topics.len());
+        for (name, count, assignments) in &request.topics {
+            let current = self.topics.get(name).map(|p| p.len());
+            let result = match (current, u32::try_from(*count)) {
+                (None, _) => Err((code::UNKNOWN_TOPIC_OR_PARTITION, "no such topic".to_owned())),
+                (_, _) if *assignments => Err((
+                    code::INVALID_REPLICA_ASSIGNMENT,
+                    "manual replica assignment is not supported".to_owned(),
+                )),
+                (Some(current), Ok(count)) if count as usize > current => {
+                    if request.validate_only {
+                        Ok(())
+                    } else {
+                        self.topics
+                            .grow(name, count, self.config.max_partitions)
+                            .await
+                            .map_err(|e| match e {
+                                e @ CreateError::Limit { .. } => {
+                                    (code::POLICY_VIOLATION, e.to_string())
+                                }
+                                CreateError::Engine(e) => (kafka_code(&e, true), e.to_string()),
+                            })
+                    }
+                }
+                (Some(current), _) => Err((
+                    code::INVALID_PARTITIONS,
+                    format!("the topic has {current} partitions; a topic only grows"),
+                )),
+            };
+            let (error, message) = match result {
+                Ok(()) => (code::NONE, None),
+                Err((error, message)) => (error, Some(message)),
+            };
+            results.push((name.clone(), error, message));
+        }
+        admin::create_partitions_response(buf, &results);
     }
 
     /// DeleteRecords: the log start of each partition moved to the offset given (-1: the high

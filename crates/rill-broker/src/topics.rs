@@ -80,6 +80,40 @@ impl Topics {
         deleted
     }
 
+    /// Grows a topic to `partitions` (file work, so off the async threads; one at a time with
+    /// creations), unless the broker would then hold more than `max_partitions`.
+    pub async fn grow(
+        &self,
+        name: &str,
+        partitions: u32,
+        max_partitions: u32,
+    ) -> Result<(), CreateError> {
+        let _one_at_a_time = self.creating.lock().await;
+        let held: u64 = self
+            .log
+            .topics()
+            .iter()
+            .map(|t| u64::from(t.partitions))
+            .sum();
+        let current = self.log.partitions(name).map_or(0, |p| p.len() as u64);
+        let added = u64::from(partitions).saturating_sub(current);
+        if held + added > u64::from(max_partitions) {
+            return Err(CreateError::Limit {
+                held,
+                max: max_partitions,
+            });
+        }
+        let log = Arc::clone(&self.log);
+        let owned = name.to_owned();
+        let grown = tokio::task::spawn_blocking(move || log.create_partitions(&owned, partitions))
+            .await
+            .unwrap_or(Err(rill::Error::ShuttingDown))
+            .map_err(CreateError::Engine);
+        // The cached handles are the old count's.
+        self.cache.write().remove(name);
+        grown
+    }
+
     /// Creates a topic (file work, so off the async threads), unless the broker would then
     /// hold more than `max_partitions`. Creations run one at a time (an async lock: no thread
     /// waits), so two cannot both pass the check.

@@ -331,13 +331,14 @@ fn unknown_apis_and_versions_are_answered() {
             (22, 0, 4),
             (32, 0, 3),
             (33, 0, 1),
+            (37, 0, 1),
             (44, 0, 0)
         ]
     );
     // ApiVersions v2 lists the same, with throttle time.
     let mut r = c.call(API_VERSIONS, 2, &[]);
     assert_eq!(r.get_i16(), 0);
-    assert_eq!(r.get_i32(), 12);
+    assert_eq!(r.get_i32(), 13);
 
     // An unknown key, a version below the range and one above: UNSUPPORTED_VERSION, and the
     // connection stays usable.

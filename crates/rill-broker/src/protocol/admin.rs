@@ -1,7 +1,7 @@
 //! The admin APIs beyond CreateTopics, their non-flexible versions, decoded with the bounded
 //! reader (every array count checked against the bytes left) and encoded by hand:
-//! DeleteTopics 0–3, DeleteRecords 0–1, DescribeConfigs 0–3, AlterConfigs 0–1,
-//! IncrementalAlterConfigs 0.
+//! DeleteTopics 0–3, DeleteRecords 0–1, CreatePartitions 0–1, DescribeConfigs 0–3,
+//! AlterConfigs 0–1, IncrementalAlterConfigs 0.
 
 use super::DecodeError;
 use super::wire::{Reader, WriteExt};
@@ -40,6 +40,13 @@ pub struct ConfigsRequest {
     pub validate_only: bool,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatePartitionsRequest {
+    /// (topic, new partition count, whether replica assignments were given).
+    pub topics: Vec<(String, i32, bool)>,
+    pub validate_only: bool,
+}
+
 /// Operations of IncrementalAlterConfigs.
 pub mod op {
     pub const SET: i8 = 0;
@@ -50,6 +57,31 @@ pub(super) fn delete_topics(r: &mut Reader<'_>) -> Result<DeleteTopicsRequest, D
     let topics = r.vec("topic_names", 2, |r| r.string("topic name"))?;
     r.i32("timeout_ms")?;
     Ok(DeleteTopicsRequest { topics })
+}
+
+pub(super) fn create_partitions(
+    r: &mut Reader<'_>,
+) -> Result<CreatePartitionsRequest, DecodeError> {
+    let topics = r.vec("topics", 2 + 4 + 4, |r| {
+        let name = r.string("topic name")?;
+        let count = r.i32("count")?;
+        let assignments = match r.array_len("assignments", 4)? {
+            None => false,
+            Some(n) => {
+                for _ in 0..n {
+                    r.skip_i32_array("broker_ids")?;
+                }
+                true
+            }
+        };
+        Ok((name, count, assignments))
+    })?;
+    r.i32("timeout_ms")?;
+    let validate_only = r.bool("validate_only")?;
+    Ok(CreatePartitionsRequest {
+        topics,
+        validate_only,
+    })
 }
 
 pub(super) fn delete_records(r: &mut Reader<'_>) -> Result<DeleteRecordsRequest, DecodeError> {
@@ -208,6 +240,17 @@ pub fn describe_configs_response(buf: &mut BytesMut, version: i16, results: &[De
                 buf.put_nullable_string(None); // documentation
             }
         }
+    }
+}
+
+/// CreatePartitions v0–v1: (topic, error, message) each.
+pub fn create_partitions_response(buf: &mut BytesMut, results: &[(String, i16, Option<String>)]) {
+    buf.put_i32(0);
+    buf.put_array_len(results.len());
+    for (name, error, message) in results {
+        buf.put_string(name);
+        buf.put_i16(*error);
+        buf.put_nullable_string(message.as_deref());
     }
 }
 

@@ -35,12 +35,13 @@ pub enum ApiKey {
     InitProducerId,
     DescribeConfigs,
     AlterConfigs,
+    CreatePartitions,
     IncrementalAlterConfigs,
 }
 
 impl ApiKey {
     /// Every implemented API, in key order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Produce,
         Self::Fetch,
         Self::ListOffsets,
@@ -52,6 +53,7 @@ impl ApiKey {
         Self::InitProducerId,
         Self::DescribeConfigs,
         Self::AlterConfigs,
+        Self::CreatePartitions,
         Self::IncrementalAlterConfigs,
     ];
 
@@ -69,6 +71,7 @@ impl ApiKey {
             Self::InitProducerId => 22,
             Self::DescribeConfigs => 32,
             Self::AlterConfigs => 33,
+            Self::CreatePartitions => 37,
             Self::IncrementalAlterConfigs => 44,
         }
     }
@@ -88,7 +91,7 @@ impl ApiKey {
             Self::ApiVersions => (0, 2),
             Self::CreateTopics | Self::InitProducerId => (0, 4),
             Self::DeleteTopics | Self::DescribeConfigs => (0, 3),
-            Self::DeleteRecords | Self::AlterConfigs => (0, 1),
+            Self::DeleteRecords | Self::AlterConfigs | Self::CreatePartitions => (0, 1),
             Self::IncrementalAlterConfigs => (0, 0),
         }
     }

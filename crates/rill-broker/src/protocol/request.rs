@@ -30,6 +30,7 @@ pub enum Request {
     DeleteTopics(super::admin::DeleteTopicsRequest),
     DeleteRecords(super::admin::DeleteRecordsRequest),
     DescribeConfigs(super::admin::ConfigsRequest),
+    CreatePartitions(super::admin::CreatePartitionsRequest),
     /// AlterConfigs (`incremental` false) or IncrementalAlterConfigs.
     AlterConfigs {
         request: super::admin::ConfigsRequest,
@@ -169,6 +170,9 @@ pub fn decode_request(frame: &[u8]) -> Result<(RequestHeader, Request), DecodeEr
         ApiKey::DeleteRecords => Request::DeleteRecords(super::admin::delete_records(&mut r)?),
         ApiKey::DescribeConfigs => {
             Request::DescribeConfigs(super::admin::describe_configs(&mut r, v)?)
+        }
+        ApiKey::CreatePartitions => {
+            Request::CreatePartitions(super::admin::create_partitions(&mut r)?)
         }
         ApiKey::AlterConfigs => Request::AlterConfigs {
             request: super::admin::alter_configs(&mut r, false)?,

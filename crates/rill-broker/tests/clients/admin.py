@@ -1,13 +1,13 @@
 """kafka-python's KafkaAdminClient against rill-broker: create a topic with configs, describe
-them, alter them, refuse a bad one by name, delete topics. Prints a JSON summary; exits
+them, alter them, refuse a bad one by name, add partitions, delete topics. Prints a JSON summary; exits
 non-zero on any mismatch."""
 
 import json
 import sys
 
-from kafka import KafkaAdminClient
-from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
-from kafka.errors import UnknownTopicOrPartitionError
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
+from kafka.errors import InvalidPartitionsError, UnknownTopicOrPartitionError
 
 BOOTSTRAP = sys.argv[1]
 
@@ -53,6 +53,17 @@ bad = admin.alter_configs([
 error_code, message = bad.resources[0][0], bad.resources[0][1]
 check(error_code == 40, "INVALID_CONFIG for an unknown key, got %s" % error_code)
 check("no.such.key" in (message or ""), "the refusal names the key: %r" % message)
+
+# CreatePartitions: 2 -> 4; shrinking is refused.
+admin.create_partitions({"configured": NewPartitions(4)})
+consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
+check(consumer.partitions_for_topic("configured") == {0, 1, 2, 3}, "grown to 4 partitions")
+consumer.close()
+try:
+    admin.create_partitions({"configured": NewPartitions(3)})
+    check(False, "shrinking a topic fails")
+except InvalidPartitionsError:
+    pass
 
 admin.delete_topics(["plain"])
 remaining = admin.list_topics()

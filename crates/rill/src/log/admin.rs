@@ -130,6 +130,55 @@ impl Log {
         topic_store::remove(disk, data_dir, name)
     }
 
+    /// Grows `topic` to `partitions` partitions (Kafka's CreatePartitions: partitions are
+    /// only ever added). The new count is stored durably before the new directories exist, so
+    /// a crash midway is finished by the next open (a topic short of its count gets its
+    /// missing partitions). Fails with [`Error::InvalidTopic`] if `partitions` is not more than
+    /// the topic has, or above [`crate::MAX_PARTITIONS`].
+    pub fn create_partitions(&self, topic: &str, partitions: u32) -> Result<()> {
+        topic::validate_partitions(topic, partitions)?;
+        let _admin = self.inner.admin.lock();
+        self.check_open()?;
+        let existing = self.partitions(topic)?.len() as u32;
+        if partitions <= existing {
+            return Err(Error::InvalidTopic {
+                name: topic.to_string(),
+                reason: format!("it has {existing} partitions; a topic only grows"),
+            });
+        }
+        let config = self.topic_config(topic)?;
+        let log_config = config.apply(&self.inner.config.log)?;
+        let stored = StoredTopic { partitions, config };
+        let data_dir = &self.inner.config.data_dir;
+        let disk = self.inner.storage.disk();
+        topic_store::write(disk, data_dir, topic, &stored)?;
+        self.inner
+            .stored_topics
+            .write()
+            .insert(topic.to_string(), stored);
+        let shards = self.inner.shards.len();
+        let mut handles = Vec::with_capacity((partitions - existing) as usize);
+        for index in existing..partitions {
+            let dir = data_dir.join(topic::dir_name(topic, index));
+            let shard = topic::shard_of(topic, index, shards);
+            let (log, _report) = PartitionLog::open(
+                Arc::clone(&self.inner.disks[shard]),
+                &dir,
+                log_config.clone(),
+                OpenOptions {
+                    repair: false,
+                    now_ms: self.inner.config.wall_clock.now_ms(),
+                },
+            )?;
+            handles.push(self.attach(topic, index, shard, log)?);
+        }
+        sync_dir(disk, data_dir)?;
+        if let Some(existing) = self.inner.topics.write().get_mut(topic) {
+            existing.extend(handles);
+        }
+        Ok(())
+    }
+
     /// The settings in which `topic` differs from the log's defaults.
     pub fn topic_config(&self, topic: &str) -> Result<TopicConfig> {
         self.inner
