@@ -86,6 +86,8 @@ pub struct BrokerConfig {
     /// Sync partitions holding unsynced (acks=1) data this often; 0: never (they are synced
     /// by later durable produces, the unsynced-bytes bound and shutdown).
     pub flush_interval_ms: u64,
+    /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// Largest record batch a produce may carry, in bytes (Kafka's `message.max.bytes`): the
     /// log-wide default a topic's `max.message.bytes` overrides; at most `segment_bytes`.
     pub message_max_bytes: usize,
@@ -120,6 +122,7 @@ impl Default for BrokerConfig {
             driver: Driver::Auto,
             shutdown_timeout_ms: 10_000,
             flush_interval_ms: 1000,
+            metrics_listen: None,
             message_max_bytes: 1_048_588,
             fault_time_out_produces: 0,
         }
@@ -209,6 +212,9 @@ pub struct Flags {
     /// Sync unsynced data this often, in ms; 0 never [default: 1000].
     #[arg(long)]
     pub flush_interval_ms: Option<u64>,
+    /// Serve Prometheus metrics on this address (GET /metrics) [default: off].
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Largest record batch in bytes (Kafka's message.max.bytes) [default: 1048588].
     #[arg(long)]
     pub message_max_bytes: Option<usize>,
@@ -252,6 +258,9 @@ impl BrokerConfig {
         );
         if flags.advertised_host.is_some() {
             config.advertised_host.clone_from(&flags.advertised_host);
+        }
+        if flags.metrics_listen.is_some() {
+            config.metrics_listen = flags.metrics_listen;
         }
         if flags.advertised_port.is_some() {
             config.advertised_port = flags.advertised_port;

@@ -19,6 +19,7 @@ pub mod broker;
 pub mod config;
 pub mod errors;
 pub mod fetch;
+pub mod metrics;
 pub mod produce;
 pub mod protocol;
 pub mod server;

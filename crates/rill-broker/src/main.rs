@@ -18,15 +18,23 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = BrokerConfig::from_flags(&flags)?;
+    // Before the log opens, so its recovery counters are recorded.
+    let metrics = match config.metrics_listen {
+        Some(_) => Some(rill_broker::metrics::install()?),
+        None => None,
+    };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rill-broker")
         .build()
         .context("starting the async runtime")?
-        .block_on(run(config))
+        .block_on(run(config, metrics))
 }
 
-async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+async fn run(
+    config: BrokerConfig,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> anyhow::Result<()> {
     let temporary = match &config.data_dir {
         Some(_) => None,
         None => Some(
@@ -63,6 +71,18 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         host: host.clone(),
         port: i32::from(port),
     };
+    let metrics_bound = match (config.metrics_listen, metrics) {
+        (Some(addr), Some(handle)) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            let bound = listener.local_addr()?;
+            tokio::spawn(rill_broker::metrics::upkeep(handle.clone()));
+            tokio::spawn(rill_broker::metrics::serve(listener, handle));
+            Some(bound)
+        }
+        _ => None,
+    };
     let broker = Arc::new(Broker::new(config, Arc::clone(&log), address));
     // One line on stdout for people and scripts: where to connect, where the data is.
     let mut out = std::io::stdout().lock();
@@ -76,6 +96,9 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             ""
         }
     )?;
+    if let Some(bound) = metrics_bound {
+        tracing::info!(%bound, "serving Prometheus metrics at /metrics");
+    }
     out.flush()?;
     drop(out);
     Server::new(listener, broker).run(shutdown_signal()).await;

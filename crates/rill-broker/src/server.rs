@@ -185,7 +185,15 @@ async fn serve_connection(
             .await
             .map_err(|_| io::Error::other("request budget closed"))?;
         let frame = read_frame(&mut stream, len, idle).await?;
-        handle_request(broker, &mut stream, frame, &stop).await?;
+        // A span per request (the frame always holds the header's first 8 bytes).
+        let span = tracing::debug_span!(
+            "request",
+            api_key = i16::from_be_bytes([frame[0], frame[1]]),
+            version = i16::from_be_bytes([frame[2], frame[3]]),
+            correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
+        );
+        tracing::Instrument::instrument(handle_request(broker, &mut stream, frame, &stop), span)
+            .await?;
         drop(permit);
     }
 }
@@ -231,6 +239,7 @@ async fn handle_request(
         }
     })?;
     let version = header.api_version;
+    metrics::counter!("rill_broker_requests_total", "api" => api_name(header.api_key)).increment(1);
     let mut buf = protocol::begin_frame(header.correlation_id);
     match request {
         Request::Unsupported => {
@@ -272,4 +281,12 @@ async fn handle_request(
     protocol::finish_frame(&mut buf, 0)?;
     stream.write_all(&buf).await?;
     Ok(())
+}
+
+/// A request's API, as a metric label.
+fn api_name(api_key: i16) -> &'static str {
+    match protocol::ApiKey::from_code(api_key) {
+        Some(api) => api.name(),
+        None => "unsupported",
+    }
 }

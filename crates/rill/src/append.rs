@@ -196,6 +196,7 @@ impl Partition {
         durability: Durability,
         room: Room,
     ) -> Result<Pending<AppendInfo>> {
+        let started = std::time::Instant::now();
         let max_batch_bytes = self.shared.max_batch_bytes.load(Ordering::Relaxed);
         let mut batch =
             ValidBatch::validate(batch, max_batch_bytes).map_err(Error::InvalidBatch)?;
@@ -228,6 +229,12 @@ impl Partition {
         let wants_sync = log.wants_sync() || log.has_roll_work();
         self.shared.publish(&log);
         let info = result.map_err(|e| self.shared.error(&log, e))?;
+        let metrics = &self.shared.metrics;
+        metrics.appends.increment(1);
+        metrics.append_bytes.increment(info.batch_bytes);
+        metrics
+            .append_seconds
+            .record(started.elapsed().as_secs_f64());
         if let Some(permit) = permit {
             let (reply, slot) = crate::pending::channel();
             permit.push(Request::AwaitDurable {

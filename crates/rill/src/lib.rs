@@ -40,6 +40,7 @@ mod error;
 mod growth;
 mod locate;
 mod log;
+mod metrics;
 mod partition;
 mod pending;
 mod producer_ids;

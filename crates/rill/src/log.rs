@@ -271,6 +271,7 @@ impl Log {
         for (part, slot) in found.into_iter().zip(slots) {
             match slot.into_inner() {
                 Some(Ok((log, report))) => {
+                    crate::metrics::recovery(&part.topic, part.index, &report);
                     let handle = self.attach(&part.topic, part.index, part.shard, log)?;
                     topics.entry(part.topic.clone()).or_default().push(handle);
                     reports.push(PartitionReport {

@@ -47,6 +47,8 @@ pub(crate) struct PartitionShared {
     /// The topic's `max_batch_bytes`, read by appends before they take the log's lock (a
     /// copy of the log's setting, changed with it under the lock).
     pub(crate) max_batch_bytes: AtomicUsize,
+    /// The partition's metric handles (`crate::metrics`).
+    pub(crate) metrics: crate::metrics::PartitionMetrics,
     /// Whether the topic stamps batches with log-append time (a copy of the log's setting, as
     /// above): the stamp recomputes the CRC, so it is done before the lock is taken.
     pub(crate) log_append_time: AtomicBool,
@@ -56,6 +58,7 @@ impl PartitionShared {
     pub(crate) fn new(topic: Arc<str>, index: u32, key: PartitionKey, log: PartitionLog) -> Self {
         let max_batch_bytes = log.config().max_batch_bytes;
         let log_append_time = log.config().timestamp_type == TimestampType::LogAppendTime;
+        let metrics = crate::metrics::PartitionMetrics::new(&topic, index);
         Self {
             topic,
             index,
@@ -70,6 +73,7 @@ impl PartitionShared {
             direct_reads: AtomicU64::new(0),
             waiters: crate::growth::Waiters::default(),
             ended: AtomicBool::new(false),
+            metrics,
             max_batch_bytes: AtomicUsize::new(max_batch_bytes),
             log_append_time: AtomicBool::new(log_append_time),
         }
@@ -103,9 +107,12 @@ impl PartitionShared {
     /// Publishes `log`'s offsets (the caller holds the log's lock, so publications keep the
     /// log's order).
     pub(crate) fn publish(&self, log: &PartitionLog) {
-        *self.offsets.lock() = log.offsets();
+        let offsets = log.offsets();
+        *self.offsets.lock() = offsets;
+        let failed = log.failure().is_some();
         self.ended
-            .store(log.failure().is_some() || log.is_closed(), Ordering::SeqCst);
+            .store(failed || log.is_closed(), Ordering::SeqCst);
+        self.metrics.offsets(&offsets, failed);
         self.waiters.wake_all();
     }
 

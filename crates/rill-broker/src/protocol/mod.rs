@@ -76,6 +76,25 @@ impl ApiKey {
         }
     }
 
+    /// Kafka's name of the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Produce => "Produce",
+            Self::Fetch => "Fetch",
+            Self::ListOffsets => "ListOffsets",
+            Self::Metadata => "Metadata",
+            Self::ApiVersions => "ApiVersions",
+            Self::CreateTopics => "CreateTopics",
+            Self::DeleteTopics => "DeleteTopics",
+            Self::DeleteRecords => "DeleteRecords",
+            Self::InitProducerId => "InitProducerId",
+            Self::DescribeConfigs => "DescribeConfigs",
+            Self::AlterConfigs => "AlterConfigs",
+            Self::CreatePartitions => "CreatePartitions",
+            Self::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        }
+    }
+
     /// The API of a key, if implemented.
     pub fn from_code(code: i16) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.code() == code)

@@ -249,6 +249,11 @@ impl PartitionLog {
         self.failed.as_ref()
     }
 
+    /// How many segments the log has.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
     /// Base offsets of the segments, oldest first.
     pub fn segment_base_offsets(&self) -> Vec<i64> {
         self.segments.keys().copied().collect()

@@ -64,6 +64,8 @@ pub(super) struct SyncInFlight {
     files_left: usize,
     /// The first that failed.
     failure: Option<(FileId, io::Error)>,
+    /// When it started (the sync latency metric).
+    started: std::time::Instant,
 }
 
 impl Shard {
@@ -151,6 +153,7 @@ impl Shard {
                         ticket,
                         files_left: self.files.len(),
                         failure: None,
+                        started: std::time::Instant::now(),
                     }));
                     state.sync_token = Some(token);
                     // Nobody waits for a sync that only bounds the unsynced bytes: it never
@@ -224,6 +227,9 @@ impl Shard {
         };
         state.sync_token = None;
         let part = &state.shared;
+        part.metrics
+            .sync_seconds
+            .record(sync.started.elapsed().as_secs_f64());
         let result = part.update(|log| {
             log.complete_sync(sync.ticket, sync.failure.map_or(Ok(()), Err))
                 .map(|_| ())

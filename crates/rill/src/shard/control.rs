@@ -63,6 +63,7 @@ impl Shard {
             if let Err(e) = log.maybe_checkpoint(now) {
                 tracing::warn!(error = %e, dir = %log.dir().display(), "checkpoint");
             }
+            state.shared.metrics.maintenance(&log);
             state.shared.publish(&log);
             // A safety net for roll work queued by a change the shard did not see.
             if log.has_roll_work() {
@@ -72,6 +73,7 @@ impl Shard {
         for key in roll_work {
             self.start_roll_work(key);
         }
+        crate::metrics::shard_queue(self.handle.id, &self.handle.queue_stats());
     }
 
     pub(super) fn close_all(&mut self) {
