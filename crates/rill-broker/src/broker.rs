@@ -19,14 +19,22 @@ pub struct Broker {
     /// What Metadata tells clients to connect to.
     pub address: BrokerAddress,
     pub cluster_id: String,
+    /// Consumer groups' committed offsets.
+    pub offsets: crate::offsets::Offsets,
     /// Produce requests handled, for the test-only fault
     /// (`BrokerConfig::fault_time_out_produces`).
     pub produce_requests: std::sync::atomic::AtomicU64,
 }
 
 impl Broker {
-    pub fn new(config: BrokerConfig, log: Arc<rill::Log>, address: BrokerAddress) -> Self {
+    pub fn new(
+        config: BrokerConfig,
+        log: Arc<rill::Log>,
+        address: BrokerAddress,
+        offsets: crate::offsets::Offsets,
+    ) -> Self {
         Self {
+            offsets,
             cluster_id: format!("rill-{}", address.node_id),
             topics: Topics::new(log),
             config,

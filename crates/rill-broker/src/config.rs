@@ -86,6 +86,9 @@ pub struct BrokerConfig {
     /// Sync partitions holding unsynced (acks=1) data this often; 0: never (they are synced
     /// by later durable produces, the unsynced-bytes bound and shutdown).
     pub flush_interval_ms: u64,
+    /// Committed offsets (group, topic, partition) the broker holds at most; commits of new
+    /// ones beyond it are refused.
+    pub max_committed_offsets: usize,
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// Largest record batch a produce may carry, in bytes (Kafka's `message.max.bytes`): the
@@ -123,6 +126,7 @@ impl Default for BrokerConfig {
             shutdown_timeout_ms: 10_000,
             flush_interval_ms: 1000,
             metrics_listen: None,
+            max_committed_offsets: 1_000_000,
             message_max_bytes: 1_048_588,
             fault_time_out_produces: 0,
         }
@@ -301,6 +305,9 @@ impl BrokerConfig {
         }
         if self.max_partitions == 0 || self.max_partitions_per_request == 0 {
             return bad("max_partitions and max_partitions_per_request must be at least 1");
+        }
+        if self.max_committed_offsets == 0 {
+            return bad("max_committed_offsets must be at least 1");
         }
         if self.message_max_bytes < 61 {
             return bad("message_max_bytes must be at least a batch header (61 bytes)");

@@ -83,7 +83,14 @@ async fn run(
         }
         _ => None,
     };
-    let broker = Arc::new(Broker::new(config, Arc::clone(&log), address));
+    let offsets_log = Arc::clone(&log);
+    let max_keys = config.max_committed_offsets;
+    let offsets = tokio::task::spawn_blocking(move || {
+        rill_broker::offsets::Offsets::open(&offsets_log, max_keys)
+    })
+    .await?
+    .context("opening the committed offsets")?;
+    let broker = Arc::new(Broker::new(config, Arc::clone(&log), address, offsets));
     // One line on stdout for people and scripts: where to connect, where the data is.
     let mut out = std::io::stdout().lock();
     writeln!(

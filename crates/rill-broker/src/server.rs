@@ -256,6 +256,9 @@ async fn handle_request(
         Request::DeleteTopics(r) => broker.delete_topics(version, &r, &mut buf).await,
         Request::DeleteRecords(r) => broker.delete_records(&r, &mut buf).await,
         Request::DescribeConfigs(r) => broker.describe_configs(version, &r, &mut buf),
+        Request::FindCoordinator(r) => broker.find_coordinator(version, &r, &mut buf),
+        Request::OffsetCommit(r) => broker.offset_commit(version, &r, &mut buf).await,
+        Request::OffsetFetch(r) => broker.offset_fetch(version, &r, &mut buf),
         Request::CreatePartitions(r) => broker.create_partitions(&r, &mut buf).await,
         Request::AlterConfigs {
             request,

@@ -38,6 +38,17 @@ impl Topics {
         &self.log
     }
 
+    /// Partitions of the topics clients created (the broker's own `__consumer_offsets` is not
+    /// counted against `max_partitions`).
+    fn client_partitions(&self) -> u64 {
+        self.log
+            .topics()
+            .iter()
+            .filter(|t| t.name != crate::offsets::OFFSETS_TOPIC)
+            .map(|t| u64::from(t.partitions))
+            .sum()
+    }
+
     /// A topic's partitions, or `None` if it does not exist.
     pub fn get(&self, name: &str) -> Option<TopicPartitions> {
         if let Some(found) = self.cache.read().get(name) {
@@ -89,12 +100,7 @@ impl Topics {
         max_partitions: u32,
     ) -> Result<(), CreateError> {
         let _one_at_a_time = self.creating.lock().await;
-        let held: u64 = self
-            .log
-            .topics()
-            .iter()
-            .map(|t| u64::from(t.partitions))
-            .sum();
+        let held = self.client_partitions();
         let current = self.log.partitions(name).map_or(0, |p| p.len() as u64);
         let added = u64::from(partitions).saturating_sub(current);
         if held + added > u64::from(max_partitions) {
@@ -141,12 +147,7 @@ impl Topics {
         config: rill::TopicConfig,
     ) -> Result<(), CreateError> {
         let _one_at_a_time = self.creating.lock().await;
-        let held: u64 = self
-            .log
-            .topics()
-            .iter()
-            .map(|t| u64::from(t.partitions))
-            .sum();
+        let held = self.client_partitions();
         if held + u64::from(partitions) > u64::from(max_partitions) {
             return Err(CreateError::Limit {
                 held,

@@ -50,3 +50,36 @@ fn kafka_python_admin() {
     );
     assert!(out.contains("\"ok\": true"), "{out}");
 }
+
+/// Committed offsets survive a broker killed with SIGKILL: kafka-python commits offset 40 of
+/// a partition it assigned itself, the broker is killed and restarted, and a new consumer of
+/// the group starts at 40 (`clients/offsets.py`).
+#[test]
+fn kafka_python_committed_offsets_survive_a_kill() {
+    if !kafka_python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &[]);
+    let out = run(
+        Command::new("python3")
+            .arg(client_script("offsets.py"))
+            .arg(&broker.addr)
+            .arg("commit"),
+        Duration::from_mins(2),
+    );
+    assert!(out.contains("\"committed\": 40"), "{out}");
+    broker.kill9();
+    let broker = Broker::start(dir.path(), &[]);
+    let out = run(
+        Command::new("python3")
+            .arg(client_script("offsets.py"))
+            .arg(&broker.addr)
+            .arg("resume"),
+        Duration::from_mins(2),
+    );
+    assert!(
+        out.contains("\"committed\": 40") && out.contains("\"first\": 40"),
+        "{out}"
+    );
+}

@@ -324,6 +324,9 @@ fn unknown_apis_and_versions_are_answered() {
             (1, 4, 11),
             (2, 1, 5),
             (3, 0, 8),
+            (8, 2, 7),
+            (9, 1, 5),
+            (10, 0, 2),
             (18, 0, 2),
             (19, 0, 4),
             (20, 0, 3),
@@ -338,7 +341,7 @@ fn unknown_apis_and_versions_are_answered() {
     // ApiVersions v2 lists the same, with throttle time.
     let mut r = c.call(API_VERSIONS, 2, &[]);
     assert_eq!(r.get_i16(), 0);
-    assert_eq!(r.get_i32(), 13);
+    assert_eq!(r.get_i32(), 16);
 
     // An unknown key, a version below the range and one above: UNSUPPORTED_VERSION, and the
     // connection stays usable.
@@ -346,8 +349,8 @@ fn unknown_apis_and_versions_are_answered() {
         let mut r = c.call(key, version, &[1, 2, 3]);
         assert_eq!(r.get_i16(), 35, "api {key} v{version}");
     }
-    // FindCoordinator v2 (consumer groups): the error-shaped response of that API.
-    let mut r = c.call(10, 2, &[0, 1, b'g', 0]);
+    // FindCoordinator v3 (flexible, not implemented): the error-shaped response of that API.
+    let mut r = c.call(10, 3, &[0, 1, b'g', 0]);
     assert_eq!(r.get_i32(), 0);
     assert_eq!(r.get_i16(), 35);
     assert!(c.api_versions_work());

@@ -8,6 +8,7 @@
 //! client_id: nullable string`; a response with `correlation_id: i32`.
 
 pub mod admin;
+pub mod groups;
 mod request;
 mod response;
 pub mod schema;
@@ -28,6 +29,9 @@ pub enum ApiKey {
     Fetch,
     ListOffsets,
     Metadata,
+    OffsetCommit,
+    OffsetFetch,
+    FindCoordinator,
     ApiVersions,
     CreateTopics,
     DeleteTopics,
@@ -41,11 +45,14 @@ pub enum ApiKey {
 
 impl ApiKey {
     /// Every implemented API, in key order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 16] = [
         Self::Produce,
         Self::Fetch,
         Self::ListOffsets,
         Self::Metadata,
+        Self::OffsetCommit,
+        Self::OffsetFetch,
+        Self::FindCoordinator,
         Self::ApiVersions,
         Self::CreateTopics,
         Self::DeleteTopics,
@@ -64,6 +71,9 @@ impl ApiKey {
             Self::Fetch => 1,
             Self::ListOffsets => 2,
             Self::Metadata => 3,
+            Self::OffsetCommit => 8,
+            Self::OffsetFetch => 9,
+            Self::FindCoordinator => 10,
             Self::ApiVersions => 18,
             Self::CreateTopics => 19,
             Self::DeleteTopics => 20,
@@ -83,6 +93,9 @@ impl ApiKey {
             Self::Fetch => "Fetch",
             Self::ListOffsets => "ListOffsets",
             Self::Metadata => "Metadata",
+            Self::OffsetCommit => "OffsetCommit",
+            Self::OffsetFetch => "OffsetFetch",
+            Self::FindCoordinator => "FindCoordinator",
             Self::ApiVersions => "ApiVersions",
             Self::CreateTopics => "CreateTopics",
             Self::DeleteTopics => "DeleteTopics",
@@ -105,9 +118,10 @@ impl ApiKey {
         match self {
             Self::Produce => (3, 8),
             Self::Fetch => (4, 11),
-            Self::ListOffsets => (1, 5),
+            Self::ListOffsets | Self::OffsetFetch => (1, 5),
             Self::Metadata => (0, 8),
-            Self::ApiVersions => (0, 2),
+            Self::OffsetCommit => (2, 7),
+            Self::FindCoordinator | Self::ApiVersions => (0, 2),
             Self::CreateTopics | Self::InitProducerId => (0, 4),
             Self::DeleteTopics | Self::DescribeConfigs => (0, 3),
             Self::DeleteRecords | Self::AlterConfigs | Self::CreatePartitions => (0, 1),
@@ -143,6 +157,10 @@ pub mod error_code {
     pub const INVALID_CONFIG: i16 = 40;
     pub const INVALID_REQUEST: i16 = 42;
     pub const POLICY_VIOLATION: i16 = 44;
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INVALID_GROUP_ID: i16 = 24;
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;

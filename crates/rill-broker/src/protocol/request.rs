@@ -30,6 +30,9 @@ pub enum Request {
     DeleteTopics(super::admin::DeleteTopicsRequest),
     DeleteRecords(super::admin::DeleteRecordsRequest),
     DescribeConfigs(super::admin::ConfigsRequest),
+    FindCoordinator(super::groups::FindCoordinatorRequest),
+    OffsetCommit(super::groups::OffsetCommitRequest),
+    OffsetFetch(super::groups::OffsetFetchRequest),
     CreatePartitions(super::admin::CreatePartitionsRequest),
     /// AlterConfigs (`incremental` false) or IncrementalAlterConfigs.
     AlterConfigs {
@@ -171,6 +174,11 @@ pub fn decode_request(frame: &[u8]) -> Result<(RequestHeader, Request), DecodeEr
         ApiKey::DescribeConfigs => {
             Request::DescribeConfigs(super::admin::describe_configs(&mut r, v)?)
         }
+        ApiKey::FindCoordinator => {
+            Request::FindCoordinator(super::groups::find_coordinator(&mut r, v)?)
+        }
+        ApiKey::OffsetCommit => Request::OffsetCommit(super::groups::offset_commit(&mut r, v)?),
+        ApiKey::OffsetFetch => Request::OffsetFetch(super::groups::offset_fetch(&mut r)?),
         ApiKey::CreatePartitions => {
             Request::CreatePartitions(super::admin::create_partitions(&mut r)?)
         }

@@ -48,30 +48,19 @@ pub fn api_versions(buf: &mut BytesMut, version: i16, error: i16) {
 /// ApiVersions gets Kafka's v0-format answer (UNSUPPORTED_VERSION and the supported ranges),
 /// which clients such as librdkafka use to retry with a version both sides speak. Other APIs
 /// are never sent by a client that read ApiVersions; they get the error-shaped response of
-/// the APIs clients commonly send unasked (group coordinator lookup, producer ids, SASL,
-/// group membership), and otherwise the bare error code (so the client reads the correlation
+/// the APIs clients commonly send unasked (a newer group coordinator lookup, SASL, group
+/// membership), and otherwise the bare error code (so the client reads the correlation
 /// id and a Kafka error, not a closed socket).
 pub fn unsupported(buf: &mut BytesMut, api_key: i16, version: i16) {
     const UNSUPPORTED: i16 = error_code::UNSUPPORTED_VERSION;
     match (api_key, version) {
         (18, _) => api_versions(buf, 0, UNSUPPORTED),
-        // FindCoordinator v0: error, node_id, host, port; v1–v3 add throttle and a message.
-        (10, 0) => {
-            buf.put_i16(UNSUPPORTED);
-            put_no_node(buf);
-        }
-        (10, 1..=3) => {
+        // FindCoordinator v3 (v0–v2 are implemented): throttle, error, message, no node.
+        (10, 3) => {
             buf.put_i32(0);
             buf.put_i16(UNSUPPORTED);
-            buf.put_nullable_string(Some("consumer groups are not supported by rill-broker"));
+            buf.put_nullable_string(Some("FindCoordinator v3 is not supported by rill-broker"));
             put_no_node(buf);
-        }
-        // InitProducerId v0–v1: throttle, error, producer_id, producer_epoch.
-        (22, 0 | 1) => {
-            buf.put_i32(0);
-            buf.put_i16(UNSUPPORTED);
-            buf.put_i64(-1);
-            buf.put_i16(-1);
         }
         // SaslHandshake v0–v1: error, mechanisms (none).
         (17, 0 | 1) => {
@@ -145,7 +134,8 @@ pub fn metadata(
         buf.put_i16(topic.error);
         buf.put_string(&topic.name);
         if version >= 1 {
-            buf.put_bool(false); // is_internal
+            // The committed offsets' topic is Kafka's internal one.
+            buf.put_bool(topic.name == "__consumer_offsets");
         }
         buf.put_array_len(topic.partitions.len());
         for &(index, error) in &topic.partitions {

@@ -1,0 +1,231 @@
+//! Committed offsets of consumer groups, stored durably in the compacted topic
+//! `__consumer_offsets` (one partition), as Kafka stores them: a commit is one batch of records
+//! keyed by (group, topic, partition), appended durably before it is acknowledged; compaction
+//! keeps the last commit of each key. At start the map is rebuilt by reading the topic.
+//!
+//! Record key: `group` (u16 length + UTF-8), `topic` (same), `partition` (i32); value: the
+//! offset (i64) and the metadata (u16 length + UTF-8, 0xFFFF for null). Big-endian.
+//!
+//! This is the storage of group offsets: commits from consumers that assign their partitions
+//! themselves (generation -1, no member id) are accepted; group membership (JoinGroup and the
+//! rest) is not implemented yet, so a commit naming a generation is refused with
+//! ILLEGAL_GENERATION.
+
+use bytes::{BufMut, BytesMut};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+
+/// The internal topic.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's `offset.metadata.max.bytes`.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+/// (group, topic, partition).
+type Key = (String, String, i32);
+
+/// The committed offsets, in memory and in the log.
+#[derive(Debug)]
+pub struct Offsets {
+    partition: rill::Partition,
+    committed: Mutex<HashMap<Key, (i64, Option<String>)>>,
+    /// Keys held at most: what clients can make the broker hold.
+    max_keys: usize,
+}
+
+/// Why a commit was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitError {
+    #[error("offset metadata longer than {MAX_METADATA_BYTES} bytes")]
+    MetadataTooLarge,
+    #[error("the broker holds {0} committed offsets, its limit")]
+    TooManyKeys(usize),
+    #[error(transparent)]
+    Engine(#[from] rill::Error),
+}
+
+fn put_str(out: &mut BytesMut, s: &str) {
+    out.put_u16(s.len() as u16);
+    out.put_slice(s.as_bytes());
+}
+
+fn encode_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
+    let mut out = BytesMut::with_capacity(8 + group.len() + topic.len());
+    put_str(&mut out, group);
+    put_str(&mut out, topic);
+    out.put_i32(partition);
+    out.to_vec()
+}
+
+fn encode_value(offset: i64, metadata: Option<&str>) -> Vec<u8> {
+    let mut out = BytesMut::with_capacity(10 + metadata.map_or(0, str::len));
+    out.put_i64(offset);
+    match metadata {
+        Some(m) => put_str(&mut out, m),
+        None => out.put_u16(u16::MAX),
+    }
+    out.to_vec()
+}
+
+fn take_str(buf: &mut &[u8]) -> Option<String> {
+    let (len, rest) = buf.split_first_chunk::<2>()?;
+    let len = usize::from(u16::from_be_bytes(*len));
+    let s = rest.get(..len)?;
+    *buf = &rest[len..];
+    String::from_utf8(s.to_vec()).ok()
+}
+
+fn decode_key(mut buf: &[u8]) -> Option<Key> {
+    let group = take_str(&mut buf)?;
+    let topic = take_str(&mut buf)?;
+    let partition = i32::from_be_bytes(*buf.first_chunk::<4>()?);
+    (buf.len() == 4).then_some((group, topic, partition))
+}
+
+fn decode_value(buf: &[u8]) -> Option<(i64, Option<String>)> {
+    let (offset, mut rest) = buf.split_first_chunk::<8>()?;
+    let offset = i64::from_be_bytes(*offset);
+    if rest == u16::MAX.to_be_bytes() {
+        return Some((offset, None));
+    }
+    let metadata = take_str(&mut rest)?;
+    rest.is_empty().then_some((offset, Some(metadata)))
+}
+
+impl Offsets {
+    /// Opens the store: creates the topic (compacted) if missing, and reads every commit in it
+    /// (bounded by what compaction keeps: one record per key). Blocking: file work.
+    pub fn open(log: &rill::Log, max_keys: usize) -> Result<Self, rill::Error> {
+        if log.partitions(OFFSETS_TOPIC).is_err() {
+            let config = rill::TopicConfig {
+                cleanup_policy: Some(rill::CleanupPolicy::Compact),
+                retention_ms: Some(None),
+                ..rill::TopicConfig::default()
+            };
+            log.create_topic_with(OFFSETS_TOPIC, 1, &config)?;
+        }
+        let partition = log.partition(OFFSETS_TOPIC, 0)?;
+        let mut committed = HashMap::new();
+        let end = partition.offsets().log_end;
+        let mut at = partition.offsets().log_start;
+        // Bounded: each read returns at least one batch and advances.
+        while at < end {
+            let read = partition.read(at, 1 << 20).wait()?;
+            for batch in read.batches() {
+                let Ok(records) = rill::batch::records(batch) else {
+                    continue;
+                };
+                for record in records.flatten() {
+                    let Some(key) = record.key.and_then(decode_key) else {
+                        continue;
+                    };
+                    match record.value.and_then(decode_value) {
+                        Some(value) => committed.insert(key, value),
+                        None => committed.remove(&key),
+                    };
+                }
+            }
+            at = read.next_offset;
+        }
+        Ok(Self {
+            partition,
+            committed: Mutex::new(committed),
+            max_keys,
+        })
+    }
+
+    /// Stores `commits` of `group` (topic, partition, offset, metadata) durably, as one batch,
+    /// then in memory.
+    pub async fn commit(
+        &self,
+        group: &str,
+        commits: &[(String, i32, i64, Option<String>)],
+    ) -> Result<(), CommitError> {
+        if commits
+            .iter()
+            .any(|c| c.3.as_ref().is_some_and(|m| m.len() > MAX_METADATA_BYTES))
+        {
+            return Err(CommitError::MetadataTooLarge);
+        }
+        {
+            let committed = self.committed.lock();
+            let new_keys = commits
+                .iter()
+                .filter(|c| !committed.contains_key(&(group.to_owned(), c.0.clone(), c.1)))
+                .count();
+            if committed.len() + new_keys > self.max_keys {
+                return Err(CommitError::TooManyKeys(self.max_keys));
+            }
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let encoded: Vec<(Vec<u8>, Vec<u8>)> = commits
+            .iter()
+            .map(|(topic, partition, offset, metadata)| {
+                (
+                    encode_key(group, topic, *partition),
+                    encode_value(*offset, metadata.as_deref()),
+                )
+            })
+            .collect();
+        let records: Vec<rill::Record<'_>> = encoded
+            .iter()
+            .map(|(key, value)| rill::Record {
+                key: Some(key.as_slice()),
+                ..rill::Record::value(now_ms, value.as_slice())
+            })
+            .collect();
+        self.partition
+            .append_records_with(&records, rill::Durability::Durable)
+            .await?;
+        let mut committed = self.committed.lock();
+        for (topic, partition, offset, metadata) in commits {
+            committed.insert(
+                (group.to_owned(), topic.clone(), *partition),
+                (*offset, metadata.clone()),
+            );
+        }
+        Ok(())
+    }
+
+    /// `group`'s committed offset of a partition, if any.
+    pub fn fetch(&self, group: &str, topic: &str, partition: i32) -> Option<(i64, Option<String>)> {
+        self.committed
+            .lock()
+            .get(&(group.to_owned(), topic.to_owned(), partition))
+            .cloned()
+    }
+
+    /// Every partition `group` committed, by topic.
+    pub fn of_group(&self, group: &str) -> Vec<(String, i32, i64, Option<String>)> {
+        let mut out: Vec<_> = self
+            .committed
+            .lock()
+            .iter()
+            .filter(|((g, _, _), _)| g == group)
+            .map(|((_, t, p), (o, m))| (t.clone(), *p, *o, m.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    #[test]
+    fn keys_and_values_round_trip() {
+        let key = encode_key("g", "orders", 7);
+        assert_eq!(decode_key(&key), Some(("g".into(), "orders".into(), 7)));
+        assert_eq!(
+            decode_value(&encode_value(42, Some("m"))),
+            Some((42, Some("m".into())))
+        );
+        assert_eq!(decode_value(&encode_value(42, None)), Some((42, None)));
+        assert_eq!(decode_key(&key[..key.len() - 1]), None);
+        assert_eq!(decode_value(&[0; 3]), None);
+    }
+}
