@@ -57,20 +57,9 @@ impl Log {
             config: config.clone(),
         };
         topic_store::write(disk, data_dir, name, &stored)?;
-        let shards = self.inner.shards.len();
         let mut logs = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
-            let dir = data_dir.join(topic::dir_name(name, index));
-            let shard = topic::shard_of(name, index, shards);
-            let (log, _report) = PartitionLog::open(
-                Arc::clone(&self.inner.disks[shard]),
-                &dir,
-                log_config.clone(),
-                OpenOptions {
-                    repair: false,
-                    now_ms: self.inner.config.wall_clock.now_ms(),
-                },
-            )?;
+            let (shard, log) = self.open_new_partition(name, index, &log_config)?;
             logs.push((index, shard, log));
         }
         sync_dir(disk, data_dir)?;
@@ -156,20 +145,9 @@ impl Log {
             .stored_topics
             .write()
             .insert(topic.to_string(), stored);
-        let shards = self.inner.shards.len();
         let mut handles = Vec::with_capacity((partitions - existing) as usize);
         for index in existing..partitions {
-            let dir = data_dir.join(topic::dir_name(topic, index));
-            let shard = topic::shard_of(topic, index, shards);
-            let (log, _report) = PartitionLog::open(
-                Arc::clone(&self.inner.disks[shard]),
-                &dir,
-                log_config.clone(),
-                OpenOptions {
-                    repair: false,
-                    now_ms: self.inner.config.wall_clock.now_ms(),
-                },
-            )?;
+            let (shard, log) = self.open_new_partition(topic, index, &log_config)?;
             handles.push(self.attach(topic, index, shard, log)?);
         }
         sync_dir(disk, data_dir)?;
@@ -221,5 +199,31 @@ impl Log {
             partition.shared.set_config(log_config.clone())?;
         }
         Ok(())
+    }
+
+    /// Creates (durably) and opens partition `index` of `topic`, on its shard's disk: returns
+    /// the shard and the log, to attach.
+    fn open_new_partition(
+        &self,
+        topic: &str,
+        index: u32,
+        log_config: &LogConfig,
+    ) -> Result<(usize, PartitionLog)> {
+        let dir = self
+            .inner
+            .config
+            .data_dir
+            .join(topic::dir_name(topic, index));
+        let shard = topic::shard_of(topic, index, self.inner.shards.len());
+        let (log, _report) = PartitionLog::open(
+            Arc::clone(&self.inner.disks[shard]),
+            &dir,
+            log_config.clone(),
+            OpenOptions {
+                repair: false,
+                now_ms: self.inner.config.wall_clock.now_ms(),
+            },
+        )?;
+        Ok((shard, log))
     }
 }
