@@ -46,11 +46,14 @@ impl Broker {
     /// Whether the test-only fault answers this produce request as timed out.
     pub fn time_out_this_produce(&self) -> bool {
         let every = u64::from(self.config.fault_time_out_produces);
+        if every == 0 {
+            return false;
+        }
         let n = self
             .produce_requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        every > 0 && n.is_multiple_of(every)
+        n.is_multiple_of(every)
     }
 
     /// The end of what consumers see (the high watermark), given a partition's log end and

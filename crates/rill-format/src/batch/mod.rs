@@ -476,10 +476,11 @@ pub fn validate_producer_batch(
 /// Makes a validated batch's timestamps log-append time, as a broker does for a topic with
 /// `message.timestamp.type=LogAppendTime`: sets the timestamp-type attribute and `maxTimestamp`
 /// to `now_ms` and recomputes the CRC (both fields are under it). Records keep their own
-/// timestamps; readers take `maxTimestamp` for every record of such a batch.
-pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
+/// timestamps; readers take `maxTimestamp` for every record of such a batch. Returns the new
+/// CRC (`None`, and nothing changed, for a buffer shorter than a header).
+pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) -> Option<u32> {
     if batch.len() < HEADER_BYTES {
-        return;
+        return None;
     }
     let attributes = i16::from_be_bytes([batch[field::ATTRIBUTES], batch[field::ATTRIBUTES + 1]])
         | Attributes::TIMESTAMP_TYPE_LOG_APPEND;
@@ -487,6 +488,7 @@ pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[field::MAX_TIMESTAMP..field::MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
     let crc = compute_crc(batch);
     batch[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Some(crc)
 }
 
 /// Checks a batch read back from a segment: shape, exact length, CRC, and that it sits at

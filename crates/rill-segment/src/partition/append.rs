@@ -49,10 +49,12 @@ impl ValidBatch {
     /// see [`batch::stamp_log_append_time`]): for a topic of that timestamp type, on the
     /// caller's thread, since it recomputes the CRC.
     pub fn stamp_log_append_time(&mut self, now_ms: i64) {
-        batch::stamp_log_append_time(&mut self.bytes, now_ms);
-        self.header.attributes.0 |= batch::Attributes::TIMESTAMP_TYPE_LOG_APPEND;
-        self.header.max_timestamp = now_ms;
-        self.header.crc = batch::compute_crc(&self.bytes);
+        // A valid batch holds a header: the stamp always applies.
+        if let Some(crc) = batch::stamp_log_append_time(&mut self.bytes, now_ms) {
+            self.header.attributes.0 |= batch::Attributes::TIMESTAMP_TYPE_LOG_APPEND;
+            self.header.max_timestamp = now_ms;
+            self.header.crc = crc;
+        }
     }
 
     /// Its size in bytes.
