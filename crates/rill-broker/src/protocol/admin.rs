@@ -4,6 +4,7 @@
 //! AlterConfigs 0–1, IncrementalAlterConfigs 0.
 
 use super::DecodeError;
+use super::response::put_by_topic;
 use super::wire::{Reader, WriteExt};
 use bytes::{BufMut, BytesMut};
 
@@ -178,16 +179,11 @@ pub type DeletedRecords = (i32, i64, i16);
 /// DeleteRecords v0–v1: per topic, each partition's result.
 pub fn delete_records_response(buf: &mut BytesMut, results: &[(String, Vec<DeletedRecords>)]) {
     buf.put_i32(0);
-    buf.put_array_len(results.len());
-    for (name, partitions) in results {
-        buf.put_string(name);
-        buf.put_array_len(partitions.len());
-        for (index, low_watermark, error) in partitions {
-            buf.put_i32(*index);
-            buf.put_i64(*low_watermark);
-            buf.put_i16(*error);
-        }
-    }
+    put_by_topic(buf, results, |buf, (index, low_watermark, error)| {
+        buf.put_i32(*index);
+        buf.put_i64(*low_watermark);
+        buf.put_i16(*error);
+    });
 }
 
 /// One described setting: (name, value, whether the topic sets it itself).

@@ -2,6 +2,7 @@
 //! FindCoordinator 0–2, OffsetCommit 2–7, OffsetFetch 1–5.
 
 use super::DecodeError;
+use super::response::put_by_topic;
 use super::wire::{Reader, WriteExt};
 use bytes::{BufMut, BytesMut};
 
@@ -119,15 +120,10 @@ pub fn offset_commit_response(
     if version >= 3 {
         buf.put_i32(0);
     }
-    buf.put_array_len(topics.len());
-    for (name, partitions) in topics {
-        buf.put_string(name);
-        buf.put_array_len(partitions.len());
-        for (index, error) in partitions {
-            buf.put_i32(*index);
-            buf.put_i16(*error);
-        }
-    }
+    put_by_topic(buf, topics, |buf, (index, error)| {
+        buf.put_i32(*index);
+        buf.put_i16(*error);
+    });
 }
 
 /// One partition of an OffsetFetch answer: (partition, offset or -1, metadata, error).
@@ -143,11 +139,10 @@ pub fn offset_fetch_response(
     if version >= 3 {
         buf.put_i32(0);
     }
-    buf.put_array_len(topics.len());
-    for (name, partitions) in topics {
-        buf.put_string(name);
-        buf.put_array_len(partitions.len());
-        for (index, offset, metadata, partition_error) in partitions {
+    put_by_topic(
+        buf,
+        topics,
+        |buf, (index, offset, metadata, partition_error)| {
             buf.put_i32(*index);
             buf.put_i64(*offset);
             if version >= 5 {
@@ -155,8 +150,8 @@ pub fn offset_fetch_response(
             }
             buf.put_nullable_string(metadata.as_deref());
             buf.put_i16(*partition_error);
-        }
-    }
+        },
+    );
     if version >= 2 {
         buf.put_i16(error);
     }

@@ -208,7 +208,7 @@ pub fn produce(buf: &mut BytesMut, version: i16, topics: &[(String, Vec<ProduceP
 }
 
 /// The `[topic name, [partition]]` nesting of Produce and ListOffsets responses.
-fn put_by_topic<T>(
+pub(super) fn put_by_topic<T>(
     buf: &mut BytesMut,
     topics: &[(String, Vec<T>)],
     mut put_partition: impl FnMut(&mut BytesMut, &T),
