@@ -116,8 +116,14 @@ impl PartitionLog {
             config: &config,
             options,
             report: RecoveryReport::default(),
+            snapshots: BTreeSet::new(),
+            has_clean_point: false,
         };
         let (segments, checkpoint, watermark) = recovery.run()?;
+        let (snapshots, has_clean_point) = (
+            std::mem::take(&mut recovery.snapshots),
+            recovery.has_clean_point,
+        );
         let report = recovery.report;
         let mut log = PartitionLog::assemble(
             disk,
@@ -128,8 +134,12 @@ impl PartitionLog {
             watermark,
             options.now_ms,
         );
+        // What recovery's listing found: no second listing, no open of a file not there.
+        log.snapshots = snapshots;
         log.load_producers(options.now_ms)?;
-        log.load_clean_point();
+        if has_clean_point {
+            log.load_clean_point();
+        }
         Ok((log, report))
     }
 }
@@ -140,6 +150,10 @@ struct Recovery<'a> {
     config: &'a LogConfig,
     options: OpenOptions,
     report: RecoveryReport,
+    /// Producer snapshot files found by the listing (by offset).
+    snapshots: BTreeSet<i64>,
+    /// Whether the listing found the cleaner's clean point file.
+    has_clean_point: bool,
 }
 
 type Segments = BTreeMap<i64, Segment>;
@@ -269,6 +283,14 @@ impl Recovery<'_> {
         let mut logs = BTreeSet::new();
         let mut indexes = Vec::new();
         for name in &names {
+            if let Some(offset) = rill_format::producer_snapshot::parse_file_name(name) {
+                self.snapshots.insert(offset);
+                continue;
+            }
+            if name == rill_format::clean_point::CLEAN_POINT_FILE {
+                self.has_clean_point = true;
+                continue;
+            }
             if name == checkpoint::CHECKPOINT_TEMP_FILE {
                 self.remove(&self.dir.join(name))?;
                 continue;

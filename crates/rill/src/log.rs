@@ -196,12 +196,11 @@ impl Log {
                 return Err(e);
             }
         };
-        let highest_seen = log.highest_producer_id();
         let ids = ProducerIds::open(
             log.inner.storage.disk(),
             &data_dir,
             log.inner.config.repair,
-            highest_seen,
+            || log.highest_producer_id(),
         );
         let ids = match ids {
             Ok(ids) => ids,

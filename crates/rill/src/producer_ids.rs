@@ -35,12 +35,13 @@ pub(crate) struct ProducerIds {
 
 impl ProducerIds {
     /// Reads the file (missing: ids start at 0). A damaged file fails the open, unless
-    /// `repair`, which starts past any id the log's partitions hold (`highest_seen`).
+    /// `repair`, which starts past any id the log's partitions hold (`highest_seen`, asked
+    /// only then: it looks at every partition).
     pub(crate) fn open(
         disk: &dyn Disk,
         data_dir: &Path,
         repair: bool,
-        highest_seen: i64,
+        highest_seen: impl FnOnce() -> i64,
     ) -> Result<Self> {
         let path = data_dir.join(PRODUCER_IDS_FILE);
         let next = match read(disk, &path)? {
@@ -48,7 +49,7 @@ impl ProducerIds {
             Some(Ok(next)) => next,
             Some(Err(detail)) if repair => {
                 tracing::warn!(path = %path.display(), %detail, "damaged producer-id file: ids restart past the highest in the log (repair)");
-                highest_seen.saturating_add(1).max(0)
+                highest_seen().saturating_add(1).max(0)
             }
             Some(Err(detail)) => {
                 return Err(Error::DamagedMetadata { path, detail });
@@ -109,7 +110,7 @@ mod tests {
         let disk = SimDisk::new(3);
         disk::create_dir_durably(&disk, data).unwrap();
         for cut in [0u64, 1, 2, 3, 5, 8, 50] {
-            let ids = ProducerIds::open(&disk, data, false, -1).unwrap();
+            let ids = ProducerIds::open(&disk, data, false, || -1).unwrap();
             disk.power_cut_after(cut);
             for _ in 0..(BLOCK as usize + 10) {
                 match ids.next(&disk) {

@@ -17,7 +17,7 @@ use super::headers::HeaderWindow;
 use crate::disk::{self, Disk, OpenMode};
 use crate::error::LogError;
 use crate::producers::{ProducerSnapshot, ProducerState};
-use rill_format::producer_snapshot::{file_name, parse_file_name};
+use rill_format::producer_snapshot::file_name;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -149,13 +149,11 @@ impl PartitionLog {
     /// Loads the producer state at open or after a truncation: the newest valid snapshot at or
     /// below the end, then the batches after it (see the module documentation). Snapshots
     /// beyond the end are removed.
+    /// `self.snapshots` names the snapshot files on disk: filled from recovery's listing at
+    /// open, kept as snapshots are written and removed.
     pub(crate) fn load_producers(&mut self, now_ms: i64) -> Result<(), LogError> {
         let end = self.written_offset;
         let disk = std::sync::Arc::clone(&self.disk);
-        let names = disk
-            .list_dir(&self.dir)
-            .map_err(|e| LogError::io("list dir", &self.dir, e))?;
-        self.snapshots = names.iter().filter_map(|n| parse_file_name(n)).collect();
         let beyond: Vec<i64> = self.snapshots.range(end + 1..).copied().collect();
         for offset in &beyond {
             remove_snapshot(disk.as_ref(), &self.dir, *offset)
