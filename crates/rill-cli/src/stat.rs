@@ -11,9 +11,6 @@ use rill_segment::segment::FileKind;
 use std::io::Write;
 use std::path::Path;
 
-/// `cleanup.policy`'s key in a topic's configuration file (docs/FORMAT.md §7).
-const CLEANUP_POLICY_KEY: u16 = 10;
-
 /// One partition's numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionStat {
@@ -107,7 +104,7 @@ fn compaction(partition: &PartitionDir, log_start: i64) -> Result<Option<(i64, u
 }
 
 /// Whether the partition's topic is compacted, by its stored configuration
-/// (`<data dir>/topic-configs/<topic>.cfg`, key 10 `cleanup.policy`: 1 compact, 2 both).
+/// (`<data dir>/topic-configs/<topic>.cfg`, `cleanup.policy`: 1 compact, 2 both).
 fn topic_compacts(partition: &PartitionDir) -> bool {
     let Some((topic, _)) = &partition.name else {
         return false;
@@ -125,7 +122,7 @@ fn topic_compacts(partition: &PartitionDir) -> bool {
             record
                 .entries
                 .iter()
-                .any(|&(key, value)| key == CLEANUP_POLICY_KEY && value != 0)
+                .any(|&(key, value)| key == topic_config::key::CLEANUP_POLICY && value != 0)
         })
 }
 

@@ -33,6 +33,35 @@ pub const MAX_FILE_BYTES: usize = HEADER_BYTES + MAX_ENTRIES * ENTRY_BYTES + CRC
 const MAGIC: &[u8; 8] = b"RILLTOPC";
 const VERSION: u16 = 1;
 
+/// The keys' numbers in the file (docs/FORMAT.md §7), never reused. What each means is
+/// `rill`'s `TopicKey`; tools that read the file without `rill` use these.
+pub mod key {
+    /// `segment.bytes`.
+    pub const SEGMENT_BYTES: u16 = 1;
+    /// `segment.ms`.
+    pub const SEGMENT_MS: u16 = 2;
+    /// `index.interval.bytes`.
+    pub const INDEX_INTERVAL_BYTES: u16 = 3;
+    /// `max.message.bytes`.
+    pub const MAX_MESSAGE_BYTES: u16 = 4;
+    /// `retention.bytes`.
+    pub const RETENTION_BYTES: u16 = 5;
+    /// `retention.ms`.
+    pub const RETENTION_MS: u16 = 6;
+    /// `message.timestamp.type`.
+    pub const TIMESTAMP_TYPE: u16 = 7;
+    /// `message.timestamp.after.max.ms`.
+    pub const TIMESTAMP_AFTER_MAX_MS: u16 = 8;
+    /// `message.timestamp.before.max.ms`.
+    pub const TIMESTAMP_BEFORE_MAX_MS: u16 = 9;
+    /// `cleanup.policy` (0 delete, 1 compact, 2 both).
+    pub const CLEANUP_POLICY: u16 = 10;
+    /// `delete.retention.ms`.
+    pub const DELETE_RETENTION_MS: u16 = 11;
+    /// `min.cleanable.dirty.ratio`, in thousandths.
+    pub const MIN_CLEANABLE_DIRTY_RATIO: u16 = 12;
+}
+
 /// A topic's stored configuration: its partition count and `(key, value)` overrides, keys
 /// strictly ascending.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

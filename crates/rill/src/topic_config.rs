@@ -127,19 +127,20 @@ impl TopicKey {
 
     /// The key's number in the stored file (docs/FORMAT.md §7). Never reused.
     fn id(self) -> u16 {
+        use rill_format::topic_config::key;
         match self {
-            Self::SegmentBytes => 1,
-            Self::SegmentMs => 2,
-            Self::IndexIntervalBytes => 3,
-            Self::MaxBatchBytes => 4,
-            Self::RetentionBytes => 5,
-            Self::RetentionMs => 6,
-            Self::TimestampType => 7,
-            Self::MaxTimestampAheadMs => 8,
-            Self::MaxTimestampBehindMs => 9,
-            Self::CleanupPolicy => 10,
-            Self::DeleteRetentionMs => 11,
-            Self::MinCleanableDirtyRatio => 12,
+            Self::SegmentBytes => key::SEGMENT_BYTES,
+            Self::SegmentMs => key::SEGMENT_MS,
+            Self::IndexIntervalBytes => key::INDEX_INTERVAL_BYTES,
+            Self::MaxBatchBytes => key::MAX_MESSAGE_BYTES,
+            Self::RetentionBytes => key::RETENTION_BYTES,
+            Self::RetentionMs => key::RETENTION_MS,
+            Self::TimestampType => key::TIMESTAMP_TYPE,
+            Self::MaxTimestampAheadMs => key::TIMESTAMP_AFTER_MAX_MS,
+            Self::MaxTimestampBehindMs => key::TIMESTAMP_BEFORE_MAX_MS,
+            Self::CleanupPolicy => key::CLEANUP_POLICY,
+            Self::DeleteRetentionMs => key::DELETE_RETENTION_MS,
+            Self::MinCleanableDirtyRatio => key::MIN_CLEANABLE_DIRTY_RATIO,
         }
     }
 
