@@ -21,6 +21,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// Consumer groups' committed offsets.
     pub offsets: crate::offsets::Offsets,
+    /// Consumer groups' membership.
+    pub coordinator: Arc<crate::coordinator::Coordinator>,
     /// Produce requests handled, for the test-only fault
     /// (`BrokerConfig::fault_time_out_produces`).
     pub produce_requests: std::sync::atomic::AtomicU64,
@@ -35,6 +37,7 @@ impl Broker {
     ) -> Self {
         Self {
             offsets,
+            coordinator: Arc::new(crate::coordinator::Coordinator::new(config.coordinator())),
             cluster_id: format!("rill-{}", address.node_id),
             topics: Topics::new(log),
             config,

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// When a produce is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -97,6 +98,17 @@ pub struct BrokerConfig {
     /// Test-only fault: every Nth produce request is stored, then answered REQUEST_TIMED_OUT,
     /// so the client retries what it cannot know was stored (0: off).
     pub fault_time_out_produces: u32,
+    /// Session timeouts a group member may ask for (Kafka's `group.min.session.timeout.ms`
+    /// and `group.max.session.timeout.ms`); others are refused with INVALID_SESSION_TIMEOUT.
+    pub group_min_session_timeout_ms: u64,
+    pub group_max_session_timeout_ms: u64,
+    /// How long a group's first rebalance waits for more members to join (Kafka's
+    /// `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Members of one group at most (Kafka's `group.max.size`).
+    pub group_max_size: usize,
+    /// Groups with members the broker holds at most.
+    pub max_groups: usize,
 }
 
 impl Default for BrokerConfig {
@@ -129,6 +141,11 @@ impl Default for BrokerConfig {
             max_committed_offsets: 1_000_000,
             message_max_bytes: 1_048_588,
             fault_time_out_produces: 0,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_max_size: 1_000,
+            max_groups: 10_000,
         }
     }
 }
@@ -226,6 +243,12 @@ pub struct Flags {
     /// [default: 0, off].
     #[arg(long, hide = true)]
     pub fault_time_out_produces: Option<u32>,
+    /// Least session timeout a group member may ask for, in ms [default: 6000].
+    #[arg(long)]
+    pub group_min_session_timeout_ms: Option<u64>,
+    /// How long a group's first rebalance waits for more members, in ms [default: 3000].
+    #[arg(long)]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
 }
 
 impl BrokerConfig {
@@ -258,7 +281,9 @@ impl BrokerConfig {
             max_partitions,
             max_partitions_per_request,
             message_max_bytes,
-            fault_time_out_produces
+            fault_time_out_produces,
+            group_min_session_timeout_ms,
+            group_initial_rebalance_delay_ms
         );
         if flags.advertised_host.is_some() {
             config.advertised_host.clone_from(&flags.advertised_host);
@@ -312,6 +337,14 @@ impl BrokerConfig {
         if self.message_max_bytes < 61 {
             return bad("message_max_bytes must be at least a batch header (61 bytes)");
         }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return bad(
+                "group_min_session_timeout_ms must not exceed group_max_session_timeout_ms",
+            );
+        }
+        if self.group_max_size == 0 || self.max_groups == 0 {
+            return bad("group_max_size and max_groups must be at least 1");
+        }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
         }
@@ -331,6 +364,17 @@ impl BrokerConfig {
             }
         });
         (host, self.advertised_port.unwrap_or(bound.port()))
+    }
+
+    /// The group coordinator's settings.
+    pub fn coordinator(&self) -> crate::coordinator::CoordinatorConfig {
+        crate::coordinator::CoordinatorConfig {
+            min_session_timeout: Duration::from_millis(self.group_min_session_timeout_ms),
+            max_session_timeout: Duration::from_millis(self.group_max_session_timeout_ms),
+            initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
+            max_group_size: self.group_max_size,
+            max_groups: self.max_groups,
+        }
     }
 
     /// The rill configuration for `data_dir`.

@@ -1,21 +1,23 @@
-//! Consumer-group coordination on the broker, as far as it goes: this broker coordinates
-//! every group (FindCoordinator), and stores and serves committed offsets (OffsetCommit,
-//! OffsetFetch) durably in `__consumer_offsets` (`crate::offsets`). Group membership
-//! (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) is not implemented yet: commits of consumers
-//! that assign their partitions themselves (generation -1) are accepted, others are refused
-//! with ILLEGAL_GENERATION.
+//! Consumer groups on the broker, apart from membership (`crate::membership`): this broker
+//! coordinates every group (FindCoordinator); committed offsets are stored durably in
+//! `__consumer_offsets` (`crate::offsets`) once the coordinator accepts the committing
+//! member's generation; ListGroups, DescribeGroups and DeleteGroups.
 
 use crate::broker::Broker;
 use crate::errors::kafka_code;
 use crate::offsets::CommitError;
 use crate::protocol::error_code as code;
 use crate::protocol::groups::{
-    self, FetchedOffset, FindCoordinatorRequest, OffsetCommitRequest, OffsetFetchRequest,
+    self, FetchTopics, FetchedGroup, FetchedOffset, FindCoordinatorRequest, OffsetCommitRequest,
+    OffsetFetchRequest,
+};
+use crate::protocol::membership::{
+    self, DescribedGroup, GroupsRequest, ListGroupsRequest, ListedGroup,
 };
 use bytes::BytesMut;
 
 impl Broker {
-    /// FindCoordinator: this broker, for a group; transactional ids are not supported.
+    /// FindCoordinator: this broker, for every group; transactional ids are not supported.
     pub fn find_coordinator(
         &self,
         version: i16,
@@ -27,71 +29,95 @@ impl Broker {
             self.address.host.as_str(),
             self.address.port,
         );
-        if request.key_type != 0 {
-            groups::find_coordinator_response(
-                buf,
-                version,
-                code::COORDINATOR_NOT_AVAILABLE,
-                Some("transactions are not supported"),
-                (-1, "", -1),
-            );
-            return;
-        }
-        groups::find_coordinator_response(buf, version, code::NONE, None, node);
+        let answers: Vec<groups::Coordinator<'_>> = request
+            .keys
+            .iter()
+            .map(|key| {
+                if request.key_type != 0 {
+                    (
+                        key.as_str(),
+                        code::COORDINATOR_NOT_AVAILABLE,
+                        Some("transactions are not supported"),
+                        (-1, "", -1),
+                    )
+                } else if key.is_empty() {
+                    (key.as_str(), code::INVALID_GROUP_ID, None, (-1, "", -1))
+                } else {
+                    (key.as_str(), code::NONE, None, node)
+                }
+            })
+            .collect();
+        groups::find_coordinator_response(buf, version, &answers);
     }
 
-    /// OffsetCommit: the offsets stored durably, then answered.
+    /// OffsetCommit: checked against the group's generation, stored durably, then answered.
     pub async fn offset_commit(
         &self,
         version: i16,
         request: &OffsetCommitRequest,
         buf: &mut BytesMut,
     ) {
-        let answer_all = |error: i16| -> Vec<(String, Vec<(i32, i16)>)> {
-            request
-                .topics
-                .iter()
-                .map(|(name, partitions)| {
-                    (
-                        name.clone(),
-                        partitions.iter().map(|p| (p.0, error)).collect(),
-                    )
-                })
-                .collect()
-        };
         let error = if request.group_id.is_empty() {
             code::INVALID_GROUP_ID
-        } else if request.generation_id >= 0 || !request.member_id.is_empty() {
-            // Membership is not implemented: no generation can be current.
-            code::ILLEGAL_GENERATION
+        } else if let Err(error) = self.coordinator.check_commit(
+            &request.group_id,
+            (&request.member_id, request.group_instance_id.as_deref()),
+            request.generation_id,
+        ) {
+            error
         } else {
-            let commits: Vec<(String, i32, i64, Option<String>)> = request
-                .topics
-                .iter()
-                .flat_map(|(topic, partitions)| {
-                    partitions.iter().map(move |(index, offset, metadata)| {
-                        (topic.clone(), *index, *offset, metadata.clone())
-                    })
-                })
-                .collect();
-            match self.offsets.commit(&request.group_id, &commits).await {
-                Ok(()) => code::NONE,
-                Err(CommitError::MetadataTooLarge) => code::OFFSET_METADATA_TOO_LARGE,
-                Err(e @ CommitError::TooManyKeys(_)) => {
-                    tracing::warn!(error = %e, group = %request.group_id, "offset commit refused");
-                    code::POLICY_VIOLATION
-                }
-                Err(CommitError::Engine(e)) => kafka_code(&e, true),
-            }
+            self.store_commits(request).await
         };
-        groups::offset_commit_response(buf, version, &answer_all(error));
+        let answer: Vec<(String, Vec<(i32, i16)>)> = request
+            .topics
+            .iter()
+            .map(|(name, partitions)| {
+                (
+                    name.clone(),
+                    partitions.iter().map(|p| (p.0, error)).collect(),
+                )
+            })
+            .collect();
+        groups::offset_commit_response(buf, version, &answer);
     }
 
-    /// OffsetFetch: the committed offsets asked for (-1 where none), or every one the group
-    /// committed.
+    async fn store_commits(&self, request: &OffsetCommitRequest) -> i16 {
+        let commits: Vec<(String, i32, i64, Option<String>)> = request
+            .topics
+            .iter()
+            .flat_map(|(topic, partitions)| {
+                partitions.iter().map(move |(index, offset, metadata)| {
+                    (topic.clone(), *index, *offset, metadata.clone())
+                })
+            })
+            .collect();
+        match self.offsets.commit(&request.group_id, &commits).await {
+            Ok(()) => code::NONE,
+            Err(CommitError::MetadataTooLarge) => code::OFFSET_METADATA_TOO_LARGE,
+            Err(e @ CommitError::TooManyKeys(_)) => {
+                tracing::warn!(error = %e, group = %request.group_id, "offset commit refused");
+                code::POLICY_VIOLATION
+            }
+            Err(CommitError::Engine(e)) => kafka_code(&e, true),
+        }
+    }
+
+    /// OffsetFetch: per group, the committed offsets asked for (-1 where none), or every one
+    /// the group committed.
     pub fn offset_fetch(&self, version: i16, request: &OffsetFetchRequest, buf: &mut BytesMut) {
-        let topics: Vec<(String, Vec<FetchedOffset>)> = if let Some(topics) = &request.topics {
-            topics
+        let answers: Vec<FetchedGroup> = request
+            .groups
+            .iter()
+            .map(|(group_id, topics)| {
+                (group_id.clone(), self.fetched(group_id, topics), code::NONE)
+            })
+            .collect();
+        groups::offset_fetch_response(buf, version, &answers);
+    }
+
+    fn fetched(&self, group_id: &str, topics: &FetchTopics) -> Vec<(String, Vec<FetchedOffset>)> {
+        if let Some(topics) = topics {
+            return topics
                 .iter()
                 .map(|(topic, partitions)| {
                     let fetched = partitions
@@ -99,26 +125,96 @@ impl Broker {
                         .map(|&index| {
                             let (offset, metadata) = self
                                 .offsets
-                                .fetch(&request.group_id, topic, index)
+                                .fetch(group_id, topic, index)
                                 .unwrap_or((-1, Some(String::new())));
                             (index, offset, metadata, code::NONE)
                         })
                         .collect();
                     (topic.clone(), fetched)
                 })
-                .collect()
-        } else {
-            let mut by_topic: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
-            for (topic, index, offset, metadata) in self.offsets.of_group(&request.group_id) {
-                match by_topic.last_mut() {
-                    Some((name, partitions)) if *name == topic => {
-                        partitions.push((index, offset, metadata, code::NONE));
-                    }
-                    _ => by_topic.push((topic, vec![(index, offset, metadata, code::NONE)])),
+                .collect();
+        }
+        let mut by_topic: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
+        for (topic, index, offset, metadata) in self.offsets.of_group(group_id) {
+            match by_topic.last_mut() {
+                Some((name, partitions)) if *name == topic => {
+                    partitions.push((index, offset, metadata, code::NONE));
                 }
+                _ => by_topic.push((topic, vec![(index, offset, metadata, code::NONE)])),
             }
-            by_topic
-        };
-        groups::offset_fetch_response(buf, version, &topics, code::NONE);
+        }
+        by_topic
+    }
+
+    /// ListGroups: the groups with members, and those known only by their committed offsets
+    /// (Empty), filtered by state (v4+).
+    pub fn list_groups(&self, version: i16, request: &ListGroupsRequest, buf: &mut BytesMut) {
+        let mut listed: Vec<ListedGroup> = self.coordinator.list();
+        for group_id in self.offsets.groups() {
+            if !listed.iter().any(|(id, _, _)| *id == group_id) {
+                listed.push((group_id, String::new(), "Empty"));
+            }
+        }
+        let filter = &request.states_filter;
+        listed.retain(|(_, _, state)| {
+            filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(state))
+        });
+        listed.sort();
+        membership::list_groups_response(buf, version, code::NONE, &listed);
+    }
+
+    /// DescribeGroups: members and assignments of groups with members; a group known only by
+    /// its offsets is Empty; an unknown one is Dead (Kafka's answer before v6).
+    pub fn describe_groups(&self, version: i16, request: &GroupsRequest, buf: &mut BytesMut) {
+        let described: Vec<DescribedGroup> = request
+            .groups
+            .iter()
+            .map(|group_id| {
+                self.coordinator.describe(group_id).unwrap_or_else(|| {
+                    let state = if self.offsets.has_group(group_id) {
+                        "Empty"
+                    } else {
+                        "Dead"
+                    };
+                    DescribedGroup {
+                        error: if group_id.is_empty() {
+                            code::INVALID_GROUP_ID
+                        } else {
+                            code::NONE
+                        },
+                        group_id: group_id.clone(),
+                        state,
+                        protocol_type: String::new(),
+                        protocol_data: String::new(),
+                        members: Vec::new(),
+                    }
+                })
+            })
+            .collect();
+        membership::describe_groups_response(buf, version, &described);
+    }
+
+    /// DeleteGroups: a group without members loses its committed offsets (tombstones in
+    /// `__consumer_offsets`, stored durably before the answer).
+    pub async fn delete_groups(&self, version: i16, request: &GroupsRequest, buf: &mut BytesMut) {
+        let mut results = Vec::with_capacity(request.groups.len());
+        for group_id in &request.groups {
+            let error = if group_id.is_empty() {
+                code::INVALID_GROUP_ID
+            } else if self.coordinator.has_members(group_id) {
+                code::NON_EMPTY_GROUP
+            } else {
+                match self.offsets.delete_group(group_id).await {
+                    Ok(true) => {
+                        tracing::info!(group = %group_id, "group deleted");
+                        code::NONE
+                    }
+                    Ok(false) => code::GROUP_ID_NOT_FOUND,
+                    Err(e) => kafka_code(&e, true),
+                }
+            };
+            results.push((group_id.clone(), error));
+        }
+        membership::delete_groups_response(buf, version, &results);
     }
 }

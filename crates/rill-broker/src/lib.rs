@@ -17,9 +17,11 @@
 pub mod admin;
 pub mod broker;
 pub mod config;
+pub mod coordinator;
 pub mod errors;
 pub mod fetch;
 pub mod groups;
+pub mod membership;
 pub mod metrics;
 pub mod offsets;
 pub mod produce;

@@ -6,10 +6,9 @@
 //! Record key: `group` (u16 length + UTF-8), `topic` (same), `partition` (i32); value: the
 //! offset (i64) and the metadata (u16 length + UTF-8, 0xFFFF for null). Big-endian.
 //!
-//! This is the storage of group offsets: commits from consumers that assign their partitions
-//! themselves (generation -1, no member id) are accepted; group membership (JoinGroup and the
-//! rest) is not implemented yet, so a commit naming a generation is refused with
-//! ILLEGAL_GENERATION.
+//! A deleted group's keys get tombstones (a null value), which compaction removes after
+//! `delete.retention.ms`. Whether a commit may be stored (the member's generation) is the
+//! coordinator's decision (`crate::coordinator`), made before it gets here.
 
 use bytes::{BufMut, BytesMut};
 use parking_lot::Mutex;
@@ -157,28 +156,16 @@ impl Offsets {
                 return Err(CommitError::TooManyKeys(self.max_keys));
             }
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let encoded: Vec<(Vec<u8>, Vec<u8>)> = commits
+        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = commits
             .iter()
             .map(|(topic, partition, offset, metadata)| {
                 (
                     encode_key(group, topic, *partition),
-                    encode_value(*offset, metadata.as_deref()),
+                    Some(encode_value(*offset, metadata.as_deref())),
                 )
             })
             .collect();
-        let records: Vec<rill::Record<'_>> = encoded
-            .iter()
-            .map(|(key, value)| rill::Record {
-                key: Some(key.as_slice()),
-                ..rill::Record::value(now_ms, value.as_slice())
-            })
-            .collect();
-        self.partition
-            .append_records_with(&records, rill::Durability::Durable)
-            .await?;
+        self.append(&encoded).await?;
         let mut committed = self.committed.lock();
         for (topic, partition, offset, metadata) in commits {
             committed.insert(
@@ -187,6 +174,73 @@ impl Offsets {
             );
         }
         Ok(())
+    }
+
+    /// Appends records (key, value or tombstone) as one batch, durably.
+    async fn append(&self, records: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), rill::Error> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let records: Vec<rill::Record<'_>> = records
+            .iter()
+            .map(|(key, value)| rill::Record {
+                key: Some(key.as_slice()),
+                value: value.as_deref(),
+                ..rill::Record::value(now_ms, &[])
+            })
+            .collect();
+        self.partition
+            .append_records_with(&records, rill::Durability::Durable)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every committed offset of `group` (tombstones, durably); whether it had any.
+    pub async fn delete_group(&self, group: &str) -> Result<bool, rill::Error> {
+        let keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
+            .of_group(group)
+            .iter()
+            .map(|(topic, partition, _, _)| (encode_key(group, topic, *partition), None))
+            .collect();
+        if keys.is_empty() {
+            return Ok(false);
+        }
+        // In slices: a batch stays far below any batch size limit.
+        for chunk in keys.chunks(1000) {
+            self.append(chunk).await?;
+        }
+        self.committed.lock().retain(|(g, _, _), _| g != group);
+        Ok(true)
+    }
+
+    /// Every group with committed offsets.
+    pub fn groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self
+            .committed
+            .lock()
+            .keys()
+            .map(|(g, _, _)| g.clone())
+            .collect();
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
+    /// Whether `group` has committed offsets.
+    pub fn has_group(&self, group: &str) -> bool {
+        self.committed.lock().keys().any(|(g, _, _)| g == group)
+    }
+
+    /// Every committed offset: (group, topic, partition, offset), sorted.
+    pub fn all(&self) -> Vec<(String, String, i32, i64)> {
+        let mut all: Vec<_> = self
+            .committed
+            .lock()
+            .iter()
+            .map(|((g, t, p), (o, _))| (g.clone(), t.clone(), *p, *o))
+            .collect();
+        all.sort();
+        all
     }
 
     /// `group`'s committed offset of a partition, if any.

@@ -8,12 +8,13 @@
 //! time (`idle_timeout_ms`) and how long a fetch waits (`max_fetch_wait_ms`).
 
 use crate::broker::Broker;
+use crate::membership::Client;
 use crate::protocol::{self, Request, decode_request};
 use crate::{fetch, produce};
 use bytes::BytesMut;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,6 +74,7 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tasks.spawn(flush_loop(Arc::clone(&self.broker), stop_rx.clone()));
+        let coordinator_timer = tokio::spawn(Arc::clone(&self.broker.coordinator).run_timer());
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -107,6 +109,7 @@ impl Server {
             });
         }
         tracing::info!("shutting down: no new connections; finishing requests in progress");
+        coordinator_timer.abort();
         let _ = stop_tx.send(true);
         let limit = Duration::from_millis(config.shutdown_timeout_ms);
         if tokio::time::timeout(limit, async { while tasks.join_next().await.is_some() {} })
@@ -162,6 +165,7 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
+    let peer = stream.peer_addr()?.ip();
     let idle = Duration::from_millis(broker.config.idle_timeout_ms);
     let max = broker.config.max_request_bytes;
     // Bounded by the client: one pass per request.
@@ -192,8 +196,8 @@ async fn serve_connection(
             version = i16::from_be_bytes([frame[2], frame[3]]),
             correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
         );
-        tracing::Instrument::instrument(handle_request(broker, &mut stream, frame, &stop), span)
-            .await?;
+        let request = handle_request(broker, &mut stream, frame, peer, &stop);
+        tracing::Instrument::instrument(request, span).await?;
         drop(permit);
     }
 }
@@ -227,6 +231,7 @@ async fn handle_request(
     broker: &Broker,
     stream: &mut TcpStream,
     frame: BytesMut,
+    peer: IpAddr,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     let (header, request) = decode_request(&frame).map_err(|source| {
@@ -259,6 +264,19 @@ async fn handle_request(
         Request::FindCoordinator(r) => broker.find_coordinator(version, &r, &mut buf),
         Request::OffsetCommit(r) => broker.offset_commit(version, &r, &mut buf).await,
         Request::OffsetFetch(r) => broker.offset_fetch(version, &r, &mut buf),
+        Request::JoinGroup(r) => {
+            let client = Client {
+                id: header.client_id.as_deref().unwrap_or(""),
+                host: peer,
+            };
+            broker.join_group(version, r, client, stop, &mut buf).await;
+        }
+        Request::SyncGroup(r) => broker.sync_group(version, r, stop, &mut buf).await,
+        Request::Heartbeat(r) => broker.heartbeat(version, &r, &mut buf),
+        Request::LeaveGroup(r) => broker.leave_group(version, &r, &mut buf),
+        Request::ListGroups(r) => broker.list_groups(version, &r, &mut buf),
+        Request::DescribeGroups(r) => broker.describe_groups(version, &r, &mut buf),
+        Request::DeleteGroups(r) => broker.delete_groups(version, &r, &mut buf).await,
         Request::CreatePartitions(r) => broker.create_partitions(&r, &mut buf).await,
         Request::AlterConfigs {
             request,

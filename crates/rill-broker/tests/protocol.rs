@@ -324,9 +324,15 @@ fn unknown_apis_and_versions_are_answered() {
             (1, 4, 11),
             (2, 1, 5),
             (3, 0, 8),
-            (8, 2, 7),
-            (9, 1, 5),
-            (10, 0, 2),
+            (8, 2, 8),
+            (9, 1, 8),
+            (10, 0, 4),
+            (11, 0, 9),
+            (12, 0, 4),
+            (13, 0, 5),
+            (14, 0, 5),
+            (15, 0, 5),
+            (16, 0, 4),
             (18, 0, 2),
             (19, 0, 4),
             (20, 0, 3),
@@ -335,13 +341,14 @@ fn unknown_apis_and_versions_are_answered() {
             (32, 0, 3),
             (33, 0, 1),
             (37, 0, 1),
+            (42, 0, 2),
             (44, 0, 0)
         ]
     );
     // ApiVersions v2 lists the same, with throttle time.
     let mut r = c.call(API_VERSIONS, 2, &[]);
     assert_eq!(r.get_i16(), 0);
-    assert_eq!(r.get_i32(), 16);
+    assert_eq!(r.get_i32(), 23);
 
     // An unknown key, a version below the range and one above: UNSUPPORTED_VERSION, and the
     // connection stays usable.
@@ -349,10 +356,21 @@ fn unknown_apis_and_versions_are_answered() {
         let mut r = c.call(key, version, &[1, 2, 3]);
         assert_eq!(r.get_i16(), 35, "api {key} v{version}");
     }
-    // FindCoordinator v3 (flexible, not implemented): the error-shaped response of that API.
-    let mut r = c.call(10, 3, &[0, 1, b'g', 0]);
-    assert_eq!(r.get_i32(), 0);
-    assert_eq!(r.get_i16(), 35);
+    // A flexible version (FindCoordinator v3): request header v2 (tagged fields after the
+    // client id), compact strings; response header v1 (tagged fields after the correlation
+    // id).
+    let mut r = c.call(10, 3, &[0, 2, b'g', 0, 0]);
+    assert_eq!(r.get_u8(), 0, "response header tagged fields");
+    assert_eq!(r.get_i32(), 0, "throttle");
+    assert_eq!(r.get_i16(), 0, "error");
+    assert_eq!(r.get_u8(), 0, "null message");
+    assert_eq!(r.get_i32(), 0, "node id");
+    let host_len = usize::from(r.get_u8()) - 1;
+    assert_eq!(&r[..host_len], b"127.0.0.1");
+    r.advance(host_len);
+    assert!(r.get_i32() > 0, "port");
+    assert_eq!(r.get_u8(), 0, "tagged fields");
+    assert!(r.is_empty());
     assert!(c.api_versions_work());
 }
 

@@ -1,7 +1,9 @@
 //! The subset of the Kafka protocol this broker speaks: request decoding, response encoding,
-//! API keys, supported versions and error codes. The hand-written APIs (`request.rs`,
-//! `response.rs`) speak non-flexible versions only; the APIs of `schema.rs` are decoded and
-//! encoded with the `kafka-protocol` crate, flexible versions included.
+//! API keys, supported versions and error codes. Produce, Fetch, Metadata, ListOffsets and the
+//! admin APIs (`request.rs`, `response.rs`, `admin.rs`) speak non-flexible versions; the group
+//! APIs (`groups.rs`, `membership.rs`) speak the flexible ones too, through the same bounded
+//! reader in its compact mode; the APIs of `schema.rs` are decoded and encoded with the
+//! `kafka-protocol` crate, flexible versions included.
 //!
 //! Framing: every request and response is an `i32` size followed by that many bytes. A
 //! request starts with the header `api_key: i16, api_version: i16, correlation_id: i32,
@@ -9,6 +11,7 @@
 
 pub mod admin;
 pub mod groups;
+pub mod membership;
 mod request;
 mod response;
 pub mod schema;
@@ -32,6 +35,12 @@ pub enum ApiKey {
     OffsetCommit,
     OffsetFetch,
     FindCoordinator,
+    JoinGroup,
+    Heartbeat,
+    LeaveGroup,
+    SyncGroup,
+    DescribeGroups,
+    ListGroups,
     ApiVersions,
     CreateTopics,
     DeleteTopics,
@@ -40,12 +49,13 @@ pub enum ApiKey {
     DescribeConfigs,
     AlterConfigs,
     CreatePartitions,
+    DeleteGroups,
     IncrementalAlterConfigs,
 }
 
 impl ApiKey {
     /// Every implemented API, in key order.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 23] = [
         Self::Produce,
         Self::Fetch,
         Self::ListOffsets,
@@ -53,6 +63,12 @@ impl ApiKey {
         Self::OffsetCommit,
         Self::OffsetFetch,
         Self::FindCoordinator,
+        Self::JoinGroup,
+        Self::Heartbeat,
+        Self::LeaveGroup,
+        Self::SyncGroup,
+        Self::DescribeGroups,
+        Self::ListGroups,
         Self::ApiVersions,
         Self::CreateTopics,
         Self::DeleteTopics,
@@ -61,6 +77,7 @@ impl ApiKey {
         Self::DescribeConfigs,
         Self::AlterConfigs,
         Self::CreatePartitions,
+        Self::DeleteGroups,
         Self::IncrementalAlterConfigs,
     ];
 
@@ -74,6 +91,12 @@ impl ApiKey {
             Self::OffsetCommit => 8,
             Self::OffsetFetch => 9,
             Self::FindCoordinator => 10,
+            Self::JoinGroup => 11,
+            Self::Heartbeat => 12,
+            Self::LeaveGroup => 13,
+            Self::SyncGroup => 14,
+            Self::DescribeGroups => 15,
+            Self::ListGroups => 16,
             Self::ApiVersions => 18,
             Self::CreateTopics => 19,
             Self::DeleteTopics => 20,
@@ -82,6 +105,7 @@ impl ApiKey {
             Self::DescribeConfigs => 32,
             Self::AlterConfigs => 33,
             Self::CreatePartitions => 37,
+            Self::DeleteGroups => 42,
             Self::IncrementalAlterConfigs => 44,
         }
     }
@@ -96,6 +120,12 @@ impl ApiKey {
             Self::OffsetCommit => "OffsetCommit",
             Self::OffsetFetch => "OffsetFetch",
             Self::FindCoordinator => "FindCoordinator",
+            Self::JoinGroup => "JoinGroup",
+            Self::Heartbeat => "Heartbeat",
+            Self::LeaveGroup => "LeaveGroup",
+            Self::SyncGroup => "SyncGroup",
+            Self::DescribeGroups => "DescribeGroups",
+            Self::ListGroups => "ListGroups",
             Self::ApiVersions => "ApiVersions",
             Self::CreateTopics => "CreateTopics",
             Self::DeleteTopics => "DeleteTopics",
@@ -104,6 +134,7 @@ impl ApiKey {
             Self::DescribeConfigs => "DescribeConfigs",
             Self::AlterConfigs => "AlterConfigs",
             Self::CreatePartitions => "CreatePartitions",
+            Self::DeleteGroups => "DeleteGroups",
             Self::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         }
     }
@@ -118,14 +149,36 @@ impl ApiKey {
         match self {
             Self::Produce => (3, 8),
             Self::Fetch => (4, 11),
-            Self::ListOffsets | Self::OffsetFetch => (1, 5),
+            Self::ListOffsets => (1, 5),
+            Self::OffsetFetch => (1, 8),
             Self::Metadata => (0, 8),
-            Self::OffsetCommit => (2, 7),
-            Self::FindCoordinator | Self::ApiVersions => (0, 2),
-            Self::CreateTopics | Self::InitProducerId => (0, 4),
+            Self::OffsetCommit => (2, 8),
+            Self::JoinGroup => (0, 9),
+            Self::ApiVersions | Self::DeleteGroups => (0, 2),
+            Self::FindCoordinator
+            | Self::Heartbeat
+            | Self::ListGroups
+            | Self::CreateTopics
+            | Self::InitProducerId => (0, 4),
+            Self::SyncGroup | Self::LeaveGroup | Self::DescribeGroups => (0, 5),
             Self::DeleteTopics | Self::DescribeConfigs => (0, 3),
             Self::DeleteRecords | Self::AlterConfigs | Self::CreatePartitions => (0, 1),
             Self::IncrementalAlterConfigs => (0, 0),
+        }
+    }
+
+    /// The first flexible (tagged-field) version this broker implements with the hand-written
+    /// [`wire::Reader`]; `None` where it implements none that way (InitProducerId's are the
+    /// `kafka-protocol` crate's, `schema.rs`).
+    pub fn flexible_from(self) -> Option<i16> {
+        match self {
+            Self::JoinGroup | Self::OffsetFetch => Some(6),
+            Self::SyncGroup | Self::Heartbeat | Self::LeaveGroup => Some(4),
+            Self::ListGroups | Self::FindCoordinator => Some(3),
+            Self::DescribeGroups => Some(5),
+            Self::DeleteGroups => Some(2),
+            Self::OffsetCommit => Some(8),
+            _ => None,
         }
     }
 
@@ -160,7 +213,16 @@ pub mod error_code {
     pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
     pub const INVALID_GROUP_ID: i16 = 24;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;

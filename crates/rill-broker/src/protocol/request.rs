@@ -2,11 +2,12 @@
 //! version. Decoding borrows nothing from the frame except produce records, which are
 //! returned as ranges so the log can take them without a copy.
 
+use super::membership;
 use super::wire::Reader;
 use super::{ApiKey, DecodeError};
 use std::ops::Range;
 
-/// The request header (v1: no tagged fields).
+/// The request header (v1; v2, for flexible versions, adds tagged fields, skipped).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHeader {
     pub api_key: i16,
@@ -33,6 +34,13 @@ pub enum Request {
     FindCoordinator(super::groups::FindCoordinatorRequest),
     OffsetCommit(super::groups::OffsetCommitRequest),
     OffsetFetch(super::groups::OffsetFetchRequest),
+    JoinGroup(membership::JoinGroupRequest),
+    SyncGroup(membership::SyncGroupRequest),
+    Heartbeat(membership::HeartbeatRequest),
+    LeaveGroup(membership::LeaveGroupRequest),
+    ListGroups(membership::ListGroupsRequest),
+    DescribeGroups(membership::GroupsRequest),
+    DeleteGroups(membership::GroupsRequest),
     CreatePartitions(super::admin::CreatePartitionsRequest),
     /// AlterConfigs (`incremental` false) or IncrementalAlterConfigs.
     AlterConfigs {
@@ -162,6 +170,11 @@ pub fn decode_request(frame: &[u8]) -> Result<(RequestHeader, Request), DecodeEr
     };
     header.client_id = r.nullable_string("client_id")?;
     let v = api_version;
+    if api.flexible_from().is_some_and(|from| v >= from) {
+        // Request header v2: the client id stays a plain string; tagged fields follow it.
+        r.tags_of_flexible()?;
+        r.set_flexible(true);
+    }
     let request = match api {
         ApiKey::ApiVersions => Request::ApiVersions,
         ApiKey::Metadata => Request::Metadata(metadata(&mut r, v)?),
@@ -178,7 +191,14 @@ pub fn decode_request(frame: &[u8]) -> Result<(RequestHeader, Request), DecodeEr
             Request::FindCoordinator(super::groups::find_coordinator(&mut r, v)?)
         }
         ApiKey::OffsetCommit => Request::OffsetCommit(super::groups::offset_commit(&mut r, v)?),
-        ApiKey::OffsetFetch => Request::OffsetFetch(super::groups::offset_fetch(&mut r)?),
+        ApiKey::OffsetFetch => Request::OffsetFetch(super::groups::offset_fetch(&mut r, v)?),
+        ApiKey::JoinGroup => Request::JoinGroup(membership::join_group(&mut r, v)?),
+        ApiKey::SyncGroup => Request::SyncGroup(membership::sync_group(&mut r, v)?),
+        ApiKey::Heartbeat => Request::Heartbeat(membership::heartbeat(&mut r, v)?),
+        ApiKey::LeaveGroup => Request::LeaveGroup(membership::leave_group(&mut r, v)?),
+        ApiKey::ListGroups => Request::ListGroups(membership::list_groups(&mut r, v)?),
+        ApiKey::DescribeGroups => Request::DescribeGroups(membership::describe_groups(&mut r, v)?),
+        ApiKey::DeleteGroups => Request::DeleteGroups(membership::delete_groups(&mut r)?),
         ApiKey::CreatePartitions => {
             Request::CreatePartitions(super::admin::create_partitions(&mut r)?)
         }
@@ -437,7 +457,7 @@ mod tests {
     fn unsupported_requests_are_not_parsed_further() {
         let mut b = BytesMut::new();
         b.put_i16(1);
-        b.put_i16(12); // Fetch v12 is flexible: not implemented
+        b.put_i16(12); // Fetch v12 (flexible) is not implemented
         b.put_i32(7);
         b.put_slice(&[0xde, 0xad]);
         let (header, request) = decode_request(&b).unwrap();

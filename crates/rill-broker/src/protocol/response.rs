@@ -48,44 +48,19 @@ pub fn api_versions(buf: &mut BytesMut, version: i16, error: i16) {
 /// ApiVersions gets Kafka's v0-format answer (UNSUPPORTED_VERSION and the supported ranges),
 /// which clients such as librdkafka use to retry with a version both sides speak. Other APIs
 /// are never sent by a client that read ApiVersions; they get the error-shaped response of
-/// the APIs clients commonly send unasked (a newer group coordinator lookup, SASL, group
-/// membership), and otherwise the bare error code (so the client reads the correlation
+/// the APIs clients commonly send unasked (SASL), and otherwise the bare error code (so the client reads the correlation
 /// id and a Kafka error, not a closed socket).
 pub fn unsupported(buf: &mut BytesMut, api_key: i16, version: i16) {
     const UNSUPPORTED: i16 = error_code::UNSUPPORTED_VERSION;
     match (api_key, version) {
         (18, _) => api_versions(buf, 0, UNSUPPORTED),
-        // FindCoordinator v3 (v0–v2 are implemented): throttle, error, message, no node.
-        (10, 3) => {
-            buf.put_i32(0);
-            buf.put_i16(UNSUPPORTED);
-            buf.put_nullable_string(Some("FindCoordinator v3 is not supported by rill-broker"));
-            put_no_node(buf);
-        }
         // SaslHandshake v0–v1: error, mechanisms (none).
         (17, 0 | 1) => {
             buf.put_i16(UNSUPPORTED);
             buf.put_array_len(0);
         }
-        // SyncGroup v0: error, empty assignment. (Heartbeat and LeaveGroup v0 are the bare
-        // error code, the fallback below.)
-        (14, 0) => {
-            buf.put_i16(UNSUPPORTED);
-            buf.put_i32(0);
-        }
-        // Heartbeat v1–v3: throttle, error.
-        (12, 1..=3) => {
-            buf.put_i32(0);
-            buf.put_i16(UNSUPPORTED);
-        }
         _ => buf.put_i16(UNSUPPORTED),
     }
-}
-
-fn put_no_node(buf: &mut BytesMut) {
-    buf.put_i32(-1);
-    buf.put_string("");
-    buf.put_i32(-1);
 }
 
 /// One broker, as Metadata lists it.

@@ -1,6 +1,8 @@
-//! Kafka's primitive types on the wire (non-flexible versions): big-endian integers, strings
+//! Kafka's primitive types on the wire: big-endian integers; in non-flexible versions strings
 //! and byte arrays with `i16`/`i32` length prefixes, `-1` for null, arrays with an `i32`
-//! count.
+//! count; in flexible (KIP-482) versions the "compact" forms, an unsigned varint of length + 1
+//! (0 for null), and tagged fields at the end of every structure. A [`Reader`] or [`Writer`]
+//! is in one mode or the other for a whole message (`flexible`).
 //!
 //! The reader never allocates more than the input could hold: an array's declared count is
 //! checked against the bytes left (each element takes at least one byte) before a `Vec` is
@@ -15,17 +17,93 @@ use std::ops::Range;
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    flexible: bool,
 }
 
 impl<'a> Reader<'a> {
     /// Reads `buf` from `pos`.
     pub fn new(buf: &'a [u8], pos: usize) -> Self {
-        Self { buf, pos }
+        Self {
+            buf,
+            pos,
+            flexible: false,
+        }
+    }
+
+    /// Switches to the compact encodings of flexible versions, for the rest of the frame.
+    pub fn set_flexible(&mut self, flexible: bool) {
+        self.flexible = flexible;
+    }
+
+    /// An unsigned varint of at most 5 bytes (a `u32`).
+    pub fn uvarint(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+        let mut value: u32 = 0;
+        for i in 0..5 {
+            let byte = self.array::<1>(field)?[0];
+            value |= u32::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError::NegativeLength(field))
+    }
+
+    /// A length or count: `None` for null. Flexible: varint of length + 1; otherwise the
+    /// signed prefix read by `fixed`.
+    fn length(
+        &mut self,
+        field: &'static str,
+        fixed: impl FnOnce(&mut Self) -> Result<i64, DecodeError>,
+    ) -> Result<Option<usize>, DecodeError> {
+        let len = if self.flexible {
+            i64::from(self.uvarint(field)?) - 1
+        } else {
+            fixed(self)?
+        };
+        if len == -1 {
+            return Ok(None);
+        }
+        usize::try_from(len)
+            .map(Some)
+            .map_err(|_| DecodeError::NegativeLength(field))
+    }
+
+    /// The request header's tagged fields (header v2), read before the body switches the
+    /// reader to flexible mode.
+    pub fn tags_of_flexible(&mut self) -> Result<(), DecodeError> {
+        let flexible = std::mem::replace(&mut self.flexible, true);
+        let result = self.tags();
+        self.flexible = flexible;
+        result
+    }
+
+    /// The tagged fields that end a structure in a flexible version (skipped: none is
+    /// understood here); nothing in a non-flexible one.
+    pub fn tags(&mut self) -> Result<(), DecodeError> {
+        if !self.flexible {
+            return Ok(());
+        }
+        let count = self.uvarint("tagged fields")? as usize;
+        // Each field is at least two bytes (tag, size): bounded by the frame.
+        if count.saturating_mul(2) > self.remaining() {
+            return Err(DecodeError::Truncated("tagged fields"));
+        }
+        for _ in 0..count {
+            self.uvarint("tag")?;
+            let size = self.uvarint("tagged field size")? as usize;
+            self.take(size, "tagged field")?;
+        }
+        Ok(())
     }
 
     /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// Bytes of the frame, by a range an earlier read returned.
+    pub fn slice(&self, range: Range<usize>) -> &'a [u8] {
+        &self.buf[range]
     }
 
     /// The position in the frame.
@@ -72,11 +150,9 @@ impl<'a> Reader<'a> {
 
     /// A nullable string: `i16` length (`-1` = null), UTF-8 bytes.
     pub fn nullable_string(&mut self, field: &'static str) -> Result<Option<String>, DecodeError> {
-        let len = self.i16(field)?;
-        if len == -1 {
+        let Some(len) = self.length(field, |r| Ok(i64::from(r.i16(field)?)))? else {
             return Ok(None);
-        }
-        let len = usize::try_from(len).map_err(|_| DecodeError::NegativeLength(field))?;
+        };
         let bytes = self.take(len, field)?;
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8(field))?;
         Ok(Some(text.to_owned()))
@@ -94,11 +170,9 @@ impl<'a> Reader<'a> {
         &mut self,
         field: &'static str,
     ) -> Result<Option<Range<usize>>, DecodeError> {
-        let len = self.i32(field)?;
-        if len == -1 {
+        let Some(len) = self.length(field, |r| Ok(i64::from(r.i32(field)?)))? else {
             return Ok(None);
-        }
-        let len = usize::try_from(len).map_err(|_| DecodeError::NegativeLength(field))?;
+        };
         let start = self.pos;
         self.take(len, field)?;
         Ok(Some(start..self.pos))
@@ -111,11 +185,9 @@ impl<'a> Reader<'a> {
         field: &'static str,
         min_element_bytes: usize,
     ) -> Result<Option<usize>, DecodeError> {
-        let count = self.i32(field)?;
-        if count == -1 {
+        let Some(count) = self.length(field, |r| Ok(i64::from(r.i32(field)?)))? else {
             return Ok(None);
-        }
-        let count = usize::try_from(count).map_err(|_| DecodeError::NegativeLength(field))?;
+        };
         if count.saturating_mul(min_element_bytes.max(1)) > self.remaining() {
             return Err(DecodeError::Truncated(field));
         }
@@ -189,6 +261,97 @@ impl WriteExt for BytesMut {
     }
 }
 
+/// Writes one response body in one mode: non-flexible or flexible (compact lengths, tagged
+/// fields). Only the APIs written with it have flexible versions; older code writes through
+/// [`WriteExt`].
+#[derive(Debug)]
+pub struct Writer<'a> {
+    pub buf: &'a mut BytesMut,
+    pub flexible: bool,
+}
+
+impl<'a> Writer<'a> {
+    /// A body of a response with header `v1` (flexible: starts with the header's empty tagged
+    /// fields, after the correlation id `begin_frame` wrote).
+    pub fn response(buf: &'a mut BytesMut, flexible: bool) -> Self {
+        let mut w = Self { buf, flexible };
+        w.tags();
+        w
+    }
+
+    pub fn i8(&mut self, v: i8) {
+        self.buf.put_i8(v);
+    }
+
+    pub fn bool(&mut self, v: bool) {
+        self.buf.put_i8(i8::from(v));
+    }
+
+    pub fn i16(&mut self, v: i16) {
+        self.buf.put_i16(v);
+    }
+
+    pub fn i32(&mut self, v: i32) {
+        self.buf.put_i32(v);
+    }
+
+    pub fn i64(&mut self, v: i64) {
+        self.buf.put_i64(v);
+    }
+
+    fn uvarint(&mut self, mut v: u32) {
+        while v >= 0x80 {
+            self.buf.put_u8((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.buf.put_u8(v as u8);
+    }
+
+    /// A length or count (`None`: null) in the mode's form: `i16`/`i32` prefix or varint + 1.
+    fn length(&mut self, len: Option<usize>, wide: bool) {
+        if self.flexible {
+            let v = len.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX - 1) + 1);
+            self.uvarint(v);
+        } else if wide {
+            self.buf
+                .put_i32(len.map_or(-1, |n| i32::try_from(n).unwrap_or(i32::MAX)));
+        } else {
+            self.buf
+                .put_i16(len.map_or(-1, |n| i16::try_from(n).unwrap_or(i16::MAX)));
+        }
+    }
+
+    /// Strings longer than `i16::MAX` never come from this broker; they are cut rather than
+    /// sent with a wrong length.
+    pub fn nullable_string(&mut self, s: Option<&str>) {
+        let s = s.map(|s| &s.as_bytes()[..s.len().min(i16::MAX as usize)]);
+        self.length(s.map(<[u8]>::len), false);
+        if let Some(s) = s {
+            self.buf.put_slice(s);
+        }
+    }
+
+    pub fn string(&mut self, s: &str) {
+        self.nullable_string(Some(s));
+    }
+
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.length(Some(b.len()), true);
+        self.buf.put_slice(b);
+    }
+
+    pub fn array_len(&mut self, len: usize) {
+        self.length(Some(len), true);
+    }
+
+    /// The tagged fields that end a structure (none) in a flexible version.
+    pub fn tags(&mut self) {
+        if self.flexible {
+            self.buf.put_u8(0);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +375,40 @@ mod tests {
         let range = r.nullable_bytes("f").unwrap().unwrap();
         assert_eq!(&b[range], b"abc");
         r.finish().unwrap();
+    }
+
+    #[test]
+    fn flexible_forms_round_trip() {
+        let mut b = BytesMut::new();
+        let mut w = Writer {
+            buf: &mut b,
+            flexible: true,
+        };
+        w.string("héllo");
+        w.nullable_string(None);
+        w.array_len(300);
+        w.bytes(b"abc");
+        w.tags();
+        let mut r = Reader::new(&b, 0);
+        r.set_flexible(true);
+        assert_eq!(r.string("a").unwrap(), "héllo");
+        assert_eq!(r.nullable_string("b").unwrap(), None);
+        assert_eq!(r.uvarint("c").unwrap(), 301);
+        assert_eq!(&b[r.nullable_bytes("d").unwrap().unwrap()], b"abc");
+        r.tags().unwrap();
+        r.finish().unwrap();
+        // A tagged field is skipped; a varint longer than five bytes is refused.
+        let tagged = [1u8, 5, 2, 0xaa, 0xbb];
+        let mut r = Reader::new(&tagged, 0);
+        r.set_flexible(true);
+        r.tags().unwrap();
+        r.finish().unwrap();
+        let long = [0xffu8; 6];
+        assert!(Reader::new(&long, 0).uvarint("x").is_err());
+        let many_tags = [0x7fu8];
+        let mut r = Reader::new(&many_tags, 0);
+        r.set_flexible(true);
+        assert!(r.tags().is_err());
     }
 
     #[test]

@@ -1,0 +1,216 @@
+//! The group coordinator: every consumer group's membership (`group.rs`), held in memory
+//! behind one lock, and the timer that expires sessions and ends rebalances.
+//!
+//! Membership is not stored: after a broker restart every member's next heartbeat is answered
+//! UNKNOWN_MEMBER_ID, the members join again, and they resume from the offsets committed in
+//! `__consumer_offsets` (`crate::offsets`), which are stored durably. Kafka also stores the
+//! group's generation and assignment so that a new coordinator can take over without a
+//! rebalance; a single broker has no other coordinator to hand over to.
+
+pub mod group;
+
+use crate::protocol::error_code as code;
+use crate::protocol::membership::{DescribedGroup, JoinGroupResponse, SyncGroupResponse};
+use group::{Group, Join, Reply, Rules, State};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often sessions and rebalance deadlines are checked: the precision of every group
+/// timeout (sessions are seconds long).
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// The coordinator's bounds and Kafka's `group.*` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CoordinatorConfig {
+    pub min_session_timeout: Duration,
+    pub max_session_timeout: Duration,
+    pub initial_rebalance_delay: Duration,
+    /// Members of one group at most (Kafka's `group.max.size`).
+    pub max_group_size: usize,
+    /// Groups with members at most: what clients can make the broker hold.
+    pub max_groups: usize,
+}
+
+/// Every group with members (or member ids handed out).
+#[derive(Debug)]
+pub struct Coordinator {
+    config: CoordinatorConfig,
+    groups: Mutex<HashMap<String, Group>>,
+    /// Member ids: `<client id>-<boot>-<n>`, unique across restarts of the broker.
+    boot: u64,
+    next_member: AtomicU64,
+}
+
+impl Coordinator {
+    pub fn new(config: CoordinatorConfig) -> Self {
+        let boot = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Self {
+            config,
+            groups: Mutex::new(HashMap::new()),
+            boot,
+            next_member: AtomicU64::new(1),
+        }
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            initial_rebalance_delay: self.config.initial_rebalance_delay,
+            max_group_size: self.config.max_group_size,
+        }
+    }
+
+    fn new_member_id(&self, client_id: &str) -> String {
+        let n = self.next_member.fetch_add(1, Ordering::Relaxed);
+        // Client ids are the client's to choose; a member id stays short.
+        let prefix: String = client_id.chars().take(64).collect();
+        format!("{prefix}-{:x}-{n}", self.boot)
+    }
+
+    /// JoinGroup.
+    pub fn join(&self, group_id: &str, join: Join) -> Reply<JoinGroupResponse> {
+        let refuse = |error| Reply::Now(JoinGroupResponse::error(error, &join.member_id));
+        if group_id.is_empty() {
+            return refuse(code::INVALID_GROUP_ID);
+        }
+        let session = join.session_timeout;
+        if session < self.config.min_session_timeout || session > self.config.max_session_timeout {
+            return refuse(code::INVALID_SESSION_TIMEOUT);
+        }
+        let mut groups = self.groups.lock();
+        if !groups.contains_key(group_id) {
+            if !join.member_id.is_empty() {
+                return refuse(code::UNKNOWN_MEMBER_ID);
+            }
+            if groups.len() >= self.config.max_groups {
+                tracing::warn!(
+                    group = group_id,
+                    max = self.config.max_groups,
+                    "refusing a new group: the coordinator holds its limit of groups"
+                );
+                return refuse(code::COORDINATOR_NOT_AVAILABLE);
+            }
+        }
+        let client_id = join.client_id.clone();
+        let rules = self.rules();
+        let group = groups.entry(group_id.to_owned()).or_default();
+        group.join(
+            join,
+            || self.new_member_id(&client_id),
+            &rules,
+            Instant::now(),
+        )
+    }
+
+    /// SyncGroup.
+    pub fn sync(
+        &self,
+        group_id: &str,
+        member: (&str, Option<&str>),
+        generation: i32,
+        protocol: (Option<&str>, Option<&str>),
+        assignments: Vec<(String, Vec<u8>)>,
+    ) -> Reply<SyncGroupResponse> {
+        let mut groups = self.groups.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return Reply::Now(SyncGroupResponse::error(code::UNKNOWN_MEMBER_ID));
+        };
+        let (member_id, instance) = member;
+        group.sync(
+            member_id,
+            instance,
+            generation,
+            protocol,
+            assignments,
+            Instant::now(),
+        )
+    }
+
+    /// Heartbeat: an error code.
+    pub fn heartbeat(&self, group_id: &str, member: (&str, Option<&str>), generation: i32) -> i16 {
+        let mut groups = self.groups.lock();
+        match groups.get_mut(group_id) {
+            Some(group) => group.heartbeat(member.0, member.1, generation, Instant::now()),
+            None => code::UNKNOWN_MEMBER_ID,
+        }
+    }
+
+    /// LeaveGroup of one member: an error code.
+    pub fn leave(&self, group_id: &str, member: (&str, Option<&str>)) -> i16 {
+        let rules = self.rules();
+        let mut groups = self.groups.lock();
+        match groups.get_mut(group_id) {
+            Some(group) => group.leave(member.0, member.1, &rules, Instant::now()),
+            None => code::UNKNOWN_MEMBER_ID,
+        }
+    }
+
+    /// Whether an OffsetCommit of this member and generation may be stored.
+    pub fn check_commit(
+        &self,
+        group_id: &str,
+        member: (&str, Option<&str>),
+        generation: i32,
+    ) -> Result<(), i16> {
+        let mut groups = self.groups.lock();
+        match groups.get_mut(group_id) {
+            Some(group) => group.check_commit(member.0, member.1, generation, Instant::now()),
+            None if generation < 0 => Ok(()),
+            None => Err(code::UNKNOWN_MEMBER_ID),
+        }
+    }
+
+    /// The groups with members: (group id, protocol type, state).
+    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        self.groups
+            .lock()
+            .iter()
+            .map(|(id, g)| {
+                let protocol_type = g.protocol_type().unwrap_or_default().to_owned();
+                (id.clone(), protocol_type, g.state().name())
+            })
+            .collect()
+    }
+
+    /// A group with members, described.
+    pub fn describe(&self, group_id: &str) -> Option<DescribedGroup> {
+        self.groups
+            .lock()
+            .get(group_id)
+            .map(|g| g.describe(group_id))
+    }
+
+    /// Whether a group has members (DeleteGroups refuses those).
+    pub fn has_members(&self, group_id: &str) -> bool {
+        self.groups
+            .lock()
+            .get(group_id)
+            .is_some_and(|g| g.state() != State::Empty)
+    }
+
+    /// Time passing for every group; idle groups are dropped (their offsets stay stored).
+    /// Bounded by the groups held (`max_groups`), each by its members.
+    pub fn tick(&self, now: Instant) {
+        let rules = self.rules();
+        let mut groups = self.groups.lock();
+        for (group_id, group) in groups.iter_mut() {
+            for member in group.tick(&rules, now) {
+                tracing::info!(group = %group_id, member = %member, "member removed: session or sync timeout");
+            }
+        }
+        groups.retain(|_, g| !(g.is_idle() && g.state() == State::Empty));
+    }
+
+    /// Runs [`Self::tick`] every [`TICK`] until the task is dropped.
+    pub async fn run_timer(self: std::sync::Arc<Self>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.tick(Instant::now());
+        }
+    }
+}
