@@ -17,8 +17,14 @@ pub struct Broker {
 impl Broker {
     /// Starts `rill-broker` on a free loopback port over `data_dir`, with extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", data_dir, extra)
+    }
+
+    /// Starts `rill-broker` listening on `listen` (a fixed port, to restart it where its
+    /// clients expect it).
+    pub fn start_on(listen: &str, data_dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rill-broker"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -93,6 +99,33 @@ pub fn client_available(what: &str, probe: &mut Command) -> bool {
 
 pub fn kcat_available() -> bool {
     client_available("kcat", Command::new("kcat").arg("-V"))
+}
+
+/// A loopback port free right now (for a broker that must come back on the same one).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn python_module_available(module: &str) -> bool {
+    client_available(
+        module,
+        Command::new("python3").args(["-c", &format!("import {module}")]),
+    )
+}
+
+/// kafkajs, installed by scripts/setup.sh under `.clients/node_modules`.
+pub fn kafkajs_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.clients");
+    let ok = client_available(
+        "kafkajs",
+        Command::new("node")
+            .current_dir(&dir)
+            .args(["-e", "require('kafkajs')"]),
+    );
+    ok.then_some(dir)
 }
 
 pub fn kafka_python_available() -> bool {
