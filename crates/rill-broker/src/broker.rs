@@ -35,9 +35,18 @@ impl Broker {
         address: BrokerAddress,
         offsets: crate::offsets::Offsets,
     ) -> Self {
+        let coordinator = crate::coordinator::Coordinator::new(config.coordinator());
+        for (group, stored) in offsets.take_group_snapshots() {
+            match crate::coordinator::snapshot::GroupSnapshot::decode(&stored) {
+                Some(snapshot) => coordinator.restore(&group, snapshot),
+                None => {
+                    tracing::warn!(group = %group, "a stored group generation is unreadable; its members will join again");
+                }
+            }
+        }
         Self {
             offsets,
-            coordinator: Arc::new(crate::coordinator::Coordinator::new(config.coordinator())),
+            coordinator: Arc::new(coordinator),
             cluster_id: format!("rill-{}", address.node_id),
             topics: Topics::new(log),
             config,

@@ -4,6 +4,7 @@
 //! member's generation; ListGroups, DescribeGroups and DeleteGroups.
 
 use crate::broker::Broker;
+use crate::coordinator::group::Change;
 use crate::errors::kafka_code;
 use crate::offsets::CommitError;
 use crate::protocol::error_code as code;
@@ -15,8 +16,39 @@ use crate::protocol::membership::{
     self, DescribedGroup, GroupsRequest, ListGroupsRequest, ListedGroup,
 };
 use bytes::BytesMut;
+use tokio::sync::watch;
 
 impl Broker {
+    /// Writes the coordinator's queued group changes (stable generations, emptied groups) to
+    /// `__consumer_offsets` as they come, until `stop`; then once more, so that a clean
+    /// shutdown stores the last generations.
+    pub async fn store_groups(&self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let stopping = tokio::select! {
+                () = self.coordinator.unstored_changes() => false,
+                _ = stop.wait_for(|stopped| *stopped) => true,
+            };
+            let changes: Vec<(String, Option<Vec<u8>>)> = self
+                .coordinator
+                .take_unstored()
+                .into_iter()
+                .map(|(group, change)| match change {
+                    Change::Stable(snapshot) => (group, Some(snapshot.encode())),
+                    Change::Emptied => (group, None),
+                })
+                .collect();
+            if !changes.is_empty()
+                && let Err(e) = self.offsets.store_groups(&changes).await
+            {
+                // The groups carry on; after a restart they would rejoin instead.
+                tracing::warn!(error = %e, groups = changes.len(), "storing group generations failed");
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
     /// FindCoordinator: this broker, for every group; transactional ids are not supported.
     pub fn find_coordinator(
         &self,

@@ -6,6 +6,10 @@
 //! Record key: `group` (u16 length + UTF-8), `topic` (same), `partition` (i32); value: the
 //! offset (i64) and the metadata (u16 length + UTF-8, 0xFFFF for null). Big-endian.
 //!
+//! The same topic stores each group's last stable generation (`crate::coordinator::snapshot`):
+//! key `0xFFFF` (a length no group id can have: Kafka strings are at most 32,767 bytes)
+//! followed by the group (u16 length + UTF-8); value: the snapshot.
+//!
 //! A deleted group's keys get tombstones (a null value), which compaction removes after
 //! `delete.retention.ms`. Whether a commit may be stored (the member's generation) is the
 //! coordinator's decision (`crate::coordinator`), made before it gets here.
@@ -22,11 +26,23 @@ pub const MAX_METADATA_BYTES: usize = 4096;
 /// (group, topic, partition).
 type Key = (String, String, i32);
 
+/// The first two bytes of a group-metadata key.
+const GROUP_KEY_MARK: u16 = u16::MAX;
+
+/// A stored record's key.
+#[derive(Debug, PartialEq, Eq)]
+enum StoredKey {
+    Offset(Key),
+    Group(String),
+}
+
 /// The committed offsets, in memory and in the log.
 #[derive(Debug)]
 pub struct Offsets {
     partition: rill::Partition,
     committed: Mutex<HashMap<Key, (i64, Option<String>)>>,
+    /// Groups' stored generations read at open, until the coordinator takes them.
+    snapshots: Mutex<HashMap<String, Vec<u8>>>,
     /// Keys held at most: what clients can make the broker hold.
     max_keys: usize,
 }
@@ -74,11 +90,23 @@ fn take_str(buf: &mut &[u8]) -> Option<String> {
     String::from_utf8(s.to_vec()).ok()
 }
 
-fn decode_key(mut buf: &[u8]) -> Option<Key> {
+fn encode_group_key(group: &str) -> Vec<u8> {
+    let mut out = BytesMut::with_capacity(4 + group.len());
+    out.put_u16(GROUP_KEY_MARK);
+    put_str(&mut out, group);
+    out.to_vec()
+}
+
+fn decode_key(mut buf: &[u8]) -> Option<StoredKey> {
+    if let Some(rest) = buf.strip_prefix(&GROUP_KEY_MARK.to_be_bytes()) {
+        let mut rest = rest;
+        let group = take_str(&mut rest)?;
+        return rest.is_empty().then_some(StoredKey::Group(group));
+    }
     let group = take_str(&mut buf)?;
     let topic = take_str(&mut buf)?;
     let partition = i32::from_be_bytes(*buf.first_chunk::<4>()?);
-    (buf.len() == 4).then_some((group, topic, partition))
+    (buf.len() == 4).then_some(StoredKey::Offset((group, topic, partition)))
 }
 
 fn decode_value(buf: &[u8]) -> Option<(i64, Option<String>)> {
@@ -105,6 +133,7 @@ impl Offsets {
         }
         let partition = log.partition(OFFSETS_TOPIC, 0)?;
         let mut committed = HashMap::new();
+        let mut snapshots = HashMap::new();
         let end = partition.offsets().log_end;
         let mut at = partition.offsets().log_start;
         // Bounded: each read returns at least one batch and advances.
@@ -115,13 +144,21 @@ impl Offsets {
                     continue;
                 };
                 for record in records.flatten() {
-                    let Some(key) = record.key.and_then(decode_key) else {
-                        continue;
-                    };
-                    match record.value.and_then(decode_value) {
-                        Some(value) => committed.insert(key, value),
-                        None => committed.remove(&key),
-                    };
+                    match record.key.and_then(decode_key) {
+                        Some(StoredKey::Offset(key)) => {
+                            match record.value.and_then(decode_value) {
+                                Some(value) => committed.insert(key, value),
+                                None => committed.remove(&key),
+                            };
+                        }
+                        Some(StoredKey::Group(group)) => {
+                            match record.value {
+                                Some(value) => snapshots.insert(group, value.to_vec()),
+                                None => snapshots.remove(&group),
+                            };
+                        }
+                        None => {}
+                    }
                 }
             }
             at = read.next_offset;
@@ -129,6 +166,7 @@ impl Offsets {
         Ok(Self {
             partition,
             committed: Mutex::new(committed),
+            snapshots: Mutex::new(snapshots),
             max_keys,
         })
     }
@@ -195,9 +233,30 @@ impl Offsets {
         Ok(())
     }
 
-    /// Deletes every committed offset of `group` (tombstones, durably); whether it had any.
+    /// The groups' stored generations read at open (taken: the second call gets none).
+    pub fn take_group_snapshots(&self) -> Vec<(String, Vec<u8>)> {
+        self.snapshots.lock().drain().collect()
+    }
+
+    /// Stores groups' generations (`None`: deleted), as one batch, durably.
+    pub async fn store_groups(
+        &self,
+        groups: &[(String, Option<Vec<u8>>)],
+    ) -> Result<(), rill::Error> {
+        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = groups
+            .iter()
+            .map(|(group, value)| (encode_group_key(group), value.clone()))
+            .collect();
+        for chunk in records.chunks(1000) {
+            self.append(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every committed offset of `group` (tombstones, durably, with one for its stored
+    /// generation); whether it had any offsets.
     pub async fn delete_group(&self, group: &str) -> Result<bool, rill::Error> {
-        let keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
+        let mut keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
             .of_group(group)
             .iter()
             .map(|(topic, partition, _, _)| (encode_key(group, topic, *partition), None))
@@ -205,6 +264,7 @@ impl Offsets {
         if keys.is_empty() {
             return Ok(false);
         }
+        keys.push((encode_group_key(group), None));
         // In slices: a batch stays far below any batch size limit.
         for chunk in keys.chunks(1000) {
             self.append(chunk).await?;
@@ -273,7 +333,14 @@ mod tests {
     #[test]
     fn keys_and_values_round_trip() {
         let key = encode_key("g", "orders", 7);
-        assert_eq!(decode_key(&key), Some(("g".into(), "orders".into(), 7)));
+        assert_eq!(
+            decode_key(&key),
+            Some(StoredKey::Offset(("g".into(), "orders".into(), 7)))
+        );
+        assert_eq!(
+            decode_key(&encode_group_key("g")),
+            Some(StoredKey::Group("g".into()))
+        );
         assert_eq!(
             decode_value(&encode_value(42, Some("m"))),
             Some((42, Some("m".into())))

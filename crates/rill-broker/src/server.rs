@@ -74,6 +74,9 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tasks.spawn(flush_loop(Arc::clone(&self.broker), stop_rx.clone()));
+        let broker = Arc::clone(&self.broker);
+        let stop = stop_rx.clone();
+        tasks.spawn(async move { broker.store_groups(stop).await });
         let coordinator_timer = tokio::spawn(Arc::clone(&self.broker.coordinator).run_timer());
         let mut shutdown = std::pin::pin!(shutdown);
         loop {

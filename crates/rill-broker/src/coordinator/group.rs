@@ -131,6 +131,10 @@ pub struct Group {
     join_not_before: Option<Instant>,
     /// CompletingRebalance: members that have not sent SyncGroup by then are removed.
     sync_deadline: Option<Instant>,
+    /// What the stored copy of the group needs (`persist.rs`), until the coordinator takes it.
+    change: Option<persist::Change>,
+    /// Whether a stable generation of the group is stored (so that emptying it is stored too).
+    persisted: bool,
 }
 
 impl Default for Group {
@@ -152,6 +156,8 @@ impl Group {
             join_deadline: None,
             join_not_before: None,
             sync_deadline: None,
+            change: None,
+            persisted: false,
         }
     }
 
@@ -298,6 +304,7 @@ impl Group {
             member.client_id = join.client_id;
             member.client_host = join.client_host;
             member.refresh(now);
+            self.note_stable();
             return Reply::Now(self.join_response(&id));
         }
         let mut join = join;
@@ -420,6 +427,7 @@ impl Group {
             self.state = State::Empty;
             self.protocol_name = None;
             self.leader = None;
+            self.note_emptied();
             return;
         }
         if self
@@ -566,6 +574,7 @@ impl Group {
         }
         self.state = State::Stable;
         self.sync_deadline = None;
+        self.note_stable();
         for index in 0..self.members.len() {
             let response = self.sync_response(&self.members[index].assignment);
             if let Some(waiter) = self.members[index].sync_waiter.take() {
@@ -746,6 +755,10 @@ impl Group {
         }
     }
 }
+
+#[path = "group_persist.rs"]
+mod persist;
+pub use persist::Change;
 
 #[cfg(test)]
 #[path = "group_tests.rs"]

@@ -315,3 +315,43 @@ fn a_static_member_rejoins_without_a_rebalance() {
         code::FENCED_INSTANCE_ID
     );
 }
+
+#[test]
+fn a_stored_generation_comes_back_without_a_rebalance_and_an_emptied_group_is_deleted() {
+    let (rules, now, mut ids) = (rules(0), Instant::now(), Ids(0));
+    let mut group = Group::new();
+    let (_m1, reply) = join_new(&mut group, &mut ids, &rules, now);
+    answered(&mut waiting(reply));
+    assert_eq!(group.take_change(), None, "nothing stored before a stable generation");
+    stable_pair_again(&mut group, &mut ids, &rules, now);
+    let Some(Change::Stable(snapshot)) = group.take_change() else {
+        panic!("a stable generation is stored")
+    };
+    assert_eq!((snapshot.generation, snapshot.members.len()), (2, 2));
+    let decoded = crate::coordinator::snapshot::GroupSnapshot::decode(&snapshot.encode());
+    let mut restored = Group::restore(decoded.unwrap(), now);
+    assert_eq!(restored.state(), State::Stable);
+    assert_eq!(restored.heartbeat("m2", None, 2, now), code::NONE);
+    assert_eq!(restored.check_commit("m1", None, 2, now), Ok(()));
+    let kept = now_answer(restored.sync("m2", None, 2, (None, None), vec![], now));
+    assert_eq!(kept.assignment, b"a2");
+    // Both leave: the stored generation is deleted.
+    assert_eq!(restored.leave("m1", None, &rules, now), code::NONE);
+    assert_eq!(restored.leave("m2", None, &rules, now), code::NONE);
+    assert_eq!(restored.take_change(), Some(Change::Emptied));
+    assert_eq!(restored.take_change(), None);
+}
+
+/// `stable_pair` after its first member is already in generation 1.
+fn stable_pair_again(group: &mut Group, ids: &mut Ids, rules: &Rules, now: Instant) {
+    let (m2, reply) = join_new(group, ids, rules, now);
+    let mut m2_join = waiting(reply);
+    let mut m1_join = waiting(group.join(join_of("m1", &["range"]), || ids.next(), rules, now));
+    answered(&mut m1_join);
+    answered(&mut m2_join);
+    let mut m2_sync = waiting(group.sync(&m2, None, 2, (None, None), vec![], now));
+    let assignments = vec![("m1".into(), b"a1".to_vec()), ("m2".into(), b"a2".to_vec())];
+    let mut m1_sync = waiting(group.sync("m1", None, 2, (None, None), assignments, now));
+    answered(&mut m1_sync);
+    answered(&mut m2_sync);
+}

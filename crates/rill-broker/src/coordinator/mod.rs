@@ -1,18 +1,21 @@
 //! The group coordinator: every consumer group's membership (`group.rs`), held in memory
 //! behind one lock, and the timer that expires sessions and ends rebalances.
 //!
-//! Membership is not stored: after a broker restart every member's next heartbeat is answered
-//! UNKNOWN_MEMBER_ID, the members join again, and they resume from the offsets committed in
-//! `__consumer_offsets` (`crate::offsets`), which are stored durably. Kafka also stores the
-//! group's generation and assignment so that a new coordinator can take over without a
-//! rebalance; a single broker has no other coordinator to hand over to.
+//! Each stable generation of a group (members, assignments) is stored in `__consumer_offsets`
+//! beside the committed offsets, as Kafka stores its group metadata (`snapshot.rs`,
+//! `group_persist.rs`): after a broker restart the group is back in that generation and its
+//! members carry on (heartbeats and commits accepted) without a rebalance. The changes are
+//! queued here, one per group (the latest wins), for the broker's writer task
+//! (`Broker::store_groups`), so no request waits for the write.
 
 pub mod group;
+pub mod snapshot;
 
 use crate::protocol::error_code as code;
 use crate::protocol::membership::{DescribedGroup, JoinGroupResponse, SyncGroupResponse};
-use group::{Group, Join, Reply, Rules, State};
+use group::{Change, Group, Join, Reply, Rules, State};
 use parking_lot::Mutex;
+use snapshot::GroupSnapshot;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -38,6 +41,10 @@ pub struct CoordinatorConfig {
 pub struct Coordinator {
     config: CoordinatorConfig,
     groups: Mutex<HashMap<String, Group>>,
+    /// Stored-copy changes not written yet, by group (bounded by the groups held).
+    unstored: Mutex<HashMap<String, Change>>,
+    /// Wakes the writer when `unstored` gains a change.
+    stored_wanted: tokio::sync::Notify,
     /// Member ids: `<client id>-<boot>-<n>`, unique across restarts of the broker.
     boot: u64,
     next_member: AtomicU64,
@@ -51,6 +58,8 @@ impl Coordinator {
         Self {
             config,
             groups: Mutex::new(HashMap::new()),
+            unstored: Mutex::new(HashMap::new()),
+            stored_wanted: tokio::sync::Notify::new(),
             boot,
             next_member: AtomicU64::new(1),
         }
@@ -60,6 +69,32 @@ impl Coordinator {
         Rules {
             initial_rebalance_delay: self.config.initial_rebalance_delay,
             max_group_size: self.config.max_group_size,
+        }
+    }
+
+    /// Queues what `group`'s stored copy needs after a call changed it.
+    fn collect(&self, group_id: &str, group: &mut Group) {
+        if let Some(change) = group.take_change() {
+            self.unstored.lock().insert(group_id.to_owned(), change);
+            self.stored_wanted.notify_one();
+        }
+    }
+
+    /// The changes to store, taken (the writer stores them).
+    pub fn take_unstored(&self) -> Vec<(String, Change)> {
+        self.unstored.lock().drain().collect()
+    }
+
+    /// Resolves when there may be changes to store.
+    pub async fn unstored_changes(&self) {
+        self.stored_wanted.notified().await;
+    }
+
+    /// A group as it was stored, at start (before any request).
+    pub fn restore(&self, group_id: &str, snapshot: GroupSnapshot) {
+        let group = Group::restore(snapshot, Instant::now());
+        if group.state() == State::Stable {
+            self.groups.lock().insert(group_id.to_owned(), group);
         }
     }
 
@@ -97,12 +132,14 @@ impl Coordinator {
         let client_id = join.client_id.clone();
         let rules = self.rules();
         let group = groups.entry(group_id.to_owned()).or_default();
-        group.join(
+        let reply = group.join(
             join,
             || self.new_member_id(&client_id),
             &rules,
             Instant::now(),
-        )
+        );
+        self.collect(group_id, group);
+        reply
     }
 
     /// SyncGroup.
@@ -119,14 +156,16 @@ impl Coordinator {
             return Reply::Now(SyncGroupResponse::error(code::UNKNOWN_MEMBER_ID));
         };
         let (member_id, instance) = member;
-        group.sync(
+        let reply = group.sync(
             member_id,
             instance,
             generation,
             protocol,
             assignments,
             Instant::now(),
-        )
+        );
+        self.collect(group_id, group);
+        reply
     }
 
     /// Heartbeat: an error code.
@@ -142,10 +181,12 @@ impl Coordinator {
     pub fn leave(&self, group_id: &str, member: (&str, Option<&str>)) -> i16 {
         let rules = self.rules();
         let mut groups = self.groups.lock();
-        match groups.get_mut(group_id) {
-            Some(group) => group.leave(member.0, member.1, &rules, Instant::now()),
-            None => code::UNKNOWN_MEMBER_ID,
-        }
+        let Some(group) = groups.get_mut(group_id) else {
+            return code::UNKNOWN_MEMBER_ID;
+        };
+        let error = group.leave(member.0, member.1, &rules, Instant::now());
+        self.collect(group_id, group);
+        error
     }
 
     /// Whether an OffsetCommit of this member and generation may be stored.
@@ -200,6 +241,7 @@ impl Coordinator {
             for member in group.tick(&rules, now) {
                 tracing::info!(group = %group_id, member = %member, "member removed: session or sync timeout");
             }
+            self.collect(group_id, group);
         }
         groups.retain(|_, g| !(g.is_idle() && g.state() == State::Empty));
     }
