@@ -233,16 +233,17 @@ impl Broker {
         for group_id in &request.groups {
             let error = if group_id.is_empty() {
                 code::INVALID_GROUP_ID
-            } else if self.coordinator.has_members(group_id) {
-                code::NON_EMPTY_GROUP
             } else {
-                match self.offsets.delete_group(group_id).await {
-                    Ok(true) => {
-                        tracing::info!(group = %group_id, "group deleted");
-                        code::NONE
-                    }
-                    Ok(false) => code::GROUP_ID_NOT_FOUND,
-                    Err(e) => kafka_code(&e, true),
+                match self.coordinator.delete(group_id) {
+                    Err(error) => error,
+                    Ok(held) => match self.offsets.delete_group(group_id).await {
+                        Ok(had_offsets) if held || had_offsets => {
+                            tracing::info!(group = %group_id, "group deleted");
+                            code::NONE
+                        }
+                        Ok(_) => code::GROUP_ID_NOT_FOUND,
+                        Err(e) => kafka_code(&e, true),
+                    },
                 }
             };
             results.push((group_id.clone(), error));

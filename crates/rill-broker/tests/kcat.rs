@@ -285,3 +285,42 @@ fn produces_timed_out_after_storing_store_nothing_twice_with_idempotence() {
         "idempotent: every message exactly once, in order"
     );
 }
+
+/// `kcat -G`, librdkafka's balanced consumer: it consumes a four-partition topic through a
+/// group, commits (automatically, and at exit), and a second run of the same group gets only
+/// what was produced since.
+#[test]
+fn kcat_consumes_through_a_group_and_resumes_from_its_commits() {
+    if !kcat_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(
+        dir.path(),
+        &[
+            "--default-partitions",
+            "4",
+            "--group-initial-rebalance-delay-ms",
+            "0",
+        ],
+    );
+    let group_consume = |count: usize| -> Vec<String> {
+        let out = run(
+            kcat(&broker)
+                .args(["-G", "kcat-group", "grouped", "-c", &count.to_string()])
+                .args(["-X", "auto.offset.reset=earliest", "-f", "%s\\n"]),
+            LIMIT,
+        );
+        let mut values: Vec<String> = out.lines().map(str::to_owned).collect();
+        values.sort();
+        values
+    };
+    let lines: Vec<String> = (0..40).map(|i| format!("k{i}:v{i:02}")).collect();
+    produce(&broker, "grouped", &lines, &[]);
+    let expected: Vec<String> = (0..40).map(|i| format!("v{i:02}")).collect();
+    assert_eq!(group_consume(40), expected);
+    let more: Vec<String> = (40..50).map(|i| format!("k{i}:v{i:02}")).collect();
+    produce(&broker, "grouped", &more, &[]);
+    let expected: Vec<String> = (40..50).map(|i| format!("v{i:02}")).collect();
+    assert_eq!(group_consume(10), expected, "resumed from the commits");
+}

@@ -224,12 +224,18 @@ impl Coordinator {
             .map(|g| g.describe(group_id))
     }
 
-    /// Whether a group has members (DeleteGroups refuses those).
-    pub fn has_members(&self, group_id: &str) -> bool {
-        self.groups
-            .lock()
-            .get(group_id)
-            .is_some_and(|g| g.state() != State::Empty)
+    /// DeleteGroups' part here: a group without members is forgotten (whether it was held);
+    /// one with members is refused with NON_EMPTY_GROUP.
+    pub fn delete(&self, group_id: &str) -> Result<bool, i16> {
+        let mut groups = self.groups.lock();
+        match groups.get(group_id) {
+            Some(group) if !group.is_idle() => Err(code::NON_EMPTY_GROUP),
+            Some(_) => {
+                groups.remove(group_id);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Time passing for every group; idle groups are dropped (their offsets stay stored).
