@@ -71,18 +71,6 @@ async fn run(
         host: host.clone(),
         port: i32::from(port),
     };
-    let metrics_bound = match (config.metrics_listen, metrics) {
-        (Some(addr), Some(handle)) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("serving metrics on {addr}"))?;
-            let bound = listener.local_addr()?;
-            tokio::spawn(rill_broker::metrics::upkeep(handle.clone()));
-            tokio::spawn(rill_broker::metrics::serve(listener, handle));
-            Some(bound)
-        }
-        _ => None,
-    };
     let offsets_log = Arc::clone(&log);
     let max_keys = config.max_committed_offsets;
     let offsets = tokio::task::spawn_blocking(move || {
@@ -90,7 +78,22 @@ async fn run(
     })
     .await?
     .context("opening the committed offsets")?;
+    let metrics_listen = config.metrics_listen;
     let broker = Arc::new(Broker::new(config, Arc::clone(&log), address, offsets));
+    let metrics_bound = match (metrics_listen, metrics) {
+        (Some(addr), Some(handle)) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            let bound = listener.local_addr()?;
+            tokio::spawn(rill_broker::metrics::upkeep(handle.clone()));
+            let lag_of = Arc::clone(&broker);
+            let group_lag = move || rill_broker::metrics::group_lag(&lag_of);
+            tokio::spawn(rill_broker::metrics::serve(listener, handle, group_lag));
+            Some(bound)
+        }
+        _ => None,
+    };
     // One line on stdout for people and scripts: where to connect, where the data is.
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -1,6 +1,7 @@
 //! The Prometheus endpoint scraped as Prometheus does and read with a Prometheus text parser
 //! (`prometheus-parse`): after kcat produced to a topic, the engine's and the broker's metrics
-//! agree with what was produced.
+//! agree with what was produced; after a group consumed part of it (`kcat -G`, which commits
+//! what it consumed), the group's lag is the rest.
 
 #![allow(
     clippy::unwrap_used,
@@ -67,6 +68,8 @@ fn the_metrics_endpoint_agrees_with_what_was_produced() {
             &metrics_addr,
             "--default-partitions",
             "1",
+            "--group-initial-rebalance-delay-ms",
+            "0",
         ],
     );
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -88,26 +91,43 @@ fn the_metrics_endpoint_agrees_with_what_was_produced() {
             .arg(file.path()),
         Duration::from_mins(2),
     );
-    let scrape = scrape(&metrics_addr);
+    let scraped = scrape(&metrics_addr);
+    let scrape = &scraped;
     let partition = [("topic", "m"), ("partition", "0")];
     assert_eq!(
-        value(&scrape, "rill_partition_log_end_offset", &partition),
+        value(scrape, "rill_partition_log_end_offset", &partition),
         Some(500.0)
     );
     assert_eq!(
-        value(&scrape, "rill_partition_durable_offset", &partition),
+        value(scrape, "rill_partition_durable_offset", &partition),
         Some(500.0),
         "acks=all: durable"
     );
     assert_eq!(
-        value(&scrape, "rill_partition_failed", &partition),
+        value(scrape, "rill_partition_failed", &partition),
         Some(0.0)
     );
-    let appends = value(&scrape, "rill_appends_total", &partition).unwrap();
+    let appends = value(scrape, "rill_appends_total", &partition).unwrap();
     assert!(appends >= 1.0, "{appends}");
-    let append_count = value(&scrape, "rill_append_seconds_count", &partition).unwrap();
+    let append_count = value(scrape, "rill_append_seconds_count", &partition).unwrap();
     assert_eq!(append_count, appends, "one latency sample per append");
-    assert!(value(&scrape, "rill_sync_seconds_count", &partition).unwrap() >= 1.0);
-    let produces = value(&scrape, "rill_broker_requests_total", &[("api", "Produce")]).unwrap();
+    assert!(value(scrape, "rill_sync_seconds_count", &partition).unwrap() >= 1.0);
+    let produces = value(scrape, "rill_broker_requests_total", &[("api", "Produce")]).unwrap();
     assert!(produces >= 1.0);
+
+    // A group consumes 200 of the 500 records and commits them at exit: its lag is 300.
+    run(
+        Command::new("kcat")
+            .args(["-b", &broker.addr, "-q", "-G", "lagging", "m", "-c", "200"])
+            .args(["-X", "auto.offset.reset=earliest", "-X", "enable.auto.commit=false"])
+            .args(["-X", "enable.auto.offset.store=true", "-f", ""]),
+        Duration::from_mins(2),
+    );
+    let after = self::scrape(&metrics_addr);
+    let lag = [("group", "lagging"), ("topic", "m"), ("partition", "0")];
+    assert_eq!(value(&after, "rill_broker_group_lag", &lag), Some(300.0));
+    assert_eq!(
+        value(&after, "rill_broker_group_lag_truncated", &[]),
+        Some(0.0)
+    );
 }

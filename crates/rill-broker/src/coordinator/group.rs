@@ -174,6 +174,10 @@ impl Group {
         self.protocol_type.as_deref()
     }
 
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
     /// Whether the group holds no member and no member id awaiting its join: nothing to keep.
     pub fn is_idle(&self) -> bool {
         self.members.is_empty() && self.pending.is_empty()

@@ -204,16 +204,27 @@ impl Coordinator {
         }
     }
 
-    /// The groups with members: (group id, protocol type, state).
+    /// The groups held: (group id, protocol type, state).
     pub fn list(&self) -> Vec<(String, String, &'static str)> {
-        self.groups
+        self.list_with_members()
+            .into_iter()
+            .map(|(id, protocol_type, state, _)| (id, protocol_type, state))
+            .collect()
+    }
+
+    /// The groups held, with their member counts.
+    pub fn list_with_members(&self) -> Vec<(String, String, &'static str, usize)> {
+        let mut listed: Vec<_> = self
+            .groups
             .lock()
             .iter()
             .map(|(id, g)| {
                 let protocol_type = g.protocol_type().unwrap_or_default().to_owned();
-                (id.clone(), protocol_type, g.state().name())
+                (id.clone(), protocol_type, g.state().name(), g.member_count())
             })
-            .collect()
+            .collect();
+        listed.sort();
+        listed
     }
 
     /// A group with members, described.
