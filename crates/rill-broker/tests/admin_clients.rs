@@ -33,7 +33,10 @@ fn confluent_kafka_admin_client() {
             .arg(&broker.addr),
         Duration::from_mins(2),
     );
-    assert!(out.contains("\"lag\": 60") && out.contains("\"ok\": true"), "{out}");
+    assert!(
+        out.contains("\"lag\": 60") && out.contains("\"ok\": true"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -50,5 +53,8 @@ fn kafkajs_admin_client() {
             .arg(&broker.addr),
         Duration::from_mins(2),
     );
-    assert!(out.contains("\"lag\":60") && out.contains("\"ok\": true"), "{out}");
+    assert!(
+        out.contains("\"lag\":60") && out.contains("\"ok\": true"),
+        "{out}"
+    );
 }

@@ -119,7 +119,12 @@ fn the_metrics_endpoint_agrees_with_what_was_produced() {
     run(
         Command::new("kcat")
             .args(["-b", &broker.addr, "-q", "-G", "lagging", "m", "-c", "200"])
-            .args(["-X", "auto.offset.reset=earliest", "-X", "enable.auto.commit=false"])
+            .args([
+                "-X",
+                "auto.offset.reset=earliest",
+                "-X",
+                "enable.auto.commit=false",
+            ])
             .args(["-X", "enable.auto.offset.store=true", "-f", ""]),
         Duration::from_mins(2),
     );

@@ -322,7 +322,11 @@ fn a_stored_generation_comes_back_without_a_rebalance_and_an_emptied_group_is_de
     let mut group = Group::new();
     let (_m1, reply) = join_new(&mut group, &mut ids, &rules, now);
     answered(&mut waiting(reply));
-    assert_eq!(group.take_change(), None, "nothing stored before a stable generation");
+    assert_eq!(
+        group.take_change(),
+        None,
+        "nothing stored before a stable generation"
+    );
     stable_pair_again(&mut group, &mut ids, &rules, now);
     let Some(Change::Stable(snapshot)) = group.take_change() else {
         panic!("a stable generation is stored")

@@ -220,7 +220,12 @@ impl Coordinator {
             .iter()
             .map(|(id, g)| {
                 let protocol_type = g.protocol_type().unwrap_or_default().to_owned();
-                (id.clone(), protocol_type, g.state().name(), g.member_count())
+                (
+                    id.clone(),
+                    protocol_type,
+                    g.state().name(),
+                    g.member_count(),
+                )
             })
             .collect();
         listed.sort();
