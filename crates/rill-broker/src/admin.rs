@@ -24,14 +24,14 @@ impl Broker {
     ) {
         let mut results = Vec::with_capacity(request.topics.len());
         for name in &request.topics {
-            let error = match self.topics.delete(name).await {
+            let (error, message) = match self.topics.delete(name).await {
                 Ok(()) => {
                     tracing::info!(topic = %name, "deleted topic");
-                    code::NONE
+                    (code::NONE, None)
                 }
-                Err(e) => kafka_code(&e, true),
+                Err(e) => (kafka_code(&e, true), Some(e.to_string())),
             };
-            results.push((name.clone(), error));
+            results.push((name.clone(), error, message));
         }
         admin::delete_topics_response(buf, version, &results);
     }
@@ -40,6 +40,7 @@ impl Broker {
     /// assignments are refused on a single broker).
     pub async fn create_partitions(
         &self,
+        version: i16,
         request: &admin::CreatePartitionsRequest,
         buf: &mut BytesMut,
     ) {
@@ -78,12 +79,17 @@ impl Broker {
             };
             results.push((name.clone(), error, message));
         }
-        admin::create_partitions_response(buf, &results);
+        admin::create_partitions_response(buf, version, &results);
     }
 
     /// DeleteRecords: the log start of each partition moved to the offset given (-1: the high
     /// watermark); the new low watermark answered.
-    pub async fn delete_records(&self, request: &DeleteRecordsRequest, buf: &mut BytesMut) {
+    pub async fn delete_records(
+        &self,
+        version: i16,
+        request: &DeleteRecordsRequest,
+        buf: &mut BytesMut,
+    ) {
         let mut results = Vec::with_capacity(request.topics.len());
         for (topic, partitions) in &request.topics {
             let mut out = Vec::with_capacity(partitions.len());
@@ -106,7 +112,7 @@ impl Broker {
             }
             results.push((topic.clone(), out));
         }
-        admin::delete_records_response(buf, &results);
+        admin::delete_records_response(buf, version, &results);
     }
 
     /// DescribeConfigs: a topic's every setting (its own or the broker's default); a broker
@@ -163,6 +169,7 @@ impl Broker {
     /// and nothing of that resource changes.
     pub async fn alter_configs(
         &self,
+        version: i16,
         request: &ConfigsRequest,
         incremental: bool,
         buf: &mut BytesMut,
@@ -183,7 +190,8 @@ impl Broker {
                 resource.name.clone(),
             ));
         }
-        admin::alter_configs_response(buf, &results);
+        let flexible = version >= if incremental { 1 } else { 2 };
+        admin::alter_configs_response(buf, flexible, &results);
     }
 
     async fn alter_one(

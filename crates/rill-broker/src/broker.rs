@@ -204,7 +204,13 @@ impl Broker {
                 self.create_checked(&topic.name, partitions, config, request.validate_only)
                     .await
             };
-            results.push(result);
+            let (name, error, message) = result;
+            let count = if error == code::NONE {
+                i32::try_from(partitions).unwrap_or(-1)
+            } else {
+                -1
+            };
+            results.push((name, error, message, count));
         }
         protocol::create_topics(buf, version, &results);
     }

@@ -247,7 +247,19 @@ async fn handle_request(
         }
     })?;
     let version = header.api_version;
-    metrics::counter!("rill_broker_requests_total", "api" => api_name(header.api_key)).increment(1);
+    // Labelled by version too (bounded: only implemented versions get their own), so an
+    // operator sees which versions clients speak.
+    let version_label = if matches!(request, Request::Unsupported) {
+        "unsupported".to_owned()
+    } else {
+        version.to_string()
+    };
+    metrics::counter!(
+        "rill_broker_requests_total",
+        "api" => api_name(header.api_key),
+        "version" => version_label
+    )
+    .increment(1);
     let mut buf = protocol::begin_frame(header.correlation_id);
     match request {
         Request::Unsupported => {
@@ -262,7 +274,7 @@ async fn handle_request(
         Request::ListOffsets(r) => broker.list_offsets(version, &r, &mut buf).await,
         Request::InitProducerId(r) => broker.init_producer_id(version, &r, &mut buf).await,
         Request::DeleteTopics(r) => broker.delete_topics(version, &r, &mut buf).await,
-        Request::DeleteRecords(r) => broker.delete_records(&r, &mut buf).await,
+        Request::DeleteRecords(r) => broker.delete_records(version, &r, &mut buf).await,
         Request::DescribeConfigs(r) => broker.describe_configs(version, &r, &mut buf),
         Request::FindCoordinator(r) => broker.find_coordinator(version, &r, &mut buf),
         Request::OffsetCommit(r) => broker.offset_commit(version, &r, &mut buf).await,
@@ -280,11 +292,15 @@ async fn handle_request(
         Request::ListGroups(r) => broker.list_groups(version, &r, &mut buf),
         Request::DescribeGroups(r) => broker.describe_groups(version, &r, &mut buf),
         Request::DeleteGroups(r) => broker.delete_groups(version, &r, &mut buf).await,
-        Request::CreatePartitions(r) => broker.create_partitions(&r, &mut buf).await,
+        Request::CreatePartitions(r) => broker.create_partitions(version, &r, &mut buf).await,
         Request::AlterConfigs {
             request,
             incremental,
-        } => broker.alter_configs(&request, incremental, &mut buf).await,
+        } => {
+            broker
+                .alter_configs(version, &request, incremental, &mut buf)
+                .await
+        }
         Request::Produce(r) => {
             let produced = produce::handle(broker, version, &r, frame, &mut buf).await;
             if r.acks == 0 {

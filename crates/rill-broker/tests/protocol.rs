@@ -308,9 +308,9 @@ fn unknown_apis_and_versions_are_answered() {
     let broker = Broker::start(dir.path(), &[]);
     let mut c = Client::connect(&broker);
 
-    // ApiVersions v3 (flexible, not implemented): Kafka's v0-format UNSUPPORTED_VERSION
-    // answer, listing exactly what is implemented.
-    let mut r = c.call(API_VERSIONS, 3, &[0, 0]);
+    // ApiVersions v4 (not implemented): Kafka's v0-format UNSUPPORTED_VERSION answer, listing
+    // exactly what is implemented.
+    let mut r = c.call(API_VERSIONS, 4, &[0, 0]);
     assert_eq!(r.get_i16(), 35);
     let mut ranges = Vec::new();
     for _ in 0..r.get_i32() {
@@ -320,7 +320,7 @@ fn unknown_apis_and_versions_are_answered() {
     assert_eq!(
         ranges,
         [
-            (0, 3, 8),
+            (0, 3, 10),
             (1, 4, 11),
             (2, 1, 5),
             (3, 0, 8),
@@ -333,26 +333,45 @@ fn unknown_apis_and_versions_are_answered() {
             (14, 0, 5),
             (15, 0, 5),
             (16, 0, 4),
-            (18, 0, 2),
-            (19, 0, 4),
-            (20, 0, 3),
-            (21, 0, 1),
+            (18, 0, 3),
+            (19, 0, 7),
+            (20, 0, 5),
+            (21, 0, 2),
             (22, 0, 4),
-            (32, 0, 3),
-            (33, 0, 1),
-            (37, 0, 1),
+            (32, 0, 4),
+            (33, 0, 2),
+            (37, 0, 3),
             (42, 0, 2),
-            (44, 0, 0)
+            (44, 0, 1)
         ]
     );
     // ApiVersions v2 lists the same, with throttle time.
     let mut r = c.call(API_VERSIONS, 2, &[]);
     assert_eq!(r.get_i16(), 0);
     assert_eq!(r.get_i32(), 23);
+    // v3 (flexible body, request header v2, response header v0): compact array, tagged fields.
+    let mut r = c.call(API_VERSIONS, 3, &[0, 2, b'k', 2, b'1', 0]);
+    assert_eq!(r.get_i16(), 0, "error");
+    assert_eq!(r.get_u8(), 24, "23 APIs, compact length + 1");
+    let mut listed = Vec::new();
+    for _ in 0..23 {
+        listed.push((r.get_i16(), r.get_i16(), r.get_i16()));
+        assert_eq!(r.get_u8(), 0, "tagged fields");
+    }
+    assert_eq!(listed, ranges);
+    assert_eq!(r.get_i32(), 0, "throttle");
+    assert_eq!(r.get_u8(), 0, "tagged fields");
+    assert!(r.is_empty());
 
     // An unknown key, a version below the range and one above: UNSUPPORTED_VERSION, and the
     // connection stays usable.
-    for (key, version) in [(999, 0), (PRODUCE, 2), (FETCH, 12), (METADATA, 9)] {
+    for (key, version) in [
+        (999, 0),
+        (PRODUCE, 2),
+        (FETCH, 12),
+        (METADATA, 9),
+        (PRODUCE, 11),
+    ] {
         let mut r = c.call(key, version, &[1, 2, 3]);
         assert_eq!(r.get_i16(), 35, "api {key} v{version}");
     }
@@ -1018,4 +1037,59 @@ fn log_append_time_topics_answer_with_the_append_time() {
     let header = rill::batch::BatchHeader::parse(&fetched[0].1).unwrap();
     assert!(header.attributes.is_log_append_time());
     assert_eq!(header.max_timestamp, append_time);
+}
+
+fn put_uvarint(b: &mut BytesMut, mut v: u32) {
+    while v >= 0x80 {
+        b.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    b.put_u8(v as u8);
+}
+
+fn put_compact_str(b: &mut BytesMut, s: &str) {
+    put_uvarint(b, s.len() as u32 + 1);
+    b.put_slice(s.as_bytes());
+}
+
+/// Produce v9, the first flexible version (request header v2, compact strings, arrays and
+/// records, tagged fields): stored and answered in the flexible response format.
+#[test]
+fn a_flexible_produce_is_stored_and_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker);
+    assert_eq!(create_topic(&mut c, "flex", 1), 0);
+    let records = batch(&[b"a", b"b", b"c"]);
+    let mut b = BytesMut::new();
+    b.put_u8(0); // request header v2: no tagged fields
+    b.put_u8(0); // transactional id: null
+    b.put_i16(-1);
+    b.put_i32(10_000);
+    put_uvarint(&mut b, 2); // one topic
+    put_compact_str(&mut b, "flex");
+    put_uvarint(&mut b, 2); // one partition
+    b.put_i32(0);
+    put_uvarint(&mut b, records.len() as u32 + 1);
+    b.put_slice(&records);
+    b.put_slice(&[0, 0, 0]); // partition, topic and request tagged fields
+    for round in 0..2 {
+        let mut r = c.call(PRODUCE, 9, &b);
+        assert_eq!(r.get_u8(), 0, "response header tagged fields");
+        assert_eq!(r.get_u8(), 2, "one topic");
+        assert_eq!(r.get_u8(), 5);
+        assert_eq!(&r.split_to(4)[..], b"flex");
+        assert_eq!(r.get_u8(), 2, "one partition");
+        assert_eq!(r.get_i32(), 0);
+        assert_eq!(r.get_i16(), 0, "error");
+        assert_eq!(r.get_i64(), 3 * round, "base offset");
+        assert_eq!(r.get_i64(), -1, "log append time");
+        assert_eq!(r.get_i64(), 0, "log start offset");
+        assert_eq!(r.get_u8(), 1, "no record errors");
+        assert_eq!(r.get_u8(), 0, "null error message");
+        assert_eq!(r.split_to(2)[..], [0, 0][..], "partition and topic tags");
+        assert_eq!(r.get_i32(), 0, "throttle");
+        assert_eq!(r.get_u8(), 0, "tagged fields");
+        assert!(r.is_empty());
+    }
 }

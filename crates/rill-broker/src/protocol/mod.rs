@@ -147,23 +147,25 @@ impl ApiKey {
     /// The versions implemented: exactly what ApiVersions advertises.
     pub fn versions(self) -> (i16, i16) {
         match self {
-            Self::Produce => (3, 8),
+            Self::Produce => (3, 10),
             Self::Fetch => (4, 11),
             Self::ListOffsets => (1, 5),
             Self::OffsetFetch => (1, 8),
             Self::Metadata => (0, 8),
             Self::OffsetCommit => (2, 8),
             Self::JoinGroup => (0, 9),
-            Self::ApiVersions | Self::DeleteGroups => (0, 2),
+            Self::ApiVersions | Self::CreatePartitions => (0, 3),
+            Self::DeleteGroups | Self::DeleteRecords | Self::AlterConfigs => (0, 2),
             Self::FindCoordinator
             | Self::Heartbeat
             | Self::ListGroups
-            | Self::CreateTopics
-            | Self::InitProducerId => (0, 4),
-            Self::SyncGroup | Self::LeaveGroup | Self::DescribeGroups => (0, 5),
-            Self::DeleteTopics | Self::DescribeConfigs => (0, 3),
-            Self::DeleteRecords | Self::AlterConfigs | Self::CreatePartitions => (0, 1),
-            Self::IncrementalAlterConfigs => (0, 0),
+            | Self::InitProducerId
+            | Self::DescribeConfigs => (0, 4),
+            Self::SyncGroup | Self::LeaveGroup | Self::DescribeGroups | Self::DeleteTopics => {
+                (0, 5)
+            }
+            Self::CreateTopics => (0, 7),
+            Self::IncrementalAlterConfigs => (0, 1),
         }
     }
 
@@ -172,12 +174,21 @@ impl ApiKey {
     /// `kafka-protocol` crate's, `schema.rs`).
     pub fn flexible_from(self) -> Option<i16> {
         match self {
+            Self::IncrementalAlterConfigs => Some(1),
+            Self::DeleteGroups
+            | Self::DeleteRecords
+            | Self::CreatePartitions
+            | Self::AlterConfigs => Some(2),
+            Self::ListGroups | Self::FindCoordinator | Self::ApiVersions => Some(3),
+            Self::SyncGroup
+            | Self::Heartbeat
+            | Self::LeaveGroup
+            | Self::DeleteTopics
+            | Self::DescribeConfigs => Some(4),
+            Self::CreateTopics | Self::DescribeGroups => Some(5),
             Self::JoinGroup | Self::OffsetFetch => Some(6),
-            Self::SyncGroup | Self::Heartbeat | Self::LeaveGroup => Some(4),
-            Self::ListGroups | Self::FindCoordinator => Some(3),
-            Self::DescribeGroups => Some(5),
-            Self::DeleteGroups => Some(2),
             Self::OffsetCommit => Some(8),
+            Self::Produce => Some(9),
             _ => None,
         }
     }

@@ -176,7 +176,14 @@ pub fn decode_request(frame: &[u8]) -> Result<(RequestHeader, Request), DecodeEr
         r.set_flexible(true);
     }
     let request = match api {
-        ApiKey::ApiVersions => Request::ApiVersions,
+        ApiKey::ApiVersions => {
+            if v >= 3 {
+                r.string("client_software_name")?;
+                r.string("client_software_version")?;
+                r.tags()?;
+            }
+            Request::ApiVersions
+        }
         ApiKey::Metadata => Request::Metadata(metadata(&mut r, v)?),
         ApiKey::CreateTopics => Request::CreateTopics(create_topics(&mut r, v)?),
         ApiKey::Produce => Request::Produce(produce(&mut r, v)?),
@@ -255,17 +262,22 @@ fn metadata(r: &mut Reader<'_>, v: i16) -> Result<MetadataRequest, DecodeError> 
 }
 
 fn create_topics(r: &mut Reader<'_>, v: i16) -> Result<CreateTopicsRequest, DecodeError> {
-    let topics = r.vec("topics", 2 + 4 + 2 + 4 + 4, |r| {
+    let topics = r.vec("topics", 1 + 4 + 2 + 1 + 1, |r| {
         let name = r.string("topic name")?;
         let num_partitions = r.i32("num_partitions")?;
         let replication_factor = r.i16("replication_factor")?;
-        let assignments = r.vec("assignments", 8, |r| {
+        let assignments = r.vec("assignments", 4 + 1, |r| {
             r.i32("partition_index")?;
-            r.skip_i32_array("broker_ids")
+            let count = r.skip_i32_array("broker_ids")?;
+            r.tags()?;
+            Ok(count)
         })?;
-        let configs = r.vec("configs", 4, |r| {
-            Ok((r.string("config name")?, r.nullable_string("config value")?))
+        let configs = r.vec("configs", 1 + 1, |r| {
+            let config = (r.string("config name")?, r.nullable_string("config value")?);
+            r.tags()?;
+            Ok(config)
         })?;
+        r.tags()?;
         Ok(CreatableTopic {
             name,
             num_partitions,
@@ -280,6 +292,7 @@ fn create_topics(r: &mut Reader<'_>, v: i16) -> Result<CreateTopicsRequest, Deco
     } else {
         false
     };
+    r.tags()?;
     Ok(CreateTopicsRequest {
         topics,
         timeout_ms,
@@ -291,16 +304,20 @@ fn produce(r: &mut Reader<'_>, _v: i16) -> Result<ProduceRequest, DecodeError> {
     let transactional_id = r.nullable_string("transactional_id")?;
     let acks = r.i16("acks")?;
     let timeout_ms = r.i32("timeout_ms")?;
-    let topics = r.vec("topic_data", 2 + 4, |r| {
+    let topics = r.vec("topic_data", 1 + 1, |r| {
         let name = r.string("topic name")?;
-        let partitions = r.vec("partition_data", 4 + 4, |r| {
-            Ok(ProducePartition {
+        let partitions = r.vec("partition_data", 4 + 1, |r| {
+            let partition = ProducePartition {
                 index: r.i32("partition index")?,
                 records: r.nullable_bytes("records")?,
-            })
+            };
+            r.tags()?;
+            Ok(partition)
         })?;
+        r.tags()?;
         Ok(ProduceTopic { name, partitions })
     })?;
+    r.tags()?;
     Ok(ProduceRequest {
         transactional_id,
         acks,

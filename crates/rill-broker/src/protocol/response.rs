@@ -28,19 +28,27 @@ pub fn finish_frame(buf: &mut BytesMut, bytes_sent_separately: u64) -> Result<()
 #[error("a response of {0} bytes exceeds the protocol's limit")]
 pub struct FrameTooLarge(pub u64);
 
-/// ApiVersions v0–v2 (also the v0-format answer to an unsupported ApiVersions version).
+/// ApiVersions v0–v3 (also the v0-format answer to an unsupported ApiVersions version). Its
+/// response header is v0 at every version (no tagged fields), so that a client can read it
+/// before it knows which versions the broker speaks.
 pub fn api_versions(buf: &mut BytesMut, version: i16, error: i16) {
-    buf.put_i16(error);
-    buf.put_array_len(ApiKey::ALL.len());
+    let mut w = super::wire::Writer {
+        buf,
+        flexible: version >= 3,
+    };
+    w.i16(error);
+    w.array_len(ApiKey::ALL.len());
     for api in ApiKey::ALL {
         let (min, max) = api.versions();
-        buf.put_i16(api.code());
-        buf.put_i16(min);
-        buf.put_i16(max);
+        w.i16(api.code());
+        w.i16(min);
+        w.i16(max);
+        w.tags();
     }
     if version >= 1 {
-        buf.put_i32(0); // throttle_time_ms
+        w.i32(0); // throttle_time_ms
     }
+    w.tags();
 }
 
 /// The answer to a request of an API key or version this broker does not implement.
@@ -138,18 +146,34 @@ pub fn metadata(
 }
 
 /// CreateTopics v0–v4: per topic, its name, error and message.
-pub fn create_topics(buf: &mut BytesMut, version: i16, results: &[(String, i16, Option<String>)]) {
+/// A CreateTopics result: (topic, error, message, partitions or -1).
+pub type CreatedTopic = (String, i16, Option<String>, i32);
+
+/// CreateTopics v0–v7 (v5+: the topic's partition count and replication factor; its configs
+/// are left null, which the schema allows, for the client to describe).
+pub fn create_topics(buf: &mut BytesMut, version: i16, results: &[CreatedTopic]) {
+    let mut w = super::wire::Writer::response(buf, version >= 5);
     if version >= 2 {
-        buf.put_i32(0);
+        w.i32(0);
     }
-    buf.put_array_len(results.len());
-    for (name, error, message) in results {
-        buf.put_string(name);
-        buf.put_i16(*error);
-        if version >= 1 {
-            buf.put_nullable_string(message.as_deref());
+    w.array_len(results.len());
+    for (name, error, message, partitions) in results {
+        w.string(name);
+        if version >= 7 {
+            w.uuid_zero(); // topic_id: none
         }
+        w.i16(*error);
+        if version >= 1 {
+            w.nullable_string(message.as_deref());
+        }
+        if version >= 5 {
+            w.i32(*partitions);
+            w.i16(if *error == error_code::NONE { 1 } else { -1 });
+            w.null_array(); // configs
+        }
+        w.tags();
     }
+    w.tags();
 }
 
 /// A partition's result in a Produce response.
@@ -164,22 +188,32 @@ pub struct ProducePartitionResult {
     pub message: Option<String>,
 }
 
-/// Produce v3–v8.
+/// Produce v3–v10 (flexible from v9; v10's tagged fields, the new leader on
+/// NOT_LEADER_OR_FOLLOWER, are never needed on a single broker).
 pub fn produce(buf: &mut BytesMut, version: i16, topics: &[(String, Vec<ProducePartitionResult>)]) {
-    put_by_topic(buf, topics, |buf, p| {
-        buf.put_i32(p.index);
-        buf.put_i16(p.error);
-        buf.put_i64(p.base_offset);
-        buf.put_i64(p.log_append_time_ms);
-        if version >= 5 {
-            buf.put_i64(p.log_start_offset);
+    let mut w = super::wire::Writer::response(buf, version >= 9);
+    w.array_len(topics.len());
+    for (name, partitions) in topics {
+        w.string(name);
+        w.array_len(partitions.len());
+        for p in partitions {
+            w.i32(p.index);
+            w.i16(p.error);
+            w.i64(p.base_offset);
+            w.i64(p.log_append_time_ms);
+            if version >= 5 {
+                w.i64(p.log_start_offset);
+            }
+            if version >= 8 {
+                w.array_len(0); // record_errors
+                w.nullable_string(p.message.as_deref());
+            }
+            w.tags();
         }
-        if version >= 8 {
-            buf.put_array_len(0); // record_errors
-            buf.put_nullable_string(p.message.as_deref());
-        }
-    });
-    buf.put_i32(0); // throttle_time_ms
+        w.tags();
+    }
+    w.i32(0); // throttle_time_ms
+    w.tags();
 }
 
 /// The `[topic name, [partition]]` nesting of Produce and ListOffsets responses.

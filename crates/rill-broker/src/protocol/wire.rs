@@ -344,6 +344,16 @@ impl<'a> Writer<'a> {
         self.length(Some(len), true);
     }
 
+    /// A null array (nullable arrays only).
+    pub fn null_array(&mut self) {
+        self.length(None, true);
+    }
+
+    /// The all-zero UUID (Kafka's "no id").
+    pub fn uuid_zero(&mut self) {
+        self.buf.put_slice(&[0; 16]);
+    }
+
     /// The tagged fields that end a structure (none) in a flexible version.
     pub fn tags(&mut self) {
         if self.flexible {
