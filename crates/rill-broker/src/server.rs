@@ -299,7 +299,7 @@ async fn handle_request(
         } => {
             broker
                 .alter_configs(version, &request, incremental, &mut buf)
-                .await
+                .await;
         }
         Request::Produce(r) => {
             let produced = produce::handle(broker, version, &r, frame, &mut buf).await;
