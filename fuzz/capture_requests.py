@@ -18,7 +18,8 @@ seen = set()
 lock = threading.Lock()
 
 
-def pump_requests(src, dst, corpus):
+def pump(src, dst, corpus=None):
+    """Copies src to dst until either closes; with a corpus, saves new request frames."""
     buf = b""
     while True:
         try:
@@ -29,6 +30,8 @@ def pump_requests(src, dst, corpus):
             data = b""
         if not data:
             break
+        if corpus is None:
+            continue
         buf += data
         while len(buf) >= 4:
             (size,) = struct.unpack(">i", buf[:4])
@@ -44,19 +47,6 @@ def pump_requests(src, dst, corpus):
     dst.close()
 
 
-def pump(src, dst):
-    while True:
-        try:
-            data = src.recv(65536)
-            if data:
-                dst.sendall(data)
-        except OSError:
-            data = b""
-        if not data:
-            break
-    dst.close()
-
-
 def main():
     port, target, corpus = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     host, tport = target.rsplit(":", 1)
@@ -67,7 +57,7 @@ def main():
     while True:
         client, _ = server.accept()
         upstream = socket.create_connection((host, int(tport)))
-        threading.Thread(target=pump_requests, args=(client, upstream, corpus), daemon=True).start()
+        threading.Thread(target=pump, args=(client, upstream, corpus), daemon=True).start()
         threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
 
 

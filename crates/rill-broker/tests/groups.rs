@@ -2,7 +2,9 @@
 //! one group share a six-partition topic, one leaves and another joins mid-stream, and every
 //! message is received with nothing redelivered beyond an uncommitted poll; with the broker
 //! restarted (SIGTERM, and separately SIGKILL) under the running group, the group resumes
-//! from its committed offsets (`clients/group.py`, `clients/group.js`).
+//! from its committed offsets; and with idempotent producers under the broker's produce-timeout
+//! fault, nothing is stored twice and offsets stay dense (`clients/group.py`,
+//! `clients/group.js`).
 
 #![allow(
     clippy::unwrap_used,
@@ -28,11 +30,14 @@ const FLAGS: [&str; 4] = [
     "300",
 ];
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Restart {
     None,
     Terminate,
     Kill,
+    /// No restart; idempotent producers, and the broker answers every third produce
+    /// REQUEST_TIMED_OUT after storing it.
+    ProduceTimeouts,
 }
 
 /// Runs a group client script against a broker on a fixed port, restarting the broker when
@@ -40,10 +45,20 @@ enum Restart {
 fn run_group(mut command: Command, restart: Restart) -> String {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut broker = Broker::start_on(&listen, dir.path(), &FLAGS);
+    let mut flags = FLAGS.to_vec();
+    if restart == Restart::ProduceTimeouts {
+        flags.extend(["--fault-time-out-produces", "3"]);
+    }
+    let mut broker = Broker::start_on(&listen, dir.path(), &flags);
     command.arg(&broker.addr).arg(format!("group-{restart:?}"));
-    if !matches!(restart, Restart::None) {
-        command.arg("--restart");
+    match restart {
+        Restart::None => {}
+        Restart::ProduceTimeouts => {
+            command.arg("--idempotent");
+        }
+        Restart::Terminate | Restart::Kill => {
+            command.arg("--restart");
+        }
     }
     let mut child = command
         .stdin(Stdio::piped())
@@ -65,9 +80,9 @@ fn run_group(mut command: Command, restart: Restart) -> String {
         if line == "RESTART" {
             match restart {
                 Restart::Terminate => assert!(broker.terminate(), "clean shutdown"),
-                Restart::Kill | Restart::None => broker.kill9(),
+                Restart::Kill | Restart::None | Restart::ProduceTimeouts => broker.kill9(),
             }
-            broker = Broker::start_on(&listen, dir.path(), &FLAGS);
+            broker = Broker::start_on(&listen, dir.path(), &flags);
             writeln!(child.stdin.as_mut().unwrap(), "restarted").unwrap();
         } else {
             last = line;
@@ -138,4 +153,19 @@ fn aiokafka_group_across_a_sigterm_restart() {
 #[test]
 fn kafkajs_group_across_a_sigkill_restart() {
     kafkajs(Restart::Kill);
+}
+
+#[test]
+fn confluent_kafka_group_with_idempotent_producers_under_produce_timeouts() {
+    python("confluent", Restart::ProduceTimeouts);
+}
+
+#[test]
+fn aiokafka_group_with_idempotent_producers_under_produce_timeouts() {
+    python("aiokafka", Restart::ProduceTimeouts);
+}
+
+#[test]
+fn kafkajs_group_with_idempotent_producers_under_produce_timeouts() {
+    kafkajs(Restart::ProduceTimeouts);
 }

@@ -15,6 +15,8 @@ pub mod membership;
 mod request;
 mod response;
 pub mod schema;
+#[cfg(test)]
+mod schema_checks;
 pub mod wire;
 
 pub use request::{

@@ -1,13 +1,15 @@
 """Consumer groups through one client library against rill-broker.
 
-Usage: group.py <confluent|kafka-python|aiokafka> <bootstrap> <topic> [--restart]
+Usage: group.py <confluent|kafka-python|aiokafka> <bootstrap> <topic> [--restart] [--idempotent]
 
 Three consumers join one group on a topic of six partitions (the broker auto-creates it with
 --default-partitions 6) and consume a stream produced in three parts, committing after every
 poll. After the first part one consumer leaves and a fourth joins; the second part goes on
 until the fourth has received records. With --restart the script
 prints RESTART after the second part and waits for a line on stdin (the test restarts the
-broker on the same port meanwhile); the consumers keep running through it. Finally every
+broker on the same port meanwhile); the consumers keep running through it. With --idempotent
+the producer is idempotent (the test runs the broker with its produce-timeout fault, so the
+producer retries batches that were stored). Finally every
 consumer commits and leaves, and a new consumer of the group reads whatever is left.
 
 Checks (the script exits non-zero and prints why on failure):
@@ -15,7 +17,9 @@ Checks (the script exits non-zero and prints why on failure):
 - a value received twice was first received in a poll whose commit did not succeed (nothing
   is redelivered beyond the last uncommitted poll);
 - the new consumer at the end receives only such values (the group resumed from its
-  committed offsets, across the restart too).
+  committed offsets, across the restart too);
+- every partition's offsets are dense and no value is stored twice (each value is at exactly
+  one offset).
 Prints a JSON summary on stdout.
 """
 
@@ -139,16 +143,23 @@ class AioKafka:
         self.loop.close()
 
 
-def producer(lib, addr):
+def producer(lib, addr, idempotent):
     """send(topic, value) and flush() in the library under test."""
     if lib == "confluent":
         from confluent_kafka import Producer
 
-        p = Producer({"bootstrap.servers": addr, "message.send.max.retries": 100})
+        p = Producer(
+            {
+                "bootstrap.servers": addr,
+                "message.send.max.retries": 100,
+                "enable.idempotence": idempotent,
+            }
+        )
         return (lambda t, v: p.produce(t, value=v.encode())), (lambda: p.flush(60))
     if lib == "kafka-python":
         from kafka import KafkaProducer
 
+        assert not idempotent, "kafka-python has no idempotent producer"
         p = KafkaProducer(bootstrap_servers=addr, retries=100, acks="all")
         return (lambda t, v: p.send(t, value=v.encode())), (lambda: p.flush(60))
     from aiokafka import AIOKafkaProducer
@@ -156,7 +167,7 @@ def producer(lib, addr):
     loop = asyncio.new_event_loop()
 
     async def start():
-        p = AIOKafkaProducer(bootstrap_servers=addr)
+        p = AIOKafkaProducer(bootstrap_servers=addr, enable_idempotence=idempotent)
         await p.start()
         return p
 
@@ -223,12 +234,13 @@ def wait_for(log, count, members):
 def main():
     lib, addr, topic = sys.argv[1:4]
     restart = "--restart" in sys.argv[4:]
+    idempotent = "--idempotent" in sys.argv[4:]
     log = []  # (consumer, [(partition, offset, value)], commit succeeded)
     started = time.time()
     members = [Member(lib, addr, topic, f"c{i}", log) for i in range(1, 4)]
     for m in members:
         m.start()
-    send, flush = producer(lib, addr)
+    send, flush = producer(lib, addr, idempotent)
     produced = 0
 
     def produce(count):
@@ -257,7 +269,7 @@ def main():
     if restart:
         print("RESTART", flush=True)
         sys.stdin.readline()
-        send, flush = producer(lib, addr)
+        send, flush = producer(lib, addr, idempotent)
     produce(PART)
     wait_for(log, produced, members)
     for m in members:
@@ -297,6 +309,19 @@ def check(log, produced):
     missing = set(map(str, range(produced))) - received(log)
     if missing:
         raise SystemExit(f"never received: {sorted(missing, key=int)[:20]}")
+    stored = {}  # (partition, offset) -> value
+    for _, records, _ in log:
+        for p, off, v in records:
+            if stored.setdefault((p, off), v) != v:
+                raise SystemExit(f"partition {p} offset {off} delivered with two values")
+    at = {}
+    for (p, off), v in stored.items():
+        if at.setdefault(v, (p, off)) != (p, off):
+            raise SystemExit(f"value {v} stored twice: at {at[v]} and {(p, off)}")
+    for p in {p for p, _ in stored}:
+        offsets = sorted(off for q, off in stored if q == p)
+        if offsets != list(range(len(offsets))):
+            raise SystemExit(f"partition {p}: offsets not dense from 0")
     first = {}  # value -> whether the poll that first delivered it was committed
     for name, records, ok in log:
         for p, off, v in records:
