@@ -109,6 +109,9 @@ pub struct BrokerConfig {
     pub group_max_size: usize,
     /// Groups with members the broker holds at most.
     pub max_groups: usize,
+    /// Bytes of group members' metadata and assignments the broker holds at most, over all
+    /// groups; joins and assignments beyond it are answered COORDINATOR_NOT_AVAILABLE.
+    pub max_group_metadata_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -146,6 +149,7 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_max_size: 1_000,
             max_groups: 10_000,
+            max_group_metadata_bytes: 256 << 20,
         }
     }
 }
@@ -374,6 +378,7 @@ impl BrokerConfig {
             initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
             max_group_size: self.group_max_size,
             max_groups: self.max_groups,
+            max_held_bytes: self.max_group_metadata_bytes,
         }
     }
 

@@ -34,6 +34,8 @@ pub struct CoordinatorConfig {
     pub max_group_size: usize,
     /// Groups with members at most: what clients can make the broker hold.
     pub max_groups: usize,
+    /// Bytes of member metadata and assignments held over all groups at most.
+    pub max_held_bytes: usize,
 }
 
 /// Every group with members (or member ids handed out).
@@ -41,6 +43,8 @@ pub struct CoordinatorConfig {
 pub struct Coordinator {
     config: CoordinatorConfig,
     groups: Mutex<HashMap<String, Group>>,
+    /// Bytes held for members over all groups (`Group::held_bytes`, summed).
+    held_bytes: std::sync::atomic::AtomicUsize,
     /// Stored-copy changes not written yet, by group (bounded by the groups held).
     unstored: Mutex<HashMap<String, Change>>,
     /// Wakes the writer when `unstored` gains a change.
@@ -58,6 +62,7 @@ impl Coordinator {
         Self {
             config,
             groups: Mutex::new(HashMap::new()),
+            held_bytes: std::sync::atomic::AtomicUsize::new(0),
             unstored: Mutex::new(HashMap::new()),
             stored_wanted: tokio::sync::Notify::new(),
             boot,
@@ -72,8 +77,15 @@ impl Coordinator {
         }
     }
 
-    /// Queues what `group`'s stored copy needs after a call changed it.
+    /// After a call changed `group`: counts its held bytes, and queues what its stored copy
+    /// needs. Called with the groups' lock held, so the count is exact.
     fn collect(&self, group_id: &str, group: &mut Group) {
+        let (before, after) = group.account();
+        if after >= before {
+            self.held_bytes.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.held_bytes.fetch_sub(before - after, Ordering::Relaxed);
+        }
         if let Some(change) = group.take_change() {
             self.unstored.lock().insert(group_id.to_owned(), change);
             self.stored_wanted.notify_one();
@@ -92,10 +104,27 @@ impl Coordinator {
 
     /// A group as it was stored, at start (before any request).
     pub fn restore(&self, group_id: &str, snapshot: GroupSnapshot) {
-        let group = Group::restore(snapshot, Instant::now());
+        let mut group = Group::restore(snapshot, Instant::now());
         if group.state() == State::Stable {
-            self.groups.lock().insert(group_id.to_owned(), group);
+            let mut groups = self.groups.lock();
+            self.collect(group_id, &mut group);
+            groups.insert(group_id.to_owned(), group);
         }
+    }
+
+    /// Whether `incoming` more bytes fit the bound on what all groups hold.
+    fn fits(&self, incoming: usize) -> bool {
+        let held = self.held_bytes.load(Ordering::Relaxed);
+        let fits = held.saturating_add(incoming) <= self.config.max_held_bytes;
+        if !fits {
+            tracing::warn!(
+                held,
+                incoming,
+                max = self.config.max_held_bytes,
+                "refusing group metadata: the coordinator holds its limit of bytes"
+            );
+        }
+        fits
     }
 
     fn new_member_id(&self, client_id: &str) -> String {
@@ -115,7 +144,15 @@ impl Coordinator {
         if session < self.config.min_session_timeout || session > self.config.max_session_timeout {
             return refuse(code::INVALID_SESSION_TIMEOUT);
         }
+        let incoming: usize = join
+            .protocols
+            .iter()
+            .map(|p| p.name.len() + p.metadata.len())
+            .sum();
         let mut groups = self.groups.lock();
+        if !self.fits(incoming) {
+            return refuse(code::COORDINATOR_NOT_AVAILABLE);
+        }
         if !groups.contains_key(group_id) {
             if !join.member_id.is_empty() {
                 return refuse(code::UNKNOWN_MEMBER_ID);
@@ -151,7 +188,11 @@ impl Coordinator {
         protocol: (Option<&str>, Option<&str>),
         assignments: Vec<(String, Vec<u8>)>,
     ) -> Reply<SyncGroupResponse> {
+        let incoming: usize = assignments.iter().map(|(id, a)| id.len() + a.len()).sum();
         let mut groups = self.groups.lock();
+        if !self.fits(incoming) {
+            return Reply::Now(SyncGroupResponse::error(code::COORDINATOR_NOT_AVAILABLE));
+        }
         let Some(group) = groups.get_mut(group_id) else {
             return Reply::Now(SyncGroupResponse::error(code::UNKNOWN_MEMBER_ID));
         };
@@ -276,5 +317,58 @@ impl Coordinator {
             tick.tick().await;
             self.tick(Instant::now());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "test code")]
+    use super::*;
+    use crate::protocol::membership::ProtocolMetadata;
+
+    fn join(member_id: &str, metadata_bytes: usize) -> Join {
+        Join {
+            member_id: member_id.to_owned(),
+            instance_id: None,
+            client_id: "c".to_owned(),
+            client_host: "/127.0.0.1".to_owned(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocol_type: "consumer".to_owned(),
+            protocols: vec![ProtocolMetadata {
+                name: "range".to_owned(),
+                metadata: vec![0; metadata_bytes],
+            }],
+            require_known_member_id: false,
+        }
+    }
+
+    #[test]
+    fn what_groups_hold_is_bounded_and_released_when_members_leave() {
+        let coordinator = Coordinator::new(CoordinatorConfig {
+            min_session_timeout: Duration::from_secs(1),
+            max_session_timeout: Duration::from_mins(1),
+            initial_rebalance_delay: Duration::ZERO,
+            max_group_size: 10,
+            max_groups: 10,
+            max_held_bytes: 10_000,
+        });
+        let Reply::Wait(mut rx) = coordinator.join("g", join("", 6_000)) else {
+            panic!("a first member joins")
+        };
+        let member = rx.try_recv().unwrap().member_id;
+        assert!(coordinator.held_bytes.load(Ordering::Relaxed) >= 6_000);
+        // Another 6,000 bytes would pass the bound: refused, retriably, and nothing held.
+        let Reply::Now(refused) = coordinator.join("h", join("", 6_000)) else {
+            panic!("refused at once")
+        };
+        assert_eq!(refused.error, code::COORDINATOR_NOT_AVAILABLE);
+        assert!(coordinator.list().iter().all(|(id, _, _)| id != "h"));
+        assert_eq!(coordinator.leave("g", (&member, None)), code::NONE);
+        assert_eq!(coordinator.held_bytes.load(Ordering::Relaxed), 0);
+        assert!(matches!(
+            coordinator.join("h", join("", 6_000)),
+            Reply::Wait(_)
+        ));
     }
 }
