@@ -37,11 +37,12 @@ impl Broker {
                     Change::Emptied => (group, None),
                 })
                 .collect();
-            if !changes.is_empty()
-                && let Err(e) = self.offsets.store_groups(&changes).await
+            let count = changes.len();
+            if count > 0
+                && let Err(e) = self.offsets.store_groups(changes).await
             {
                 // The groups carry on; after a restart they would rejoin instead.
-                tracing::warn!(error = %e, groups = changes.len(), "storing group generations failed");
+                tracing::warn!(error = %e, groups = count, "storing group generations failed");
             }
             if stopping {
                 return;

@@ -27,6 +27,7 @@ pub mod offsets;
 pub mod produce;
 pub mod protocol;
 pub mod server;
+pub mod stored;
 pub mod topics;
 
 pub use broker::Broker;

@@ -57,12 +57,12 @@ fn label(value: &str) -> String {
 pub fn group_lag(broker: &crate::Broker) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let committed = broker.offsets.all();
+    let (committed, total) = broker.offsets.first(MAX_LAG_SERIES);
     let _ = writeln!(
         out,
         "# HELP rill_broker_group_lag Records between the high watermark and the group's committed offset.\n# TYPE rill_broker_group_lag gauge"
     );
-    for (group, topic, partition, offset) in committed.iter().take(MAX_LAG_SERIES) {
+    for (group, topic, partition, offset) in &committed {
         let Some(handle) = broker.topics.partition(topic, *partition) else {
             continue;
         };
@@ -79,7 +79,7 @@ pub fn group_lag(broker: &crate::Broker) -> String {
     let _ = writeln!(
         out,
         "# TYPE rill_broker_group_lag_truncated gauge\nrill_broker_group_lag_truncated {}",
-        u8::from(committed.len() > MAX_LAG_SERIES)
+        u8::from(total > committed.len())
     );
     let _ = writeln!(out, "# TYPE rill_broker_group_members gauge");
     for (group, _, _, members) in broker.coordinator.list_with_members() {

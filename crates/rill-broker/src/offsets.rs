@@ -14,9 +14,10 @@
 //! `delete.retention.ms`. Whether a commit may be stored (the member's generation) is the
 //! coordinator's decision (`crate::coordinator`), made before it gets here.
 
+use crate::stored::{Cursor, put_nullable_str, put_str};
 use bytes::{BufMut, BytesMut};
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The internal topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -36,11 +37,50 @@ enum StoredKey {
     Group(String),
 }
 
+/// A committed offset and its metadata.
+type Committed = (i64, Option<String>);
+
+/// The committed offsets by group, then by (topic, partition), in order: what is asked of one
+/// group (OffsetFetch, DescribeGroups, DeleteGroups) costs that group's size, not every key's.
+#[derive(Debug, Default)]
+struct ByGroup {
+    groups: BTreeMap<String, BTreeMap<(String, i32), Committed>>,
+    /// Keys over all groups.
+    keys: usize,
+}
+
+impl ByGroup {
+    fn insert(&mut self, (group, topic, partition): Key, value: Committed) {
+        let of_group = self.groups.entry(group).or_default();
+        if of_group.insert((topic, partition), value).is_none() {
+            self.keys += 1;
+        }
+    }
+
+    fn remove(&mut self, (group, topic, partition): &Key) {
+        let Some(of_group) = self.groups.get_mut(group) else {
+            return;
+        };
+        if of_group.remove(&(topic.clone(), *partition)).is_some() {
+            self.keys -= 1;
+        }
+        if of_group.is_empty() {
+            self.groups.remove(group);
+        }
+    }
+
+    fn remove_group(&mut self, group: &str) {
+        if let Some(of_group) = self.groups.remove(group) {
+            self.keys -= of_group.len();
+        }
+    }
+}
+
 /// The committed offsets, in memory and in the log.
 #[derive(Debug)]
 pub struct Offsets {
     partition: rill::Partition,
-    committed: Mutex<HashMap<Key, (i64, Option<String>)>>,
+    committed: Mutex<ByGroup>,
     /// Groups' stored generations read at open, until the coordinator takes them.
     snapshots: Mutex<HashMap<String, Vec<u8>>>,
     /// Keys held at most: what clients can make the broker hold.
@@ -59,11 +99,6 @@ pub enum CommitError {
     Engine(#[from] rill::Error),
 }
 
-fn put_str(out: &mut BytesMut, s: &str) {
-    out.put_u16(s.len() as u16);
-    out.put_slice(s.as_bytes());
-}
-
 fn encode_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
     let mut out = BytesMut::with_capacity(8 + group.len() + topic.len());
     put_str(&mut out, group);
@@ -75,19 +110,8 @@ fn encode_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
 fn encode_value(offset: i64, metadata: Option<&str>) -> Vec<u8> {
     let mut out = BytesMut::with_capacity(10 + metadata.map_or(0, str::len));
     out.put_i64(offset);
-    match metadata {
-        Some(m) => put_str(&mut out, m),
-        None => out.put_u16(u16::MAX),
-    }
+    put_nullable_str(&mut out, metadata);
     out.to_vec()
-}
-
-fn take_str(buf: &mut &[u8]) -> Option<String> {
-    let (len, rest) = buf.split_first_chunk::<2>()?;
-    let len = usize::from(u16::from_be_bytes(*len));
-    let s = rest.get(..len)?;
-    *buf = &rest[len..];
-    String::from_utf8(s.to_vec()).ok()
 }
 
 fn encode_group_key(group: &str) -> Vec<u8> {
@@ -97,26 +121,21 @@ fn encode_group_key(group: &str) -> Vec<u8> {
     out.to_vec()
 }
 
-fn decode_key(mut buf: &[u8]) -> Option<StoredKey> {
-    if let Some(rest) = buf.strip_prefix(&GROUP_KEY_MARK.to_be_bytes()) {
-        let mut rest = rest;
-        let group = take_str(&mut rest)?;
-        return rest.is_empty().then_some(StoredKey::Group(group));
-    }
-    let group = take_str(&mut buf)?;
-    let topic = take_str(&mut buf)?;
-    let partition = i32::from_be_bytes(*buf.first_chunk::<4>()?);
-    (buf.len() == 4).then_some(StoredKey::Offset((group, topic, partition)))
+fn decode_key(buf: &[u8]) -> Option<StoredKey> {
+    let mut r = Cursor::new(buf);
+    let key = if let Some(rest) = buf.strip_prefix(&GROUP_KEY_MARK.to_be_bytes()) {
+        r = Cursor::new(rest);
+        StoredKey::Group(r.string()?)
+    } else {
+        StoredKey::Offset((r.string()?, r.string()?, r.i32()?))
+    };
+    r.is_empty().then_some(key)
 }
 
-fn decode_value(buf: &[u8]) -> Option<(i64, Option<String>)> {
-    let (offset, mut rest) = buf.split_first_chunk::<8>()?;
-    let offset = i64::from_be_bytes(*offset);
-    if rest == u16::MAX.to_be_bytes() {
-        return Some((offset, None));
-    }
-    let metadata = take_str(&mut rest)?;
-    rest.is_empty().then_some((offset, Some(metadata)))
+fn decode_value(buf: &[u8]) -> Option<Committed> {
+    let mut r = Cursor::new(buf);
+    let value = (r.i64()?, r.nullable_string()?);
+    r.is_empty().then_some(value)
 }
 
 impl Offsets {
@@ -132,7 +151,7 @@ impl Offsets {
             log.create_topic_with(OFFSETS_TOPIC, 1, &config)?;
         }
         let partition = log.partition(OFFSETS_TOPIC, 0)?;
-        let mut committed = HashMap::new();
+        let mut committed = ByGroup::default();
         let mut snapshots = HashMap::new();
         let end = partition.offsets().log_end;
         let mut at = partition.offsets().log_start;
@@ -145,12 +164,10 @@ impl Offsets {
                 };
                 for record in records.flatten() {
                     match record.key.and_then(decode_key) {
-                        Some(StoredKey::Offset(key)) => {
-                            match record.value.and_then(decode_value) {
-                                Some(value) => committed.insert(key, value),
-                                None => committed.remove(&key),
-                            };
-                        }
+                        Some(StoredKey::Offset(key)) => match record.value.and_then(decode_value) {
+                            Some(value) => committed.insert(key, value),
+                            None => committed.remove(&key),
+                        },
                         Some(StoredKey::Group(group)) => {
                             match record.value {
                                 Some(value) => snapshots.insert(group, value.to_vec()),
@@ -186,11 +203,12 @@ impl Offsets {
         }
         {
             let committed = self.committed.lock();
+            let of_group = committed.groups.get(group);
             let new_keys = commits
                 .iter()
-                .filter(|c| !committed.contains_key(&(group.to_owned(), c.0.clone(), c.1)))
+                .filter(|c| of_group.is_none_or(|g| !g.contains_key(&(c.0.clone(), c.1))))
                 .count();
-            if committed.len() + new_keys > self.max_keys {
+            if committed.keys + new_keys > self.max_keys {
                 return Err(CommitError::TooManyKeys(self.max_keys));
             }
         }
@@ -203,7 +221,7 @@ impl Offsets {
                 )
             })
             .collect();
-        self.append(&encoded).await?;
+        self.append(encoded).await?;
         let mut committed = self.committed.lock();
         for (topic, partition, offset, metadata) in commits {
             committed.insert(
@@ -214,22 +232,26 @@ impl Offsets {
         Ok(())
     }
 
-    /// Appends records (key, value or tombstone) as one batch, durably.
-    async fn append(&self, records: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), rill::Error> {
+    /// Appends records (key, value or tombstone) durably, in batches of at most
+    /// [`RECORDS_PER_BATCH`] (so that no batch nears the topic's batch size limit).
+    async fn append(&self, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), rill::Error> {
+        const RECORDS_PER_BATCH: usize = 1000;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let records: Vec<rill::Record<'_>> = records
-            .iter()
-            .map(|(key, value)| rill::Record {
-                key: Some(key.as_slice()),
-                value: value.as_deref(),
-                ..rill::Record::value(now_ms, &[])
-            })
-            .collect();
-        self.partition
-            .append_records_with(&records, rill::Durability::Durable)
-            .await?;
+        for chunk in records.chunks(RECORDS_PER_BATCH) {
+            let batch: Vec<rill::Record<'_>> = chunk
+                .iter()
+                .map(|(key, value)| rill::Record {
+                    key: Some(key.as_slice()),
+                    value: value.as_deref(),
+                    ..rill::Record::value(now_ms, &[])
+                })
+                .collect();
+            self.partition
+                .append_records_with(&batch, rill::Durability::Durable)
+                .await?;
+        }
         Ok(())
     }
 
@@ -238,19 +260,16 @@ impl Offsets {
         self.snapshots.lock().drain().collect()
     }
 
-    /// Stores groups' generations (`None`: deleted), as one batch, durably.
+    /// Stores groups' generations (`None`: deleted), durably.
     pub async fn store_groups(
         &self,
-        groups: &[(String, Option<Vec<u8>>)],
+        groups: Vec<(String, Option<Vec<u8>>)>,
     ) -> Result<(), rill::Error> {
-        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = groups
-            .iter()
-            .map(|(group, value)| (encode_group_key(group), value.clone()))
+        let records = groups
+            .into_iter()
+            .map(|(group, value)| (encode_group_key(&group), value))
             .collect();
-        for chunk in records.chunks(1000) {
-            self.append(chunk).await?;
-        }
-        Ok(())
+        self.append(records).await
     }
 
     /// Deletes every committed offset of `group` (tombstones, durably, with one for its stored
@@ -265,63 +284,61 @@ impl Offsets {
             return Ok(false);
         }
         keys.push((encode_group_key(group), None));
-        // In slices: a batch stays far below any batch size limit.
-        for chunk in keys.chunks(1000) {
-            self.append(chunk).await?;
-        }
-        self.committed.lock().retain(|(g, _, _), _| g != group);
+        self.append(keys).await?;
+        self.committed.lock().remove_group(group);
         Ok(true)
     }
 
-    /// Every group with committed offsets.
+    /// Every group with committed offsets, in order.
     pub fn groups(&self) -> Vec<String> {
-        let mut groups: Vec<String> = self
-            .committed
-            .lock()
-            .keys()
-            .map(|(g, _, _)| g.clone())
-            .collect();
-        groups.sort();
-        groups.dedup();
-        groups
+        self.committed.lock().groups.keys().cloned().collect()
     }
 
     /// Whether `group` has committed offsets.
     pub fn has_group(&self, group: &str) -> bool {
-        self.committed.lock().keys().any(|(g, _, _)| g == group)
+        self.committed.lock().groups.contains_key(group)
     }
 
-    /// Every committed offset: (group, topic, partition, offset), sorted.
-    pub fn all(&self) -> Vec<(String, String, i32, i64)> {
-        let mut all: Vec<_> = self
-            .committed
-            .lock()
+    /// The first `limit` committed offsets in (group, topic, partition) order, and how many
+    /// there are in all.
+    pub fn first(&self, limit: usize) -> (Vec<(String, String, i32, i64)>, usize) {
+        let committed = self.committed.lock();
+        let first = committed
+            .groups
             .iter()
-            .map(|((g, t, p), (o, _))| (g.clone(), t.clone(), *p, *o))
+            .flat_map(|(g, of_group)| {
+                of_group
+                    .iter()
+                    .map(move |((t, p), (o, _))| (g.clone(), t.clone(), *p, *o))
+            })
+            .take(limit)
             .collect();
-        all.sort();
-        all
+        (first, committed.keys)
     }
 
     /// `group`'s committed offset of a partition, if any.
-    pub fn fetch(&self, group: &str, topic: &str, partition: i32) -> Option<(i64, Option<String>)> {
+    pub fn fetch(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
         self.committed
             .lock()
-            .get(&(group.to_owned(), topic.to_owned(), partition))
+            .groups
+            .get(group)?
+            .get(&(topic.to_owned(), partition))
             .cloned()
     }
 
-    /// Every partition `group` committed, by topic.
+    /// Every partition `group` committed, in (topic, partition) order.
     pub fn of_group(&self, group: &str) -> Vec<(String, i32, i64, Option<String>)> {
-        let mut out: Vec<_> = self
-            .committed
+        self.committed
             .lock()
-            .iter()
-            .filter(|((g, _, _), _)| g == group)
-            .map(|((_, t, p), (o, m))| (t.clone(), *p, *o, m.clone()))
-            .collect();
-        out.sort();
-        out
+            .groups
+            .get(group)
+            .map(|of_group| {
+                of_group
+                    .iter()
+                    .map(|((t, p), (o, m))| (t.clone(), *p, *o, m.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

@@ -247,17 +247,10 @@ async fn handle_request(
         }
     })?;
     let version = header.api_version;
-    // Labelled by version too (bounded: only implemented versions get their own), so an
-    // operator sees which versions clients speak.
-    let version_label = if matches!(request, Request::Unsupported) {
-        "unsupported".to_owned()
-    } else {
-        version.to_string()
-    };
     metrics::counter!(
         "rill_broker_requests_total",
         "api" => api_name(header.api_key),
-        "version" => version_label
+        "version" => version_label(&request, version)
     )
     .increment(1);
     let mut buf = protocol::begin_frame(header.correlation_id);
@@ -323,10 +316,47 @@ async fn handle_request(
     Ok(())
 }
 
+/// A request's version, as a metric label (so an operator sees which versions clients
+/// speak): a static string, no allocation per request; bounded, since only implemented
+/// versions get their own.
+fn version_label(request: &Request, version: i16) -> &'static str {
+    const VERSIONS: [&str; 16] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+    ];
+    if matches!(request, Request::Unsupported) {
+        return "unsupported";
+    }
+    usize::try_from(version)
+        .ok()
+        .and_then(|v| VERSIONS.get(v).copied())
+        .unwrap_or("unsupported")
+}
+
 /// A request's API, as a metric label.
 fn api_name(api_key: i16) -> &'static str {
     match protocol::ApiKey::from_code(api_key) {
         Some(api) => api.name(),
         None => "unsupported",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_implemented_version_has_its_own_label() {
+        for api in protocol::ApiKey::ALL {
+            let (min, max) = api.versions();
+            for version in min..=max {
+                assert_eq!(
+                    version_label(&Request::ApiVersions, version),
+                    version.to_string(),
+                    "{}",
+                    api.name()
+                );
+            }
+        }
+        assert_eq!(version_label(&Request::Unsupported, 3), "unsupported");
     }
 }

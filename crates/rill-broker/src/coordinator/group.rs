@@ -204,6 +204,17 @@ impl Group {
         (std::mem::replace(&mut self.accounted_bytes, after), after)
     }
 
+    /// What time passing can change of a group: its state, generation, members and ids
+    /// handed out. Equal outlines before and after a tick mean the tick changed nothing.
+    pub fn outline(&self) -> (State, i32, usize, usize) {
+        (
+            self.state,
+            self.generation,
+            self.members.len(),
+            self.pending.len(),
+        )
+    }
+
     pub fn member_count(&self) -> usize {
         self.members.len()
     }

@@ -301,10 +301,15 @@ impl Coordinator {
         let rules = self.rules();
         let mut groups = self.groups.lock();
         for (group_id, group) in groups.iter_mut() {
+            // Time changes a group only by ending a rebalance or removing members or lapsed
+            // ids; most ticks change nothing, and then there is nothing to count or store.
+            let before = group.outline();
             for member in group.tick(&rules, now) {
                 tracing::info!(group = %group_id, member = %member, "member removed: session or sync timeout");
             }
-            self.collect(group_id, group);
+            if group.outline() != before {
+                self.collect(group_id, group);
+            }
         }
         groups.retain(|_, g| !(g.is_idle() && g.state() == State::Empty));
     }

@@ -8,10 +8,10 @@
 //! `session_timeout_ms: u32`, `rebalance_timeout_ms: u32`, `metadata` and `assignment`
 //! (`u32` length + bytes). Only the chosen protocol's metadata is kept (as Kafka does).
 
+use crate::stored::{Cursor, put_bytes, put_nullable_str, put_str};
 use bytes::{BufMut, BytesMut};
 
 const VERSION: u8 = 1;
-const NONE: u16 = u16::MAX;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberSnapshot {
@@ -34,18 +34,6 @@ pub struct GroupSnapshot {
     pub members: Vec<MemberSnapshot>,
 }
 
-fn put_str(out: &mut BytesMut, s: &str) {
-    // Every string here came from a Kafka request (i16 lengths) or the broker: below 0xFFFF.
-    let s = &s.as_bytes()[..s.len().min(usize::from(NONE - 1))];
-    out.put_u16(s.len() as u16);
-    out.put_slice(s);
-}
-
-fn put_bytes(out: &mut BytesMut, b: &[u8]) {
-    out.put_u32(u32::try_from(b.len()).unwrap_or(u32::MAX));
-    out.put_slice(&b[..b.len().min(u32::MAX as usize)]);
-}
-
 impl GroupSnapshot {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = BytesMut::with_capacity(64 + 128 * self.members.len());
@@ -57,10 +45,7 @@ impl GroupSnapshot {
         out.put_u16(u16::try_from(self.members.len()).unwrap_or(u16::MAX));
         for m in self.members.iter().take(usize::from(u16::MAX)) {
             put_str(&mut out, &m.member_id);
-            match &m.instance_id {
-                Some(id) => put_str(&mut out, id),
-                None => out.put_u16(NONE),
-            }
+            put_nullable_str(&mut out, m.instance_id.as_deref());
             put_str(&mut out, &m.client_id);
             put_str(&mut out, &m.client_host);
             out.put_u32(m.session_timeout_ms);
@@ -74,7 +59,7 @@ impl GroupSnapshot {
     /// `None` for bytes that are not a snapshot of a known version (the group is then simply
     /// not restored: its members join again).
     pub fn decode(buf: &[u8]) -> Option<Self> {
-        let mut r = Cursor(buf);
+        let mut r = Cursor::new(buf);
         if r.u8()? != VERSION {
             return None;
         }
@@ -87,10 +72,7 @@ impl GroupSnapshot {
         for _ in 0..count {
             members.push(MemberSnapshot {
                 member_id: r.string()?,
-                instance_id: match r.nullable_string()? {
-                    Nullable::Present(s) => Some(s),
-                    Nullable::Absent => None,
-                },
+                instance_id: r.nullable_string()?,
                 client_id: r.string()?,
                 client_host: r.string()?,
                 session_timeout_ms: r.u32()?,
@@ -99,70 +81,13 @@ impl GroupSnapshot {
                 assignment: r.bytes()?,
             });
         }
-        r.0.is_empty().then_some(Self {
+        r.is_empty().then_some(Self {
             generation,
             protocol_type,
             protocol_name,
             leader,
             members,
         })
-    }
-}
-
-enum Nullable {
-    Present(String),
-    Absent,
-}
-
-/// Reads that fail (`None`) past the end.
-struct Cursor<'a>(&'a [u8]);
-
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn i32(&mut self) -> Option<i32> {
-        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    /// A string, or `Absent` for the none marker; `None` past the end or for bad UTF-8.
-    fn nullable_string(&mut self) -> Option<Nullable> {
-        let len = self.u16()?;
-        if len == NONE {
-            return Some(Nullable::Absent);
-        }
-        let bytes = self.take(usize::from(len))?;
-        Some(Nullable::Present(String::from_utf8(bytes.to_vec()).ok()?))
-    }
-
-    fn string(&mut self) -> Option<String> {
-        match self.nullable_string()? {
-            Nullable::Present(s) => Some(s),
-            Nullable::Absent => None,
-        }
-    }
-
-    fn bytes(&mut self) -> Option<Vec<u8>> {
-        let len = usize::try_from(self.u32()?).ok()?;
-        Some(self.take(len)?.to_vec())
     }
 }
 

@@ -102,10 +102,7 @@ pub(super) fn join_group(r: &mut Reader<'_>, v: i16) -> Result<JoinGroupRequest,
     let protocol_type = r.string("protocol_type")?;
     let protocols = r.vec("protocols", 2, |r| {
         let name = r.string("protocol name")?;
-        let metadata = r
-            .nullable_bytes("protocol metadata")?
-            .map(|range| r.slice(range).to_vec())
-            .ok_or(DecodeError::UnexpectedNull("protocol metadata"))?;
+        let metadata = r.bytes("protocol metadata")?.to_vec();
         r.tags()?;
         Ok(ProtocolMetadata { name, metadata })
     })?;
@@ -138,10 +135,7 @@ pub(super) fn sync_group(r: &mut Reader<'_>, v: i16) -> Result<SyncGroupRequest,
     };
     let assignments = r.vec("assignments", 2, |r| {
         let member = r.string("assignment member_id")?;
-        let assignment = r
-            .nullable_bytes("assignment")?
-            .map(|range| r.slice(range).to_vec())
-            .ok_or(DecodeError::UnexpectedNull("assignment"))?;
+        let assignment = r.bytes("assignment")?.to_vec();
         r.tags()?;
         Ok((member, assignment))
     })?;

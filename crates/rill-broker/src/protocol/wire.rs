@@ -101,11 +101,6 @@ impl<'a> Reader<'a> {
         self.buf.len().saturating_sub(self.pos)
     }
 
-    /// Bytes of the frame, by a range an earlier read returned.
-    pub fn slice(&self, range: Range<usize>) -> &'a [u8] {
-        &self.buf[range]
-    }
-
     /// The position in the frame.
     pub fn position(&self) -> usize {
         self.pos
@@ -176,6 +171,14 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         self.take(len, field)?;
         Ok(Some(start..self.pos))
+    }
+
+    /// Non-null bytes, borrowed from the frame.
+    pub fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        let range = self
+            .nullable_bytes(field)?
+            .ok_or(DecodeError::UnexpectedNull(field))?;
+        Ok(&self.buf[range])
     }
 
     /// An array's element count (`-1` = null), checked against the bytes left: every element
