@@ -10,8 +10,8 @@
 //! power is cut after a random number of mutating disk calls.
 //!
 //! A generated run creates and deletes topics, appends from two threads at once (written and
-//! durable, across partitions and shards, rolling small segments), reads, flushes, truncates
-//! and deletes below an offset; in half the runs retention by size runs every millisecond
+//! durable, across partitions and shards, rolling small segments), reads, flushes, truncates,
+//! deletes below an offset and empties partitions to start again past their end; in half the runs retention by size runs every millisecond
 //! beside them. Every operation either succeeds or fails only because the power is cut (or,
 //! with retention, because it moved the log start past the offset given). Then the log is
 //! closed (which must return), the disk loses what a power cut loses (unsynced writes lost,
@@ -70,6 +70,12 @@ enum Step {
         partition: u8,
         ahead: u8,
     },
+    /// `truncate_fully_and_start_at` this far from the end (below it, or past it).
+    StartAt {
+        topic: u8,
+        partition: u8,
+        shift: i8,
+    },
     Create {
         topic: u8,
     },
@@ -90,8 +96,10 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(topic, partition)| Step::Flush { topic, partition }),
         1 => (topic.clone(), part.clone(), 0..6u8)
             .prop_map(|(topic, partition, back)| Step::Truncate { topic, partition, back }),
-        1 => (topic.clone(), part, 0..20u8)
+        1 => (topic.clone(), part.clone(), 0..20u8)
             .prop_map(|(topic, partition, ahead)| Step::DeleteBefore { topic, partition, ahead }),
+        1 => (topic.clone(), part, -20..20i8)
+            .prop_map(|(topic, partition, shift)| Step::StartAt { topic, partition, shift }),
         2 => topic.clone().prop_map(|topic| Step::Create { topic }),
         1 => topic.prop_map(|topic| Step::Delete { topic }),
     ]
@@ -220,6 +228,11 @@ impl Run {
                 partition,
                 ahead,
             } => self.delete_before(*topic, *partition, *ahead),
+            Step::StartAt {
+                topic,
+                partition,
+                shift,
+            } => self.start_at(*topic, *partition, *shift),
             Step::Create { topic } => self.create(*topic),
             Step::Delete { topic } => self.delete(*topic),
         }
@@ -352,6 +365,30 @@ impl Run {
         drop(parts);
         if let Err(e) = result {
             self.expect_cut("delete_before", &e);
+        }
+    }
+
+    fn start_at(&self, topic: u8, partition: u8, shift: i8) {
+        let Some(p) = self.partition(topic, partition) else {
+            return;
+        };
+        let end = p.offsets().log_end;
+        let to = (end + i64::from(shift)).max(0);
+        let result = p.truncate_fully_and_start_at(to).wait();
+        let mut parts = self.parts.lock().unwrap();
+        let model = parts.get_mut(&(topic, u32::from(partition))).unwrap();
+        // Interrupted, every batch may be gone (the old log or none survives); done, every
+        // one is, and later appends start at `to`.
+        model.may_drop_below = model.may_drop_below.max(to).max(end);
+        match result {
+            Ok(start) => {
+                assert_eq!(start, to);
+                model.acked.clear();
+            }
+            Err(e) => {
+                drop(parts);
+                self.expect_cut("truncate_fully_and_start_at", &e);
+            }
         }
     }
 

@@ -338,6 +338,21 @@ impl Partition {
         })
     }
 
+    /// Removes every record and starts the log again, empty, at `offset` (at or above the log
+    /// start, and possibly beyond the end: Kafka's `truncateFullyAndStartAt`), after earlier
+    /// requests to the partition finished; later appends wait for it. For a replica that
+    /// installs a snapshot in place of the log below it: the next append gets `offset`.
+    /// Crash-safe: after a crash the partition holds either its old log or nothing from
+    /// `offset` on. Resolves to the new log start.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Pending<i64> {
+        self.ordered_request(|part, reply, order| Request::StartAt {
+            part,
+            offset,
+            reply,
+            order,
+        })
+    }
+
     /// Makes everything appended so far durable. Resolves to the offsets afterwards.
     pub fn flush(&self) -> Pending<Offsets> {
         self.request(|part, reply| Request::Flush { part, reply })

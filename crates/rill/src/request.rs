@@ -80,6 +80,14 @@ pub(crate) enum Request {
         /// Held for its `Drop` (see [`OrderGuard`]).
         order: OrderGuard,
     },
+    /// Empties the log and starts it again at `offset` (`truncate_fully_and_start_at`).
+    StartAt {
+        part: Arc<PartitionShared>,
+        offset: i64,
+        reply: Reply<i64>,
+        /// Held for its `Drop` (see [`OrderGuard`]).
+        order: OrderGuard,
+    },
     /// Installs a built compaction (swaps cleaned segments in) once no operation uses the
     /// partition's files.
     InstallCompaction {
@@ -115,6 +123,7 @@ impl Request {
             | Self::Send { part, .. }
             | Self::TruncateTo { part, .. }
             | Self::DeleteBefore { part, .. }
+            | Self::StartAt { part, .. }
             | Self::InstallCompaction { part, .. }
             | Self::Detach { part, .. } => Some(part),
             Self::Attach { .. } | Self::Shutdown { .. } => None,
@@ -153,7 +162,9 @@ impl Request {
                 drop(gate);
                 reply.send(Err(e));
             }
-            Self::TruncateTo { reply, .. } | Self::DeleteBefore { reply, .. } => {
+            Self::TruncateTo { reply, .. }
+            | Self::DeleteBefore { reply, .. }
+            | Self::StartAt { reply, .. } => {
                 reply.send(Err(e));
             }
             Self::InstallCompaction { reply, .. } => reply.send(Err(e)),

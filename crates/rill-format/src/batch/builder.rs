@@ -116,6 +116,17 @@ impl BatchBuilder {
         self
     }
 
+    /// Marks the batch a control batch (its records are control records: a key of version
+    /// and type, which Kafka's consumers skip unless they know the type).
+    pub fn control(&mut self, control: bool) -> &mut Self {
+        if control {
+            self.attributes |= Attributes::CONTROL;
+        } else {
+            self.attributes &= !Attributes::CONTROL;
+        }
+        self
+    }
+
     /// Number of records appended so far.
     pub fn record_count(&self) -> usize {
         self.count as usize
@@ -242,5 +253,23 @@ fn put_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
             put_varint(out, b.len() as i32);
             out.extend_from_slice(b);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    #[test]
+    fn a_control_batch_says_so_and_stays_valid() {
+        let mut b = BatchBuilder::new();
+        b.control(true).partition_leader_epoch(9);
+        b.append(-1, Some(&[0, 0, 0, 100]), None, &[]).unwrap();
+        let bytes = b.build().unwrap();
+        let header = crate::batch::validate_for_append(&bytes, 1 << 20).unwrap();
+        assert!(header.attributes.is_control());
+        assert!(!header.attributes.is_transactional());
+        assert_eq!(header.partition_leader_epoch, 9);
     }
 }

@@ -43,11 +43,7 @@ impl PartitionLog {
         let new_end = range.first_offset;
         let keep_base = range.segment_base_offset;
         if self.watermark.last.durable_offset > new_end {
-            let disk = std::sync::Arc::clone(&self.disk);
-            if let Err(e) = self.watermark.write_both(disk.as_ref(), new_end) {
-                let path = self.dir.join(crate::watermark::WATERMARK_FILE);
-                return Err(self.fail("write watermark", path, &e));
-            }
+            self.write_watermark_now(new_end)?;
         }
         if self.checkpoint.recovery_point > new_end || self.log_start_offset > new_end {
             // As Kafka does, truncating below the log start moves the start down to the end.
@@ -123,6 +119,79 @@ impl PartitionLog {
             ));
         }
         Ok(new_end)
+    }
+
+    /// Removes every batch and starts the log again, empty, at `offset` (anywhere: below the
+    /// log start, inside the log or beyond its end): Kafka's `truncateFullyAndStartAt`, for a
+    /// replica that takes a snapshot instead of the log below it. Returns the new log start
+    /// (= end).
+    ///
+    /// Crash-safe: recovery finds the old log or the empty one at `offset`. Batches at or
+    /// after `offset` are cut first (as `truncate_to` does, recovery point lowered durably
+    /// before). Then, when `offset` is at or above the log start, the checkpoint records the
+    /// new start (recovery deletes every segment below it and starts empty there, see
+    /// `recovery`); below it, nothing is needed yet (the log is empty, and recovery starts an
+    /// empty log at the recorded start whatever segments it finds below). Then the files go,
+    /// the new segment is created, and the watermark and the checkpoint record the new start.
+    pub fn truncate_fully_and_start_at(
+        &mut self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<i64, LogError> {
+        self.check_idle()?;
+        if offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.written_offset,
+            });
+        }
+        let cut = offset.max(self.log_start_offset);
+        if cut < self.written_offset {
+            self.truncate_to(cut, now_ms)?;
+        }
+        self.forget_queued_prepare();
+        self.discard_prepared_file();
+        if offset >= self.log_start_offset {
+            self.log_start_offset = offset;
+            self.write_checkpoint_at(self.recovery_point().min(offset), now_ms)?;
+        } else {
+            debug_assert_eq!(self.written_offset, self.log_start_offset, "emptied above");
+            // The recovery point goes down to the new start first (watermark, then checkpoint
+            // with the old start still recorded), so recovery never expects the old end from
+            // a log that starts lower.
+            self.write_watermark_now(offset)?;
+            self.write_checkpoint_at(offset, now_ms)?;
+        }
+        // Every file goes; `remove_segments` creates the empty one at `next_offset`.
+        self.next_offset = offset;
+        let doomed: Vec<i64> = self.segments.keys().copied().collect();
+        self.remove_segments(&doomed)?;
+        self.active_mut().created_ms = now_ms;
+        self.log_start_offset = offset;
+        self.written_offset = offset;
+        self.durable_offset = offset;
+        self.unsynced.clear();
+        self.unsynced_bytes = 0;
+        // No batch is left for the producers' state to describe.
+        self.pending_snapshot = None;
+        self.producers.truncate_head(i64::MAX);
+        self.remove_all_snapshots()?;
+        self.write_watermark_now(offset)?;
+        self.write_checkpoint_at(offset, now_ms)?;
+        debug_assert_eq!(self.segments.len(), 1);
+        debug_assert_eq!(self.active().base_offset, offset);
+        Ok(offset)
+    }
+
+    /// Writes the watermark's both slots with `durable_offset`, durably, now.
+    fn write_watermark_now(&mut self, durable_offset: i64) -> Result<(), LogError> {
+        let disk = std::sync::Arc::clone(&self.disk);
+        if let Err(e) = self.watermark.write_both(disk.as_ref(), durable_offset) {
+            let path = self.dir.join(crate::watermark::WATERMARK_FILE);
+            return Err(self.fail("write watermark", path, &e));
+        }
+        Ok(())
     }
 
     /// Advances the log start offset to `offset` (at most the log end) and deletes the segments

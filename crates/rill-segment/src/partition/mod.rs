@@ -541,4 +541,6 @@ mod locate_tests;
 #[cfg(test)]
 mod roll_tests;
 #[cfg(test)]
+mod start_at_tests;
+#[cfg(test)]
 mod tests;

@@ -139,6 +139,21 @@ impl PartitionLog {
             .map_err(|e| LogError::io("sync dir", &self.dir, e))
     }
 
+    /// Removes every snapshot (the log was emptied: none describes a batch it holds).
+    pub(crate) fn remove_all_snapshots(&mut self) -> Result<(), LogError> {
+        if self.snapshots.is_empty() {
+            return Ok(());
+        }
+        let disk = std::sync::Arc::clone(&self.disk);
+        // Bounded by the few snapshot files on disk.
+        while let Some(offset) = self.snapshots.pop_first() {
+            remove_snapshot(disk.as_ref(), &self.dir, offset)
+                .map_err(|(op, path, e)| LogError::io(op, path, e))?;
+        }
+        disk.sync_dir(&self.dir)
+            .map_err(|e| LogError::io("sync dir", &self.dir, e))
+    }
+
     pub(crate) fn snapshot_written(&mut self, offset: i64, removed: &[i64]) {
         for o in removed {
             self.snapshots.remove(o);

@@ -169,7 +169,7 @@ impl PartitionState {
     fn must_wait(&self, request: &Request) -> bool {
         let files_in_use = self.files_in_use();
         match request {
-            Request::TruncateTo { .. } => {
+            Request::TruncateTo { .. } | Request::StartAt { .. } => {
                 files_in_use || self.sends_in_flight > 0 || !self.waiters.is_empty()
             }
             Request::Detach { .. } => files_in_use || !self.waiters.is_empty(),

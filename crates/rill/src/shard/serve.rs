@@ -104,6 +104,7 @@ impl Shard {
             }
             request @ (Request::TruncateTo { .. }
             | Request::DeleteBefore { .. }
+            | Request::StartAt { .. }
             | Request::InstallCompaction { .. }
             | Request::Detach { .. }) => {
                 if state.must_wait(&request) {
@@ -219,6 +220,20 @@ fn run_change(state: &PartitionState, request: Request, now_ms: i64) {
             let result = part.update(|log| {
                 log.delete_before(offset, now)
                     .map(|outcome| outcome.log_start_offset)
+                    .map_err(|e| part.error(log, e))
+            });
+            drop(order);
+            reply.send(result);
+        }
+        Request::StartAt {
+            offset,
+            reply,
+            order,
+            ..
+        } => {
+            let result = part.update(|log| {
+                part.truncations.fetch_add(1, Ordering::SeqCst);
+                log.truncate_fully_and_start_at(offset, now)
                     .map_err(|e| part.error(log, e))
             });
             drop(order);
