@@ -1,0 +1,184 @@
+//! A client of a node: one connection, one request at a time. Appends follow the leader: a
+//! node that is not the leader names it, and the client asks it instead.
+
+use crate::wire::{
+    ClientError, NodeMetrics, ReadReply, Request, Response, read_frame, write_frame,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tokio::io::BufStream;
+use tokio::net::TcpStream;
+
+/// How many times an append follows a redirect or retries a connection before giving up.
+const MAX_REDIRECTS: usize = 5;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The node could not be reached or the connection broke: the request's outcome is
+    /// unknown (an append may still commit).
+    #[error("{addr}: {source}")]
+    Io {
+        /// The node's address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The node answered with an error.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The node answered another kind of request.
+    #[error("{0}: unexpected answer")]
+    Unexpected(String),
+}
+
+/// A connection to one node.
+#[derive(Debug)]
+pub struct Client {
+    addr: String,
+    conn: Option<BufStream<TcpStream>>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client of the node at `addr` (connected on first use).
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            conn: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The node's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends `request` and waits for the answer (at most the client's timeout).
+    pub async fn call(&mut self, request: &Request) -> Result<Response, CallError> {
+        let addr = self.addr.clone();
+        let io = |source| CallError::Io {
+            addr: addr.clone(),
+            source,
+        };
+        let answer = tokio::time::timeout(self.timeout, self.call_once(request)).await;
+        match answer {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => {
+                self.conn = None;
+                Err(io(e))
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(io(std::io::ErrorKind::TimedOut.into()))
+            }
+        }
+    }
+
+    async fn call_once(&mut self, request: &Request) -> std::io::Result<Response> {
+        if self.conn.is_none() {
+            let stream = TcpStream::connect(&self.addr).await?;
+            let _ = stream.set_nodelay(true);
+            self.conn = Some(BufStream::new(stream));
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(std::io::ErrorKind::NotConnected.into());
+        };
+        write_frame(conn, request).await?;
+        read_frame(conn)
+            .await?
+            .ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into())
+    }
+
+    fn done(&self, response: Response) -> Result<(), CallError> {
+        match response {
+            Response::Done(answer) => Ok(answer?),
+            _ => Err(CallError::Unexpected(self.addr.clone())),
+        }
+    }
+
+    /// Appends `records` through this node, which must be the leader; resolves to their
+    /// offsets once committed.
+    pub async fn append_here(
+        &mut self,
+        records: Vec<rill_raft::Record>,
+    ) -> Result<Vec<u64>, CallError> {
+        match self.call(&Request::Append { records }).await? {
+            Response::Appended(answer) => Ok(answer?),
+            _ => Err(CallError::Unexpected(self.addr.clone())),
+        }
+    }
+
+    /// Appends `records` through the leader, following redirects (this client then talks to
+    /// the leader).
+    pub async fn append(&mut self, records: Vec<rill_raft::Record>) -> Result<Vec<u64>, CallError> {
+        let mut attempt = 0;
+        loop {
+            match self.append_here(records.clone()).await {
+                Err(CallError::Client(ClientError::NotLeader {
+                    leader: Some((_, addr)),
+                })) if attempt < MAX_REDIRECTS && addr != self.addr => {
+                    *self = Self::new(addr);
+                }
+                other => return other,
+            }
+            attempt += 1;
+        }
+    }
+
+    /// The committed batches from `offset` as this node holds them.
+    pub async fn read(&mut self, offset: u64, max_bytes: u64) -> Result<ReadReply, CallError> {
+        match self.call(&Request::Read { offset, max_bytes }).await? {
+            Response::Read(answer) => Ok(answer?),
+            _ => Err(CallError::Unexpected(self.addr.clone())),
+        }
+    }
+
+    /// The node's state.
+    pub async fn metrics(&mut self) -> Result<NodeMetrics, CallError> {
+        match self.call(&Request::Metrics).await? {
+            Response::Metrics(m) => Ok(m),
+            _ => Err(CallError::Unexpected(self.addr.clone())),
+        }
+    }
+
+    /// Makes the cluster of `members` (on one node, once).
+    pub async fn init(&mut self, members: BTreeMap<u64, String>) -> Result<(), CallError> {
+        let response = self.call(&Request::Init { members }).await?;
+        self.done(response)
+    }
+
+    /// Adds a learner (on the leader) and waits until it caught up.
+    pub async fn add_learner(&mut self, id: u64, addr: String) -> Result<(), CallError> {
+        let response = self.call(&Request::AddLearner { id, addr }).await?;
+        self.done(response)
+    }
+
+    /// Makes `voters` the voters (on the leader).
+    pub async fn change_membership(&mut self, voters: BTreeSet<u64>) -> Result<(), CallError> {
+        let response = self.call(&Request::ChangeMembership { voters }).await?;
+        self.done(response)
+    }
+
+    /// Makes the node send nothing to `peers` (fault injection; empty heals).
+    pub async fn block(&mut self, peers: BTreeSet<u64>) -> Result<(), CallError> {
+        let response = self.call(&Request::Block { peers }).await?;
+        self.done(response)
+    }
+
+    /// Reads every committed batch this node holds from `offset` on.
+    pub async fn read_all(&mut self, mut offset: u64) -> Result<Vec<u8>, CallError> {
+        let mut all = Vec::new();
+        // Bounded: each read returns at least one batch until the committed end.
+        loop {
+            let reply = self.read(offset, 1 << 20).await?;
+            if reply.batches.is_empty() {
+                return Ok(all);
+            }
+            all.extend_from_slice(&reply.batches);
+            offset = reply.next_offset;
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! One node: a rill log holding the replicated partition, openraft on it, and a TCP server
+//! answering peers (Raft RPCs), clients (appends through the leader, committed reads) and
+//! admin requests, one request at a time per connection.
+
+use crate::network::{Blocked, Network};
+use crate::wire::{
+    self, ClientError, MAX_READ_BYTES, MAX_RECORDS_PER_APPEND, NodeMetrics, ReadReply, Request,
+    Response,
+};
+use rill::{Config, DriverChoice, Log, Partition, ReadLimit};
+use rill_raft::openraft::{self, BasicNode, ChangeMembers, Raft, SnapshotPolicy};
+use rill_raft::{AppliedState, LogStore, StateMachine, TypeConfig};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::io::BufStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+/// The replicated topic's name; it has one partition.
+pub const TOPIC: &str = "replicated";
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 256;
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's id (never reused for another node).
+    pub id: u64,
+    /// Where it listens (peers and clients).
+    pub listen: String,
+    /// Its directory: `data/` (the rill log), `raft/` (vote, snapshot).
+    pub dir: PathBuf,
+    /// The rill I/O driver.
+    pub driver: DriverChoice,
+    /// A snapshot every this many applied entries.
+    pub snapshot_every: u64,
+    /// Entries kept below the last snapshot (older ones are deleted: the partition's
+    /// retention). `u64::MAX` keeps everything.
+    pub keep_below_snapshot: u64,
+    /// Raft's heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Raft's election timeout (randomized between this and twice it).
+    pub election_ms: u64,
+}
+
+impl NodeConfig {
+    /// A node with loopback-friendly timings that never deletes entries.
+    pub fn new(id: u64, listen: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
+        Self {
+            id,
+            listen: listen.into(),
+            dir: dir.into(),
+            driver: DriverChoice::Auto,
+            snapshot_every: 10_000,
+            keep_below_snapshot: u64::MAX,
+            heartbeat_ms: 100,
+            election_ms: 500,
+        }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    id: u64,
+    raft: Raft<TypeConfig>,
+    log: Log,
+    partition: Partition,
+    applied: watch::Receiver<AppliedState>,
+    blocked: Arc<Blocked>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens the node's log and Raft state and starts Raft (no server yet: see [`serve`]).
+    pub async fn start(config: &NodeConfig) -> anyhow::Result<Arc<Self>> {
+        let mut log_config = Config::new(config.dir.join("data"));
+        log_config.driver = config.driver;
+        let (log, _report) = Log::open(log_config)?;
+        if !log.topics().iter().any(|t| t.name == TOPIC) {
+            log.create_topic_with(TOPIC, 1, &rill_raft::topic_config())?;
+        }
+        let partition = log.partition(TOPIC, 0)?;
+        let state_dir = config.dir.join("raft");
+        let store = LogStore::open(partition.clone(), &state_dir).await?;
+        let state_machine = StateMachine::open(&state_dir)?;
+        let applied = state_machine.subscribe();
+        let raft_config = openraft::Config {
+            cluster_name: "rill".into(),
+            heartbeat_interval: config.heartbeat_ms,
+            election_timeout_min: config.election_ms,
+            election_timeout_max: config.election_ms * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            max_in_snapshot_log_to_keep: config.keep_below_snapshot,
+            ..openraft::Config::default()
+        }
+        .validate()?;
+        let blocked = Arc::new(Blocked::default());
+        let network = Network {
+            blocked: Arc::clone(&blocked),
+        };
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            network,
+            store,
+            state_machine,
+        )
+        .await?;
+        Ok(Arc::new(Self {
+            id: config.id,
+            raft,
+            log,
+            partition,
+            applied,
+            blocked,
+        }))
+    }
+
+    /// Stops Raft and closes the log cleanly.
+    pub async fn shutdown(&self) -> anyhow::Result<()> {
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| anyhow::anyhow!("raft: {e}"))?;
+        self.log.close()?;
+        Ok(())
+    }
+
+    /// The node's state.
+    pub fn metrics(&self) -> NodeMetrics {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        NodeMetrics {
+            id: self.id,
+            state: format!("{:?}", m.state),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            committed_offset: self.applied.borrow().committed_offset(),
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            snapshot_index: m.snapshot.map(|s| s.index),
+            purged_index: m.purged.map(|p| p.index),
+        }
+    }
+
+    async fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::AppendEntries(rpc) => {
+                Response::AppendEntries(self.raft.append_entries(rpc).await)
+            }
+            Request::Vote(rpc) => Response::Vote(self.raft.vote(rpc).await),
+            Request::InstallSnapshot(rpc) => {
+                Response::InstallSnapshot(self.raft.install_snapshot(rpc).await)
+            }
+            Request::Append { records } => Response::Appended(self.append(records).await),
+            Request::Read { offset, max_bytes } => {
+                Response::Read(self.read(offset, max_bytes).await)
+            }
+            Request::Init { members } => {
+                let nodes: BTreeMap<u64, BasicNode> = members
+                    .into_iter()
+                    .map(|(id, addr)| (id, BasicNode::new(addr)))
+                    .collect();
+                Response::Done(
+                    self.raft
+                        .initialize(nodes)
+                        .await
+                        .map_err(|e| ClientError::Failed(e.to_string())),
+                )
+            }
+            Request::AddLearner { id, addr } => Response::Done(
+                self.raft
+                    .add_learner(id, BasicNode::new(addr), true)
+                    .await
+                    .map(|_| ())
+                    .map_err(wire::client_error),
+            ),
+            Request::ChangeMembership { voters } => Response::Done(
+                self.raft
+                    .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
+                    .await
+                    .map(|_| ())
+                    .map_err(wire::client_error),
+            ),
+            Request::Metrics => Response::Metrics(self.metrics()),
+            Request::Block { peers } => {
+                self.blocked.set(peers);
+                Response::Done(Ok(()))
+            }
+        }
+    }
+
+    /// Proposes every record (they go into Raft's log together), then waits until each is
+    /// committed and applied.
+    async fn append(&self, records: Vec<rill_raft::Record>) -> Result<Vec<u64>, ClientError> {
+        if records.len() > MAX_RECORDS_PER_APPEND {
+            return Err(ClientError::BadRequest(format!(
+                "{} records; at most {MAX_RECORDS_PER_APPEND} per append",
+                records.len()
+            )));
+        }
+        let mut waiting = Vec::with_capacity(records.len());
+        for record in records {
+            let rx = self
+                .raft
+                .client_write_ff(record)
+                .await
+                .map_err(|e| ClientError::Failed(e.to_string()))?;
+            waiting.push(rx);
+        }
+        let mut offsets = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            let answer = rx
+                .await
+                .map_err(|_| ClientError::Failed("raft stopped".into()))?;
+            let written =
+                answer.map_err(|e| wire::client_error(openraft::error::RaftError::APIError(e)))?;
+            offsets.push(written.data.offset);
+        }
+        Ok(offsets)
+    }
+
+    /// The committed batches from `offset` (this node's committed offset bounds them).
+    async fn read(&self, offset: u64, max_bytes: u64) -> Result<ReadReply, ClientError> {
+        let committed = self.applied.borrow().committed_offset();
+        let log_start = u64::try_from(self.partition.offsets().log_start).unwrap_or(0);
+        let mut reply = ReadReply {
+            batches: Vec::new(),
+            next_offset: offset,
+            committed_offset: committed,
+            log_start,
+        };
+        if offset >= committed {
+            return Ok(reply);
+        }
+        let at = i64::try_from(offset).map_err(|_| ClientError::BadRequest("offset".into()))?;
+        let read = self
+            .partition
+            .read_with(at, max_bytes.min(MAX_READ_BYTES), ReadLimit::Written)
+            .await
+            .map_err(|e| ClientError::Failed(e.to_string()))?;
+        for batch in read.batches() {
+            let header = rill::batch::BatchHeader::parse(batch)
+                .map_err(|e| ClientError::Failed(e.to_string()))?;
+            let next = u64::try_from(header.next_offset()).unwrap_or(0);
+            if next > committed {
+                break;
+            }
+            reply.batches.extend_from_slice(batch);
+            reply.next_offset = next;
+        }
+        Ok(reply)
+    }
+}
+
+/// Serves `node` on `listener` until `stop` turns true.
+pub async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        let (stream, _) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept");
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
+        let node = Arc::clone(&node);
+        tokio::spawn(async move {
+            if let Err(e) = connection(&node, stream).await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(node: &Node, stream: TcpStream) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut stream = BufStream::new(stream);
+    // Bounded by the peer: each pass answers one request.
+    while let Some(request) = wire::read_frame::<_, Request>(&mut stream).await? {
+        let response = node.handle(request).await;
+        wire::write_frame(&mut stream, &response).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! What travels between nodes and from clients: length-prefixed JSON frames (a u32 length,
+//! big-endian, then the message), one request answered by one response, in order, per
+//! connection. Frames are bounded (`MAX_FRAME_BYTES`) before anything is allocated.
+
+use rill_raft::openraft::error::{ClientWriteError, InstallSnapshotError, RaftError};
+use rill_raft::openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use rill_raft::{Record, TypeConfig};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The largest frame read or written.
+pub const MAX_FRAME_BYTES: usize = 64 << 20;
+/// The most records one append request may carry.
+pub const MAX_RECORDS_PER_APPEND: usize = 10_000;
+/// The most bytes one read request returns.
+pub const MAX_READ_BYTES: u64 = 8 << 20;
+
+/// A request to a node.
+#[derive(Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Request {
+    /// Raft: from the leader.
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    /// Raft: from a candidate.
+    Vote(VoteRequest<u64>),
+    /// Raft: a snapshot chunk from the leader.
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// Client: append records through the leader; answered once they are committed.
+    Append {
+        /// The records, in order.
+        records: Vec<Record>,
+    },
+    /// Client: the committed batches from `offset` (this node's view).
+    Read {
+        /// Where to start.
+        offset: u64,
+        /// At most this many bytes (at least one batch).
+        max_bytes: u64,
+    },
+    /// Admin: make the cluster of these voters (node id → address). Once, on one node.
+    Init {
+        /// The first voters.
+        members: BTreeMap<u64, String>,
+    },
+    /// Admin (leader): add a learner and wait until it has caught up.
+    AddLearner {
+        /// Its id.
+        id: u64,
+        /// Its address.
+        addr: String,
+    },
+    /// Admin (leader): make these the voters (learners promoted, others removed).
+    ChangeMembership {
+        /// The voters afterwards.
+        voters: BTreeSet<u64>,
+    },
+    /// Admin: the node's state.
+    Metrics,
+    /// Fault injection: send nothing to these nodes (an empty set heals).
+    Block {
+        /// Nodes cut off from this one.
+        peers: BTreeSet<u64>,
+    },
+}
+
+/// Why a client request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// This node is not the leader; the leader, if known.
+    #[error("not the leader; leader: {leader:?}")]
+    NotLeader {
+        /// The leader's id and address.
+        leader: Option<(u64, String)>,
+    },
+    /// The request is malformed or too large.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Raft or the storage failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The committed batches a read returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadReply {
+    /// Whole batches (Kafka v2), back to back, all below `committed_offset`.
+    pub batches: Vec<u8>,
+    /// Where the next read starts.
+    pub next_offset: u64,
+    /// This node's committed offset (its last applied index + 1).
+    pub committed_offset: u64,
+    /// The first offset this node holds.
+    pub log_start: u64,
+}
+
+/// A node's state, for tools and tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeMetrics {
+    /// The node's id.
+    pub id: u64,
+    /// Leader, Follower, Candidate, Learner or Shutdown.
+    pub state: String,
+    /// The current term.
+    pub term: u64,
+    /// The leader it knows.
+    pub leader: Option<u64>,
+    /// Its last log index.
+    pub last_log_index: Option<u64>,
+    /// Its committed offset (last applied index + 1).
+    pub committed_offset: u64,
+    /// The voters of its membership.
+    pub voters: BTreeSet<u64>,
+    /// The learners of its membership.
+    pub learners: BTreeSet<u64>,
+    /// Its last snapshot's index.
+    pub snapshot_index: Option<u64>,
+    /// Its last purged index.
+    pub purged_index: Option<u64>,
+}
+
+/// A response, by request.
+#[derive(Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Response {
+    /// To `AppendEntries`.
+    AppendEntries(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
+    /// To `Vote`.
+    Vote(Result<VoteResponse<u64>, RaftError<u64>>),
+    /// To `InstallSnapshot`.
+    InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+    /// To `Append`: the offsets of the records, in order.
+    Appended(Result<Vec<u64>, ClientError>),
+    /// To `Read`.
+    Read(Result<ReadReply, ClientError>),
+    /// To `Init`, `AddLearner`, `ChangeMembership`, `Block`.
+    Done(Result<(), ClientError>),
+    /// To `Metrics`.
+    Metrics(NodeMetrics),
+}
+
+/// A client error from openraft's answer to a write.
+pub fn client_error(
+    e: RaftError<u64, ClientWriteError<u64, rill_raft::openraft::BasicNode>>,
+) -> ClientError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClientError::NotLeader {
+            leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+        },
+        other => ClientError::Failed(other.to_string()),
+    }
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    writer: &mut W,
+    message: &T,
+) -> std::io::Result<()> {
+    let body = serde_json::to_vec(message).map_err(std::io::Error::other)?;
+    if body.len() > MAX_FRAME_BYTES {
+        return Err(std::io::Error::other(format!(
+            "a frame of {} bytes exceeds {MAX_FRAME_BYTES}",
+            body.len()
+        )));
+    }
+    writer.write_all(&(body.len() as u32).to_be_bytes()).await?;
+    writer.write_all(&body).await?;
+    writer.flush().await
+}
+
+/// Reads one frame; `None` at a clean end of stream.
+pub async fn read_frame<R: AsyncReadExt + Unpin, T: DeserializeOwned>(
+    reader: &mut R,
+) -> std::io::Result<Option<T>> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(std::io::Error::other(format!(
+            "a frame of {len} bytes exceeds {MAX_FRAME_BYTES}"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(std::io::Error::other)
+}
