@@ -30,11 +30,13 @@ pub enum Workload {
     Scale,
     /// A compacted partition's cleaning rate, and its cost to appends.
     Compaction,
+    /// Appends replicated by three Raft nodes on loopback, against one node's durable ones.
+    Raft,
 }
 
 impl Workload {
     /// Every workload, in the order they run.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Limits,
         Self::Append,
         Self::Fetch,
@@ -42,6 +44,7 @@ impl Workload {
         Self::Recovery,
         Self::Scale,
         Self::Compaction,
+        Self::Raft,
     ];
 
     /// The workload's name on the command line and in the output.
@@ -54,6 +57,7 @@ impl Workload {
             Self::Recovery => "recovery",
             Self::Scale => "scale",
             Self::Compaction => "compaction",
+            Self::Raft => "raft",
         }
     }
 

@@ -10,7 +10,8 @@
 //! Module map:
 //! - [`harness`]: the interleaving runner, the scratch directories, progress.
 //! - [`measure`]: medians and ranges, latency histograms, CPU clocks.
-//! - [`workloads`]: `limits`, `append`, `fetch`, `read`, `recovery`, each its own module.
+//! - [`workloads`]: `limits`, `append`, `fetch`, `read`, `recovery`, `scale`, `compaction`,
+//!   `raft`, each its own module.
 //! - [`peers`]: the `commitlog` and `fjall` adapters.
 //! - [`report`]: the result model (JSON), the terminal table and the SVG plots.
 //! - [`machine`]: what the results were measured on (kernel, CPU, filesystem, commit).

@@ -5,6 +5,7 @@ pub mod append;
 pub mod compaction;
 pub mod fetch;
 pub mod limits;
+pub mod raft;
 pub mod read;
 pub mod recovery;
 pub mod scale;
@@ -24,6 +25,7 @@ pub fn run(workload: Workload, bench: &mut Bench) -> Result<WorkloadResult> {
         Workload::Recovery => recovery::run(bench),
         Workload::Scale => scale::run(bench),
         Workload::Compaction => compaction::run(bench),
+        Workload::Raft => raft::run(bench),
     }
 }
 

@@ -63,7 +63,7 @@ struct BenchArgs {
     #[arg(long, hide = true, conflicts_with = "quick")]
     smoke: bool,
     /// Workloads to run (default all; `limits` always runs).
-    #[arg(long = "workload", value_delimiter = ',', value_parser = ["limits", "append", "fetch", "read", "recovery", "scale", "compaction"])]
+    #[arg(long = "workload", value_delimiter = ',', value_parser = ["limits", "append", "fetch", "read", "recovery", "scale", "compaction", "raft"])]
     workloads: Vec<String>,
     /// Repetitions of every engine in every case (at least 5 for results worth quoting).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]

@@ -48,7 +48,8 @@ fn the_smoke_benchmark_runs_every_workload_and_writes_its_results() {
             "read",
             "recovery",
             "scale",
-            "compaction"
+            "compaction",
+            "raft"
         ]
     );
     for workload in workloads {

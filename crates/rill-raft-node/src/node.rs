@@ -145,6 +145,7 @@ impl Node {
             leader: m.current_leader,
             last_log_index: m.last_log_index,
             committed_offset: self.applied.borrow().committed_offset(),
+            log_start: u64::try_from(self.partition.offsets().log_start).unwrap_or(0),
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
             snapshot_index: m.snapshot.map(|s| s.index),
@@ -239,6 +240,9 @@ impl Node {
             committed_offset: committed,
             log_start,
         };
+        if offset < log_start {
+            return Err(ClientError::OffsetOutOfRange { offset, log_start });
+        }
         if offset >= committed {
             return Ok(reply);
         }

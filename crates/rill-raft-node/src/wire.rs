@@ -78,6 +78,14 @@ pub enum ClientError {
         /// The leader's id and address.
         leader: Option<(u64, String)>,
     },
+    /// The offset lies below the node's log start (deleted, or before a snapshot it installed).
+    #[error("offset {offset} is below the log start {log_start}")]
+    OffsetOutOfRange {
+        /// The offset asked.
+        offset: u64,
+        /// The node's first offset.
+        log_start: u64,
+    },
     /// The request is malformed or too large.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -114,6 +122,8 @@ pub struct NodeMetrics {
     pub last_log_index: Option<u64>,
     /// Its committed offset (last applied index + 1).
     pub committed_offset: u64,
+    /// The first offset it holds.
+    pub log_start: u64,
     /// The voters of its membership.
     pub voters: BTreeSet<u64>,
     /// The learners of its membership.

@@ -1,0 +1,149 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failure is a test failure"
+)]
+
+//! Three `rill-raft-node` processes on loopback: appends through the leader answered once
+//! committed, committed batches read from every node byte for byte the same, and membership
+//! changes (a learner added, promoted, a voter removed).
+
+mod common;
+
+use common::{Cluster, record, records_of};
+use std::collections::BTreeSet;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_and_change_their_membership() {
+    let mut cluster = Cluster::new(&[]);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    cluster.init(&[1, 2, 3]).await;
+    let (leader, _) = cluster.leader(&[1, 2, 3], 0).await;
+
+    // Appends through any node: the client follows the leader.
+    let mut client = cluster.client(if leader == 1 { 2 } else { 1 });
+    let mut acked = Vec::new();
+    for batch in 0..10u64 {
+        let records = (batch * 20..batch * 20 + 20).map(record).collect();
+        acked.extend(client.append(records).await.unwrap());
+    }
+    assert_eq!(acked.len(), 200);
+    assert!(
+        acked.windows(2).all(|w| w[1] == w[0] + 1),
+        "offsets are dense"
+    );
+    let end = acked[199] + 1;
+
+    let leader_bytes = cluster.read_all(leader, 0).await;
+    for id in 1..=3 {
+        cluster.caught_up(id, end).await;
+        assert!(
+            cluster.read_all(id, 0).await == leader_bytes,
+            "node {id} holds other bytes than the leader"
+        );
+    }
+    let records = records_of(&leader_bytes);
+    for (n, offset) in acked.iter().enumerate() {
+        assert_eq!(records[offset], format!("value-{n}").into_bytes());
+    }
+
+    // A fourth node joins as a learner, becomes a voter, and node 3 leaves.
+    cluster.start(4);
+    let mut admin = cluster.client(leader);
+    admin.add_learner(4, cluster.addr(4)).await.unwrap();
+    let voters: BTreeSet<u64> = [1, 2, 4].into_iter().collect();
+    let remaining: Vec<u64> = voters.iter().copied().collect();
+    let mut admin = cluster.client(cluster.leader(&remaining, 0).await.0);
+    admin.change_membership(voters.clone()).await.unwrap();
+    let more = client
+        .append((200..210).map(record).collect())
+        .await
+        .unwrap();
+    let end = more[9] + 1;
+    let (leader, _) = cluster.leader(&remaining, 0).await;
+    let metrics = cluster.caught_up(4, end).await;
+    assert_eq!(metrics.voters, voters);
+    assert!(metrics.learners.is_empty());
+    assert!(cluster.read_all(4, 0).await == cluster.read_all(leader, 0).await);
+    cluster.stop(3);
+    // The cluster goes on without node 3.
+    let last = client
+        .append((210..215).map(record).collect())
+        .await
+        .unwrap();
+    cluster.caught_up(4, last[4] + 1).await;
+    for id in [1, 2, 4] {
+        cluster.stop(id);
+    }
+}
+
+/// The leader is cut off from the others (both ways); they elect a new leader and take
+/// appends; an append sent to the old leader is never acknowledged; after the heal every node
+/// holds the same bytes and the old leader's unreplicated entries are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_heals_without_divergence() {
+    let mut cluster = Cluster::new(&[]);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    cluster.init(&[1, 2, 3]).await;
+    let (old, term) = cluster.leader(&[1, 2, 3], 0).await;
+    let mut client = cluster.client(old);
+    client.append((0..10).map(record).collect()).await.unwrap();
+
+    let rest: Vec<u64> = common::others(&[1, 2, 3], old).into_iter().collect();
+    cluster
+        .client(old)
+        .block(rest.iter().copied().collect())
+        .await
+        .unwrap();
+    for id in &rest {
+        cluster
+            .client(*id)
+            .block([old].into_iter().collect())
+            .await
+            .unwrap();
+    }
+    // Written on the old leader alone: it cannot commit.
+    let mut cut_off = cluster.client(old);
+    let orphan = tokio::spawn(async move {
+        cut_off
+            .append_here((1000..1005).map(record).collect())
+            .await
+    });
+    let (new, _) = cluster.leader(&rest, term).await;
+    let mut client = cluster.client(new);
+    let acked = client.append((10..30).map(record).collect()).await.unwrap();
+
+    for id in [1, 2, 3] {
+        cluster.client(id).block(BTreeSet::new()).await.unwrap();
+    }
+    let answer = orphan.await.unwrap();
+    assert!(
+        answer.is_err(),
+        "an append on a cut-off leader was acknowledged: {answer:?}"
+    );
+    let end = acked[19] + 1;
+    let reference = {
+        cluster.caught_up(new, end).await;
+        cluster.read_all(new, 0).await
+    };
+    for id in [1, 2, 3] {
+        cluster.caught_up(id, end).await;
+        assert!(
+            cluster.read_all(id, 0).await == reference,
+            "node {id} diverged"
+        );
+    }
+    let records = records_of(&reference);
+    assert!(
+        !records.values().any(|v| v.starts_with(b"value-100")),
+        "an unacknowledged entry of the old leader was committed"
+    );
+    for id in [1, 2, 3] {
+        cluster.stop(id);
+    }
+}

@@ -1,0 +1,258 @@
+//! A cluster of `rill-raft-node` processes on loopback, for the tests: start, kill -9,
+//! restart, wipe, and wait for states by asking the nodes (bounded by a deadline, never by a
+//! sleep that hopes).
+
+#![allow(dead_code, reason = "each test file uses part of it")]
+
+use rill_raft::Record;
+use rill_raft_node::Client;
+use rill_raft_node::wire::NodeMetrics;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any awaited state may take.
+pub const DEADLINE: Duration = Duration::from_mins(1);
+
+pub struct NodeProc {
+    pub addr: String,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    pub nodes: BTreeMap<u64, NodeProc>,
+    /// Extra arguments of every `serve`.
+    serve_args: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+impl Cluster {
+    pub fn new(serve_args: &[&str]) -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            nodes: BTreeMap::new(),
+            serve_args: serve_args.iter().map(|s| (*s).to_string()).collect(),
+        }
+    }
+
+    pub fn node_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("n{id}"))
+    }
+
+    /// Starts node `id` (at its old address if it ran before) and waits until it listens.
+    pub fn start(&mut self, id: u64) {
+        let addr = self
+            .nodes
+            .get(&id)
+            .map_or_else(|| format!("127.0.0.1:{}", free_port()), |n| n.addr.clone());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rill-raft-node"))
+            .args(["serve", "--id", &id.to_string(), "--listen", &addr, "--dir"])
+            .arg(self.node_dir(id))
+            .args(&self.serve_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert!(
+            line.contains("listening"),
+            "node {id} did not start: {line:?}"
+        );
+        self.nodes.insert(
+            id,
+            NodeProc {
+                addr,
+                child: Some(child),
+            },
+        );
+    }
+
+    /// SIGKILL: no shutdown, nothing flushed.
+    pub fn kill9(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        if let Some(mut child) = node.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, and waits for the clean exit.
+    pub fn stop(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        if let Some(mut child) = node.child.take() {
+            // SAFETY: kill(2) on a child's pid; no memory is involved.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let status = child.wait().unwrap();
+            assert!(status.success(), "node {id} exited with {status}");
+        }
+    }
+
+    pub fn wipe(&self, id: u64) {
+        std::fs::remove_dir_all(self.node_dir(id)).unwrap();
+    }
+
+    pub fn addr(&self, id: u64) -> String {
+        self.nodes[&id].addr.clone()
+    }
+
+    pub fn client(&self, id: u64) -> Client {
+        Client::new(self.addr(id))
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.child.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Makes the cluster of `voters` through the first.
+    pub async fn init(&self, voters: &[u64]) {
+        let members = voters.iter().map(|id| (*id, self.addr(*id))).collect();
+        self.client(voters[0]).init(members).await.unwrap();
+    }
+
+    pub async fn metrics(&self, id: u64) -> Option<NodeMetrics> {
+        self.client(id).metrics().await.ok()
+    }
+
+    /// Waits until a running node among `among` is leader, agreed by a majority of them, in a
+    /// term above `after_term`; returns (leader, term).
+    pub async fn leader(&self, among: &[u64], after_term: u64) -> (u64, u64) {
+        wait_for("a leader", || async {
+            for id in among {
+                if let Some(m) = self.metrics(*id).await
+                    && m.state == "Leader"
+                    && m.term > after_term
+                {
+                    return Some((*id, m.term));
+                }
+            }
+            None
+        })
+        .await
+    }
+
+    /// Waits until node `id` has applied everything below `offset`.
+    pub async fn caught_up(&self, id: u64, offset: u64) -> NodeMetrics {
+        wait_for(&format!("node {id} to reach offset {offset}"), || async {
+            self.metrics(id)
+                .await
+                .filter(|m| m.committed_offset >= offset)
+        })
+        .await
+    }
+
+    /// Every committed batch node `id` holds from `offset` on.
+    pub async fn read_all(&self, id: u64, offset: u64) -> Vec<u8> {
+        self.client(id).read_all(offset).await.unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Polls `check` until it gives a value, for at most [`DEADLINE`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    // Bounded by the deadline.
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A record whose value names it.
+pub fn record(n: u64) -> Record {
+    Record {
+        timestamp_ms: 1_700_000_000_000 + n as i64,
+        key: Some(n.to_be_bytes().to_vec()),
+        value: Some(format!("value-{n}").into_bytes()),
+        headers: Vec::new(),
+    }
+}
+
+/// The data records of concatenated batches: offset → value.
+pub fn records_of(batches: &[u8]) -> BTreeMap<u64, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut rest = batches;
+    while !rest.is_empty() {
+        let header = rill::batch::BatchHeader::parse(rest).unwrap();
+        let len = header.total_bytes() as usize;
+        let (batch, tail) = rest.split_at(len);
+        rest = tail;
+        assert_eq!(
+            rill::batch::compute_crc(batch),
+            header.crc,
+            "CRC at {}",
+            header.base_offset
+        );
+        if header.attributes.is_control() {
+            continue;
+        }
+        for r in rill::batch::records(batch).unwrap() {
+            let r = r.unwrap();
+            out.insert(r.offset as u64, r.value.unwrap_or_default().to_vec());
+        }
+    }
+    out
+}
+
+/// Node ids other than `id` in `ids`.
+pub fn others(ids: &[u64], id: u64) -> BTreeSet<u64> {
+    ids.iter().copied().filter(|x| *x != id).collect()
+}
+
+/// Each batch of concatenated batches, by base offset.
+pub fn batches_of(bytes: &[u8]) -> BTreeMap<u64, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let header = rill::batch::BatchHeader::parse(rest).unwrap();
+        let (batch, tail) = rest.split_at(header.total_bytes() as usize);
+        out.insert(header.base_offset as u64, batch.to_vec());
+        rest = tail;
+    }
+    out
+}
+
+/// Asserts that two nodes' batches are the same at every offset both hold below `below`, and
+/// that both hold every offset from `from` to `below`.
+pub fn assert_same_batches(a: &[u8], b: &[u8], from: u64, below: u64) {
+    let (a, b) = (batches_of(a), batches_of(b));
+    for offset in from..below {
+        match (a.get(&offset), b.get(&offset)) {
+            (Some(x), Some(y)) if x == y => {}
+            (x, y) => panic!(
+                "offset {offset}: {:?} against {:?}",
+                x.map(|b| rill::batch::BatchHeader::parse(b).unwrap()),
+                y.map(|b| rill::batch::BatchHeader::parse(b).unwrap())
+            ),
+        }
+    }
+}
