@@ -6,6 +6,8 @@
 //!   (io_uring driver) in its own directory on the same disk, talking TCP on loopback (the
 //!   nodes' JSON wire format). Clients are tasks, each with its own connection to the
 //!   leader, in a closed loop: one append of `records` records in flight each.
+//! * **raft, 1 node**: a cluster of one voter: Raft's own path (the leader's log writes,
+//!   commit, apply, the client's TCP hop) without replication.
 //! * **single node, durable**: one rill log, the same records encoded as one batch per
 //!   append, `Durability::Durable`, from as many threads, also a closed loop.
 //!
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 
 const VALUE_BYTES: usize = 100;
 const RAFT: &str = "raft, 3 nodes";
+const RAFT_ONE: &str = "raft, 1 node";
 const SINGLE: &str = "single node, durable";
 
 /// (records per append, clients).
@@ -58,13 +61,13 @@ fn sample(appends: u64, per_append: usize, seconds: f64, latency: &Latency) -> S
     sample
 }
 
-/// Three nodes on loopback, initialized; returns them with the leader's address.
-async fn cluster(
-    dir: &std::path::Path,
-) -> Result<(Vec<(Arc<Node>, tokio::sync::watch::Sender<bool>)>, String)> {
+type Nodes = Vec<(Arc<Node>, tokio::sync::watch::Sender<bool>)>;
+
+/// `count` nodes on loopback, initialized; returns them with the leader's address.
+async fn cluster(dir: &std::path::Path, count: u64) -> Result<(Nodes, String)> {
     let mut nodes = Vec::new();
     let mut members = BTreeMap::new();
-    for id in 1..=3u64 {
+    for id in 1..=count {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
         let mut config = NodeConfig::new(id, addr.clone(), dir.join(format!("n{id}")));
@@ -93,7 +96,7 @@ async fn cluster(
     }
 }
 
-fn raft_run(bench: &Bench, per_append: usize, clients: usize) -> Result<Sample> {
+fn raft_run(bench: &Bench, nodes: u64, per_append: usize, clients: usize) -> Result<Sample> {
     let dir = bench.scratch_dir("raft")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -101,7 +104,7 @@ fn raft_run(bench: &Bench, per_append: usize, clients: usize) -> Result<Sample> 
         .build()?;
     let run_time = Duration::from_secs_f64(bench.scale.run_seconds);
     runtime.block_on(async {
-        let (nodes, leader) = cluster(dir.path()).await?;
+        let (nodes, leader) = cluster(dir.path(), nodes).await?;
         // Warm-up: connections made, the leader's first entries committed.
         Client::new(leader.clone()).append_here(records(1)).await?;
         let start = Instant::now();
@@ -207,7 +210,12 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
             Engine::new(
                 RAFT,
                 "rill-raft-node ×3 in this process, TCP on loopback, io_uring; acknowledged once committed and applied",
-                move || raft_run(bench_ref, per_append, clients),
+                move || raft_run(bench_ref, 3, per_append, clients),
+            ),
+            Engine::new(
+                RAFT_ONE,
+                "rill-raft-node ×1 (a cluster of one voter): Raft's own path without replication",
+                move || raft_run(bench_ref, 1, per_append, clients),
             ),
             Engine::new(
                 SINGLE,
@@ -223,7 +231,7 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
                 ("value_bytes", VALUE_BYTES.into()),
             ]),
             engines,
-            &[(RAFT, SINGLE)],
+            &[(RAFT, SINGLE), (RAFT_ONE, SINGLE)],
             "records_per_s",
         ));
     }
