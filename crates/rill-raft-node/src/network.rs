@@ -3,11 +3,12 @@
 //! connection; the next one reconnects. Peers in the blocked set (fault injection) are not
 //! called at all: they are unreachable.
 
-use crate::wire::{Request, Response, read_frame, write_frame};
+use crate::wire::{Request, Response, read_frame};
 use rill_raft::TypeConfig;
 use rill_raft::openraft::BasicNode;
 use rill_raft::openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use rill_raft::openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use rill_raft::openraft::raft::{
@@ -17,6 +18,7 @@ use rill_raft::openraft::raft::{
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::io::BufStream;
 use tokio::net::TcpStream;
 
@@ -89,6 +91,8 @@ enum CallError {
     Timeout(String),
     #[error("{0} answered another request")]
     Mismatch(String),
+    #[error("the request exceeds the largest frame")]
+    TooLarge,
 }
 
 impl<E: std::error::Error> From<CallError> for RPCError<u64, BasicNode, E> {
@@ -108,7 +112,19 @@ impl Peer {
             self.conn = None;
             return Err(CallError::Blocked(self.target));
         }
-        let result = tokio::time::timeout(ttl, self.call_on_connection(request)).await;
+        let frame = match crate::wire::encode_frame(request) {
+            Ok(frame) => frame,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                return Err(CallError::TooLarge);
+            }
+            Err(source) => {
+                return Err(CallError::Call {
+                    addr: self.addr.clone(),
+                    source,
+                });
+            }
+        };
+        let result = tokio::time::timeout(ttl, self.call_on_connection(&frame)).await;
         match result {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => {
@@ -122,7 +138,7 @@ impl Peer {
         }
     }
 
-    async fn call_on_connection(&mut self, request: &Request) -> Result<Response, CallError> {
+    async fn call_on_connection(&mut self, frame: &[u8]) -> Result<Response, CallError> {
         if self.conn.is_none() {
             let stream =
                 TcpStream::connect(&self.addr)
@@ -143,7 +159,8 @@ impl Peer {
         let Some(conn) = self.conn.as_mut() else {
             return Err(CallError::Mismatch(self.addr.clone()));
         };
-        write_frame(conn, request).await.map_err(io)?;
+        conn.write_all(frame).await.map_err(io)?;
+        conn.flush().await.map_err(io)?;
         match read_frame(conn).await.map_err(io)? {
             Some(response) => Ok(response),
             None => Err(io(std::io::ErrorKind::UnexpectedEof.into())),
@@ -161,10 +178,20 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        match self
+        let entries = rpc.entries.len() as u64;
+        let answer = match self
             .call(&Request::AppendEntries(rpc), option.hard_ttl())
-            .await?
+            .await
         {
+            // openraft sends the range again in requests of at most this many entries.
+            Err(CallError::TooLarge) if entries > 1 => {
+                return Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(entries / 2),
+                ));
+            }
+            other => other?,
+        };
+        match answer {
             Response::AppendEntries(answer) => answer.map_err(|e| self.remote(e)),
             _ => Err(CallError::Mismatch(self.addr.clone()).into()),
         }

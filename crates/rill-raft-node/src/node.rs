@@ -19,8 +19,11 @@ use tokio::sync::{Semaphore, watch};
 
 /// The replicated topic's name; it has one partition.
 pub const TOPIC: &str = "replicated";
-/// Connections served at once.
+/// Connections served at once; more are closed as they come.
 const MAX_CONNECTIONS: usize = 256;
+/// A connection with no request for this long is closed (peers send heartbeats far more
+/// often).
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_mins(5);
 
 /// How to run a node.
 #[derive(Debug, Clone)]
@@ -89,8 +92,10 @@ impl Node {
         }
         let partition = log.partition(TOPIC, 0)?;
         let state_dir = config.dir.join("raft");
-        let store = LogStore::open(partition.clone(), &state_dir).await?;
         let state_machine = StateMachine::open(&state_dir)?;
+        let store = LogStore::open(partition.clone(), &state_dir)
+            .await?
+            .purge_only_below(state_machine.durable_snapshot());
         let applied = state_machine.subscribe();
         let raft_config = openraft::Config {
             cluster_name: "rill".into(),
@@ -209,25 +214,49 @@ impl Node {
                 records.len()
             )));
         }
-        let mut waiting = Vec::with_capacity(records.len());
+        let max_batch_bytes = self.partition.max_batch_bytes();
+        for record in &records {
+            // A record the store cannot write would stop Raft on every node that takes it.
+            rill_raft::check_record(record, max_batch_bytes)
+                .map_err(|e| ClientError::BadRequest(e.to_string()))?;
+        }
+        let total = records.len();
+        let mut waiting = Vec::with_capacity(total);
         for record in records {
-            let rx = self
-                .raft
-                .client_write_ff(record)
-                .await
-                .map_err(|e| ClientError::Failed(e.to_string()))?;
-            waiting.push(rx);
+            match self.raft.client_write_ff(record).await {
+                Ok(rx) => waiting.push(rx),
+                Err(e) => return Err(partial(waiting.len(), ClientError::Failed(e.to_string()))),
+            }
         }
-        let mut offsets = Vec::with_capacity(waiting.len());
+        // Every answer is awaited: a record refused with ForwardToLeader is not in the log
+        // (never appended, or truncated since), one answered Ok is committed.
+        let mut offsets = Vec::with_capacity(total);
+        let mut refused = None;
+        let mut failed = None;
         for rx in waiting {
-            let answer = rx
-                .await
-                .map_err(|_| ClientError::Failed("raft stopped".into()))?;
-            let written =
-                answer.map_err(|e| wire::client_error(openraft::error::RaftError::APIError(e)))?;
-            offsets.push(written.data.offset);
+            let answer = match rx.await {
+                Ok(answer) => {
+                    answer.map_err(|e| wire::client_error(openraft::error::RaftError::APIError(e)))
+                }
+                Err(_) => Err(ClientError::Failed("raft stopped".into())),
+            };
+            match answer {
+                Ok(written) => offsets.push(written.data.offset),
+                Err(e @ ClientError::NotLeader { .. }) => refused = refused.or(Some(e)),
+                Err(e) => failed = failed.or(Some(e)),
+            }
         }
-        Ok(offsets)
+        match (refused, failed) {
+            (None, None) => Ok(offsets),
+            // None of them is in the log: the client may send them to the leader.
+            (Some(e), None) if offsets.is_empty() => Err(e),
+            (refused, failed) => Err(partial(
+                total,
+                failed
+                    .or(refused)
+                    .unwrap_or_else(|| ClientError::Failed("unknown".into())),
+            )),
+        }
     }
 
     /// The committed batches from `offset` (this node's committed offset bounds them).
@@ -266,6 +295,34 @@ impl Node {
     }
 }
 
+/// The error of an append that failed after `proposed` of its records went to Raft: with
+/// none, the error itself (a client may retry elsewhere); otherwise the outcome is unknown.
+fn partial(proposed: usize, error: ClientError) -> ClientError {
+    if proposed == 0 {
+        error
+    } else {
+        ClientError::OutcomeUnknown(format!("after {proposed} records were proposed: {error}"))
+    }
+}
+
+/// Whether a Raft message from a peer may be handled: its term fits the log (a larger one,
+/// once stored as this node's vote, would make every later entry unwritable), and a snapshot
+/// chunk stays within the snapshot bound.
+fn acceptable(request: &Request) -> bool {
+    match request {
+        Request::AppendEntries(rpc) => rpc.vote.leader_id.term <= rill_raft::MAX_TERM,
+        Request::Vote(rpc) => rpc.vote.leader_id.term <= rill_raft::MAX_TERM,
+        Request::InstallSnapshot(rpc) => {
+            rpc.vote.leader_id.term <= rill_raft::MAX_TERM
+                && rpc
+                    .offset
+                    .checked_add(rpc.data.len() as u64)
+                    .is_some_and(|end| end <= rill_raft::MAX_SNAPSHOT_BYTES as u64)
+        }
+        _ => true,
+    }
+}
+
 /// Serves `node` on `listener` until `stop` turns true.
 pub async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -281,8 +338,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watch::Rece
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            return;
+        // Never wait here: a full house must not keep peers from connecting later.
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!("{MAX_CONNECTIONS} connections open; refusing one");
+            continue;
         };
         let node = Arc::clone(&node);
         tokio::spawn(async move {
@@ -297,10 +356,22 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watch::Rece
 async fn connection(node: &Node, stream: TcpStream) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut stream = BufStream::new(stream);
-    // Bounded by the peer: each pass answers one request.
-    while let Some(request) = wire::read_frame::<_, Request>(&mut stream).await? {
+    // Bounded by the peer: each pass answers one request; an idle connection is closed.
+    loop {
+        let next =
+            tokio::time::timeout(IDLE_TIMEOUT, wire::read_frame::<_, Request>(&mut stream)).await;
+        let request = match next {
+            Ok(Ok(Some(request))) => request,
+            Ok(Ok(None)) | Err(_) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+        };
+        if !acceptable(&request) {
+            tracing::warn!(
+                "refused a Raft message beyond the log's bounds; closing the connection"
+            );
+            return Ok(());
+        }
         let response = node.handle(request).await;
         wire::write_frame(&mut stream, &response).await?;
     }
-    Ok(())
 }

@@ -86,6 +86,10 @@ pub enum ClientError {
         /// The node's first offset.
         log_start: u64,
     },
+    /// Some of the records were proposed before the append failed (leadership lost midway,
+    /// or Raft stopped): they may or may not commit. Retrying may store them twice.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// The request is malformed or too large.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -166,20 +170,29 @@ pub fn client_error(
     }
 }
 
+/// A message as a frame (length prefix included); `ErrorKind::InvalidInput` when it exceeds
+/// [`MAX_FRAME_BYTES`].
+pub fn encode_frame<T: Serialize>(message: &T) -> std::io::Result<Vec<u8>> {
+    let mut frame = vec![0u8; 4];
+    serde_json::to_writer(&mut frame, message).map_err(std::io::Error::other)?;
+    let len = frame.len() - 4;
+    if len > MAX_FRAME_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("a frame of {len} bytes exceeds {MAX_FRAME_BYTES}"),
+        ));
+    }
+    frame[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(frame)
+}
+
 /// Writes one frame.
 pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
     writer: &mut W,
     message: &T,
 ) -> std::io::Result<()> {
-    let body = serde_json::to_vec(message).map_err(std::io::Error::other)?;
-    if body.len() > MAX_FRAME_BYTES {
-        return Err(std::io::Error::other(format!(
-            "a frame of {} bytes exceeds {MAX_FRAME_BYTES}",
-            body.len()
-        )));
-    }
-    writer.write_all(&(body.len() as u32).to_be_bytes()).await?;
-    writer.write_all(&body).await?;
+    let frame = encode_frame(message)?;
+    writer.write_all(&frame).await?;
     writer.flush().await
 }
 

@@ -37,14 +37,7 @@ async fn three_nodes_replicate_and_change_their_membership() {
     );
     let end = acked[199] + 1;
 
-    let leader_bytes = cluster.read_all(leader, 0).await;
-    for id in 1..=3 {
-        cluster.caught_up(id, end).await;
-        assert!(
-            cluster.read_all(id, 0).await == leader_bytes,
-            "node {id} holds other bytes than the leader"
-        );
-    }
+    let leader_bytes = cluster.assert_converged(&[1, 2, 3], end).await;
     let records = records_of(&leader_bytes);
     for (n, offset) in acked.iter().enumerate() {
         assert_eq!(records[offset], format!("value-{n}").into_bytes());
@@ -63,11 +56,10 @@ async fn three_nodes_replicate_and_change_their_membership() {
         .await
         .unwrap();
     let end = more[9] + 1;
-    let (leader, _) = cluster.leader(&remaining, 0).await;
     let metrics = cluster.caught_up(4, end).await;
     assert_eq!(metrics.voters, voters);
     assert!(metrics.learners.is_empty());
-    assert!(cluster.read_all(4, 0).await == cluster.read_all(leader, 0).await);
+    cluster.assert_converged(&remaining, end).await;
     cluster.stop(3);
     // The cluster goes on without node 3.
     let last = client
@@ -127,17 +119,7 @@ async fn a_partitioned_leader_heals_without_divergence() {
         "an append on a cut-off leader was acknowledged: {answer:?}"
     );
     let end = acked[19] + 1;
-    let reference = {
-        cluster.caught_up(new, end).await;
-        cluster.read_all(new, 0).await
-    };
-    for id in [1, 2, 3] {
-        cluster.caught_up(id, end).await;
-        assert!(
-            cluster.read_all(id, 0).await == reference,
-            "node {id} diverged"
-        );
-    }
+    let reference = cluster.assert_converged(&[1, 2, 3], end).await;
     let records = records_of(&reference);
     assert!(
         !records.values().any(|v| v.starts_with(b"value-100")),

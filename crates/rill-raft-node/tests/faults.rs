@@ -102,18 +102,7 @@ async fn acknowledged_appends_survive_killing_the_leader_under_load() {
 
     let acked = acked.lock().unwrap().clone();
     let end = acked.keys().next_back().unwrap() + 1;
-    let reference = {
-        let (leader, _) = cluster.leader(&ids, 0).await;
-        cluster.caught_up(leader, end).await;
-        cluster.read_all(leader, 0).await
-    };
-    for id in ids {
-        cluster.caught_up(id, end).await;
-        assert!(
-            cluster.read_all(id, 0).await == reference,
-            "node {id} diverged"
-        );
-    }
+    let reference = cluster.assert_converged(&ids, end).await;
     let stored = records_of(&reference);
     for (offset, n) in &acked {
         assert_eq!(

@@ -30,6 +30,10 @@ const RECORD_OVERHEAD_BYTES: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
 /// Bytes a header adds beyond its key and value, at most (two varint lengths).
 const HEADER_OVERHEAD_BYTES: usize = 10;
 
+/// The largest term a log holds (a batch's `partitionLeaderEpoch` is an `i32`). A node must
+/// refuse Raft messages of a larger term before openraft stores it as its vote.
+pub const MAX_TERM: u64 = i32::MAX as u64;
+
 /// The `partitionLeaderEpoch` a term is stored as.
 pub(crate) fn epoch_of(term: u64) -> Result<i32, Error> {
     i32::try_from(term).map_err(|_| Error::TermTooLarge(term))
@@ -50,23 +54,40 @@ fn is_control(entry: &Entry) -> bool {
     !matches!(entry.payload, EntryPayload::Normal(_))
 }
 
+/// The largest number of bytes a data record adds to a batch.
+fn record_bound(r: &Record) -> usize {
+    r.key.as_ref().map_or(0, Vec::len)
+        + r.value.as_ref().map_or(0, Vec::len)
+        + r.headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()
+        + r.headers.len() * HEADER_OVERHEAD_BYTES
+        + RECORD_OVERHEAD_BYTES
+}
+
 /// The largest number of bytes `entry` adds to a batch.
 fn encoded_bound(entry: &Entry, membership_json: Option<&[u8]>) -> usize {
-    let body = match &entry.payload {
-        EntryPayload::Normal(r) => {
-            r.key.as_ref().map_or(0, Vec::len)
-                + r.value.as_ref().map_or(0, Vec::len)
-                + r.headers
-                    .iter()
-                    .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
-                    .sum::<usize>()
-                + r.headers.len() * HEADER_OVERHEAD_BYTES
-        }
+    match &entry.payload {
+        EntryPayload::Normal(r) => record_bound(r),
         EntryPayload::Blank | EntryPayload::Membership(_) => {
-            4 + membership_json.map_or(0, <[u8]>::len)
+            4 + membership_json.map_or(0, <[u8]>::len) + RECORD_OVERHEAD_BYTES
         }
-    };
-    body + RECORD_OVERHEAD_BYTES
+    }
+}
+
+/// Whether `record`, as a normal entry, fits a batch of at most `max_batch_bytes`: check it
+/// before proposing it, since a store that cannot write an entry stops Raft on that node.
+pub fn check_record(record: &Record, max_batch_bytes: usize) -> Result<(), Error> {
+    let bytes = batch::HEADER_BYTES + record_bound(record);
+    if bytes > max_batch_bytes {
+        return Err(Error::EntryTooLarge {
+            index: 0,
+            bytes,
+            max: max_batch_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// Encodes `entry` as its batch, with `builder`'s buffer (cleared first). An entry that would

@@ -48,3 +48,19 @@ pub(crate) fn read_if_present(
         .map_err(|e| Error::io("read", &path, e))?;
     Ok(Some(bytes))
 }
+
+/// Creates `dir` (and missing parents) and makes its entry durable: the directory and its
+/// parent are fsynced, so a power cut cannot lose the vote written into it.
+pub(crate) fn create_dir_durably(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create dir", dir, e))?;
+    let sync = |d: &Path| {
+        std::fs::File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("sync dir", d, e))
+    };
+    sync(dir)?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync(parent),
+        _ => Ok(()),
+    }
+}

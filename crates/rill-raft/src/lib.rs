@@ -17,8 +17,10 @@
 //! let (log, _) = Log::open(Config::new("/var/lib/node-1/data"))?;
 //! log.create_topic_with("replicated", 1, &rill_raft::topic_config())?;
 //! let state_dir = std::path::Path::new("/var/lib/node-1/raft");
-//! let store = rill_raft::LogStore::open(log.partition("replicated", 0)?, state_dir).await?;
 //! let state_machine = rill_raft::StateMachine::open(state_dir)?;
+//! let store = rill_raft::LogStore::open(log.partition("replicated", 0)?, state_dir)
+//!     .await?
+//!     .purge_only_below(state_machine.durable_snapshot());
 //! // openraft::Raft::new(node_id, config, network, store, state_machine).await?
 //! # Ok(()) }
 //! ```
@@ -31,7 +33,7 @@ mod meta;
 mod state_machine;
 mod types;
 
-pub use codec::{BLANK_CONTROL_TYPE, MEMBERSHIP_CONTROL_TYPE};
+pub use codec::{BLANK_CONTROL_TYPE, MAX_TERM, MEMBERSHIP_CONTROL_TYPE, check_record};
 pub use error::Error;
 pub use log_store::{LogReader, LogStore, topic_config};
 pub use meta::META_FILE;

@@ -39,6 +39,8 @@ const COMMITTED_WRITE_INTERVAL: Duration = Duration::from_millis(100);
 const READ_BYTES: u64 = 1 << 20;
 /// Appends whose flush callbacks may wait at once (openraft pipelines a few).
 const MAX_PENDING_FLUSHES: usize = 1024;
+/// How long a purge waits for the snapshot that covers it to be durable.
+const SNAPSHOT_WAIT: Duration = Duration::from_mins(1);
 
 /// The settings a replicated partition's topic needs: rill deletes nothing (Raft purges),
 /// stamps nothing, and refuses no entry by its timestamp (a follower's clock must not reject
@@ -154,11 +156,18 @@ impl RaftLogReader<TypeConfig> for LogReader {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let (start, end) = range_of(&range);
-        read_entries(&self.partition, start, end)
-            .await
-            .map_err(|e| storage(StorageIOError::read_logs, &e))
+        read_range(&self.partition, range_of(&range)).await
     }
+}
+
+/// [`read_entries`] of a range as openraft gives it (see `range_of`), with openraft's error.
+async fn read_range(
+    partition: &Partition,
+    (start, end): (u64, u64),
+) -> Result<Vec<Entry>, StorageError> {
+    read_entries(partition, start, end)
+        .await
+        .map_err(|e| storage(StorageIOError::read_logs, &e))
 }
 
 /// A Raft log kept in a rill partition. See the module documentation.
@@ -175,6 +184,8 @@ pub struct LogStore {
     last_log_id: Option<LogId>,
     builder: BatchBuilder,
     flushes: mpsc::Sender<(Pending<rill::Offsets>, LogFlushed<TypeConfig>)>,
+    /// The durable snapshot's last log id, when purges must wait for it.
+    snapshot: Option<tokio::sync::watch::Receiver<Option<LogId>>>,
 }
 
 impl LogStore {
@@ -205,7 +216,39 @@ impl LogStore {
             last_log_id,
             builder: BatchBuilder::new(),
             flushes,
+            snapshot: None,
         })
+    }
+
+    /// Makes every purge wait until the durable snapshot (followed by `snapshot`, from
+    /// [`crate::StateMachine::durable_snapshot`]) covers what it deletes: openraft purges
+    /// the log as soon as it has queued a snapshot's install, and a crash before the state
+    /// machine wrote it would otherwise leave a log that starts after the snapshot ends.
+    /// Without it (openraft's storage suite purges with no snapshot) purges go at once.
+    #[must_use]
+    pub fn purge_only_below(
+        mut self,
+        snapshot: tokio::sync::watch::Receiver<Option<LogId>>,
+    ) -> Self {
+        self.snapshot = Some(snapshot);
+        self
+    }
+
+    /// Waits (bounded) until the durable snapshot covers `log_id`, if purges must.
+    async fn snapshot_covers(&mut self, log_id: LogId) -> Result<(), Error> {
+        let Some(snapshot) = self.snapshot.as_mut() else {
+            return Ok(());
+        };
+        let covered =
+            tokio::time::timeout(SNAPSHOT_WAIT, snapshot.wait_for(|s| *s >= Some(log_id))).await;
+        match covered {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(Error::io(
+                "purge",
+                crate::meta::META_FILE,
+                std::io::Error::other(format!("no durable snapshot covers {log_id}")),
+            )),
+        }
     }
 
     /// The partition holding the log.
@@ -323,10 +366,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let (start, end) = range_of(&range);
-        read_entries(&self.partition, start, end)
-            .await
-            .map_err(|e| storage(StorageIOError::read_logs, &e))
+        read_range(&self.partition, range_of(&range)).await
     }
 }
 
@@ -428,9 +468,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let result = async {
-            // The purged id is durable before any entry goes; a purge the file already
-            // records is finished again (the log may still hold entries up to it).
+            // The purged id is durable before any entry goes, and after the snapshot that
+            // holds what goes; a purge the file already records is finished again (the log
+            // may still hold entries up to it).
             if self.meta.purged.is_none_or(|p| p.index < log_id.index) {
+                self.snapshot_covers(log_id).await?;
                 self.flush().await?;
                 let meta = Meta {
                     purged: Some(log_id),

@@ -134,7 +134,7 @@ pub struct MetaFile {
 impl MetaFile {
     /// The file of `dir` (created if missing).
     pub fn new(dir: &Path) -> Result<Self, Error> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create dir", dir, e))?;
+        crate::files::create_dir_durably(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
         })

@@ -85,10 +85,15 @@ fn decode_snapshot(bytes: &[u8]) -> Result<(Meta, Vec<u8>), String> {
     Ok((meta, body[16 + meta_len..].to_vec()))
 }
 
-/// The snapshot file of a state directory.
+/// The snapshot file of a state directory. Writes are serialized (a snapshot built on the
+/// state machine's worker may race one being installed), and a snapshot never replaces a
+/// newer one.
 #[derive(Debug)]
 struct SnapshotFile {
     dir: PathBuf,
+    /// The last log id of the snapshot on disk; changes after each durable write.
+    durable: watch::Sender<Option<LogId>>,
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl SnapshotFile {
@@ -107,17 +112,25 @@ impl SnapshotFile {
         }
     }
 
+    /// Writes the snapshot durably, unless the one on disk is newer.
     async fn write(self: &Arc<Self>, meta: &Meta, data: &[u8]) -> Result<(), Error> {
+        let _writing = self.writing.lock().await;
+        if *self.durable.borrow() > meta.last_log_id {
+            return Ok(());
+        }
         let bytes = encode_snapshot(meta, data)?;
         let file = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             files::write_atomically(&file.dir, SNAPSHOT_FILE, &bytes)
         })
         .await
-        .map_err(|e| Error::io("write", SNAPSHOT_FILE, std::io::Error::other(e)))?
+        .map_err(|e| Error::io("write", SNAPSHOT_FILE, std::io::Error::other(e)))??;
+        self.durable.send_replace(meta.last_log_id);
+        Ok(())
     }
 
     async fn read_async(self: &Arc<Self>) -> Result<Option<(Meta, Vec<u8>)>, Error> {
+        let _writing = self.writing.lock().await;
         let file = Arc::clone(self);
         tokio::task::spawn_blocking(move || file.read())
             .await
@@ -149,20 +162,34 @@ impl StateMachine {
     /// Opens the state machine whose snapshot lives in `state_dir`, starting from that
     /// snapshot (or empty).
     pub fn open(state_dir: &Path) -> Result<Self, Error> {
-        std::fs::create_dir_all(state_dir).map_err(|e| Error::io("create dir", state_dir, e))?;
-        let file = Arc::new(SnapshotFile {
+        files::create_dir_durably(state_dir)?;
+        let file = SnapshotFile {
             dir: state_dir.to_path_buf(),
-        });
+            durable: watch::Sender::new(None),
+            writing: tokio::sync::Mutex::new(()),
+        };
         let state = match file.read()? {
-            Some((_, data)) => decode_state(&data)?,
+            Some((meta, data)) => {
+                file.durable.send_replace(meta.last_log_id);
+                decode_state(&data)?
+            }
             None => AppliedState::default(),
         };
+        let file = Arc::new(file);
         Ok(Self {
             applied: watch::Sender::new(state.clone()),
             state,
             file,
             snapshots_built: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Follows the last log id of the durable snapshot. Give it to
+    /// [`crate::LogStore::purge_only_below`], so that the log is never purged past what a
+    /// durable snapshot holds (openraft purges the log when a snapshot is installed, before
+    /// the state machine has written it).
+    pub fn durable_snapshot(&self) -> watch::Receiver<Option<LogId>> {
+        self.file.durable.subscribe()
     }
 
     /// Follows the applied state: a reader of committed data reads below its

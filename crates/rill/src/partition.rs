@@ -338,12 +338,14 @@ impl Partition {
         })
     }
 
-    /// Removes every record and starts the log again, empty, at `offset` (at or above the log
-    /// start, and possibly beyond the end: Kafka's `truncateFullyAndStartAt`), after earlier
-    /// requests to the partition finished; later appends wait for it. For a replica that
-    /// installs a snapshot in place of the log below it: the next append gets `offset`.
-    /// Crash-safe: after a crash the partition holds either its old log or nothing from
-    /// `offset` on. Resolves to the new log start.
+    /// Removes every record and starts the log again, empty, at `offset` (any offset: below
+    /// the log start, inside the log or beyond its end; Kafka's `truncateFullyAndStartAt`),
+    /// after earlier requests to the partition finished; later appends wait for it. For a
+    /// replica that installs a snapshot in place of the log below it: the next append gets
+    /// `offset`. Crash-safe: after a crash the partition is empty at `offset`, or holds a
+    /// prefix of its old log that keeps every record below `offset` it held (all of it, or
+    /// cut at `offset`, or none when `offset` lay below its start). Resolves to the new log
+    /// start.
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Pending<i64> {
         self.ordered_request(|part, reply, order| Request::StartAt {
             part,

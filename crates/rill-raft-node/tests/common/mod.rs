@@ -153,6 +153,22 @@ impl Cluster {
         .await
     }
 
+    /// Waits until every node in `ids` has applied everything the current leader had
+    /// committed (at least `offset`), then checks that they hold the same batch at every
+    /// offset below that; returns the leader's batches. (Entries committed later, such as a
+    /// new leader's blank entry, are not compared.)
+    pub async fn assert_converged(&self, ids: &[u64], offset: u64) -> Vec<u8> {
+        let (leader, _) = self.leader(ids, 0).await;
+        let committed = self.caught_up(leader, offset).await.committed_offset;
+        let reference = self.read_all(leader, 0).await;
+        for id in ids {
+            self.caught_up(*id, committed).await;
+            let bytes = self.read_all(*id, 0).await;
+            assert_same_batches(&bytes, &reference, 0, committed);
+        }
+        reference
+    }
+
     /// Every committed batch node `id` holds from `offset` on.
     pub async fn read_all(&self, id: u64, offset: u64) -> Vec<u8> {
         self.client(id).read_all(offset).await.unwrap()

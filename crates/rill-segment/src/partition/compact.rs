@@ -163,6 +163,20 @@ impl PartitionLog {
         Ok(report)
     }
 
+    /// Lowers the clean point to `offset` when a truncation cut the log below it (as Kafka
+    /// truncates the cleaner's checkpoint): batches appended there later are dirty, not taken
+    /// for cleaned ones.
+    pub(crate) fn lower_clean_point(&mut self, offset: i64) {
+        if self.clean_point <= offset {
+            return;
+        }
+        self.clean_point = offset;
+        let disk = std::sync::Arc::clone(&self.disk);
+        if let Err(e) = write_clean_point(disk.as_ref(), &self.dir, offset) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "writing the lowered clean point (the next cleaning may skip the batches below the old one)");
+        }
+    }
+
     /// Reads the clean point at open (missing or damaged: the log start).
     pub(crate) fn load_clean_point(&mut self) {
         let path = self.dir.join(CLEAN_POINT_FILE);

@@ -95,6 +95,7 @@ impl PartitionLog {
         self.next_offset = new_end;
         self.written_offset = new_end;
         self.durable_offset = self.durable_offset.min(new_end);
+        self.lower_clean_point(new_end);
         if self.unsynced.is_empty() {
             self.durable_offset = new_end;
             self.unsynced_bytes = 0;
@@ -126,9 +127,11 @@ impl PartitionLog {
     /// replica that takes a snapshot instead of the log below it. Returns the new log start
     /// (= end).
     ///
-    /// Crash-safe: recovery finds the old log or the empty one at `offset`. Batches at or
-    /// after `offset` are cut first (as `truncate_to` does, recovery point lowered durably
-    /// before). Then, when `offset` is at or above the log start, the checkpoint records the
+    /// Crash-safe: recovery finds the empty log at `offset`, or the log as it was before the
+    /// call or after one of its steps: cut at `offset` (when `offset` lay inside it), or
+    /// emptied at its old start (when `offset` lay below a log that held batches); never
+    /// anything else. Batches at or after `offset` are cut first (as `truncate_to` does,
+    /// recovery point lowered durably before). Then, when `offset` is at or above the log start, the checkpoint records the
     /// new start (recovery deletes every segment below it and starts empty there, see
     /// `recovery`); below it, nothing is needed yet (the log is empty, and recovery starts an
     /// empty log at the recorded start whatever segments it finds below). Then the files go,
@@ -171,6 +174,7 @@ impl PartitionLog {
         self.log_start_offset = offset;
         self.written_offset = offset;
         self.durable_offset = offset;
+        self.lower_clean_point(offset);
         self.unsynced.clear();
         self.unsynced_bytes = 0;
         // No batch is left for the producers' state to describe.

@@ -8,9 +8,10 @@
 
 use super::commit::Answer;
 use super::{PartitionState, Shard};
+use crate::pending::Reply;
 use crate::request::Request;
-use crate::shared::PartitionKey;
-use rill_segment::Durability;
+use crate::shared::{OrderGuard, PartitionKey, PartitionShared};
+use rill_segment::{Durability, LogError, PartitionLog};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -192,6 +193,23 @@ impl Shard {
     }
 }
 
+/// Runs a change that cuts the log's tail (so reads planned before it must not be trusted:
+/// `truncations` counts it) and answers it with the new end.
+fn cut(
+    part: &Arc<PartitionShared>,
+    reply: Reply<i64>,
+    order: OrderGuard,
+    change: impl FnOnce(&mut PartitionLog) -> Result<i64, LogError>,
+) {
+    let result = part.update(|log| {
+        part.truncations.fetch_add(1, Ordering::SeqCst);
+        change(log).map_err(|e| part.error(log, e))
+    });
+    // Later appends may go on once the change is made.
+    drop(order);
+    reply.send(result);
+}
+
 /// Runs a truncation or deletion on an idle partition and answers it.
 fn run_change(state: &PartitionState, request: Request, now_ms: i64) {
     let part = &state.shared;
@@ -202,15 +220,7 @@ fn run_change(state: &PartitionState, request: Request, now_ms: i64) {
             reply,
             order,
             ..
-        } => {
-            let result = part.update(|log| {
-                part.truncations.fetch_add(1, Ordering::SeqCst);
-                log.truncate_to(offset, now).map_err(|e| part.error(log, e))
-            });
-            // Later appends may go on once the change is made.
-            drop(order);
-            reply.send(result);
-        }
+        } => cut(part, reply, order, |log| log.truncate_to(offset, now)),
         Request::DeleteBefore {
             offset,
             reply,
@@ -230,15 +240,9 @@ fn run_change(state: &PartitionState, request: Request, now_ms: i64) {
             reply,
             order,
             ..
-        } => {
-            let result = part.update(|log| {
-                part.truncations.fetch_add(1, Ordering::SeqCst);
-                log.truncate_fully_and_start_at(offset, now)
-                    .map_err(|e| part.error(log, e))
-            });
-            drop(order);
-            reply.send(result);
-        }
+        } => cut(part, reply, order, |log| {
+            log.truncate_fully_and_start_at(offset, now)
+        }),
         Request::InstallCompaction { cleaned, reply, .. } => {
             // Reads planned before it hold the replaced files open and read what they
             // planned: compaction changes no byte of them, and no offset.
