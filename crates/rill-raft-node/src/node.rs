@@ -19,6 +19,9 @@ use tokio::sync::{Semaphore, watch};
 
 /// The replicated topic's name; it has one partition.
 pub const TOPIC: &str = "replicated";
+/// How long an append may wait for its records to commit before it is answered
+/// OutcomeUnknown (they may still commit).
+const APPEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Connections served at once; more are closed as they come.
 const MAX_CONNECTIONS: usize = 256;
 /// A connection with no request for this long is closed (peers send heartbeats far more
@@ -167,7 +170,15 @@ impl Node {
             Request::InstallSnapshot(rpc) => {
                 Response::InstallSnapshot(self.raft.install_snapshot(rpc).await)
             }
-            Request::Append { records } => Response::Appended(self.append(records).await),
+            Request::Append { records } => {
+                // Bounded: a connection's task never waits on Raft forever.
+                let answer = tokio::time::timeout(APPEND_TIMEOUT, self.append(records)).await;
+                Response::Appended(answer.unwrap_or_else(|_| {
+                    Err(ClientError::OutcomeUnknown(format!(
+                        "no answer from Raft within {APPEND_TIMEOUT:?}"
+                    )))
+                }))
+            }
             Request::Read { offset, max_bytes } => {
                 Response::Read(self.read(offset, max_bytes).await)
             }

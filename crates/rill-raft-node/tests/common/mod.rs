@@ -52,12 +52,23 @@ impl Cluster {
             .nodes
             .get(&id)
             .map_or_else(|| format!("127.0.0.1:{}", free_port()), |n| n.addr.clone());
+        // Each node's log (its stderr) goes to a file beside its directory, kept across
+        // restarts; a failing test prints their tails.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("n{id}.log")))
+            .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_rill-raft-node"))
             .args(["serve", "--id", &id.to_string(), "--listen", &addr, "--dir"])
             .arg(self.node_dir(id))
             .args(&self.serve_args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -177,6 +188,21 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            for id in self.nodes.keys() {
+                let path = self.dir.path().join(format!("n{id}.log"));
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!("--- node {id}: panics in its log");
+                for line in lines.iter().filter(|l| l.contains("panicked")).take(5) {
+                    eprintln!("{line}");
+                }
+                eprintln!("--- node {id}: last lines of its log");
+                for line in &lines[lines.len().saturating_sub(40)..] {
+                    eprintln!("{line}");
+                }
+            }
+        }
         for node in self.nodes.values_mut() {
             if let Some(mut child) = node.child.take() {
                 let _ = child.kill();
