@@ -194,8 +194,15 @@ impl Drop for Cluster {
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
                 eprintln!("--- node {id}: panics in its log");
-                for line in lines.iter().filter(|l| l.contains("panicked")).take(5) {
-                    eprintln!("{line}");
+                // A panic's message follows its "panicked at" line.
+                let panics = lines
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.contains("panicked at"));
+                for (i, _) in panics.take(3) {
+                    for line in &lines[i..(i + 3).min(lines.len())] {
+                        eprintln!("{line}");
+                    }
                 }
                 eprintln!("--- node {id}: last lines of its log");
                 for line in &lines[lines.len().saturating_sub(40)..] {
