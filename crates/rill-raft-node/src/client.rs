@@ -77,19 +77,23 @@ impl Client {
         }
     }
 
+    /// One request and its answer. The connection is out of `self.conn` during the call and
+    /// back only once the answer is read, so a call whose future is dropped midway closes it
+    /// rather than leave its answer for the next call to read.
     async fn call_once(&mut self, request: &Request) -> std::io::Result<Response> {
-        if self.conn.is_none() {
+        let mut conn = if let Some(conn) = self.conn.take() {
+            conn
+        } else {
             let stream = TcpStream::connect(&self.addr).await?;
             let _ = stream.set_nodelay(true);
-            self.conn = Some(BufStream::new(stream));
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(std::io::ErrorKind::NotConnected.into());
+            BufStream::new(stream)
         };
-        write_frame(conn, request).await?;
-        read_frame(conn)
+        write_frame(&mut conn, request).await?;
+        let response = read_frame(&mut conn)
             .await?
-            .ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        self.conn = Some(conn);
+        Ok(response)
     }
 
     fn done(&self, response: Response) -> Result<(), CallError> {

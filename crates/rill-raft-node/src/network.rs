@@ -138,8 +138,16 @@ impl Peer {
         }
     }
 
+    /// One request and its answer on the peer's connection. The connection is taken out of
+    /// `self.conn` for the call and put back only once the answer is read: openraft drops an
+    /// RPC's future at its own timeout, and a connection left with a request in flight
+    /// would hand that request's answer to the next call (an old AppendEntries answer read
+    /// as the new one's: wrong matching, or a conflict below it). Dropped mid-call, the
+    /// connection is closed with the future.
     async fn call_on_connection(&mut self, frame: &[u8]) -> Result<Response, CallError> {
-        if self.conn.is_none() {
+        let mut conn = if let Some(conn) = self.conn.take() {
+            conn
+        } else {
             let stream =
                 TcpStream::connect(&self.addr)
                     .await
@@ -149,22 +157,20 @@ impl Peer {
                     })?;
             // Small frames (votes, heartbeats) go out at once.
             let _ = stream.set_nodelay(true);
-            self.conn = Some(BufStream::new(stream));
-        }
+            BufStream::new(stream)
+        };
         let addr = self.addr.clone();
         let io = |source| CallError::Call {
             addr: addr.clone(),
             source,
         };
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(CallError::Mismatch(self.addr.clone()));
-        };
         conn.write_all(frame).await.map_err(io)?;
         conn.flush().await.map_err(io)?;
-        match read_frame(conn).await.map_err(io)? {
-            Some(response) => Ok(response),
-            None => Err(io(std::io::ErrorKind::UnexpectedEof.into())),
-        }
+        let Some(response) = read_frame(&mut conn).await.map_err(io)? else {
+            return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+        };
+        self.conn = Some(conn);
+        Ok(response)
     }
 
     fn remote<E: std::error::Error>(&self, e: E) -> RPCError<u64, BasicNode, E> {
@@ -222,6 +228,74 @@ impl RaftNetwork<TypeConfig> for Peer {
         match self.call(&Request::Vote(rpc), option.hard_ttl()).await? {
             Response::Vote(answer) => answer.map_err(|e| self.remote(e)),
             _ => Err(CallError::Mismatch(self.addr.clone()).into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+    use crate::wire::{NodeMetrics, write_frame};
+    use tokio::net::TcpListener;
+
+    fn metrics(id: u64) -> Response {
+        Response::Metrics(NodeMetrics {
+            id,
+            state: String::new(),
+            term: 0,
+            leader: None,
+            last_log_index: None,
+            committed_offset: 0,
+            log_start: 0,
+            voters: BTreeSet::new(),
+            learners: BTreeSet::new(),
+            snapshot_index: None,
+            purged_index: None,
+        })
+    }
+
+    /// openraft drops an RPC's future at its own timeout. The answer to that request must
+    /// never be read as the answer to the next one (an old AppendEntries answer taken for a
+    /// new one moves the leader's idea of a follower's log backwards).
+    #[tokio::test]
+    async fn the_answer_to_a_dropped_call_is_never_read_as_the_next_ones() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // Answers `Block { peers: {n} }` with metrics of id n, the first one late.
+        tokio::spawn(async move {
+            // Bounded by the test: it makes two connections at most.
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut stream = BufStream::new(stream);
+                    while let Ok(Some(Request::Block { peers })) = read_frame(&mut stream).await {
+                        let n = peers.first().copied().unwrap_or(0);
+                        if n == 1 {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        if write_frame(&mut stream, &metrics(n)).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let mut peer = Peer {
+            target: 9,
+            addr,
+            conn: None,
+            blocked: Arc::default(),
+        };
+        let ask = |n: u64| Request::Block {
+            peers: [n].into_iter().collect(),
+        };
+        let long = Duration::from_secs(10);
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(50), peer.call(&ask(1), long)).await;
+        assert!(dropped.is_err(), "the first call was to be dropped midway");
+        match peer.call(&ask(2), long).await.unwrap() {
+            Response::Metrics(m) => assert_eq!(m.id, 2, "read the dropped call's answer"),
+            other => panic!("{other:?}"),
         }
     }
 }
