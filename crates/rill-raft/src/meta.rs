@@ -142,7 +142,7 @@ impl MetaFile {
 
     /// Reads the file; the default (nothing saved) when there is none.
     pub fn read(&self) -> Result<Meta, Error> {
-        match crate::files::read_if_present(&self.dir, META_FILE, META_BYTES as u64 + 1)? {
+        match crate::files::read_if_present(&self.dir, META_FILE, META_BYTES as u64)? {
             Some(bytes) => Meta::decode(&bytes).map_err(|detail| Error::CorruptState {
                 path: self.dir.join(META_FILE),
                 detail,
