@@ -9,6 +9,7 @@
 pub mod client;
 pub mod network;
 pub mod node;
+pub mod proposer;
 pub mod wire;
 
 pub use client::{CallError, Client};

@@ -3,6 +3,7 @@
 //! admin requests, one request at a time per connection.
 
 use crate::network::{Blocked, Network};
+use crate::proposer::Proposer;
 use crate::wire::{
     self, ClientError, MAX_READ_BYTES, MAX_RECORDS_PER_APPEND, NodeMetrics, ReadReply, Request,
     Response,
@@ -74,6 +75,7 @@ pub struct Node {
     partition: Partition,
     applied: watch::Receiver<AppliedState>,
     blocked: Arc<Blocked>,
+    proposer: Proposer,
 }
 
 impl std::fmt::Debug for Node {
@@ -122,8 +124,10 @@ impl Node {
             state_machine,
         )
         .await?;
+        let proposer = Proposer::start(raft.clone(), partition.max_batch_bytes());
         Ok(Arc::new(Self {
             id: config.id,
+            proposer,
             raft,
             log,
             partition,
@@ -216,8 +220,8 @@ impl Node {
         }
     }
 
-    /// Proposes every record (they go into Raft's log together), then waits until each is
-    /// committed and applied.
+    /// Proposes the records (as one Raft entry, maybe with other appends'), then waits until
+    /// they are committed and applied.
     async fn append(&self, records: Vec<rill_raft::Record>) -> Result<Vec<u64>, ClientError> {
         if records.len() > MAX_RECORDS_PER_APPEND {
             return Err(ClientError::BadRequest(format!(
@@ -225,49 +229,10 @@ impl Node {
                 records.len()
             )));
         }
-        let max_batch_bytes = self.partition.max_batch_bytes();
-        for record in &records {
-            // A record the store cannot write would stop Raft on every node that takes it.
-            rill_raft::check_record(record, max_batch_bytes)
-                .map_err(|e| ClientError::BadRequest(e.to_string()))?;
+        if records.is_empty() {
+            return Ok(Vec::new());
         }
-        let total = records.len();
-        let mut waiting = Vec::with_capacity(total);
-        for record in records {
-            match self.raft.client_write_ff(record).await {
-                Ok(rx) => waiting.push(rx),
-                Err(e) => return Err(partial(waiting.len(), ClientError::Failed(e.to_string()))),
-            }
-        }
-        // Every answer is awaited: a record refused with ForwardToLeader is not in the log
-        // (never appended, or truncated since), one answered Ok is committed.
-        let mut offsets = Vec::with_capacity(total);
-        let mut refused = None;
-        let mut failed = None;
-        for rx in waiting {
-            let answer = match rx.await {
-                Ok(answer) => {
-                    answer.map_err(|e| wire::client_error(openraft::error::RaftError::APIError(e)))
-                }
-                Err(_) => Err(ClientError::Failed("raft stopped".into())),
-            };
-            match answer {
-                Ok(written) => offsets.push(written.data.offset),
-                Err(e @ ClientError::NotLeader { .. }) => refused = refused.or(Some(e)),
-                Err(e) => failed = failed.or(Some(e)),
-            }
-        }
-        match (refused, failed) {
-            (None, None) => Ok(offsets),
-            // None of them is in the log: the client may send them to the leader.
-            (Some(e), None) if offsets.is_empty() => Err(e),
-            (refused, failed) => Err(partial(
-                total,
-                failed
-                    .or(refused)
-                    .unwrap_or_else(|| ClientError::Failed("unknown".into())),
-            )),
-        }
+        self.proposer.append(records).await
     }
 
     /// The committed batches from `offset` (this node's committed offset bounds them).
@@ -303,16 +268,6 @@ impl Node {
             reply.next_offset = next;
         }
         Ok(reply)
-    }
-}
-
-/// The error of an append that failed after `proposed` of its records went to Raft: with
-/// none, the error itself (a client may retry elsewhere); otherwise the outcome is unknown.
-fn partial(proposed: usize, error: ClientError) -> ClientError {
-    if proposed == 0 {
-        error
-    } else {
-        ClientError::OutcomeUnknown(format!("after {proposed} records were proposed: {error}"))
     }
 }
 

@@ -129,3 +129,65 @@ async fn a_partitioned_leader_heals_without_divergence() {
         cluster.stop(id);
     }
 }
+
+/// Clients appending at once through the leader, whose proposer groups their appends into
+/// shared entries: every append's records are answered with dense offsets, sit in one batch
+/// (an entry commits whole), and are on every node at those offsets; no two appends share an
+/// offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_commit_whole_at_their_offsets() {
+    const CLIENTS: u64 = 8;
+    const APPENDS: u64 = 25;
+    const RECORDS: u64 = 4;
+    let mut cluster = Cluster::new(&[]);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    cluster.init(&[1, 2, 3]).await;
+    let (leader, _) = cluster.leader(&[1, 2, 3], 0).await;
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let mut client = cluster.client(leader);
+        tasks.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for a in 0..APPENDS {
+                let first = (c * APPENDS + a) * RECORDS;
+                let records = (first..first + RECORDS).map(record).collect();
+                answers.push((first, client.append(records).await.unwrap()));
+            }
+            answers
+        }));
+    }
+    let mut appends = Vec::new();
+    for task in tasks {
+        appends.extend(task.await.unwrap());
+    }
+    let end = appends.iter().flat_map(|(_, o)| o).max().unwrap() + 1;
+    let reference = cluster.assert_converged(&[1, 2, 3], end).await;
+    let records = records_of(&reference);
+    let batches = common::batches_of(&reference);
+    let mut taken = BTreeSet::new();
+    for (first, offsets) in &appends {
+        assert_eq!(offsets.len() as u64, RECORDS);
+        assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "{offsets:?}");
+        let (base, batch) = batches.range(..=offsets[0]).next_back().unwrap();
+        let header = rill::batch::BatchHeader::parse(batch).unwrap();
+        assert!(
+            *base <= offsets[0] && offsets[3] < header.next_offset() as u64,
+            "an append split across batches: {offsets:?}"
+        );
+        for (i, offset) in offsets.iter().enumerate() {
+            assert!(taken.insert(*offset), "offset {offset} answered twice");
+            let n = first + i as u64;
+            assert_eq!(records[offset], format!("value-{n}").into_bytes());
+        }
+    }
+    eprintln!(
+        "{} appends in {} batches",
+        appends.len(),
+        batches.range(..end).count()
+    );
+    for id in [1, 2, 3] {
+        cluster.stop(id);
+    }
+}

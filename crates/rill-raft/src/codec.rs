@@ -1,19 +1,22 @@
 //! How Raft entries become v2 batches, and back. I/O-free.
 //!
-//! One entry is one batch of one record, at the offset equal to its index, with the entry's
-//! term as the batch's `partitionLeaderEpoch`. One batch per entry, not per append: a
-//! follower's truncation (Raft's conflict rule) may fall at any index, and rill truncates whole
-//! batches; and every replica then stores the same bytes, however the entries were grouped on
-//! their way to it.
+//! One entry is one batch, with the entry's term as the batch's `partitionLeaderEpoch` and its
+//! Raft index in a header of the batch's first record ([`INDEX_HEADER_KEY`], 8 bytes,
+//! big-endian). The batch's offsets are the partition's: entry *i* + 1 starts where entry *i*
+//! ends, so an index and an offset differ by the records of the entries before it, and every
+//! replica, holding the same entries, puts them at the same offsets. One batch per entry: the
+//! batch is the unit a Raft append, a conflict truncation (rill truncates whole batches) and a
+//! purge act on, and a client's append, one entry, goes in or not as a whole.
 //!
-//! * a `Normal` entry is a data record: the [`Record`]'s timestamp, key, value and headers;
-//! * a `Blank` or `Membership` entry is a control record (the batch's control bit is set, so
+//! * a `Normal` entry is the client's records, in order: their timestamps, keys, values and
+//!   headers, the index header first among the first record's headers;
+//! * a `Blank` or `Membership` entry is one control record (the batch's control bit is set, so
 //!   Kafka consumers skip it): key = version `0` (i16) and type (i16, [`BLANK_CONTROL_TYPE`]
 //!   or [`MEMBERSHIP_CONTROL_TYPE`]), value = nothing, or the membership as JSON. Its
 //!   timestamp is -1 (Kafka's "no timestamp"): no replica's clock goes into the log.
 
 use crate::error::Error;
-use crate::types::{Entry, LogId, Membership, Record, RecordHeader};
+use crate::types::{Entry, LogId, Membership, Record, RecordHeader, Records};
 use openraft::{CommittedLeaderId, EntryPayload};
 use rill::batch::{self, BatchBuilder, BatchHeader, Header};
 
@@ -22,6 +25,8 @@ use rill::batch::{self, BatchBuilder, BatchHeader, Header};
 pub const BLANK_CONTROL_TYPE: i16 = 100;
 /// The control-record type of a membership entry.
 pub const MEMBERSHIP_CONTROL_TYPE: i16 = 101;
+/// The key of the header, first on a batch's first record, that holds the entry's Raft index.
+pub const INDEX_HEADER_KEY: &[u8] = b"rill.raft.index";
 /// The control-record key's version.
 const CONTROL_KEY_VERSION: i16 = 0;
 /// Bytes a record adds to a batch beyond its key, value and header bytes, at most (the
@@ -29,6 +34,8 @@ const CONTROL_KEY_VERSION: i16 = 0;
 const RECORD_OVERHEAD_BYTES: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
 /// Bytes a header adds beyond its key and value, at most (two varint lengths).
 const HEADER_OVERHEAD_BYTES: usize = 10;
+/// Bytes the index header adds to a batch, at most.
+const INDEX_HEADER_BYTES: usize = INDEX_HEADER_KEY.len() + 8 + HEADER_OVERHEAD_BYTES;
 
 /// The largest term a log holds (a batch's `partitionLeaderEpoch` is an `i32`). A node must
 /// refuse Raft messages of a larger term before openraft stores it as its vote.
@@ -37,11 +44,6 @@ pub const MAX_TERM: u64 = i32::MAX as u64;
 /// The `partitionLeaderEpoch` a term is stored as.
 pub(crate) fn epoch_of(term: u64) -> Result<i32, Error> {
     i32::try_from(term).map_err(|_| Error::TermTooLarge(term))
-}
-
-/// The offset an index is stored at.
-pub(crate) fn offset_of(index: u64) -> Result<i64, Error> {
-    i64::try_from(index).map_err(|_| Error::IndexTooLarge(index))
 }
 
 /// A log id of this crate's types.
@@ -66,20 +68,36 @@ fn record_bound(r: &Record) -> usize {
         + RECORD_OVERHEAD_BYTES
 }
 
-/// The largest number of bytes `entry` adds to a batch.
+/// The largest number of bytes `records` add to a batch (beyond its header and the index).
+pub fn records_bound(records: &[Record]) -> usize {
+    records.iter().map(record_bound).sum()
+}
+
+/// The largest number of bytes the batch of `entry` takes.
 fn encoded_bound(entry: &Entry, membership_json: Option<&[u8]>) -> usize {
-    match &entry.payload {
-        EntryPayload::Normal(r) => record_bound(r),
+    let records = match &entry.payload {
+        EntryPayload::Normal(r) => records_bound(&r.0),
         EntryPayload::Blank | EntryPayload::Membership(_) => {
             4 + membership_json.map_or(0, <[u8]>::len) + RECORD_OVERHEAD_BYTES
         }
-    }
+    };
+    batch_bound(records)
 }
 
-/// Whether `record`, as a normal entry, fits a batch of at most `max_batch_bytes`: check it
-/// before proposing it, since a store that cannot write an entry stops Raft on that node.
-pub fn check_record(record: &Record, max_batch_bytes: usize) -> Result<(), Error> {
-    let bytes = batch::HEADER_BYTES + record_bound(record);
+/// The largest batch a normal entry of records taking `records_bytes` (their
+/// [`records_bound`]) makes.
+pub fn batch_bound(records_bytes: usize) -> usize {
+    batch::HEADER_BYTES + INDEX_HEADER_BYTES + records_bytes
+}
+
+/// Whether `records`, as one normal entry, fit a batch of at most `max_batch_bytes`: check
+/// them before proposing them, since a store that cannot write an entry stops Raft on that
+/// node.
+pub fn check_records(records: &[Record], max_batch_bytes: usize) -> Result<(), Error> {
+    if records.is_empty() {
+        return Err(Error::EmptyEntry { index: 0 });
+    }
+    let bytes = batch_bound(records_bound(records));
     if bytes > max_batch_bytes {
         return Err(Error::EntryTooLarge {
             index: 0,
@@ -90,21 +108,24 @@ pub fn check_record(record: &Record, max_batch_bytes: usize) -> Result<(), Error
     Ok(())
 }
 
-/// Encodes `entry` as its batch, with `builder`'s buffer (cleared first). An entry that would
-/// make a batch larger than `max_batch_bytes` is refused.
+/// Encodes `entry` as its batch, with `builder`'s buffer (cleared first), at base offset 0:
+/// the partition gives the batch its offsets. An entry without records, or that would make a
+/// batch larger than `max_batch_bytes`, is refused.
 pub(crate) fn encode<'b>(
     entry: &Entry,
     builder: &'b mut BatchBuilder,
     max_batch_bytes: usize,
 ) -> Result<&'b [u8], Error> {
+    let index = entry.log_id.index;
     let membership_json = match &entry.payload {
         EntryPayload::Membership(m) => Some(serde_json::to_vec(m)?),
+        EntryPayload::Normal(r) if r.0.is_empty() => return Err(Error::EmptyEntry { index }),
         _ => None,
     };
-    let bound = batch::HEADER_BYTES + encoded_bound(entry, membership_json.as_deref());
+    let bound = encoded_bound(entry, membership_json.as_deref());
     if bound > max_batch_bytes {
         return Err(Error::EntryTooLarge {
-            index: entry.log_id.index,
+            index,
             bytes: bound,
             max: max_batch_bytes,
         });
@@ -113,46 +134,50 @@ pub(crate) fn encode<'b>(
     builder
         .partition_leader_epoch(epoch_of(entry.log_id.leader_id.term)?)
         .control(is_control(entry))
-        .base_offset(offset_of(entry.log_id.index)?);
-    append_record(builder, entry, membership_json.as_deref())?;
-    Ok(builder.finish()?)
-}
-
-fn append_record(
-    builder: &mut BatchBuilder,
-    entry: &Entry,
-    membership_json: Option<&[u8]>,
-) -> Result<(), Error> {
+        .base_offset(0);
+    let index_bytes = index.to_be_bytes();
+    let index_header = Header {
+        key: INDEX_HEADER_KEY,
+        value: Some(&index_bytes),
+    };
     match &entry.payload {
-        EntryPayload::Normal(record) => {
-            let headers: Vec<Header<'_>> = record
-                .headers
-                .iter()
-                .map(|h| Header {
+        EntryPayload::Normal(records) => {
+            let mut headers: Vec<Header<'_>> = Vec::new();
+            for (i, record) in records.0.iter().enumerate() {
+                headers.clear();
+                if i == 0 {
+                    headers.push(index_header);
+                }
+                headers.extend(record.headers.iter().map(|h| Header {
                     key: &h.key,
                     value: h.value.as_deref(),
-                })
-                .collect();
-            builder.append(
-                record.timestamp_ms,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                &headers,
-            )?;
+                }));
+                builder.append(
+                    record.timestamp_ms,
+                    record.key.as_deref(),
+                    record.value.as_deref(),
+                    &headers,
+                )?;
+            }
         }
         EntryPayload::Blank => {
-            builder.append(-1, Some(&control_key(BLANK_CONTROL_TYPE)), None, &[])?;
+            builder.append(
+                -1,
+                Some(&control_key(BLANK_CONTROL_TYPE)),
+                None,
+                &[index_header],
+            )?;
         }
         EntryPayload::Membership(_) => {
             builder.append(
                 -1,
                 Some(&control_key(MEMBERSHIP_CONTROL_TYPE)),
-                membership_json,
-                &[],
+                membership_json.as_deref(),
+                &[index_header],
             )?;
         }
     }
-    Ok(())
+    Ok(builder.finish()?)
 }
 
 fn control_key(kind: i16) -> [u8; 4] {
@@ -162,7 +187,7 @@ fn control_key(kind: i16) -> [u8; 4] {
 }
 
 /// The term a stored batch carries (its `partitionLeaderEpoch`).
-pub(crate) fn term_of(header: &BatchHeader) -> Result<u64, Error> {
+fn term_of(header: &BatchHeader) -> Result<u64, Error> {
     u64::try_from(header.partition_leader_epoch).map_err(|_| {
         Error::corrupt_entry(
             header.base_offset,
@@ -171,44 +196,90 @@ pub(crate) fn term_of(header: &BatchHeader) -> Result<u64, Error> {
     })
 }
 
-/// Decodes the entries of a stored batch whose indexes lie in `from..to`, appending them to
-/// `out`. The batch's CRC was checked by the read.
-pub(crate) fn decode(batch: &[u8], from: u64, to: u64, out: &mut Vec<Entry>) -> Result<(), Error> {
-    let header = BatchHeader::parse(batch).map_err(|e| Error::corrupt_entry(-1, e.to_string()))?;
-    let term = term_of(&header)?;
-    if header.records_count != 1 {
-        return Err(Error::corrupt_entry(
-            header.base_offset,
-            format!("{} records in one batch", header.records_count),
-        ));
-    }
-    let control = header.attributes.is_control();
-    let records = batch::records(batch)
-        .map_err(|e| Error::corrupt_entry(header.base_offset, e.to_string()))?;
-    for record in records {
-        let record = record.map_err(|e| Error::corrupt_entry(header.base_offset, e.to_string()))?;
-        let index = u64::try_from(record.offset)
-            .map_err(|_| Error::corrupt_entry(record.offset, "negative offset"))?;
-        if index < from {
-            continue;
-        }
-        if index >= to {
-            break;
-        }
-        let log_id = log_id(term, index);
-        let payload = if control {
-            control_payload(&record)?
-        } else {
-            EntryPayload::Normal(data_record(&record)?)
-        };
-        out.push(Entry { log_id, payload });
-    }
-    Ok(())
+/// Where a stored entry lies: its log id and its batch's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placed {
+    pub log_id: LogId,
+    /// The batch's first offset.
+    pub base_offset: i64,
+    /// The offset after the batch.
+    pub next_offset: i64,
 }
 
-fn data_record(record: &batch::Record<'_>) -> Result<Record, Error> {
+/// The log id and offsets of a stored batch, from its header and its first record's first
+/// header. The batch's CRC was checked by the read.
+pub(crate) fn place(batch: &[u8]) -> Result<Placed, Error> {
+    let header = BatchHeader::parse(batch).map_err(|e| Error::corrupt_entry(-1, e.to_string()))?;
+    let term = term_of(&header)?;
+    let at = header.base_offset;
+    let first = batch::records(batch)
+        .map_err(|e| Error::corrupt_entry(at, e.to_string()))?
+        .next()
+        .ok_or_else(|| Error::corrupt_entry(at, "no records"))?
+        .map_err(|e| Error::corrupt_entry(at, e.to_string()))?;
+    let index = index_of(&first)?;
+    Ok(Placed {
+        log_id: log_id(term, index),
+        base_offset: at,
+        next_offset: header.next_offset(),
+    })
+}
+
+/// The Raft index a batch's first record carries.
+fn index_of(first: &batch::Record<'_>) -> Result<u64, Error> {
+    let missing = || Error::corrupt_entry(first.offset, "no Raft index header");
+    let header = first
+        .headers()
+        .next()
+        .ok_or_else(missing)?
+        .map_err(|e| Error::corrupt_entry(first.offset, e.to_string()))?;
+    match (header.key, header.value) {
+        (INDEX_HEADER_KEY, Some(value)) => value
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| Error::corrupt_entry(first.offset, "Raft index header of bad length")),
+        _ => Err(missing()),
+    }
+}
+
+/// Decodes a stored batch into its entry, and where it lies.
+pub(crate) fn decode(batch: &[u8]) -> Result<(Entry, Placed), Error> {
+    let placed = place(batch)?;
+    let at = placed.base_offset;
+    let header = BatchHeader::parse(batch).map_err(|e| Error::corrupt_entry(at, e.to_string()))?;
+    let records = batch::records(batch).map_err(|e| Error::corrupt_entry(at, e.to_string()))?;
+    let payload = if header.attributes.is_control() {
+        if header.records_count != 1 {
+            return Err(Error::corrupt_entry(at, "a control entry of many records"));
+        }
+        let mut records = records;
+        let record = records
+            .next()
+            .ok_or_else(|| Error::corrupt_entry(at, "no records"))?
+            .map_err(|e| Error::corrupt_entry(at, e.to_string()))?;
+        control_payload(&record)?
+    } else {
+        let mut out = Vec::with_capacity(usize::try_from(header.records_count).unwrap_or(0));
+        for (i, record) in records.enumerate() {
+            let record = record.map_err(|e| Error::corrupt_entry(at, e.to_string()))?;
+            out.push(data_record(&record, usize::from(i == 0))?);
+        }
+        EntryPayload::Normal(Records(out))
+    };
+    Ok((
+        Entry {
+            log_id: placed.log_id,
+            payload,
+        },
+        placed,
+    ))
+}
+
+/// A client's record, without the first `skip` headers (the index header).
+fn data_record(record: &batch::Record<'_>, skip: usize) -> Result<Record, Error> {
     let headers = record
         .headers()
+        .skip(skip)
         .map(|h| {
             h.map(|h| RecordHeader {
                 key: h.key.to_vec(),
@@ -255,32 +326,38 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    fn normal(term: u64, index: u64, value: &[u8]) -> Entry {
+    fn record(i: i64, value: &[u8]) -> Record {
+        Record {
+            timestamp_ms: 1_700_000_000_000 + i,
+            key: Some(b"k".to_vec()),
+            value: Some(value.to_vec()),
+            headers: vec![RecordHeader {
+                key: b"h".to_vec(),
+                value: None,
+            }],
+        }
+    }
+
+    fn normal(term: u64, index: u64, values: &[&[u8]]) -> Entry {
+        let records = (0..).zip(values).map(|(i, v)| record(i, v)).collect();
         Entry {
             log_id: log_id(term, index),
-            payload: EntryPayload::Normal(Record {
-                timestamp_ms: 1_700_000_000_000 + index as i64,
-                key: Some(b"k".to_vec()),
-                value: Some(value.to_vec()),
-                headers: vec![RecordHeader {
-                    key: b"h".to_vec(),
-                    value: None,
-                }],
-            }),
+            payload: EntryPayload::Normal(Records(records)),
         }
     }
 
     fn round_trip(entry: &Entry) -> Vec<u8> {
         let mut builder = BatchBuilder::new();
         let bytes = encode(entry, &mut builder, 1 << 20).unwrap().to_vec();
-        let mut out = Vec::new();
-        decode(&bytes, 0, u64::MAX, &mut out).unwrap();
-        assert_eq!(out, vec![entry.clone()]);
+        let (decoded, placed) = decode(&bytes).unwrap();
+        assert_eq!(&decoded, entry);
+        assert_eq!(placed.log_id, entry.log_id);
+        assert_eq!(place(&bytes).unwrap(), placed);
         bytes
     }
 
     #[test]
-    fn every_kind_of_entry_round_trips_as_one_batch_of_one_record() {
+    fn every_kind_of_entry_round_trips_as_one_batch() {
         let members: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
         let membership = Entry {
             log_id: log_id(1, 0),
@@ -290,55 +367,61 @@ mod tests {
             log_id: log_id(2, 1),
             payload: EntryPayload::Blank,
         };
-        for (entry, control) in [
-            (membership, true),
-            (blank, true),
-            (normal(2, 2, b"a"), false),
+        for (entry, control, records) in [
+            (membership, true, 1),
+            (blank, true, 1),
+            (normal(2, 2, &[b"a"]), false, 1),
+            (normal(2, 1 << 40, &[b"a", b"", b"ccc"]), false, 3),
         ] {
             let bytes = round_trip(&entry);
             let header = BatchHeader::parse(&bytes).unwrap();
             let term = entry.log_id.leader_id.term;
-            assert_eq!(header.base_offset, entry.log_id.index as i64);
+            assert_eq!(header.base_offset, 0);
             assert_eq!(header.partition_leader_epoch, term as i32);
-            assert_eq!(header.records_count, 1);
+            assert_eq!(header.records_count, records);
             assert_eq!(header.attributes.is_control(), control);
             rill::batch::validate_for_append(&bytes, 1 << 20).unwrap();
+            // The index is the first record's first header: what a Kafka reader sees.
+            let first = batch::records(&bytes).unwrap().next().unwrap().unwrap();
+            let h = first.headers().next().unwrap().unwrap();
+            assert_eq!(h.key, INDEX_HEADER_KEY);
+            assert_eq!(h.value, Some(&entry.log_id.index.to_be_bytes()[..]));
         }
     }
 
     #[test]
-    fn decoding_keeps_the_asked_range_and_sizes_are_bounded() {
-        let mut out = Vec::new();
+    fn sizes_are_bounded_and_empty_or_oversized_entries_refused() {
         let mut builder = BatchBuilder::new();
-        for i in 0..6 {
-            let bytes = encode(&normal(1, i, b"v"), &mut builder, 400)
-                .unwrap()
-                .to_vec();
-            decode(&bytes, 2, 4, &mut out).unwrap();
-        }
-        let indexes: Vec<u64> = out.iter().map(|e| e.log_id.index).collect();
-        assert_eq!(indexes, vec![2, 3]);
         assert!(matches!(
-            encode(&normal(1, 0, &[0; 500]), &mut builder, 400),
-            Err(Error::EntryTooLarge { index: 0, .. })
+            encode(&normal(1, 7, &[&[0; 500]]), &mut builder, 400),
+            Err(Error::EntryTooLarge { index: 7, .. })
         ));
         assert!(matches!(
-            encode(&normal(u64::from(u32::MAX), 0, b""), &mut builder, 400),
+            encode(&normal(1, 7, &[]), &mut builder, 400),
+            Err(Error::EmptyEntry { index: 7 })
+        ));
+        assert!(matches!(
+            encode(&normal(u64::from(u32::MAX), 0, &[b""]), &mut builder, 400),
             Err(Error::TermTooLarge(_))
         ));
-        // The bound holds for the largest header count too.
-        let mut many = normal(1, 0, b"");
+        assert!(check_records(&[], 400).is_err());
+        assert!(check_records(&[record(0, &[0; 500])], 400).is_err());
+        // The bound holds for many headers and records too.
+        let mut many = normal(1, u64::MAX, &[b"", b"x", b"yy"]);
         if let EntryPayload::Normal(r) = &mut many.payload {
-            r.headers = vec![
-                RecordHeader {
-                    key: vec![1; 3],
-                    value: Some(vec![2; 3])
-                };
-                20
-            ];
+            for record in &mut r.0 {
+                record.headers = vec![
+                    RecordHeader {
+                        key: vec![1; 3],
+                        value: Some(vec![2; 3])
+                    };
+                    20
+                ];
+            }
+            check_records(&r.0, 1 << 20).unwrap();
         }
-        let bytes = encode(&many, &mut builder, 1 << 20).unwrap();
-        assert!(bytes.len() <= batch::HEADER_BYTES + encoded_bound(&many, None));
+        let bytes = encode(&many, &mut builder, 1 << 20).unwrap().len();
+        assert!(bytes <= encoded_bound(&many, None));
     }
 
     #[test]
@@ -347,20 +430,36 @@ mod tests {
         plain.append(0, None, Some(b"x"), &[]).unwrap();
         let bytes = plain.build().unwrap();
         // partitionLeaderEpoch -1: Kafka's producers' default.
-        assert!(matches!(
-            decode(&bytes, 0, 10, &mut Vec::new()),
-            Err(Error::CorruptEntry { .. })
-        ));
+        assert!(matches!(decode(&bytes), Err(Error::CorruptEntry { .. })));
+        // A term, but no index header.
+        let mut no_index = BatchBuilder::new();
+        no_index.partition_leader_epoch(1);
+        no_index.append(0, None, Some(b"x"), &[]).unwrap();
+        assert!(place(&no_index.build().unwrap()).is_err());
+        let index = Header {
+            key: INDEX_HEADER_KEY,
+            value: Some(&[0; 8]),
+        };
+        let short = Header {
+            key: INDEX_HEADER_KEY,
+            value: Some(&[0; 4]),
+        };
+        let mut bad_len = BatchBuilder::new();
+        bad_len.partition_leader_epoch(1);
+        bad_len.append(0, None, Some(b"x"), &[short]).unwrap();
+        assert!(place(&bad_len.build().unwrap()).is_err());
         let mut control = BatchBuilder::new();
         control.partition_leader_epoch(1).control(true);
         control
-            .append(-1, Some(&control_key(1)), None, &[])
+            .append(-1, Some(&control_key(1)), None, &[index])
             .unwrap();
-        assert!(decode(&control.build().unwrap(), 0, 10, &mut Vec::new()).is_err());
-        let mut two = BatchBuilder::new();
-        two.partition_leader_epoch(1);
-        two.append(0, None, Some(b"x"), &[]).unwrap();
-        two.append(0, None, Some(b"y"), &[]).unwrap();
-        assert!(decode(&two.build().unwrap(), 0, 10, &mut Vec::new()).is_err());
+        assert!(decode(&control.build().unwrap()).is_err());
+        let mut two_controls = BatchBuilder::new();
+        two_controls.partition_leader_epoch(1).control(true);
+        for _ in 0..2 {
+            let key = control_key(BLANK_CONTROL_TYPE);
+            two_controls.append(-1, Some(&key), None, &[index]).unwrap();
+        }
+        assert!(decode(&two_controls.build().unwrap()).is_err());
     }
 }

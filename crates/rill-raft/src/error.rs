@@ -47,9 +47,16 @@ pub enum Error {
     /// A term that does not fit a batch's `partitionLeaderEpoch` (an `i32`).
     #[error("term {0} exceeds the largest partition leader epoch")]
     TermTooLarge(u64),
-    /// An index that does not fit an offset (an `i64`).
-    #[error("index {0} exceeds the largest offset")]
-    IndexTooLarge(u64),
+    /// A normal entry without records (a batch holds at least one).
+    #[error("entry at index {index} holds no records")]
+    EmptyEntry {
+        /// The entry's index.
+        index: u64,
+    },
+    /// An entry the log should hold and does not (the partition was changed by another
+    /// writer, or is damaged).
+    #[error("the log holds no entry at index {0}")]
+    MissingEntry(u64),
     /// One entry larger than the partition's largest batch.
     #[error("entry at index {index} takes {bytes} bytes; the partition's batches hold {max}")]
     EntryTooLarge {

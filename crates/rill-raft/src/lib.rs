@@ -4,12 +4,13 @@
 //! in a rill partition ([`LogStore`], openraft's `RaftLogStorage`), and the state machine of a
 //! partition replicated that way ([`StateMachine`]).
 //!
-//! Entry *i* of the Raft log is the batch at offset *i* of the partition: one record, the
-//! entry's term in the batch's `partitionLeaderEpoch` (as Kafka's KRaft stores its log), so a
-//! replicated partition is still a rill partition that every reader of Kafka's format
-//! understands. Normal entries are data records; Raft's own entries (blank, membership) are
-//! control records, which Kafka's consumers skip. See `docs/ARCHITECTURE.md`, "Replicated
-//! partitions", and `docs/FORMAT.md` §13.
+//! Each entry of the Raft log is one batch of the partition, the entry's term in the batch's
+//! `partitionLeaderEpoch` (as Kafka's KRaft stores its log) and its index in a header of the
+//! first record, so a replicated partition is still a rill partition that every reader of
+//! Kafka's format understands. A normal entry is a batch of data records (one client append,
+//! or several proposed together: one entry, one fdatasync per replica); Raft's own entries
+//! (blank, membership) are control records, which Kafka's consumers skip. See
+//! `docs/ARCHITECTURE.md`, "Replicated partitions", and `docs/FORMAT.md` §13.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,20 +29,27 @@
 mod codec;
 mod error;
 mod files;
+mod log_index;
 mod log_store;
 mod meta;
+mod reading;
 mod state_machine;
 mod types;
 
-pub use codec::{BLANK_CONTROL_TYPE, MAX_TERM, MEMBERSHIP_CONTROL_TYPE, check_record};
+pub use codec::{
+    BLANK_CONTROL_TYPE, INDEX_HEADER_KEY, MAX_TERM, MEMBERSHIP_CONTROL_TYPE, batch_bound,
+    check_records, records_bound,
+};
 pub use error::Error;
-pub use log_store::{LogReader, LogStore, topic_config};
+pub use log_index::MAX_RECENT_ENTRIES;
+pub use log_store::{LogStore, topic_config};
 pub use meta::META_FILE;
 pub use openraft;
+pub use reading::LogReader;
 pub use state_machine::{
-    AppliedState, MAX_SNAPSHOT_BYTES, SNAPSHOT_FILE, SnapshotBuilder, StateMachine,
+    AppliedState, MAX_SNAPSHOT_BYTES, SNAPSHOT_FILE, SnapshotBuilder, SnapshotPoint, StateMachine,
 };
 pub use types::{
-    Applied, Entry, LogId, Membership, Record, RecordHeader, StorageError, StoredMembership,
-    TypeConfig, Vote,
+    Applied, Entry, LogId, Membership, Record, RecordHeader, Records, StorageError,
+    StoredMembership, TypeConfig, Vote,
 };

@@ -1,42 +1,46 @@
-//! The Raft log in a rill partition: openraft's `RaftLogStorage` and `RaftLogReader`.
+//! The Raft log in a rill partition: openraft's `RaftLogStorage`.
 //!
-//! * Entry *i* is the batch at offset *i* (module `codec`). The partition must hold nothing
-//!   else: its topic is made with [`topic_config`] (no retention, no compaction, no timestamp
-//!   bounds, create time), and this store is its only writer.
+//! * Entry *i* is one batch, carrying its index, right after entry *i* - 1's (module `codec`).
+//!   The partition must hold nothing else: its topic is made with [`topic_config`] (no
+//!   retention, no compaction, no timestamp bounds, create time), and this store is its only
+//!   writer. Module `log_index` tracks the live indexes and where the recent ones start.
 //! * `append` writes each entry's batch into the page cache (rill's written append, on this
 //!   task: readable when it returns), then asks the partition for a flush; a task answers
 //!   openraft's callbacks in order, each once its flush completed, so every flush callback
 //!   follows an fdatasync that covers its entries, and the entries of many appends share one
 //!   (the shard's group commit).
-//! * `truncate` is rill's `truncate_to`; `purge` records the purged log id durably, then
-//!   raises the log start (`delete_before`), or empties the log and starts it after the purged
-//!   index when that lies beyond the end (`truncate_fully_and_start_at`, after a snapshot was
-//!   installed). An open finishes a purge a crash interrupted.
+//! * `truncate` is rill's `truncate_to` at the entry's batch; `purge` records the purged log
+//!   id durably, then raises the log start (`delete_before`), or empties the partition when
+//!   nothing live is left. An open finishes a purge a crash interrupted.
+//! * An empty log's first entry goes where the durable snapshot says the entry after it
+//!   starts (`truncate_fully_and_start_at`): a node that installed a snapshot puts every later
+//!   record at the same offset as the replicas that applied the entries themselves.
 //! * The vote and the purged log id are in the meta file (module `meta`), written before the
 //!   call returns, after every earlier append is durable (openraft's rule: writes complete in
 //!   the order they were asked). The committed log id is written with them, and otherwise at
 //!   most every `COMMITTED_WRITE_INTERVAL` (it is a hint for restarts: openraft re-applies up
 //!   to it, so it is only written once the log holds it durably).
 
-use crate::codec::{self, log_id, offset_of};
+use crate::codec;
 use crate::error::{Error, storage};
-use crate::meta::{Meta, MetaFile};
+use crate::log_index::LogIndex;
+use crate::meta::{META_FILE, Meta, MetaFile};
+use crate::reading::{LogReader, locate, lock, place_at, range_of, read_entries};
+use crate::state_machine::SnapshotPoint;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
-use rill::batch::{BatchBuilder, BatchHeader};
-use rill::{Durability, Partition, Pending, ReadLimit, TopicConfig};
+use rill::batch::BatchBuilder;
+use rill::{Durability, Partition, Pending, TopicConfig};
 use std::fmt::Debug;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// How long a newer committed log id may wait for a write of its own.
 const COMMITTED_WRITE_INTERVAL: Duration = Duration::from_millis(100);
-/// Bytes one read of the partition asks for.
-const READ_BYTES: u64 = 1 << 20;
 /// Appends whose flush callbacks may wait at once (openraft pipelines a few).
 const MAX_PENDING_FLUSHES: usize = 1024;
 /// How long a purge waits for the snapshot that covers it to be durable.
@@ -87,89 +91,6 @@ fn check_topic(partition: &Partition) -> Result<(), Error> {
     }
 }
 
-/// Reads the entries with indexes in `start..end` (those the log holds).
-async fn read_entries(partition: &Partition, start: u64, end: u64) -> Result<Vec<Entry>, Error> {
-    let offsets = partition.offsets();
-    let start = start.max(u64::try_from(offsets.log_start).unwrap_or(0));
-    let end = end.min(u64::try_from(offsets.log_end).unwrap_or(0));
-    let mut entries = Vec::with_capacity(
-        usize::try_from(end.saturating_sub(start))
-            .unwrap_or(0)
-            .min(4096),
-    );
-    let mut next = start;
-    // Bounded: every read returns at least one batch, so `next` advances.
-    while next < end {
-        let read = partition
-            .read_with(offset_of(next)?, READ_BYTES, ReadLimit::Written)
-            .await?;
-        for batch in read.batches() {
-            codec::decode(batch, next, end, &mut entries)?;
-        }
-        let after = u64::try_from(read.next_offset).unwrap_or(0);
-        if after <= next {
-            break;
-        }
-        next = after;
-    }
-    Ok(entries)
-}
-
-/// The log id of the entry at `index`.
-async fn log_id_at(partition: &Partition, index: u64) -> Result<LogId, Error> {
-    let offset = offset_of(index)?;
-    let read = partition.read_with(offset, 1, ReadLimit::Written).await?;
-    let batch = read
-        .batches()
-        .next()
-        .ok_or_else(|| Error::corrupt_entry(offset, "no batch"))?;
-    let header =
-        BatchHeader::parse(batch).map_err(|e| Error::corrupt_entry(offset, e.to_string()))?;
-    if header.base_offset != offset || header.records_count != 1 {
-        return Err(Error::corrupt_entry(offset, "not one entry's batch"));
-    }
-    Ok(log_id(codec::term_of(&header)?, index))
-}
-
-fn range_of(range: &impl RangeBounds<u64>) -> (u64, u64) {
-    let start = match range.start_bound() {
-        Bound::Included(s) => *s,
-        Bound::Excluded(s) => s.saturating_add(1),
-        Bound::Unbounded => 0,
-    };
-    let end = match range.end_bound() {
-        Bound::Included(e) => e.saturating_add(1),
-        Bound::Excluded(e) => *e,
-        Bound::Unbounded => u64::MAX,
-    };
-    (start, end)
-}
-
-/// Reads the log for openraft's replication tasks. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct LogReader {
-    partition: Partition,
-}
-
-impl RaftLogReader<TypeConfig> for LogReader {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
-        read_range(&self.partition, range_of(&range)).await
-    }
-}
-
-/// [`read_entries`] of a range as openraft gives it (see `range_of`), with openraft's error.
-async fn read_range(
-    partition: &Partition,
-    (start, end): (u64, u64),
-) -> Result<Vec<Entry>, StorageError> {
-    read_entries(partition, start, end)
-        .await
-        .map_err(|e| storage(StorageIOError::read_logs, &e))
-}
-
 /// A Raft log kept in a rill partition. See the module documentation.
 #[derive(Debug)]
 pub struct LogStore {
@@ -182,10 +103,12 @@ pub struct LogStore {
     last_meta_write: Instant,
     /// The last entry's log id (or the purged one when the log is empty).
     last_log_id: Option<LogId>,
+    /// The live indexes and where the recent ones are; shared with the readers.
+    log_index: Arc<Mutex<LogIndex>>,
     builder: BatchBuilder,
     flushes: mpsc::Sender<(Pending<rill::Offsets>, LogFlushed<TypeConfig>)>,
-    /// The durable snapshot's last log id, when purges must wait for it.
-    snapshot: Option<tokio::sync::watch::Receiver<Option<LogId>>>,
+    /// The durable snapshot, when purges must wait for it and an empty log starts after it.
+    snapshot: Option<watch::Receiver<Option<SnapshotPoint>>>,
 }
 
 impl LogStore {
@@ -196,15 +119,20 @@ impl LogStore {
         check_topic(&partition)?;
         let meta_file = Arc::new(MetaFile::new(state_dir)?);
         let meta = meta_file.read()?;
-        if let Some(purged) = meta.purged {
-            finish_purge(&partition, purged).await?;
-        }
         let offsets = partition.offsets();
-        let last_log_id = if offsets.log_end > offsets.log_start {
-            Some(log_id_at(&partition, u64::try_from(offsets.log_end - 1).unwrap_or(0)).await?)
+        let last_stored = if offsets.log_end > offsets.log_start {
+            Some(place_at(&partition, offsets.log_end - 1).await?.log_id)
         } else {
-            meta.purged
+            None
         };
+        let first = meta.purged.map_or(0, |p| p.index + 1);
+        let last_log_id = match last_stored {
+            Some(last) if last.index >= first => Some(last),
+            _ => meta.purged,
+        };
+        let end = last_log_id.map_or(first, |l| l.index + 1);
+        let log_index = Arc::new(Mutex::new(LogIndex::new(first, end)));
+        finish_purge(&partition, &log_index).await?;
         let (flushes, pending) = mpsc::channel(MAX_PENDING_FLUSHES);
         tokio::spawn(answer_flushes(pending));
         Ok(Self {
@@ -214,22 +142,25 @@ impl LogStore {
             meta,
             last_meta_write: Instant::now(),
             last_log_id,
+            log_index,
             builder: BatchBuilder::new(),
             flushes,
             snapshot: None,
         })
     }
 
-    /// Makes every purge wait until the durable snapshot (followed by `snapshot`, from
-    /// [`crate::StateMachine::durable_snapshot`]) covers what it deletes: openraft purges
-    /// the log as soon as it has queued a snapshot's install, and a crash before the state
-    /// machine wrote it would otherwise leave a log that starts after the snapshot ends.
-    /// Without it (openraft's storage suite purges with no snapshot) purges go at once.
+    /// Follows the durable snapshot (`snapshot`, from
+    /// [`crate::StateMachine::durable_snapshot`]):
+    /// * every purge waits until it covers what the purge deletes: openraft purges the log as
+    ///   soon as it has queued a snapshot's install, and a crash before the state machine
+    ///   wrote it would otherwise leave a log that starts after the snapshot ends;
+    /// * an empty log's first entry, if it follows the snapshot, goes at the snapshot's next
+    ///   offset, where every other replica has it.
+    ///
+    /// Without it (openraft's storage suite has no state machine) purges go at once and an
+    /// empty log goes on at the partition's end.
     #[must_use]
-    pub fn purge_only_below(
-        mut self,
-        snapshot: tokio::sync::watch::Receiver<Option<LogId>>,
-    ) -> Self {
+    pub fn purge_only_below(mut self, snapshot: watch::Receiver<Option<SnapshotPoint>>) -> Self {
         self.snapshot = Some(snapshot);
         self
     }
@@ -239,13 +170,13 @@ impl LogStore {
         let Some(snapshot) = self.snapshot.as_mut() else {
             return Ok(());
         };
-        let covered =
-            tokio::time::timeout(SNAPSHOT_WAIT, snapshot.wait_for(|s| *s >= Some(log_id))).await;
+        let covers = |s: &Option<SnapshotPoint>| s.is_some_and(|s| s.last_log_id >= Some(log_id));
+        let covered = tokio::time::timeout(SNAPSHOT_WAIT, snapshot.wait_for(covers)).await;
         match covered {
             Ok(Ok(_)) => Ok(()),
             _ => Err(Error::io(
                 "purge",
-                crate::meta::META_FILE,
+                META_FILE,
                 std::io::Error::other(format!("no durable snapshot covers {log_id}")),
             )),
         }
@@ -261,7 +192,7 @@ impl LogStore {
         let file = Arc::clone(&self.meta_file);
         let written = tokio::task::spawn_blocking(move || file.write(&meta))
             .await
-            .map_err(|e| Error::io("write", META_FILE_NAME, std::io::Error::other(e)))?;
+            .map_err(|e| Error::io("write", META_FILE, std::io::Error::other(e)))?;
         written?;
         self.meta = meta;
         self.last_meta_write = Instant::now();
@@ -270,16 +201,31 @@ impl LogStore {
 
     /// The committed log id the file may hold now: the newest one whose entry is durable.
     fn committed_to_write(&self) -> Option<LogId> {
-        let durable = u64::try_from(self.partition.offsets().durable).unwrap_or(0);
-        match self.committed {
-            Some(c) if c.index < durable => Some(c),
-            _ => self.meta.committed,
-        }
+        let durable = self.partition.offsets().durable;
+        let committed = self.committed.filter(|c| {
+            lock(&self.log_index)
+                .offset_of(c.index)
+                .is_some_and(|o| o < durable)
+        });
+        committed.or(self.meta.committed)
     }
 
-    /// Waits until every entry appended so far is durable.
-    async fn flush(&self) -> Result<(), Error> {
-        self.partition.flush().await?;
+    /// Where an empty log's first entry, at `index`, goes: after the durable snapshot it
+    /// follows, or at the partition's end.
+    async fn start_empty_log(&mut self, index: u64) -> Result<(), Error> {
+        let offsets = self.partition.offsets();
+        let after_snapshot = self
+            .snapshot
+            .as_ref()
+            .and_then(|s| *s.borrow())
+            .filter(|s| s.last_log_id.map_or(0, |l| l.index + 1) == index)
+            .map(|s| i64::try_from(s.next_offset).unwrap_or(i64::MAX));
+        match after_snapshot {
+            Some(start) if start != offsets.log_end => {
+                self.partition.truncate_fully_and_start_at(start).await?;
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -287,21 +233,17 @@ impl LogStore {
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        let offsets = self.partition.offsets();
-        let expected = u64::try_from(offsets.log_end).unwrap_or(0);
+        let (live_first, live_end) = lock(&self.log_index).live();
         let index = first.log_id.index;
-        if index != expected {
+        if live_first == live_end {
             // An empty log starts wherever openraft's first entry is (after a snapshot, or
             // a store that never held index 0); otherwise the log must stay contiguous.
-            if offsets.log_start != offsets.log_end {
-                return Err(Error::NotContiguous {
-                    expected,
-                    got: index,
-                });
-            }
-            self.partition
-                .truncate_fully_and_start_at(offset_of(index)?)
-                .await?;
+            self.start_empty_log(index).await?;
+        } else if index != live_end {
+            return Err(Error::NotContiguous {
+                expected: live_end,
+                got: index,
+            });
         }
         let max_batch_bytes = self.partition.max_batch_bytes();
         for (next, entry) in (index..).zip(entries) {
@@ -316,38 +258,30 @@ impl LogStore {
                 .partition
                 .append_with(batch, Durability::Written)
                 .await?;
-            if info.base_offset != offset_of(next)? || info.last_offset != info.base_offset {
-                return Err(Error::corrupt_entry(
-                    info.base_offset,
-                    format!(
-                        "entry {next} was stored at offset {}: another writer?",
-                        info.base_offset
-                    ),
-                ));
-            }
+            lock(&self.log_index).appended(next, info.base_offset);
             self.last_log_id = Some(entry.log_id);
         }
         Ok(())
     }
 }
 
-const META_FILE_NAME: &str = crate::meta::META_FILE;
-
-/// Completes a purge of everything up to `purged` (recorded in the meta file first).
-async fn finish_purge(partition: &Partition, purged: LogId) -> Result<(), Error> {
-    let start = offset_of(purged.index.saturating_add(1))?;
+/// Completes a purge (recorded in the meta file, and in `log_index`, first): deletes the
+/// segments below the first live entry, or empties the partition when nothing is live.
+async fn finish_purge(partition: &Partition, log_index: &Mutex<LogIndex>) -> Result<(), Error> {
+    let (first, end) = lock(log_index).live();
     let offsets = partition.offsets();
-    if offsets.log_start >= start {
-        return Ok(());
-    }
-    if offsets.log_end >= start {
-        partition.delete_before(start).await?;
-    } else {
-        partition.truncate_fully_and_start_at(start).await?;
+    if first < end {
+        let start = locate(partition, log_index, first).await?;
+        if offsets.log_start < start {
+            partition.delete_before(start).await?;
+        }
+    } else if offsets.log_start < offsets.log_end {
+        partition
+            .truncate_fully_and_start_at(offsets.log_end)
+            .await?;
     }
     Ok(())
 }
-
 /// Answers flush callbacks in the order their appends came.
 async fn answer_flushes(
     mut pending: mpsc::Receiver<(Pending<rill::Offsets>, LogFlushed<TypeConfig>)>,
@@ -366,7 +300,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        read_range(&self.partition, range_of(&range)).await
+        read_entries(&self.partition, &self.log_index, range_of(&range), None)
+            .await
+            .map(|(entries, _)| entries)
+            .map_err(|e| storage(StorageIOError::read_logs, &e))
     }
 }
 
@@ -381,14 +318,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        LogReader {
-            partition: self.partition.clone(),
-        }
+        LogReader::new(self.partition.clone(), Arc::clone(&self.log_index))
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let result = async {
-            self.flush().await?;
+            self.partition.flush().await?;
             let meta = Meta {
                 vote: Some(*vote),
                 committed: self.committed_to_write(),
@@ -443,7 +378,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if self.flushes.send((flush, callback)).await.is_err() {
             let e = Error::io(
                 "flush",
-                META_FILE_NAME,
+                META_FILE,
                 std::io::Error::other("the flush task ended"),
             );
             return Err(storage(StorageIOError::write_logs, &e));
@@ -453,10 +388,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let result = async {
-            let end = self.partition.truncate_to(offset_of(log_id.index)?).await?;
-            let start = self.partition.offsets().log_start;
-            self.last_log_id = if end > start {
-                Some(log_id_at(&self.partition, u64::try_from(end - 1).unwrap_or(0)).await?)
+            let (first, end) = lock(&self.log_index).live();
+            if log_id.index >= end {
+                return Ok(());
+            }
+            let offset = locate(&self.partition, &self.log_index, log_id.index).await?;
+            self.partition.truncate_to(offset).await?;
+            lock(&self.log_index).truncated(log_id.index);
+            self.last_log_id = if log_id.index > first {
+                Some(place_at(&self.partition, offset - 1).await?.log_id)
             } else {
                 self.meta.purged
             };
@@ -473,7 +413,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // may still hold entries up to it).
             if self.meta.purged.is_none_or(|p| p.index < log_id.index) {
                 self.snapshot_covers(log_id).await?;
-                self.flush().await?;
+                self.partition.flush().await?;
                 let meta = Meta {
                     purged: Some(log_id),
                     committed: self.committed_to_write(),
@@ -481,7 +421,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 };
                 self.write_meta(meta).await?;
             }
-            finish_purge(&self.partition, log_id).await?;
+            lock(&self.log_index).purged(log_id.index);
+            finish_purge(&self.partition, &self.log_index).await?;
             if self
                 .last_log_id
                 .is_none_or(|last| last.index <= log_id.index)

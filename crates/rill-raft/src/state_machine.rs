@@ -1,6 +1,7 @@
 //! A replicated partition's state machine. The partition is the data: applying a committed
-//! entry only moves the applied state (the last applied log id, the membership, the count of
-//! records applied), which is what a reader of committed data needs, and what a snapshot holds.
+//! entry only moves the applied state (the last applied log id, the membership, the offset
+//! after the last applied entry, the count of records applied), which is what a reader of
+//! committed data needs, and what a snapshot holds.
 //!
 //! Snapshots are persisted, the state is not (openraft's "persistent snapshot" way): a
 //! restarted node starts from its last snapshot and openraft applies the log after it again
@@ -36,19 +37,31 @@ pub const MAX_SNAPSHOT_BYTES: usize = 1 << 20;
 /// What applying committed entries has produced: the state a snapshot carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedState {
-    /// The last entry applied; the partition's committed offset is its index + 1.
+    /// The last entry applied.
     pub last_applied: Option<LogId>,
     /// The last membership applied.
     pub membership: StoredMembership,
-    /// Records (normal entries) applied since the log began.
+    /// The offset after the last applied entry's batch: every entry takes as many offsets as
+    /// it has records (Raft's own entries, one control record each, take one).
+    pub next_offset: u64,
+    /// Data records applied since the log began.
     pub records: u64,
 }
 
 impl AppliedState {
     /// The offset after the last applied entry: reads of committed data stop there.
     pub fn committed_offset(&self) -> u64 {
-        self.last_applied.map_or(0, |id| id.index + 1)
+        self.next_offset
     }
+}
+
+/// A durable snapshot's end: its last log id, and the offset the entry after it starts at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPoint {
+    /// The last entry the snapshot holds.
+    pub last_log_id: Option<LogId>,
+    /// [`AppliedState::next_offset`] of the snapshot.
+    pub next_offset: u64,
 }
 
 type Meta = SnapshotMeta<u64, openraft::BasicNode>;
@@ -91,8 +104,8 @@ fn decode_snapshot(bytes: &[u8]) -> Result<(Meta, Vec<u8>), String> {
 #[derive(Debug)]
 struct SnapshotFile {
     dir: PathBuf,
-    /// The last log id of the snapshot on disk; changes after each durable write.
-    durable: watch::Sender<Option<LogId>>,
+    /// The end of the snapshot on disk; changes after each durable write.
+    durable: watch::Sender<Option<SnapshotPoint>>,
     writing: tokio::sync::Mutex<()>,
 }
 
@@ -113,19 +126,23 @@ impl SnapshotFile {
     }
 
     /// Writes the snapshot durably, unless the one on disk is newer.
-    async fn write(self: &Arc<Self>, meta: &Meta, data: &[u8]) -> Result<(), Error> {
+    async fn write(self: &Arc<Self>, meta: &Meta, state: &AppliedState) -> Result<(), Error> {
         let _writing = self.writing.lock().await;
-        if *self.durable.borrow() > meta.last_log_id {
+        if self.durable.borrow().and_then(|p| p.last_log_id) > meta.last_log_id {
             return Ok(());
         }
-        let bytes = encode_snapshot(meta, data)?;
+        let data = serde_json::to_vec(state)?;
+        let bytes = encode_snapshot(meta, &data)?;
         let file = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             files::write_atomically(&file.dir, SNAPSHOT_FILE, &bytes)
         })
         .await
         .map_err(|e| Error::io("write", SNAPSHOT_FILE, std::io::Error::other(e)))??;
-        self.durable.send_replace(meta.last_log_id);
+        self.durable.send_replace(Some(SnapshotPoint {
+            last_log_id: meta.last_log_id,
+            next_offset: state.next_offset,
+        }));
         Ok(())
     }
 
@@ -170,8 +187,12 @@ impl StateMachine {
         };
         let state = match file.read()? {
             Some((meta, data)) => {
-                file.durable.send_replace(meta.last_log_id);
-                decode_state(&data)?
+                let state = decode_state(&data)?;
+                file.durable.send_replace(Some(SnapshotPoint {
+                    last_log_id: meta.last_log_id,
+                    next_offset: state.next_offset,
+                }));
+                state
             }
             None => AppliedState::default(),
         };
@@ -184,11 +205,11 @@ impl StateMachine {
         })
     }
 
-    /// Follows the last log id of the durable snapshot. Give it to
+    /// Follows the end of the durable snapshot. Give it to
     /// [`crate::LogStore::purge_only_below`], so that the log is never purged past what a
     /// durable snapshot holds (openraft purges the log when a snapshot is installed, before
-    /// the state machine has written it).
-    pub fn durable_snapshot(&self) -> watch::Receiver<Option<LogId>> {
+    /// the state machine has written it), and an empty log goes on where the snapshot ends.
+    pub fn durable_snapshot(&self) -> watch::Receiver<Option<SnapshotPoint>> {
         self.file.durable.subscribe()
     }
 
@@ -226,7 +247,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                     None => format!("none-{number}"),
                 },
             };
-            self.file.write(&meta, &data).await?;
+            self.file.write(&meta, &self.state).await?;
             Ok::<_, Error>(Snapshot {
                 meta,
                 snapshot: Box::new(Cursor::new(data)),
@@ -253,16 +274,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut answers = Vec::new();
         for entry in entries {
             state.last_applied = Some(entry.log_id);
-            match entry.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(_) => state.records += 1,
+            let records = match entry.payload {
+                EntryPayload::Blank => 1,
+                EntryPayload::Normal(r) => {
+                    state.records += r.0.len() as u64;
+                    r.0.len() as u64
+                }
                 EntryPayload::Membership(m) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), m);
+                    1
                 }
-            }
+            };
             answers.push(Applied {
-                offset: entry.log_id.index,
+                base_offset: state.next_offset,
+                records,
             });
+            state.next_offset += records;
         }
         self.set_state(state);
         Ok(answers)
@@ -297,7 +324,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     ),
                 });
             }
-            self.file.write(meta, &data).await?;
+            self.file.write(meta, &state).await?;
             self.set_state(state);
             Ok(())
         }

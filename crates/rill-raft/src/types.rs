@@ -1,11 +1,15 @@
-//! The application types openraft is instantiated with: what a client appends (one Kafka
-//! record per Raft entry) and what applying an entry answers (its offset).
+//! The application types openraft is instantiated with: what a client appends (Kafka records,
+//! one batch of them per Raft entry) and what applying an entry answers (its offsets).
 
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 
-/// What a client appends through the leader: one Kafka record. It becomes one Raft entry, and
-/// that entry one record of the partition, at the offset equal to its Raft index.
+/// What one normal Raft entry holds: Kafka records, in order, which become one batch of the
+/// partition (one client's append, or several proposed together).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Records(pub Vec<Record>);
+
+/// One Kafka record a client appends through the leader.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The record's timestamp, set by whoever proposes it (never by a follower's clock, so
@@ -28,19 +32,21 @@ pub struct RecordHeader {
     pub value: Option<Vec<u8>>,
 }
 
-/// What applying a committed entry answers the client that proposed it.
+/// What applying a committed entry answers whoever proposed it: where its records are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
-    /// The entry's offset in the partition (= its Raft log index).
-    pub offset: u64,
+    /// The offset of the entry's first record in the partition.
+    pub base_offset: u64,
+    /// How many offsets the entry takes (its records; one for Raft's own entries).
+    pub records: u64,
 }
 
 openraft::declare_raft_types!(
-    /// rill's Raft types: entries carry [`Record`]s, node ids are `u64`, nodes are addressed by
+    /// rill's Raft types: entries carry [`Records`], node ids are `u64`, nodes are addressed by
     /// [`openraft::BasicNode`], snapshots are bytes in memory (a replicated partition's state
     /// is its committed offset: a few hundred bytes).
     pub TypeConfig:
-        D = Record,
+        D = Records,
         R = Applied,
         NodeId = u64,
         Node = openraft::BasicNode,

@@ -13,19 +13,23 @@
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, EntryPayload};
 use rill::{Config, Disk, Log, LogConfig};
-use rill_raft::{Entry, LogId, LogStore, Record};
+use rill_raft::{Entry, LogId, LogStore, Record, Records};
 use rill_sim::{CrashKind, SimDisk};
 use std::sync::Arc;
 
 fn entry(index: u64) -> Entry {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1 + index / 7, 0), index),
-        payload: EntryPayload::Normal(Record {
-            timestamp_ms: 1_700_000_000_000,
-            key: Some(index.to_be_bytes().to_vec()),
-            value: Some(vec![index as u8; 30 + (index % 50) as usize]),
-            headers: Vec::new(),
-        }),
+        payload: EntryPayload::Normal(Records(
+            (0..=(index % 3))
+                .map(|_| Record {
+                    timestamp_ms: 1_700_000_000_000,
+                    key: Some(index.to_be_bytes().to_vec()),
+                    value: Some(vec![index as u8; 30 + (index % 50) as usize]),
+                    headers: Vec::new(),
+                })
+                .collect(),
+        )),
     }
 }
 

@@ -5,27 +5,41 @@
 )]
 
 //! What a Raft log store keeps across a restart, and what the partition holding it looks like
-//! to a plain reader of rill (a batch per entry, the term as its partition leader epoch).
+//! to a plain reader of rill (a batch per entry, the term as its partition leader epoch, the
+//! index in the first record's first header).
 
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, EntryPayload};
 use rill::{Config, Log, LogConfig};
-use rill_raft::{Entry, LogId, LogStore, Record, Vote};
+use rill_raft::{Entry, LogId, LogStore, Record, Records, Vote};
 use std::path::Path;
 
 fn log_id(term: u64, index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(term, 0), index)
 }
 
+/// Records in entry `index`: 1 to 3.
+fn records_in(index: u64) -> u64 {
+    1 + index % 3
+}
+
+/// The offset entry `index` starts at, in a log that began at index 0.
+fn offset_of(index: u64) -> i64 {
+    (0..index).map(records_in).sum::<u64>() as i64
+}
+
 fn entry(term: u64, index: u64) -> Entry {
-    Entry {
-        log_id: log_id(term, index),
-        payload: EntryPayload::Normal(Record {
+    let records = (0..records_in(index))
+        .map(|i| Record {
             timestamp_ms: 1_700_000_000_000 + index as i64,
-            key: Some(format!("k{index}").into_bytes()),
+            key: Some(format!("k{index}.{i}").into_bytes()),
             value: Some(vec![index as u8; 40]),
             headers: Vec::new(),
-        }),
+        })
+        .collect();
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Normal(Records(records)),
     }
 }
 
@@ -72,19 +86,38 @@ async fn the_vote_the_log_and_its_purge_survive_a_restart() {
     let read = store.try_get_log_entries(0..100).await.unwrap();
     assert_eq!(read, entries[6..25]);
 
-    // A plain reader sees a batch per entry: its offset the index, its epoch the term.
+    // A plain reader sees a batch per entry, one after the other: its epoch the term, its
+    // first record's first header the index.
     let partition = log.partition("raft", 0).unwrap();
-    assert_eq!(partition.offsets().log_start, 6);
-    let batches = partition.read(6, 1 << 20).wait().unwrap();
-    for (batch, entry) in batches.batches().zip(&entries[6..]) {
-        let header = rill::batch::BatchHeader::parse(batch).unwrap();
-        assert_eq!(header.base_offset, entry.log_id.index as i64);
-        assert_eq!(header.records_count, 1);
-        assert_eq!(
-            header.partition_leader_epoch as u64,
-            entry.log_id.leader_id.term
-        );
+    assert_eq!(partition.offsets().log_start, offset_of(6));
+    assert_eq!(partition.offsets().log_end, offset_of(25));
+    let mut seen = 0;
+    let mut next = offset_of(6);
+    while next < offset_of(25) {
+        let read = partition.read(next, 1 << 20).wait().unwrap();
+        for batch in read.batches() {
+            let entry = &entries[6 + seen];
+            let index = entry.log_id.index;
+            let header = rill::batch::BatchHeader::parse(batch).unwrap();
+            assert_eq!(header.base_offset, offset_of(index));
+            assert_eq!(header.records_count as u64, records_in(index));
+            assert_eq!(
+                header.partition_leader_epoch as u64,
+                entry.log_id.leader_id.term
+            );
+            let first = rill::batch::records(batch)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap();
+            let index_header = first.headers().next().unwrap().unwrap();
+            assert_eq!(index_header.key, rill_raft::INDEX_HEADER_KEY);
+            assert_eq!(index_header.value, Some(&index.to_be_bytes()[..]));
+            seen += 1;
+        }
+        next = read.next_offset;
     }
+    assert_eq!(seen, 19);
     drop(store);
     log.close().unwrap();
 }

@@ -290,18 +290,34 @@ pub fn batches_of(bytes: &[u8]) -> BTreeMap<u64, Vec<u8>> {
     out
 }
 
-/// Asserts that two nodes' batches are the same at every offset both hold below `below`, and
-/// that both hold every offset from `from` to `below`.
+/// Asserts that two nodes hold the same batches, byte for byte, covering every offset from
+/// `from` to `below` with no gap (a batch holds several offsets: one entry's records).
 pub fn assert_same_batches(a: &[u8], b: &[u8], from: u64, below: u64) {
-    let (a, b) = (batches_of(a), batches_of(b));
-    for offset in from..below {
-        match (a.get(&offset), b.get(&offset)) {
-            (Some(x), Some(y)) if x == y => {}
-            (x, y) => panic!(
-                "offset {offset}: {:?} against {:?}",
-                x.map(|b| rill::batch::BatchHeader::parse(b).unwrap()),
-                y.map(|b| rill::batch::BatchHeader::parse(b).unwrap())
-            ),
-        }
+    let in_range = |bytes: &[u8]| -> BTreeMap<u64, Vec<u8>> {
+        batches_of(bytes)
+            .into_iter()
+            .filter(|(base, batch)| {
+                let header = rill::batch::BatchHeader::parse(batch).unwrap();
+                header.next_offset() as u64 > from && *base < below
+            })
+            .collect()
+    };
+    let (a, b) = (in_range(a), in_range(b));
+    let describe = |m: &BTreeMap<u64, Vec<u8>>| -> Vec<(u64, i32)> {
+        m.iter()
+            .map(|(base, batch)| {
+                let header = rill::batch::BatchHeader::parse(batch).unwrap();
+                (*base, header.records_count)
+            })
+            .collect()
+    };
+    assert!(a == b, "{:?} against {:?}", describe(&a), describe(&b));
+    let mut next = from;
+    for (base, batch) in &a {
+        assert!(*base <= next, "no batch holds offset {next}");
+        next = rill::batch::BatchHeader::parse(batch)
+            .unwrap()
+            .next_offset() as u64;
     }
+    assert!(next >= below, "no batch holds offset {next}");
 }
