@@ -4,7 +4,7 @@
 //!
 //! * **raft, 3 nodes**: `rill-raft-node` nodes in this process, each with its own rill log
 //!   (io_uring driver) in its own directory on the same disk, talking TCP on loopback (the
-//!   nodes' JSON wire format). Clients are tasks, each with its own connection to the
+//!   nodes' MessagePack wire format). Clients are tasks, each with its own connection to the
 //!   leader, in a closed loop: one append of `records` records in flight each.
 //! * **raft, 1 node**: a cluster of one voter: Raft's own path (the leader's log writes,
 //!   commit, apply, the client's TCP hop) without replication.

@@ -1,6 +1,8 @@
-//! What travels between nodes and from clients: length-prefixed JSON frames (a u32 length,
-//! big-endian, then the message), one request answered by one response, in order, per
-//! connection. Frames are bounded (`MAX_FRAME_BYTES`) before anything is allocated.
+//! What travels between nodes and from clients: length-prefixed MessagePack frames (a u32
+//! length, big-endian, then the message, its structs as maps by field name), one request
+//! answered by one response, in order, per connection. Records' keys, values and headers and
+//! read replies' batches travel as MessagePack binaries (their bytes as they are). Frames are
+//! bounded (`MAX_FRAME_BYTES`) before anything is allocated.
 
 use rill_raft::openraft::error::{ClientWriteError, InstallSnapshotError, RaftError};
 use rill_raft::openraft::raft::{
@@ -102,10 +104,11 @@ pub enum ClientError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadReply {
     /// Whole batches (Kafka v2), back to back, all below `committed_offset`.
+    #[serde(with = "serde_bytes")]
     pub batches: Vec<u8>,
     /// Where the next read starts.
     pub next_offset: u64,
-    /// This node's committed offset (its last applied index + 1).
+    /// This node's committed offset (the offset after its last applied entry).
     pub committed_offset: u64,
     /// The first offset this node holds.
     pub log_start: u64,
@@ -174,7 +177,10 @@ pub fn client_error(
 /// [`MAX_FRAME_BYTES`].
 pub fn encode_frame<T: Serialize>(message: &T) -> std::io::Result<Vec<u8>> {
     let mut frame = vec![0u8; 4];
-    serde_json::to_writer(&mut frame, message).map_err(std::io::Error::other)?;
+    let mut encoder = rmp_serde::Serializer::new(&mut frame).with_struct_map();
+    message
+        .serialize(&mut encoder)
+        .map_err(std::io::Error::other)?;
     let len = frame.len() - 4;
     if len > MAX_FRAME_BYTES {
         return Err(std::io::Error::new(
@@ -214,7 +220,7 @@ pub async fn read_frame<R: AsyncReadExt + Unpin, T: DeserializeOwned>(
     }
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).await?;
-    serde_json::from_slice(&body)
+    rmp_serde::from_slice(&body)
         .map(Some)
         .map_err(std::io::Error::other)
 }

@@ -16,8 +16,10 @@ pub struct Record {
     /// every replica stores the same bytes).
     pub timestamp_ms: i64,
     /// The key; `None` is Kafka's null key.
+    #[serde(with = "serde_bytes")]
     pub key: Option<Vec<u8>>,
     /// The value; `None` is Kafka's null value (a tombstone).
+    #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
     /// The record's headers, in order.
     pub headers: Vec<RecordHeader>,
@@ -27,8 +29,10 @@ pub struct Record {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordHeader {
     /// The header's key (Kafka: a UTF-8 string; rill keeps the bytes).
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// The header's value; `None` is null.
+    #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
 }
 

@@ -137,21 +137,36 @@ impl Cluster {
         self.client(id).metrics().await.ok()
     }
 
-    /// Waits until a running node among `among` is leader, agreed by a majority of them, in a
-    /// term above `after_term`; returns (leader, term).
+    /// Waits until a running node among `among` is leader in a term above `after_term`;
+    /// returns (leader, term). When several say they lead (a deposed leader has not heard of
+    /// the new term yet), the one of the highest term.
     pub async fn leader(&self, among: &[u64], after_term: u64) -> (u64, u64) {
-        wait_for("a leader", || async {
+        let started = std::time::Instant::now();
+        // What each node said last, for the message if no leader comes.
+        let mut seen = BTreeMap::new();
+        loop {
+            let mut best: Option<(u64, u64)> = None;
             for id in among {
-                if let Some(m) = self.metrics(*id).await
+                let metrics = self.metrics(*id).await;
+                if let Some(m) = &metrics
                     && m.state == "Leader"
                     && m.term > after_term
+                    && best.is_none_or(|(_, term)| m.term > term)
                 {
-                    return Some((*id, m.term));
+                    best = Some((*id, m.term));
                 }
+                seen.insert(*id, metrics);
             }
-            None
-        })
-        .await
+            if let Some(found) = best {
+                return found;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "timed out waiting for a leader among {among:?} in a term above {after_term}; \
+                 last seen: {seen:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits until node `id` has applied everything below `offset`.
