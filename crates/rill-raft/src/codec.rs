@@ -210,7 +210,12 @@ pub(crate) struct Placed {
 /// header. The batch's CRC was checked by the read.
 pub(crate) fn place(batch: &[u8]) -> Result<Placed, Error> {
     let header = BatchHeader::parse(batch).map_err(|e| Error::corrupt_entry(-1, e.to_string()))?;
-    let term = term_of(&header)?;
+    place_parsed(batch, &header)
+}
+
+/// [`place`] of a batch whose header is parsed already.
+fn place_parsed(batch: &[u8], header: &BatchHeader) -> Result<Placed, Error> {
+    let term = term_of(header)?;
     let at = header.base_offset;
     let first = batch::records(batch)
         .map_err(|e| Error::corrupt_entry(at, e.to_string()))?
@@ -244,9 +249,9 @@ fn index_of(first: &batch::Record<'_>) -> Result<u64, Error> {
 
 /// Decodes a stored batch into its entry, and where it lies.
 pub(crate) fn decode(batch: &[u8]) -> Result<(Entry, Placed), Error> {
-    let placed = place(batch)?;
+    let header = BatchHeader::parse(batch).map_err(|e| Error::corrupt_entry(-1, e.to_string()))?;
+    let placed = place_parsed(batch, &header)?;
     let at = placed.base_offset;
-    let header = BatchHeader::parse(batch).map_err(|e| Error::corrupt_entry(at, e.to_string()))?;
     let records = batch::records(batch).map_err(|e| Error::corrupt_entry(at, e.to_string()))?;
     let payload = if header.attributes.is_control() {
         if header.records_count != 1 {

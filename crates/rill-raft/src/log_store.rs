@@ -132,7 +132,10 @@ impl LogStore {
         };
         let end = last_log_id.map_or(first, |l| l.index + 1);
         let log_index = Arc::new(Mutex::new(LogIndex::new(first, end)));
-        finish_purge(&partition, &log_index).await?;
+        if meta.purged.is_some() {
+            // Only a purge can have been interrupted; a log never purged needs no search.
+            finish_purge(&partition, &log_index).await?;
+        }
         let (flushes, pending) = mpsc::channel(MAX_PENDING_FLUSHES);
         tokio::spawn(answer_flushes(pending));
         Ok(Self {
