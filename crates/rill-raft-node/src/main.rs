@@ -46,6 +46,10 @@ enum Command {
         /// The I/O driver: auto, uring or syscall.
         #[arg(long, default_value = "auto")]
         driver: String,
+        /// How long an append waits to be committed before it is answered "outcome
+        /// unknown".
+        #[arg(long, default_value_t = 10_000)]
+        append_timeout_ms: u64,
     },
     /// Make the cluster of these voters (once, on one node).
     Init {
@@ -167,8 +171,10 @@ async fn main() -> anyhow::Result<()> {
             snapshot_every,
             keep_below_snapshot,
             driver: name,
+            append_timeout_ms,
         } => {
             let mut config = NodeConfig::new(id, listen, dir);
+            config.append_timeout_ms = append_timeout_ms;
             config.snapshot_every = snapshot_every;
             config.keep_below_snapshot = keep_below_snapshot.unwrap_or(u64::MAX);
             config.driver = driver(&name)?;

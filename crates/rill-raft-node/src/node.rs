@@ -14,15 +14,13 @@ use rill_raft::{AppliedState, LogStore, StateMachine, TypeConfig};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::BufStream;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 /// The replicated topic's name; it has one partition.
 pub const TOPIC: &str = "replicated";
-/// How long an append may wait for its records to commit before it is answered
-/// OutcomeUnknown (they may still commit).
-const APPEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Connections served at once; more are closed as they come.
 const MAX_CONNECTIONS: usize = 256;
 /// A connection with no request for this long is closed (peers send heartbeats far more
@@ -49,6 +47,9 @@ pub struct NodeConfig {
     pub heartbeat_ms: u64,
     /// Raft's election timeout (randomized between this and twice it).
     pub election_ms: u64,
+    /// How long an append waits for Raft to commit it before it is answered
+    /// `OutcomeUnknown` (a leader cut off from its followers cannot commit).
+    pub append_timeout_ms: u64,
 }
 
 impl NodeConfig {
@@ -63,6 +64,7 @@ impl NodeConfig {
             keep_below_snapshot: u64::MAX,
             heartbeat_ms: 100,
             election_ms: 500,
+            append_timeout_ms: 10_000,
         }
     }
 }
@@ -76,6 +78,8 @@ pub struct Node {
     applied: watch::Receiver<AppliedState>,
     blocked: Arc<Blocked>,
     proposer: Proposer,
+    /// [`NodeConfig::append_timeout_ms`].
+    append_timeout: Duration,
 }
 
 impl std::fmt::Debug for Node {
@@ -124,7 +128,13 @@ impl Node {
             state_machine,
         )
         .await?;
-        let proposer = Proposer::start(raft.clone(), partition.max_batch_bytes());
+        let append_timeout = Duration::from_millis(config.append_timeout_ms);
+        let proposer = Proposer::start(
+            raft.clone(),
+            config.id,
+            partition.max_batch_bytes(),
+            append_timeout,
+        );
         Ok(Arc::new(Self {
             id: config.id,
             proposer,
@@ -133,6 +143,7 @@ impl Node {
             partition,
             applied,
             blocked,
+            append_timeout,
         }))
     }
 
@@ -175,11 +186,13 @@ impl Node {
                 Response::InstallSnapshot(self.raft.install_snapshot(rpc).await)
             }
             Request::Append { records } => {
-                // Bounded: a connection's task never waits on Raft forever.
-                let answer = tokio::time::timeout(APPEND_TIMEOUT, self.append(records)).await;
+                // The proposer answers within the append timeout of proposing; this bounds
+                // the wait in its queue before, so a connection never waits forever.
+                let bound = self.append_timeout * 2;
+                let answer = tokio::time::timeout(bound, self.append(records)).await;
                 Response::Appended(answer.unwrap_or_else(|_| {
                     Err(ClientError::OutcomeUnknown(format!(
-                        "no answer from Raft within {APPEND_TIMEOUT:?}"
+                        "no answer from Raft within {bound:?}"
                     )))
                 }))
             }

@@ -6,13 +6,25 @@
 //! queued while earlier entries were in flight and proposes their records as one entry: one
 //! batch in the partition, one fdatasync on each replica, one round of replication. Each
 //! append's records stay together and in order, and the entry commits (or not) as a whole.
+//!
+//! What a client is told is what is known. `NotLeader` only when nothing was proposed (this
+//! node did not lead when the entry was about to go): retrying at the leader is safe. Once an
+//! entry is in this node's log it may commit even if this node loses it (a later leader may
+//! hold it), so every failure after that is `OutcomeUnknown`: openraft's `ForwardToLeader`
+//! for a truncated entry, a fatal error, or no answer in time. No answer can come: openraft
+//! 0.9 answers a write when its entry is applied or truncated here, never when a snapshot
+//! installed after this node stepped down covers it. So one entry is awaited while this node
+//! leads; once it does not, the next entry goes (and is refused at once) and the answer is
+//! awaited apart, up to the append timeout, which also bounds a leader that cannot commit.
 
-use crate::wire::{self, ClientError};
-use rill_raft::openraft::Raft;
+use crate::wire::ClientError;
 use rill_raft::openraft::error::RaftError;
+use rill_raft::openraft::{BasicNode, Raft, RaftMetrics, ServerState};
 use rill_raft::{Record, Records, TypeConfig};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
 /// Appends waiting for the proposer; a full queue makes clients wait (backpressure).
 const QUEUE_APPENDS: usize = 1024;
@@ -36,12 +48,33 @@ pub struct Proposer {
     max_batch_bytes: usize,
 }
 
+/// What the proposer needs of its node.
+#[derive(Clone)]
+struct Leading {
+    raft: Raft<TypeConfig>,
+    /// This node's id.
+    id: u64,
+    /// How long an append waits for its entry's answer.
+    answer_timeout: Duration,
+}
+
 impl Proposer {
-    /// Starts the proposer of `raft`, whose entries hold at most `max_batch_bytes` (the
-    /// partition's batch bound).
-    pub fn start(raft: Raft<TypeConfig>, max_batch_bytes: usize) -> Self {
+    /// Starts the proposer of node `id`'s `raft`, whose entries hold at most
+    /// `max_batch_bytes` (the partition's batch bound), and which answers an append
+    /// `OutcomeUnknown` when Raft has not answered within `answer_timeout`.
+    pub fn start(
+        raft: Raft<TypeConfig>,
+        id: u64,
+        max_batch_bytes: usize,
+        answer_timeout: Duration,
+    ) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE_APPENDS);
-        tokio::spawn(propose_loop(raft, waiting, max_batch_bytes));
+        let leading = Leading {
+            raft,
+            id,
+            answer_timeout,
+        };
+        tokio::spawn(propose_loop(leading, waiting, max_batch_bytes));
         Self {
             queue,
             max_batch_bytes,
@@ -75,7 +108,7 @@ impl Proposer {
 /// Takes the queue an entry at a time: the first append waiting, and every one behind it
 /// that fits the same batch.
 async fn propose_loop(
-    raft: Raft<TypeConfig>,
+    leading: Leading,
     mut queue: mpsc::Receiver<Waiting>,
     max_batch_bytes: usize,
 ) {
@@ -104,35 +137,95 @@ async fn propose_loop(
             bytes += next.bytes;
             group.push(next);
         }
-        tokio::spawn(propose(raft.clone(), group, permit));
+        tokio::spawn(propose(leading.clone(), group, permit));
     }
 }
 
 /// Proposes `group`'s records as one entry and answers each append where its records went.
-async fn propose(raft: Raft<TypeConfig>, group: Vec<Waiting>, _permit: OwnedSemaphorePermit) {
+async fn propose(leading: Leading, group: Vec<Waiting>, permit: OwnedSemaphorePermit) {
     let mut records = Vec::with_capacity(group.iter().map(|w| w.records.len()).sum());
     let mut answers = Vec::with_capacity(group.len());
     for waiting in group {
         answers.push((waiting.records.len() as u64, waiting.answer));
         records.extend(waiting.records);
     }
-    match raft.client_write(Records(records)).await {
-        Ok(written) => {
-            let mut offset = written.data.base_offset;
+    let outcome = match not_leader(&leading) {
+        Some(refused) => Err(refused),
+        None => write(&leading, records, permit).await,
+    };
+    match outcome {
+        Ok(mut offset) => {
             for (count, answer) in answers {
                 let _ = answer.send(Ok(offset));
                 offset += count;
             }
         }
-        Err(e) => {
-            let error = match e {
-                // Not in the log (never appended, or truncated since): the client may retry.
-                e @ RaftError::APIError(_) => wire::client_error(e),
-                RaftError::Fatal(f) => ClientError::OutcomeUnknown(format!("raft: {f}")),
-            };
+        Err(error) => {
             for (_, answer) in answers {
                 let _ = answer.send(Err(error.clone()));
             }
         }
     }
+}
+
+/// Whether `metrics` say node `id` leads.
+fn leads(metrics: &RaftMetrics<u64, BasicNode>, id: u64) -> bool {
+    metrics.state == ServerState::Leader && metrics.current_leader == Some(id)
+}
+
+/// `NotLeader` (with the leader's address, if known) unless this node leads.
+fn not_leader(leading: &Leading) -> Option<ClientError> {
+    let metrics = leading.raft.metrics();
+    let metrics = metrics.borrow();
+    if leads(&metrics, leading.id) {
+        return None;
+    }
+    let leader = metrics.current_leader.and_then(|leader| {
+        let node = metrics.membership_config.membership().get_node(&leader)?;
+        Some((leader, node.addr.clone()))
+    });
+    Some(ClientError::NotLeader { leader })
+}
+
+/// Writes `records` as one entry; answers its base offset once it is applied. `permit` is
+/// held while this node leads and the entry is unanswered.
+async fn write(
+    leading: &Leading,
+    records: Vec<Record>,
+    permit: OwnedSemaphorePermit,
+) -> Result<u64, ClientError> {
+    let deadline = Instant::now() + leading.answer_timeout;
+    let written = leading.raft.client_write(Records(records));
+    tokio::pin!(written);
+    let mut metrics = leading.raft.metrics();
+    let answered = tokio::select! {
+        answered = &mut written => Some(answered),
+        // A closed channel (Raft stopped) counts as not leading.
+        _ = metrics.wait_for(|m| !leads(m, leading.id)) => None,
+        () = tokio::time::sleep_until(deadline) => return Err(no_answer(leading)),
+    };
+    let answered = if let Some(answered) = answered {
+        answered
+    } else {
+        // The next entries go (and are refused) while this one's answer is awaited.
+        drop(permit);
+        tokio::time::timeout_at(deadline, written)
+            .await
+            .map_err(|_| no_answer(leading))?
+    };
+    match answered {
+        Ok(written) => Ok(written.data.base_offset),
+        // In the log, truncated since: a later leader may still hold and commit it.
+        Err(RaftError::APIError(e)) => Err(ClientError::OutcomeUnknown(format!(
+            "the entry was removed from this node's log ({e}); another replica may commit it"
+        ))),
+        Err(RaftError::Fatal(f)) => Err(ClientError::OutcomeUnknown(format!("raft: {f}"))),
+    }
+}
+
+fn no_answer(leading: &Leading) -> ClientError {
+    ClientError::OutcomeUnknown(format!(
+        "Raft did not answer within {:?}; the entry may commit",
+        leading.answer_timeout
+    ))
 }

@@ -12,6 +12,8 @@
 mod common;
 
 use common::{Cluster, record, records_of};
+use rill_raft_node::CallError;
+use rill_raft_node::wire::ClientError;
 use std::collections::BTreeSet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,9 +77,13 @@ async fn three_nodes_replicate_and_change_their_membership() {
 /// The leader is cut off from the others (both ways); they elect a new leader and take
 /// appends; an append sent to the old leader is never acknowledged; after the heal every node
 /// holds the same bytes and the old leader's unreplicated entries are gone.
+/// A leader cut off from its followers keeps leading in its own view and cannot commit: its
+/// appends are answered "outcome unknown" when the append timeout passes (they were proposed),
+/// one after another (the proposer does not stall). After the partition heals, those entries
+/// are gone and the old leader refuses appends as not the leader, naming the new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_leader_heals_without_divergence() {
-    let mut cluster = Cluster::new(&[]);
+    let mut cluster = Cluster::new(&["--append-timeout-ms", "2000"]);
     for id in 1..=3 {
         cluster.start(id);
     }
@@ -101,11 +107,18 @@ async fn a_partitioned_leader_heals_without_divergence() {
     }
     // Written on the old leader alone: it cannot commit.
     let mut cut_off = cluster.client(old);
-    let orphan = tokio::spawn(async move {
-        cut_off
-            .append_here((1000..1005).map(record).collect())
-            .await
-    });
+    for first in [1000, 2000] {
+        let answer = cut_off
+            .append_here((first..first + 5).map(record).collect())
+            .await;
+        assert!(
+            matches!(
+                answer,
+                Err(CallError::Client(ClientError::OutcomeUnknown(_)))
+            ),
+            "an append on a cut-off leader: {answer:?}"
+        );
+    }
     let (new, _) = cluster.leader(&rest, term).await;
     let mut client = cluster.client(new);
     let acked = client.append((10..30).map(record).collect()).await.unwrap();
@@ -113,18 +126,21 @@ async fn a_partitioned_leader_heals_without_divergence() {
     for id in [1, 2, 3] {
         cluster.client(id).block(BTreeSet::new()).await.unwrap();
     }
-    let answer = orphan.await.unwrap();
-    assert!(
-        answer.is_err(),
-        "an append on a cut-off leader was acknowledged: {answer:?}"
-    );
     let end = acked[19] + 1;
     let reference = cluster.assert_converged(&[1, 2, 3], end).await;
     let records = records_of(&reference);
     assert!(
-        !records.values().any(|v| v.starts_with(b"value-100")),
+        !records
+            .values()
+            .any(|v| v.starts_with(b"value-100") || v.starts_with(b"value-200")),
         "an unacknowledged entry of the old leader was committed"
     );
+    let answer = cut_off.append_here(vec![record(3000)]).await;
+    let refused_for_new = matches!(
+        &answer,
+        Err(CallError::Client(ClientError::NotLeader { leader: Some((id, _)) })) if *id == new
+    );
+    assert!(refused_for_new, "the old leader, healed: {answer:?}");
     for id in [1, 2, 3] {
         cluster.stop(id);
     }

@@ -28,6 +28,17 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// A file of the Raft state was written in a layout this version does not read (an
+    /// older release's): the node does not start rather than misread its log.
+    #[error("{path} has layout version {version}; this version of rill-raft reads {supported}")]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version it holds (0: a file from before versions were written).
+        version: u16,
+        /// The one this crate reads and writes.
+        supported: u16,
+    },
     /// A batch of the partition is not one this crate wrote (or it is damaged).
     #[error("offset {offset}: not a Raft entry: {detail}")]
     CorruptEntry {

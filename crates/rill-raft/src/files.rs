@@ -7,6 +7,42 @@ use crate::error::Error;
 use rill_disk::StdDisk;
 use std::path::Path;
 
+/// Why a state file's bytes could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Undecodable {
+    /// Damaged: what is wrong.
+    Damaged(String),
+    /// Whole, in the layout of another version (this one's is `supported`).
+    Version { version: u16, supported: u16 },
+}
+
+impl Undecodable {
+    /// As the crate's error about `dir/name`.
+    pub(crate) fn at(self, dir: &Path, name: &str) -> Error {
+        let path = dir.join(name);
+        match self {
+            Self::Damaged(detail) => Error::CorruptState { path, detail },
+            Self::Version { version, supported } => Error::UnsupportedVersion {
+                path,
+                version,
+                supported,
+            },
+        }
+    }
+}
+
+impl From<&str> for Undecodable {
+    fn from(detail: &str) -> Self {
+        Self::Damaged(detail.into())
+    }
+}
+
+impl From<String> for Undecodable {
+    fn from(detail: String) -> Self {
+        Self::Damaged(detail)
+    }
+}
+
 /// Replaces `dir/name` with `bytes`, durably.
 pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
     let temp = format!("{name}.tmp");

@@ -23,6 +23,9 @@ pub(crate) struct LogIndex {
     recent_first: u64,
     /// The base offsets of entries `recent_first..recent_first + offsets.len()`.
     offsets: VecDeque<i64>,
+    /// Truncations and purges so far: a reader that finds an entry gone knows whether the
+    /// log changed under it (a short read) or is missing an entry it should hold (an error).
+    removals: u64,
 }
 
 impl LogIndex {
@@ -33,7 +36,13 @@ impl LogIndex {
             end: end.max(first),
             recent_first: 0,
             offsets: VecDeque::new(),
+            removals: 0,
         }
+    }
+
+    /// How many truncations and purges the log has had.
+    pub fn removals(&self) -> u64 {
+        self.removals
     }
 
     /// The live indexes: `first..end`.
@@ -74,16 +83,19 @@ impl LogIndex {
         }
     }
 
-    /// Entries from `index` on were truncated.
+    /// Entries from `index` on are being truncated (called before the partition is cut).
     pub fn truncated(&mut self, index: u64) {
+        self.removals += 1;
         self.end = self.end.min(index).max(self.first);
         let keep = index.saturating_sub(self.recent_first);
         let keep = usize::try_from(keep).unwrap_or(usize::MAX);
         self.offsets.truncate(keep);
     }
 
-    /// Entries up to `index` were purged; the log may now be empty, and go on after it.
+    /// Entries up to `index` are being purged (called before the partition drops them); the
+    /// log may now be empty, and go on after it.
     pub fn purged(&mut self, index: u64) {
+        self.removals += 1;
         let first = index.saturating_add(1);
         self.first = self.first.max(first);
         self.end = self.end.max(self.first);
@@ -109,13 +121,16 @@ mod tests {
         assert_eq!(index.live(), (0, 10));
         assert_eq!(index.offset_of(4), Some(12));
         assert_eq!(index.offset_of(10), None);
+        assert_eq!(index.removals(), 0);
         index.truncated(6);
+        assert_eq!(index.removals(), 1);
         assert_eq!(index.live(), (0, 6));
         assert_eq!(index.offset_of(6), None);
         assert_eq!(index.offset_of(5), Some(15));
         index.appended(6, 100);
         assert_eq!(index.offset_of(6), Some(100));
         index.purged(3);
+        assert_eq!(index.removals(), 2);
         assert_eq!(index.live(), (4, 7));
         assert_eq!(index.offset_of(3), None);
         assert_eq!(index.offset_of(4), Some(12));

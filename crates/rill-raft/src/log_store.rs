@@ -25,7 +25,7 @@ use crate::codec;
 use crate::error::{Error, storage};
 use crate::log_index::LogIndex;
 use crate::meta::{META_FILE, Meta, MetaFile};
-use crate::reading::{LogReader, locate, lock, place_at, range_of, read_entries};
+use crate::reading::{LogReader, LogView, locate, lock, place_at, range_of, read_entries};
 use crate::state_machine::SnapshotPoint;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -134,7 +134,7 @@ impl LogStore {
         let log_index = Arc::new(Mutex::new(LogIndex::new(first, end)));
         if meta.purged.is_some() {
             // Only a purge can have been interrupted; a log never purged needs no search.
-            finish_purge(&partition, &log_index).await?;
+            finish_purge(&partition, &log_index, None).await?;
         }
         let (flushes, pending) = mpsc::channel(MAX_PENDING_FLUSHES);
         tokio::spawn(answer_flushes(pending));
@@ -213,18 +213,21 @@ impl LogStore {
         committed.or(self.meta.committed)
     }
 
-    /// Where an empty log's first entry, at `index`, goes: after the durable snapshot it
-    /// follows, or at the partition's end.
-    async fn start_empty_log(&mut self, index: u64) -> Result<(), Error> {
-        let offsets = self.partition.offsets();
-        let after_snapshot = self
-            .snapshot
+    /// Where an empty log whose next entry is `index` goes on: at the durable snapshot's
+    /// next offset if that snapshot ends just before `index` (every replica has the entry
+    /// after it there), else where the partition ends.
+    fn empty_log_start(&self, index: u64) -> Option<i64> {
+        self.snapshot
             .as_ref()
             .and_then(|s| *s.borrow())
             .filter(|s| s.last_log_id.map_or(0, |l| l.index + 1) == index)
-            .map(|s| i64::try_from(s.next_offset).unwrap_or(i64::MAX));
-        match after_snapshot {
-            Some(start) if start != offsets.log_end => {
+            .map(|s| i64::try_from(s.next_offset).unwrap_or(i64::MAX))
+    }
+
+    /// Moves an empty log whose first entry will be `index` to where it goes.
+    async fn start_empty_log(&mut self, index: u64) -> Result<(), Error> {
+        match self.empty_log_start(index) {
+            Some(start) if start != self.partition.offsets().log_end => {
                 self.partition.truncate_fully_and_start_at(start).await?;
             }
             _ => {}
@@ -269,8 +272,13 @@ impl LogStore {
 }
 
 /// Completes a purge (recorded in the meta file, and in `log_index`, first): deletes the
-/// segments below the first live entry, or empties the partition when nothing is live.
-async fn finish_purge(partition: &Partition, log_index: &Mutex<LogIndex>) -> Result<(), Error> {
+/// segments below the first live entry, or, when nothing is live, empties the partition and
+/// starts it at `empty_start` (or at its end).
+async fn finish_purge(
+    partition: &Partition,
+    log_index: &Mutex<LogIndex>,
+    empty_start: Option<i64>,
+) -> Result<(), Error> {
     let (first, end) = lock(log_index).live();
     let offsets = partition.offsets();
     if first < end {
@@ -278,13 +286,15 @@ async fn finish_purge(partition: &Partition, log_index: &Mutex<LogIndex>) -> Res
         if offsets.log_start < start {
             partition.delete_before(start).await?;
         }
-    } else if offsets.log_start < offsets.log_end {
-        partition
-            .truncate_fully_and_start_at(offsets.log_end)
-            .await?;
+    } else {
+        let start = empty_start.unwrap_or(offsets.log_end);
+        if offsets.log_start < offsets.log_end || start != offsets.log_end {
+            partition.truncate_fully_and_start_at(start).await?;
+        }
     }
     Ok(())
 }
+
 /// Answers flush callbacks in the order their appends came.
 async fn answer_flushes(
     mut pending: mpsc::Receiver<(Pending<rill::Offsets>, LogFlushed<TypeConfig>)>,
@@ -303,10 +313,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        read_entries(&self.partition, &self.log_index, range_of(&range), None)
-            .await
-            .map(|(entries, _)| entries)
-            .map_err(|e| storage(StorageIOError::read_logs, &e))
+        read_entries(
+            &self.partition,
+            &self.log_index,
+            LogView::of(&self.log_index),
+            range_of(&range),
+            None,
+            usize::MAX,
+        )
+        .await
+        .map(|read| read.entries)
+        .map_err(|e| storage(StorageIOError::read_logs, &e))
     }
 }
 
@@ -396,8 +413,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 return Ok(());
             }
             let offset = locate(&self.partition, &self.log_index, log_id.index).await?;
-            self.partition.truncate_to(offset).await?;
+            // Readers learn of the removal first: one that then finds an entry gone knows why.
             lock(&self.log_index).truncated(log_id.index);
+            self.partition.truncate_to(offset).await?;
             self.last_log_id = if log_id.index > first {
                 Some(place_at(&self.partition, offset - 1).await?.log_id)
             } else {
@@ -425,7 +443,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 self.write_meta(meta).await?;
             }
             lock(&self.log_index).purged(log_id.index);
-            finish_purge(&self.partition, &self.log_index).await?;
+            // A purge past the end (a snapshot installed) moves the empty log at once to
+            // where the entry after the snapshot goes, so reads find its offsets right.
+            let empty_start = self.empty_log_start(log_id.index + 1);
+            finish_purge(&self.partition, &self.log_index, empty_start).await?;
             if self
                 .last_log_id
                 .is_none_or(|last| last.index <= log_id.index)

@@ -1,6 +1,7 @@
 //! Unit tests of the log store: a purge a crash interrupted (the purged id recorded, the
 //! entries not yet deleted) is finished at open; entries are found by index once their
-//! offsets are forgotten; an empty log goes on where the durable snapshot ends.
+//! offsets are forgotten; an empty log goes on where the durable snapshot ends; replication
+//! reads are bounded in bytes and survive truncations and purges running under them.
 
 #![allow(clippy::unwrap_used, reason = "test code")]
 
@@ -130,8 +131,9 @@ async fn an_empty_log_goes_on_where_the_durable_snapshot_ends() {
         .purge_only_below(rx);
     store.blocking_append((0..5).map(entry)).await.unwrap();
     store.purge(log_id(3, 50)).await.unwrap();
+    // At once, not at the next append: a read of the partition meanwhile sees the right end.
     let offsets = partition.offsets();
-    assert_eq!((offsets.log_start, offsets.log_end), (10, 10));
+    assert_eq!((offsets.log_start, offsets.log_end), (777, 777));
     store.blocking_append([entry(51)]).await.unwrap();
     let offsets = partition.offsets();
     assert_eq!((offsets.log_start, offsets.log_end), (777, 779));
@@ -139,5 +141,156 @@ async fn an_empty_log_goes_on_where_the_durable_snapshot_ends() {
         store.try_get_log_entries(0..100).await.unwrap(),
         vec![entry(51)]
     );
+    log.close().unwrap();
+}
+
+/// Entry `index` of one record whose value takes `value_bytes`.
+fn big_entry(term: u64, index: u64, value_bytes: usize) -> Entry {
+    let record = Record {
+        value: Some(vec![index as u8; value_bytes]),
+        ..Record::default()
+    };
+    Entry {
+        log_id: log_id(term, index),
+        payload: openraft::EntryPayload::Normal(Records(vec![record])),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_entries_read_is_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, partition) = open_log(dir.path());
+    let mut store = LogStore::open(partition.clone(), &dir.path().join("raft"))
+        .await
+        .unwrap();
+    let value_bytes = 400 << 10;
+    store
+        .blocking_append((0..10).map(|i| big_entry(1, i, value_bytes)))
+        .await
+        .unwrap();
+    let mut reader = store.get_log_reader().await;
+    let mut next = 0;
+    while next < 10 {
+        let read = reader.limited_get_log_entries(next, 10).await.unwrap();
+        // Past the budget by one entry at most: 1 MiB holds two, the third crosses it.
+        assert_eq!(read.len() as u64, 3.min(10 - next), "from {next}");
+        for entry in &read {
+            assert_eq!(*entry, big_entry(1, next, value_bytes));
+            next += 1;
+        }
+    }
+    // Unlimited reads (openraft's own, for applying) take the whole range.
+    assert_eq!(reader.try_get_log_entries(0..10).await.unwrap().len(), 10);
+    log.close().unwrap();
+}
+
+/// Rounds of truncating and rewriting the log's tail, and of purging its head, while a
+/// replication reader reads it: every read is a run of consecutive entries from the index
+/// asked (maybe shorter, maybe empty), never an error, which openraft would take as fatal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_racing_truncations_and_purges_are_short_never_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, partition) = open_log(dir.path());
+    let mut store = LogStore::open(partition.clone(), &dir.path().join("raft"))
+        .await
+        .unwrap();
+    store
+        .blocking_append((0..40).map(|i| big_entry(1, i, 100)))
+        .await
+        .unwrap();
+    let mut reader = store.get_log_reader().await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reading = tokio::spawn({
+        let stop = Arc::clone(&stop);
+        async move {
+            let mut reads = 0u64;
+            let mut start = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let limited = reads.is_multiple_of(2);
+                let read = if limited {
+                    reader.limited_get_log_entries(start, start + 30).await
+                } else {
+                    reader.try_get_log_entries(start..start + 30).await
+                };
+                let read = read.unwrap_or_else(|e| panic!("read {reads} from {start}: {e}"));
+                let indexes: Vec<u64> = read.iter().map(|e| e.log_id.index).collect();
+                // A limited read (replication's) starts at `start`; an unlimited one may
+                // start later, past purged entries.
+                let first = if limited {
+                    start
+                } else {
+                    indexes.first().copied().unwrap_or(start)
+                };
+                assert!(first >= start, "read {reads} from {start}: {indexes:?}");
+                let want: Vec<u64> = (first..first + indexes.len() as u64).collect();
+                if read.is_empty() {
+                    start = 0;
+                } else {
+                    assert_eq!(indexes, want, "read {reads} from {start}");
+                    start = indexes[indexes.len() - 1] + 1;
+                }
+                reads += 1;
+            }
+            reads
+        }
+    });
+    let mut end = 40;
+    for round in 0..200 {
+        let term = round + 2;
+        let cut = end - 1 - round % 7;
+        store.truncate(log_id(term - 1, cut)).await.unwrap();
+        store
+            .blocking_append((cut..cut + 8).map(|i| big_entry(term, i, 100 + round as usize)))
+            .await
+            .unwrap();
+        end = cut + 8;
+        if round % 10 == 9 {
+            store.purge(log_id(term, end - 30)).await.unwrap();
+        }
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reading.await.unwrap();
+    assert!(reads > 0);
+    log.close().unwrap();
+}
+
+/// A read that began before a truncation: what it finds gone makes it short, not an error.
+/// And an entry missing although nothing was removed is an error (the partition was changed
+/// by another writer): never passed off as a short read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_gone_under_a_read_shorten_it_entries_missing_fail_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, partition) = open_log(dir.path());
+    let mut store = LogStore::open(partition.clone(), &dir.path().join("raft"))
+        .await
+        .unwrap();
+    store.blocking_append((0..20).map(entry)).await.unwrap();
+    let log_index = Arc::clone(&store.log_index);
+    let before = LogView::of(&log_index);
+    store.truncate(log_id(1, 10)).await.unwrap();
+    // Entry 12 was at offset 24, now past the end.
+    let read = read_entries(
+        &partition,
+        &log_index,
+        before,
+        (12, 20),
+        Some(24),
+        usize::MAX,
+    )
+    .await
+    .unwrap();
+    assert!(read.entries.is_empty(), "{:?}", read.entries);
+    let read = read_entries(&partition, &log_index, before, (5, 20), None, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(read.entries, (5..10).map(entry).collect::<Vec<_>>());
+    assert_eq!(read.next_offset, 20);
+
+    // Cut behind the store's back: its index still says 0..10 are live.
+    partition.truncate_to(14).await.unwrap();
+    let now = LogView::of(&log_index);
+    let read = read_entries(&partition, &log_index, now, (5, 10), None, usize::MAX).await;
+    assert!(matches!(read, Err(Error::MissingEntry(7))), "{read:?}");
     log.close().unwrap();
 }

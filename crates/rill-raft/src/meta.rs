@@ -5,7 +5,7 @@
 //! | offset | bytes | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `RILLRAFT` |
-//! | 8 | 2 | version, 1 |
+//! | 8 | 2 | version, 2 (the layout of the state and of the entries, FORMAT.md §13) |
 //! | 10 | 2 | flags: 1 vote, 2 voted_for, 4 vote committed, 8 committed, 16 purged |
 //! | 12 | 8 | vote term |
 //! | 20 | 8 | voted_for (node id) |
@@ -16,17 +16,22 @@
 //! | 60 | 4 | CRC-32C of bytes 0..60 |
 //!
 //! Fields whose flag is clear are zero. A file that fails its checks is an error, never
-//! "no vote": a node that forgot its vote could vote twice in one term.
+//! "no vote": a node that forgot its vote could vote twice in one term. The version names the
+//! layout of the whole Raft state, entries included: version 1 stored one record per entry,
+//! at offset = index, and is refused (`Error::UnsupportedVersion`) rather than misread.
 
 use crate::codec::log_id;
 use crate::error::Error;
+use crate::files::Undecodable;
 use crate::types::{LogId, Vote};
 use std::path::{Path, PathBuf};
 
 /// The file's name in the state directory.
 pub const META_FILE: &str = "raft-meta";
 const MAGIC: &[u8; 8] = b"RILLRAFT";
-const VERSION: u16 = 1;
+/// 2: entries are batches of any number of records, their index in a header; 1 (refused):
+/// one record per entry, its offset the index.
+const VERSION: u16 = 2;
 const META_BYTES: usize = 64;
 const CRC_AT: usize = 60;
 
@@ -83,9 +88,9 @@ impl Meta {
     }
 
     /// Reads the file's bytes; `Err` with what is wrong.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Undecodable> {
         if bytes.len() != META_BYTES {
-            return Err(format!("{} bytes, expected {META_BYTES}", bytes.len()));
+            return Err(format!("{} bytes, expected {META_BYTES}", bytes.len()).into());
         }
         let crc = u32::from_be_bytes([bytes[60], bytes[61], bytes[62], bytes[63]]);
         if crc32c::crc32c(&bytes[..CRC_AT]) != crc {
@@ -96,11 +101,14 @@ impl Meta {
         }
         let version = u16::from_be_bytes([bytes[8], bytes[9]]);
         if version != VERSION {
-            return Err(format!("version {version}"));
+            return Err(Undecodable::Version {
+                version,
+                supported: VERSION,
+            });
         }
         let flags = u16::from_be_bytes([bytes[10], bytes[11]]);
         if flags & !KNOWN_FLAGS != 0 {
-            return Err(format!("unknown flags {flags:#x}"));
+            return Err(format!("unknown flags {flags:#x}").into());
         }
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
@@ -143,10 +151,7 @@ impl MetaFile {
     /// Reads the file; the default (nothing saved) when there is none.
     pub fn read(&self) -> Result<Meta, Error> {
         match crate::files::read_if_present(&self.dir, META_FILE, META_BYTES as u64)? {
-            Some(bytes) => Meta::decode(&bytes).map_err(|detail| Error::CorruptState {
-                path: self.dir.join(META_FILE),
-                detail,
-            }),
+            Some(bytes) => Meta::decode(&bytes).map_err(|e| e.at(&self.dir, META_FILE)),
             None => Ok(Meta::default()),
         }
     }
@@ -206,5 +211,23 @@ mod tests {
         assert_eq!(file.read().unwrap(), meta);
         std::fs::write(dir.path().join(META_FILE), b"short").unwrap();
         assert!(matches!(file.read(), Err(Error::CorruptState { .. })));
+        // A whole file of the earlier layout (version 1) is refused as such.
+        let mut old = meta.encode();
+        old[8..10].copy_from_slice(&1u16.to_be_bytes());
+        let crc = crc32c::crc32c(&old[..CRC_AT]);
+        old[CRC_AT..].copy_from_slice(&crc.to_be_bytes());
+        std::fs::write(dir.path().join(META_FILE), old).unwrap();
+        let read = file.read();
+        assert!(
+            matches!(
+                read,
+                Err(Error::UnsupportedVersion {
+                    version: 1,
+                    supported: 2,
+                    ..
+                })
+            ),
+            "{read:?}"
+        );
     }
 }

@@ -12,7 +12,12 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Bytes one read of the partition asks for.
-const READ_BYTES: u64 = 1 << 20;
+const READ_BYTES: usize = 1 << 20;
+/// Bytes of entries one AppendEntries carries (or one entry, if larger): openraft sends up
+/// to `max_payload_entries` (300) entries per call and waits for the answer no longer than a
+/// heartbeat interval, so without a bound in bytes a follower that lags behind entries of a
+/// MiB each would be sent 300 MiB, time out and be sent them again, never catching up.
+pub const MAX_APPEND_ENTRIES_BYTES: usize = 1 << 20;
 /// Reads a binary search may take: each halves an offset range of at most 2^63.
 const MAX_SEARCH_READS: usize = 128;
 
@@ -25,11 +30,15 @@ pub(crate) fn lock(index: &Mutex<LogIndex>) -> std::sync::MutexGuard<'_, LogInde
 /// The entry whose batch holds `offset`.
 pub(crate) async fn place_at(partition: &Partition, offset: i64) -> Result<Placed, Error> {
     let read = partition.read_with(offset, 1, ReadLimit::Written).await?;
-    let batch = read
-        .batches()
-        .next()
-        .ok_or_else(|| Error::corrupt_entry(offset, "no batch"))?;
-    codec::place(batch)
+    match read.batches().next() {
+        Some(batch) => codec::place(batch),
+        // At the log's end: a truncation has moved it since the caller looked.
+        None => Err(Error::Partition(rill::Error::OffsetOutOfRange {
+            offset,
+            log_start: read.log_start_offset,
+            log_end: read.log_end_offset,
+        })),
+    }
 }
 
 /// The base offset of entry `index`: remembered, or found by a binary search of the
@@ -58,20 +67,90 @@ pub(crate) async fn locate(
     Err(Error::MissingEntry(index))
 }
 
-/// Reads the live entries with indexes in `start..end`, from `hint` (where entry `start` was
-/// last seen) when it still holds it. Returns them and where the entry after them starts.
+/// Entries read, and where the entry after the last one starts (-1 before the first).
+#[derive(Debug)]
+pub(crate) struct EntriesRead {
+    pub entries: Vec<Entry>,
+    pub next_offset: i64,
+    /// The entries' batches' sizes, summed.
+    bytes: usize,
+}
+
+/// What a read knows of the log as it begins: the live indexes, and how many removals.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogView {
+    live: (u64, u64),
+    removals: u64,
+}
+
+impl LogView {
+    /// The log as `log_index` has it now.
+    pub fn of(log_index: &Mutex<LogIndex>) -> Self {
+        let index = lock(log_index);
+        Self {
+            live: index.live(),
+            removals: index.removals(),
+        }
+    }
+}
+
+/// Reads the entries with indexes in `start..end` that were live in `view`, from `hint`
+/// (where entry `start` was last seen) when it still holds it, and stops once they take
+/// `max_bytes` (after one entry at least).
+///
+/// openraft's replication tasks read while the log store truncates or purges: when entries
+/// go from under a read, it returns those read before them (a short read, which openraft's
+/// reader contract allows). An entry missing from a log that nothing changed is an error.
 pub(crate) async fn read_entries(
+    partition: &Partition,
+    log_index: &Mutex<LogIndex>,
+    view: LogView,
+    (start, end): (u64, u64),
+    hint: Option<i64>,
+    max_bytes: usize,
+) -> Result<EntriesRead, Error> {
+    let mut read = EntriesRead {
+        entries: Vec::new(),
+        next_offset: -1,
+        bytes: 0,
+    };
+    let (start, end) = (start.max(view.live.0), end.min(view.live.1));
+    if start >= end {
+        return Ok(read);
+    }
+    match read_live(
+        partition,
+        log_index,
+        (start, end),
+        hint,
+        max_bytes,
+        &mut read,
+    )
+    .await
+    {
+        Err(e) if removed(&e) && lock(log_index).removals() != view.removals => Ok(read),
+        Err(e) => Err(e),
+        Ok(()) => Ok(read),
+    }
+}
+
+/// Whether `e` says an entry or an offset is not in the log (any more).
+fn removed(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::MissingEntry(_) | Error::Partition(rill::Error::OffsetOutOfRange { .. })
+    )
+}
+
+/// [`read_entries`]' reads, into `read`, of entries known live when it began.
+async fn read_live(
     partition: &Partition,
     log_index: &Mutex<LogIndex>,
     (start, end): (u64, u64),
     hint: Option<i64>,
-) -> Result<(Vec<Entry>, i64), Error> {
-    let (first, live_end) = lock(log_index).live();
-    let (start, end) = (start.max(first), end.min(live_end));
-    let mut entries = Vec::new();
-    if start >= end {
-        return Ok((entries, -1));
-    }
+    max_bytes: usize,
+    read: &mut EntriesRead,
+) -> Result<(), Error> {
     let mut offset = match hint {
         Some(offset) => offset,
         None => locate(partition, log_index, start).await?,
@@ -79,12 +158,10 @@ pub(crate) async fn read_entries(
     let mut next = start;
     let mut relocated = hint.is_none();
     // Bounded: each pass takes at least one entry, or relocates once, or ends.
-    while next < end {
-        let read = match partition
-            .read_with(offset, READ_BYTES, ReadLimit::Written)
-            .await
-        {
-            Ok(read) => read,
+    while next < end && read.bytes < max_bytes {
+        let want = (max_bytes - read.bytes).min(READ_BYTES) as u64;
+        let batches = match partition.read_with(offset, want, ReadLimit::Written).await {
+            Ok(batches) => batches,
             // A stale hint may point past a truncated end.
             Err(_) if !relocated => {
                 relocated = true;
@@ -94,15 +171,17 @@ pub(crate) async fn read_entries(
             Err(e) => return Err(e.into()),
         };
         let before = next;
-        for batch in read.batches() {
+        for batch in batches.batches() {
             let (entry, placed) = codec::decode(batch)?;
             if placed.log_id.index != next {
                 break;
             }
-            entries.push(entry);
-            next += 1;
+            read.entries.push(entry);
+            read.bytes += batch.len();
+            read.next_offset = placed.next_offset;
             offset = placed.next_offset;
-            if next == end {
+            next += 1;
+            if next == end || read.bytes >= max_bytes {
                 break;
             }
         }
@@ -115,7 +194,7 @@ pub(crate) async fn read_entries(
             offset = locate(partition, log_index, next).await?;
         }
     }
-    Ok((entries, offset))
+    Ok(())
 }
 
 /// The indexes `range` covers, as `start..end`.
@@ -153,25 +232,55 @@ impl LogReader {
     }
 }
 
+impl LogReader {
+    /// Reads `start..end`, from where the last read ended if it ended at `start`.
+    async fn read(
+        &mut self,
+        (start, end): (u64, u64),
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let hint = self
+            .cursor
+            .filter(|&(index, _)| index == start)
+            .map(|(_, offset)| offset);
+        let view = LogView::of(&self.log_index);
+        let read = read_entries(
+            &self.partition,
+            &self.log_index,
+            view,
+            (start, end),
+            hint,
+            max_bytes,
+        )
+        .await
+        .map_err(|e| storage(StorageIOError::read_logs, &e))?;
+        if let Some(last) = read.entries.last() {
+            self.cursor = Some((last.log_id.index + 1, read.next_offset));
+        }
+        Ok(read.entries)
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogReader {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let (start, end) = range_of(&range);
-        let hint = self
-            .cursor
-            .filter(|&(index, _)| index == start)
-            .map(|(_, offset)| offset);
-        let read = read_entries(&self.partition, &self.log_index, (start, end), hint).await;
-        match read {
-            Ok((entries, next_offset)) => {
-                if let Some(last) = entries.last() {
-                    self.cursor = Some((last.log_id.index + 1, next_offset));
-                }
-                Ok(entries)
-            }
-            Err(e) => Err(storage(StorageIOError::read_logs, &e)),
+        self.read(range_of(&range), usize::MAX).await
+    }
+
+    /// What an AppendEntries carries: at most [`MAX_APPEND_ENTRIES_BYTES`] of entries.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let entries = self.read((start, end), MAX_APPEND_ENTRIES_BYTES).await?;
+        // Entries sent follow entry `start - 1`, or are none (its log was purged since:
+        // openraft sends a snapshot instead).
+        if entries.first().is_some_and(|e| e.log_id.index != start) {
+            return Ok(Vec::new());
         }
+        Ok(entries)
     }
 }

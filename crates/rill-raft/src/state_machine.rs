@@ -10,14 +10,15 @@
 //! | offset | bytes | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `RILLSNAP` |
-//! | 8 | 4 | length *m* of the metadata (u32, big-endian) |
-//! | 12 | 4 | length *d* of the data |
-//! | 16 | *m* | openraft's `SnapshotMeta`, JSON |
-//! | 16 + *m* | *d* | the data: an [`AppliedState`], JSON |
-//! | 16 + *m* + *d* | 4 | CRC-32C of everything before it |
+//! | 8 | 2 | version, 2 (u16, big-endian; a file from before versions reads as 0, refused) |
+//! | 10 | 4 | length *m* of the metadata (u32, big-endian) |
+//! | 14 | 4 | length *d* of the data |
+//! | 18 | *m* | openraft's `SnapshotMeta`, JSON |
+//! | 18 + *m* | *d* | the data: an [`AppliedState`], JSON |
+//! | 18 + *m* + *d* | 4 | CRC-32C of everything before it |
 
 use crate::error::{Error, storage};
-use crate::files;
+use crate::files::{self, Undecodable};
 use crate::types::{Applied, Entry, LogId, StorageError, StoredMembership, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
@@ -31,6 +32,11 @@ use tokio::sync::watch;
 /// The snapshot file's name in the state directory.
 pub const SNAPSHOT_FILE: &str = "raft-snapshot";
 const MAGIC: &[u8; 8] = b"RILLSNAP";
+/// 2: [`AppliedState::next_offset`] is the offset after the last applied entry's batch
+/// (entries are batches of records); files without a version held one offset per entry.
+const VERSION: u16 = 2;
+/// Magic, version and the two lengths.
+const HEADER_BYTES: usize = 18;
 /// The largest snapshot accepted (from a leader or on disk). Ours take a few hundred bytes.
 pub const MAX_SNAPSHOT_BYTES: usize = 1 << 20;
 
@@ -68,8 +74,9 @@ type Meta = SnapshotMeta<u64, openraft::BasicNode>;
 
 fn encode_snapshot(meta: &Meta, data: &[u8]) -> Result<Vec<u8>, Error> {
     let meta_json = serde_json::to_vec(meta)?;
-    let mut out = Vec::with_capacity(20 + meta_json.len() + data.len());
+    let mut out = Vec::with_capacity(HEADER_BYTES + meta_json.len() + data.len() + 4);
     out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_be_bytes());
     out.extend_from_slice(&(meta_json.len() as u32).to_be_bytes());
     out.extend_from_slice(&(data.len() as u32).to_be_bytes());
     out.extend_from_slice(&meta_json);
@@ -79,23 +86,32 @@ fn encode_snapshot(meta: &Meta, data: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-fn decode_snapshot(bytes: &[u8]) -> Result<(Meta, Vec<u8>), String> {
+fn decode_snapshot(bytes: &[u8]) -> Result<(Meta, Vec<u8>), Undecodable> {
     let (body, crc) = bytes
         .split_at_checked(bytes.len().saturating_sub(4))
         .ok_or("too short")?;
-    if bytes.len() < 20 || crc32c::crc32c(body).to_be_bytes() != crc {
+    if body.len() < HEADER_BYTES || crc32c::crc32c(body).to_be_bytes() != crc {
         return Err("checksum mismatch".into());
     }
     if &body[..8] != MAGIC {
         return Err("bad magic".into());
     }
-    let meta_len = u32::from_be_bytes([body[8], body[9], body[10], body[11]]) as usize;
-    let data_len = u32::from_be_bytes([body[12], body[13], body[14], body[15]]) as usize;
-    if 16 + meta_len + data_len != body.len() {
+    let version = u16::from_be_bytes([body[8], body[9]]);
+    if version != VERSION {
+        return Err(Undecodable::Version {
+            version,
+            supported: VERSION,
+        });
+    }
+    let u32_at =
+        |at: usize| u32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
+    let (meta_len, data_len) = (u32_at(10) as usize, u32_at(14) as usize);
+    if HEADER_BYTES + meta_len + data_len != body.len() {
         return Err("lengths do not match the file".into());
     }
-    let meta = serde_json::from_slice(&body[16..16 + meta_len]).map_err(|e| e.to_string())?;
-    Ok((meta, body[16 + meta_len..].to_vec()))
+    let meta_end = HEADER_BYTES + meta_len;
+    let meta = serde_json::from_slice(&body[HEADER_BYTES..meta_end]).map_err(|e| e.to_string())?;
+    Ok((meta, body[meta_end..].to_vec()))
 }
 
 /// The snapshot file of a state directory. Writes are serialized (a snapshot built on the
@@ -113,14 +129,9 @@ impl SnapshotFile {
     fn read(&self) -> Result<Option<(Meta, Vec<u8>)>, Error> {
         let max = MAX_SNAPSHOT_BYTES as u64 * 2;
         match files::read_if_present(&self.dir, SNAPSHOT_FILE, max)? {
-            Some(bytes) => {
-                decode_snapshot(&bytes)
-                    .map(Some)
-                    .map_err(|detail| Error::CorruptState {
-                        path: self.dir.join(SNAPSHOT_FILE),
-                        detail,
-                    })
-            }
+            Some(bytes) => decode_snapshot(&bytes)
+                .map(Some)
+                .map_err(|e| e.at(&self.dir, SNAPSHOT_FILE)),
             None => Ok(None),
         }
     }
@@ -368,5 +379,33 @@ mod tests {
             assert!(decode_snapshot(&damaged).is_err(), "byte {i}");
         }
         assert!(decode_snapshot(&bytes[..10]).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_file_from_before_versions_is_refused_as_such() {
+        let meta = Meta::default();
+        let meta_json = serde_json::to_vec(&meta).unwrap();
+        // The earlier layout: magic, the two lengths, the JSON, the CRC.
+        let mut old = b"RILLSNAP".to_vec();
+        old.extend_from_slice(&(meta_json.len() as u32).to_be_bytes());
+        old.extend_from_slice(&2u32.to_be_bytes());
+        old.extend_from_slice(&meta_json);
+        old.extend_from_slice(b"{}");
+        let crc = crc32c::crc32c(&old);
+        old.extend_from_slice(&crc.to_be_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SNAPSHOT_FILE), old).unwrap();
+        let opened = StateMachine::open(dir.path());
+        assert!(
+            matches!(
+                opened,
+                Err(Error::UnsupportedVersion {
+                    version: 0,
+                    supported: VERSION,
+                    ..
+                })
+            ),
+            "{opened:?}"
+        );
     }
 }
