@@ -176,6 +176,12 @@ impl Node {
         }
     }
 
+    /// `NotLeader` unless this node leads: a change refused here was never proposed, so it
+    /// may be retried at the leader.
+    fn refuse_unless_leading(&self) -> Result<(), ClientError> {
+        crate::proposer::not_leader(&self.raft, self.id).map_or(Ok(()), Err)
+    }
+
     async fn handle(&self, request: Request) -> Response {
         match request {
             Request::AppendEntries(rpc) => {
@@ -211,20 +217,28 @@ impl Node {
                         .map_err(|e| ClientError::Failed(e.to_string())),
                 )
             }
-            Request::AddLearner { id, addr } => Response::Done(
-                self.raft
-                    .add_learner(id, BasicNode::new(addr), true)
-                    .await
-                    .map(|_| ())
-                    .map_err(wire::client_error),
-            ),
-            Request::ChangeMembership { voters } => Response::Done(
-                self.raft
-                    .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
-                    .await
-                    .map(|_| ())
-                    .map_err(wire::client_error),
-            ),
+            Request::AddLearner { id, addr } => {
+                Response::Done(match self.refuse_unless_leading() {
+                    Err(refused) => Err(refused),
+                    Ok(()) => self
+                        .raft
+                        .add_learner(id, BasicNode::new(addr), true)
+                        .await
+                        .map(|_| ())
+                        .map_err(wire::membership_error),
+                })
+            }
+            Request::ChangeMembership { voters } => {
+                Response::Done(match self.refuse_unless_leading() {
+                    Err(refused) => Err(refused),
+                    Ok(()) => self
+                        .raft
+                        .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
+                        .await
+                        .map(|_| ())
+                        .map_err(wire::membership_error),
+                })
+            }
             Request::Metrics => Response::Metrics(self.metrics()),
             Request::Block { peers } => {
                 self.blocked.set(peers);

@@ -126,10 +126,17 @@ async fn propose_loop(
                 None => return,
             },
         };
+        if first.answer.is_closed() {
+            // Its client was answered already (it waited too long) or left: not proposed.
+            continue;
+        }
         let mut bytes = first.bytes;
         let mut group = vec![first];
         // Bounded by the queue's capacity and the batch size.
         while let Ok(next) = queue.try_recv() {
+            if next.answer.is_closed() {
+                continue;
+            }
             if rill_raft::batch_bound(bytes + next.bytes) > max_batch_bytes {
                 carried = Some(next);
                 break;
@@ -149,7 +156,7 @@ async fn propose(leading: Leading, group: Vec<Waiting>, permit: OwnedSemaphorePe
         answers.push((waiting.records.len() as u64, waiting.answer));
         records.extend(waiting.records);
     }
-    let outcome = match not_leader(&leading) {
+    let outcome = match not_leader(&leading.raft, leading.id) {
         Some(refused) => Err(refused),
         None => write(&leading, records, permit).await,
     };
@@ -173,11 +180,11 @@ fn leads(metrics: &RaftMetrics<u64, BasicNode>, id: u64) -> bool {
     metrics.state == ServerState::Leader && metrics.current_leader == Some(id)
 }
 
-/// `NotLeader` (with the leader's address, if known) unless this node leads.
-fn not_leader(leading: &Leading) -> Option<ClientError> {
-    let metrics = leading.raft.metrics();
+/// `NotLeader` (with the leader's address, if known) unless node `id` leads.
+pub fn not_leader(raft: &Raft<TypeConfig>, id: u64) -> Option<ClientError> {
+    let metrics = raft.metrics();
     let metrics = metrics.borrow();
-    if leads(&metrics, leading.id) {
+    if leads(&metrics, id) {
         return None;
     }
     let leader = metrics.current_leader.and_then(|leader| {

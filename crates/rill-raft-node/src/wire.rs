@@ -161,15 +161,18 @@ pub enum Response {
     Metrics(NodeMetrics),
 }
 
-/// A client error from openraft's answer to a write.
-pub fn client_error(
+/// A client error from openraft's answer to a membership change asked of the leader: its
+/// `ForwardToLeader` may come after the change's entry was appended (and then truncated here;
+/// another replica may still commit it), so it is `OutcomeUnknown`, as is a fatal error; a
+/// refused change (another in progress, an unknown learner) is `Failed`.
+pub fn membership_error(
     e: RaftError<u64, ClientWriteError<u64, rill_raft::openraft::BasicNode>>,
 ) -> ClientError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClientError::NotLeader {
-            leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
-        },
-        other => ClientError::Failed(other.to_string()),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(refused)) => {
+            ClientError::Failed(refused.to_string())
+        }
+        other => ClientError::OutcomeUnknown(other.to_string()),
     }
 }
 

@@ -26,6 +26,9 @@ pub(crate) struct LogIndex {
     /// Truncations and purges so far: a reader that finds an entry gone knows whether the
     /// log changed under it (a short read) or is missing an entry it should hold (an error).
     removals: u64,
+    /// Truncations so far: a leader never truncates its own log, so a replication reader
+    /// that sees one belongs to a leadership that has ended.
+    truncations: u64,
 }
 
 impl LogIndex {
@@ -37,12 +40,18 @@ impl LogIndex {
             recent_first: 0,
             offsets: VecDeque::new(),
             removals: 0,
+            truncations: 0,
         }
     }
 
     /// How many truncations and purges the log has had.
     pub fn removals(&self) -> u64 {
         self.removals
+    }
+
+    /// How many truncations the log has had.
+    pub fn truncations(&self) -> u64 {
+        self.truncations
     }
 
     /// The live indexes: `first..end`.
@@ -86,6 +95,7 @@ impl LogIndex {
     /// Entries from `index` on are being truncated (called before the partition is cut).
     pub fn truncated(&mut self, index: u64) {
         self.removals += 1;
+        self.truncations += 1;
         self.end = self.end.min(index).max(self.first);
         let keep = index.saturating_sub(self.recent_first);
         let keep = usize::try_from(keep).unwrap_or(usize::MAX);
@@ -130,7 +140,7 @@ mod tests {
         index.appended(6, 100);
         assert_eq!(index.offset_of(6), Some(100));
         index.purged(3);
-        assert_eq!(index.removals(), 2);
+        assert_eq!((index.removals(), index.truncations()), (2, 1));
         assert_eq!(index.live(), (4, 7));
         assert_eq!(index.offset_of(3), None);
         assert_eq!(index.offset_of(4), Some(12));

@@ -95,8 +95,8 @@ impl LogView {
 }
 
 /// Reads the entries with indexes in `start..end` that were live in `view`, from `hint`
-/// (where entry `start` was last seen) when it still holds it, and stops once they take
-/// `max_bytes` (after one entry at least).
+/// (where entry `start` was last seen) when it still holds it, and stops before they take
+/// more than `max_bytes` (one entry, at least, whatever its size).
 ///
 /// openraft's replication tasks read while the log store truncates or purges: when entries
 /// go from under a read, it returns those read before them (a short read, which openraft's
@@ -114,6 +114,8 @@ pub(crate) async fn read_entries(
         next_offset: -1,
         bytes: 0,
     };
+    // The hint is where `start` was; a start moved past purged entries is looked up.
+    let hint = hint.filter(|_| start >= view.live.0);
     let (start, end) = (start.max(view.live.0), end.min(view.live.1));
     if start >= end {
         return Ok(read);
@@ -158,7 +160,8 @@ async fn read_live(
     let mut next = start;
     let mut relocated = hint.is_none();
     // Bounded: each pass takes at least one entry, or relocates once, or ends.
-    while next < end && read.bytes < max_bytes {
+    let mut full = false;
+    while next < end && !full {
         let want = (max_bytes - read.bytes).min(READ_BYTES) as u64;
         let batches = match partition.read_with(offset, want, ReadLimit::Written).await {
             Ok(batches) => batches,
@@ -176,16 +179,20 @@ async fn read_live(
             if placed.log_id.index != next {
                 break;
             }
+            if !read.entries.is_empty() && read.bytes + batch.len() > max_bytes {
+                full = true;
+                break;
+            }
             read.entries.push(entry);
             read.bytes += batch.len();
             read.next_offset = placed.next_offset;
             offset = placed.next_offset;
             next += 1;
-            if next == end || read.bytes >= max_bytes {
+            if next == end {
                 break;
             }
         }
-        if next == before {
+        if next == before && !full {
             // The hint is stale (the log was truncated and rewritten since): search once.
             if relocated {
                 return Err(Error::MissingEntry(next));
@@ -214,21 +221,37 @@ pub(crate) fn range_of(range: &impl RangeBounds<u64>) -> (u64, u64) {
 
 /// Reads the log for openraft's replication tasks. Cheap to clone. Each remembers where its
 /// last read ended, so a follower's catch-up reads the partition sequentially.
+///
+/// openraft 0.9 makes a reader per replication stream, for one leadership, and lets a
+/// stream removed at the leadership's end finish the AppendEntries it is making. A leader
+/// never truncates its own log, so a truncation after the reader was made means its
+/// leadership is over: what the log holds now may be a newer leader's entries, which must not
+/// go out after the old leader's `prev_log_id` (a follower still at the old term would take
+/// them, and hold a log no leader has). Such a reader's AppendEntries reads come back empty.
 #[derive(Debug, Clone)]
 pub struct LogReader {
     partition: Partition,
     log_index: Arc<Mutex<LogIndex>>,
     /// The index after the last read, and its offset.
     cursor: Option<(u64, i64)>,
+    /// The log's truncations when the reader was made.
+    truncations: u64,
 }
 
 impl LogReader {
     pub(crate) fn new(partition: Partition, log_index: Arc<Mutex<LogIndex>>) -> Self {
+        let truncations = lock(&log_index).truncations();
         Self {
             partition,
             log_index,
             cursor: None,
+            truncations,
         }
+    }
+
+    /// Whether the log was truncated since the reader was made.
+    fn truncated_since_made(&self) -> bool {
+        lock(&self.log_index).truncations() != self.truncations
     }
 }
 
@@ -269,16 +292,25 @@ impl RaftLogReader<TypeConfig> for LogReader {
         self.read(range_of(&range), usize::MAX).await
     }
 
-    /// What an AppendEntries carries: at most [`MAX_APPEND_ENTRIES_BYTES`] of entries.
+    /// What an AppendEntries carries: at most [`MAX_APPEND_ENTRIES_BYTES`] of entries (or
+    /// one larger entry), following entry `start - 1`.
+    ///
+    /// Empty (which openraft 0.9.25 takes as a heartbeat, and asks again 10 ms later) when
+    /// entry `start` is purged, or the reader's leadership is over (see [`LogReader`]). A
+    /// live leader's stream never meets either: openraft purges no entry a stream is sending,
+    /// and only a leader that lost its leadership has its log truncated.
     async fn limited_get_log_entries(
         &mut self,
         start: u64,
         end: u64,
     ) -> Result<Vec<Entry>, StorageError> {
+        if self.truncated_since_made() {
+            return Ok(Vec::new());
+        }
         let entries = self.read((start, end), MAX_APPEND_ENTRIES_BYTES).await?;
-        // Entries sent follow entry `start - 1`, or are none (its log was purged since:
-        // openraft sends a snapshot instead).
-        if entries.first().is_some_and(|e| e.log_id.index != start) {
+        // The store counts a truncation before it touches the partition: unchanged now, every
+        // read above saw the log as it was before any truncation.
+        if self.truncated_since_made() || entries.first().is_some_and(|e| e.log_id.index != start) {
             return Ok(Vec::new());
         }
         Ok(entries)
