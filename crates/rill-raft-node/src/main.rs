@@ -48,7 +48,7 @@ enum Command {
         driver: String,
         /// How long an append waits to be committed before it is answered "outcome
         /// unknown".
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
         append_timeout_ms: u64,
     },
     /// Make the cluster of these voters (once, on one node).

@@ -9,6 +9,7 @@ use crate::wire::{
     Response,
 };
 use rill::{Config, DriverChoice, Log, Partition, ReadLimit};
+use rill_raft::openraft::error::{ClientWriteError, RaftError};
 use rill_raft::openraft::{self, BasicNode, ChangeMembers, Raft, SnapshotPolicy};
 use rill_raft::{AppliedState, LogStore, StateMachine, TypeConfig};
 use std::collections::BTreeMap;
@@ -21,6 +22,11 @@ use tokio::sync::{Semaphore, watch};
 
 /// The replicated topic's name; it has one partition.
 pub const TOPIC: &str = "replicated";
+/// How many append timeouts a membership change may take (adding a learner waits for it to
+/// catch up): 60 s by default.
+const ADMIN_TIMEOUT_APPEND_TIMEOUTS: u32 = 6;
+/// openraft's answer to a write that failed.
+type WriteError = RaftError<u64, ClientWriteError<u64, BasicNode>>;
 /// Connections served at once; more are closed as they come.
 const MAX_CONNECTIONS: usize = 256;
 /// A connection with no request for this long is closed (peers send heartbeats far more
@@ -176,10 +182,28 @@ impl Node {
         }
     }
 
-    /// `NotLeader` unless this node leads: a change refused here was never proposed, so it
-    /// may be retried at the leader.
-    fn refuse_unless_leading(&self) -> Result<(), ClientError> {
-        crate::proposer::not_leader(&self.raft, self.id).map_or(Ok(()), Err)
+    /// Runs a membership change (`one_step`: adding a learner; changing the voters takes
+    /// two, a joint configuration first) if this node leads, else answers `NotLeader`
+    /// (nothing proposed: it may be retried at the leader). Bounded: a learner that never
+    /// catches up, or a leader that cannot commit, gets `OutcomeUnknown` after
+    /// [`ADMIN_TIMEOUT_APPEND_TIMEOUTS`] append timeouts.
+    async fn change<T>(
+        &self,
+        change: impl Future<Output = Result<T, WriteError>>,
+        one_step: bool,
+    ) -> Result<(), ClientError> {
+        if let Some(refused) = crate::proposer::not_leader(&self.raft, self.id) {
+            return Err(refused);
+        }
+        let bound = self.append_timeout * ADMIN_TIMEOUT_APPEND_TIMEOUTS;
+        match tokio::time::timeout(bound, change).await {
+            Ok(done) => done
+                .map(|_| ())
+                .map_err(|e| wire::membership_error(e, one_step)),
+            Err(_) => Err(ClientError::OutcomeUnknown(format!(
+                "the change was not done within {bound:?}"
+            ))),
+        }
     }
 
     async fn handle(&self, request: Request) -> Response {
@@ -218,26 +242,13 @@ impl Node {
                 )
             }
             Request::AddLearner { id, addr } => {
-                Response::Done(match self.refuse_unless_leading() {
-                    Err(refused) => Err(refused),
-                    Ok(()) => self
-                        .raft
-                        .add_learner(id, BasicNode::new(addr), true)
-                        .await
-                        .map(|_| ())
-                        .map_err(wire::membership_error),
-                })
+                let add = self.raft.add_learner(id, BasicNode::new(addr), true);
+                Response::Done(self.change(add, true).await)
             }
             Request::ChangeMembership { voters } => {
-                Response::Done(match self.refuse_unless_leading() {
-                    Err(refused) => Err(refused),
-                    Ok(()) => self
-                        .raft
-                        .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
-                        .await
-                        .map(|_| ())
-                        .map_err(wire::membership_error),
-                })
+                let voters = ChangeMembers::ReplaceAllVoters(voters);
+                let change = self.raft.change_membership(voters, false);
+                Response::Done(self.change(change, false).await)
             }
             Request::Metrics => Response::Metrics(self.metrics()),
             Request::Block { peers } => {

@@ -206,6 +206,8 @@ async fn write(
     tokio::pin!(written);
     let mut metrics = leading.raft.metrics();
     let answered = tokio::select! {
+        // The write first: it is handed to Raft before anything else can end the wait.
+        biased;
         answered = &mut written => Some(answered),
         // A closed channel (Raft stopped) counts as not leading.
         _ = metrics.wait_for(|m| !leads(m, leading.id)) => None,

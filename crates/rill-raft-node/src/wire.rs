@@ -163,13 +163,16 @@ pub enum Response {
 
 /// A client error from openraft's answer to a membership change asked of the leader: its
 /// `ForwardToLeader` may come after the change's entry was appended (and then truncated here;
-/// another replica may still commit it), so it is `OutcomeUnknown`, as is a fatal error; a
-/// refused change (another in progress, an unknown learner) is `Failed`.
+/// another replica may still commit it), so it is `OutcomeUnknown`, as is a fatal error. A
+/// refused change (another in progress, an unknown learner) is `Failed` when the change has
+/// `one_step`; a change of voters takes two, and a refusal of the second comes after the first
+/// (the joint configuration) committed, so it is `OutcomeUnknown` too.
 pub fn membership_error(
     e: RaftError<u64, ClientWriteError<u64, rill_raft::openraft::BasicNode>>,
+    one_step: bool,
 ) -> ClientError {
     match e {
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(refused)) => {
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(refused)) if one_step => {
             ClientError::Failed(refused.to_string())
         }
         other => ClientError::OutcomeUnknown(other.to_string()),

@@ -181,6 +181,16 @@ async fn an_append_entries_read_is_bounded_in_bytes() {
     }
     // Unlimited reads (openraft's own, for applying) take the whole range.
     assert_eq!(reader.try_get_log_entries(0..10).await.unwrap().len(), 10);
+    // An entry larger than the budget goes alone (reads of replication's 1 MiB budget and
+    // a batch just under the partition's bound meet the same case).
+    let log_index = Arc::clone(&store.log_index);
+    for start in 0..10 {
+        let view = LogView::of(&log_index);
+        let read = read_entries(&partition, &log_index, view, (start, 10), None, 1000)
+            .await
+            .unwrap();
+        assert_eq!(read.entries, vec![big_entry(1, start, value_bytes)]);
+    }
     log.close().unwrap();
 }
 

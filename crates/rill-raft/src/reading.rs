@@ -162,7 +162,7 @@ async fn read_live(
     // Bounded: each pass takes at least one entry, or relocates once, or ends.
     let mut full = false;
     while next < end && !full {
-        let want = (max_bytes - read.bytes).min(READ_BYTES) as u64;
+        let want = max_bytes.saturating_sub(read.bytes).min(READ_BYTES) as u64;
         let batches = match partition.read_with(offset, want, ReadLimit::Written).await {
             Ok(batches) => batches,
             // A stale hint may point past a truncated end.
@@ -188,7 +188,9 @@ async fn read_live(
             read.next_offset = placed.next_offset;
             offset = placed.next_offset;
             next += 1;
-            if next == end {
+            // A first entry may alone take more than `max_bytes`.
+            full = read.bytes >= max_bytes;
+            if next == end || full {
                 break;
             }
         }
