@@ -109,7 +109,12 @@ impl Client {
         &mut self,
         records: Vec<rill_raft::Record>,
     ) -> Result<Vec<u64>, CallError> {
-        match self.call(&Request::Append { records }).await? {
+        let response = self.call(&Request::Append { records }).await?;
+        self.appended(response)
+    }
+
+    fn appended(&self, response: Response) -> Result<Vec<u64>, CallError> {
+        match response {
             Response::Appended(answer) => Ok(answer?),
             _ => Err(CallError::Unexpected(self.addr.clone())),
         }
@@ -118,9 +123,23 @@ impl Client {
     /// Appends `records` through the leader, following redirects (this client then talks to
     /// the leader).
     pub async fn append(&mut self, records: Vec<rill_raft::Record>) -> Result<Vec<u64>, CallError> {
+        self.at_leader(&Request::Append { records }, Self::appended)
+            .await
+    }
+
+    /// Sends `request` to this node and, while `answer` makes its response `NotLeader`
+    /// naming another node, to that one (at most [`MAX_REDIRECTS`] times; this client then
+    /// talks to the leader). A node answers `NotLeader` only for what it did not propose, so
+    /// sending again is safe.
+    async fn at_leader<T>(
+        &mut self,
+        request: &Request,
+        answer: fn(&Self, Response) -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
         let mut attempt = 0;
         loop {
-            match self.append_here(records.clone()).await {
+            let response = self.call(request).await?;
+            match answer(self, response) {
                 Err(CallError::Client(ClientError::NotLeader {
                     leader: Some((_, addr)),
                 })) if attempt < MAX_REDIRECTS && addr != self.addr => {
@@ -154,16 +173,17 @@ impl Client {
         self.done(response)
     }
 
-    /// Adds a learner (on the leader) and waits until it caught up.
+    /// Adds a learner (through the leader, following redirects) and waits until it caught
+    /// up.
     pub async fn add_learner(&mut self, id: u64, addr: String) -> Result<(), CallError> {
-        let response = self.call(&Request::AddLearner { id, addr }).await?;
-        self.done(response)
+        self.at_leader(&Request::AddLearner { id, addr }, Self::done)
+            .await
     }
 
-    /// Makes `voters` the voters (on the leader).
+    /// Makes `voters` the voters (through the leader, following redirects).
     pub async fn change_membership(&mut self, voters: BTreeSet<u64>) -> Result<(), CallError> {
-        let response = self.call(&Request::ChangeMembership { voters }).await?;
-        self.done(response)
+        self.at_leader(&Request::ChangeMembership { voters }, Self::done)
+            .await
     }
 
     /// Makes the node send nothing to `peers` (fault injection; empty heals).

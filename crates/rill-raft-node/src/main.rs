@@ -5,8 +5,8 @@
 //! rill-raft-node init --node 127.0.0.1:21001 --member 1=127.0.0.1:21001 --member 2=... --member 3=...
 //! rill-raft-node append --node 127.0.0.1:21001 --value hello --count 10
 //! rill-raft-node read --node 127.0.0.1:21002 --offset 0
-//! rill-raft-node add-learner --node <leader> --id 4 --addr 127.0.0.1:21004
-//! rill-raft-node change-membership --node <leader> --voter 1 --voter 2 --voter 4
+//! rill-raft-node add-learner --node 127.0.0.1:21001 --id 4 --addr 127.0.0.1:21004
+//! rill-raft-node change-membership --node 127.0.0.1:21001 --voter 1 --voter 2 --voter 4
 //! rill-raft-node metrics --node 127.0.0.1:21003
 //! ```
 
@@ -83,7 +83,7 @@ enum Command {
     },
     /// Add a learner (through the leader) and wait until it has caught up.
     AddLearner {
-        /// The leader.
+        /// Any node (the leader is found).
         #[arg(long)]
         node: String,
         /// The learner's id.
@@ -95,7 +95,7 @@ enum Command {
     },
     /// Make these nodes the voters (through the leader).
     ChangeMembership {
-        /// The leader.
+        /// Any node (the leader is found).
         #[arg(long)]
         node: String,
         /// A voter's id (repeat).

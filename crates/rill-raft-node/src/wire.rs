@@ -75,7 +75,7 @@ pub enum Request {
 #[non_exhaustive]
 pub enum ClientError {
     /// This node is not the leader; the leader, if known.
-    #[error("not the leader; leader: {leader:?}")]
+    #[error("not the leader{}", leader_hint(leader.as_ref()))]
     NotLeader {
         /// The leader's id and address.
         leader: Option<(u64, String)>,
@@ -159,6 +159,14 @@ pub enum Response {
     Done(Result<(), ClientError>),
     /// To `Metrics`.
     Metrics(NodeMetrics),
+}
+
+/// How a `NotLeader` names the leader.
+fn leader_hint(leader: Option<&(u64, String)>) -> String {
+    match leader {
+        Some((id, addr)) => format!(" (the leader is node {id} at {addr})"),
+        None => " (no leader known now)".into(),
+    }
 }
 
 /// A client error from openraft's answer to a membership change asked of the leader: its
