@@ -9,6 +9,9 @@
 //! rill-raft-node change-membership --node 127.0.0.1:21001 --voter 1 --voter 2 --voter 4
 //! rill-raft-node metrics --node 127.0.0.1:21003
 //! ```
+//!
+//! `serve` exits with an error when Raft stops on its own (a disk that refused a write or an
+//! fdatasync): fail-stop, for a supervisor to restart the node, which recovers from disk.
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -129,13 +132,22 @@ async fn run_node(config: NodeConfig) -> anyhow::Result<()> {
     // Tests and scripts wait for this line.
     println!("node {} listening on {}", config.id, config.listen);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let failed = tokio::select! {
+        _ = term.recv() => None,
+        _ = tokio::signal::ctrl_c() => None,
+        why = node.raft_stopped() => Some(why),
+    };
     let _ = stop.send(true);
     let _ = server.await;
-    node.shutdown().await
+    let closed = node.shutdown().await;
+    match failed {
+        // Fail-stop: a restart recovers the log from disk and rejoins the cluster.
+        Some(why) => {
+            tracing::error!(id = config.id, "Raft stopped: {why}");
+            bail!("node {}: Raft stopped: {why}; restart the node", config.id)
+        }
+        None => closed,
+    }
 }
 
 fn print_records(batches: &[u8]) -> anyhow::Result<()> {

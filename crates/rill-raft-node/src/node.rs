@@ -155,12 +155,23 @@ impl Node {
 
     /// Stops Raft and closes the log cleanly.
     pub async fn shutdown(&self) -> anyhow::Result<()> {
-        self.raft
-            .shutdown()
-            .await
-            .map_err(|e| anyhow::anyhow!("raft: {e}"))?;
+        // The log closes even when Raft had stopped already (after a fatal error).
+        let raft = self.raft.shutdown().await;
         self.log.close()?;
-        Ok(())
+        raft.map_err(|e| anyhow::anyhow!("raft: {e}"))
+    }
+
+    /// Resolves, with the reason, once Raft has stopped on its own: a storage error (a
+    /// write or an fdatasync the disk refused, which fail-stops the partition too) or another
+    /// fatal error. The node can then do nothing useful until it restarts, which recovers
+    /// its log from disk; `rill-raft-node serve` exits, for its supervisor to restart it.
+    pub async fn raft_stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        let stopped = match metrics.wait_for(|m| m.running_state.is_err()).await {
+            Ok(m) => m.running_state.as_ref().err().map(ToString::to_string),
+            Err(_) => None,
+        };
+        stopped.unwrap_or_else(|| "Raft's state is gone".into())
     }
 
     /// The node's state.

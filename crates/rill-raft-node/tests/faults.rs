@@ -7,12 +7,14 @@
 
 //! Faults on a three-node replicated partition: the leader killed with SIGKILL under a steady
 //! append load, again and again (`RILL_RAFT_KILLS` cycles, 2 by default; the deep run sets
-//! 100 or more), and a node whose disk is wiped rejoining through a snapshot.
+//! 100 or more), a node whose disk is wiped rejoining through a snapshot, and a node whose
+//! disk refuses writes stopping, then recovering once restarted.
 
 mod common;
 
 use common::{Cluster, record, records_of};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -195,6 +197,78 @@ async fn a_wiped_node_rejoins_through_a_snapshot() {
     let theirs = cluster.read_all(follower, start).await;
     let ours = cluster.read_all(now_leader, start).await;
     common::assert_same_batches(&theirs, &ours, start, committed);
+    for id in ids {
+        cluster.stop(id);
+    }
+}
+
+/// The segment files under a directory made immutable (`chattr +i`): a write to one, even
+/// through a descriptor already open, fails with EPERM, as on a disk that refuses writes.
+/// Dropping it (a failing test included) makes them writable again, so they can be deleted.
+struct ImmutableSegments(PathBuf);
+
+impl ImmutableSegments {
+    fn new(dir: PathBuf) -> Self {
+        chattr(&dir, "+i");
+        Self(dir)
+    }
+}
+
+impl Drop for ImmutableSegments {
+    fn drop(&mut self) {
+        chattr(&self.0, "-i");
+    }
+}
+
+fn chattr(dir: &Path, flag: &str) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let status = std::process::Command::new("chattr")
+                .arg(flag)
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(status.success(), "chattr {flag} {}", path.display());
+        }
+    }
+}
+
+/// A follower's disk refuses writes: its log store's append fails, which openraft takes as
+/// fatal, and the node exits with an error saying so (fail-stop, for a supervisor) instead
+/// of running on without Raft. The other two go on committing. Once the disk takes writes
+/// again, the restarted node recovers its log from disk and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_disk_refuses_writes_exits_and_recovers_on_restart() {
+    let mut cluster = Cluster::new(&[]);
+    let ids = [1, 2, 3];
+    for id in ids {
+        cluster.start(id);
+    }
+    cluster.init(&ids).await;
+    let (leader, _) = cluster.leader(&ids, 0).await;
+    let mut client = cluster.client(leader);
+    let first = client.append((0..10).map(record).collect()).await.unwrap();
+    let follower = *common::others(&ids, leader).iter().next().unwrap();
+    cluster.caught_up(follower, first[9] + 1).await;
+    let segments = cluster.node_dir(follower).join("data").join("replicated-0");
+    let immutable = ImmutableSegments::new(segments);
+    let acked = client.append((10..20).map(record).collect()).await.unwrap();
+    let status = cluster.exited(follower);
+    drop(immutable);
+    assert!(!status.success(), "node {follower} exited with {status}");
+    let log = cluster.log_of(follower);
+    assert!(log.contains("Raft stopped"), "node {follower}'s log: {log}");
+
+    let more = client.append((20..30).map(record).collect()).await.unwrap();
+    cluster.start(follower);
+    let end = more[9] + 1;
+    cluster.caught_up(follower, end).await;
+    let reference = cluster.assert_converged(&ids, end).await;
+    let records = records_of(&reference);
+    for (n, offset) in first.iter().chain(&acked).chain(&more).enumerate() {
+        assert_eq!(records[offset], format!("value-{n}").into_bytes());
+    }
     for id in ids {
         cluster.stop(id);
     }

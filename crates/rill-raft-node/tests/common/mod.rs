@@ -107,6 +107,26 @@ impl Cluster {
         }
     }
 
+    /// Waits (bounded) for node `id` to exit on its own; its exit status.
+    pub fn exited(&mut self, id: u64) -> std::process::ExitStatus {
+        let node = self.nodes.get_mut(&id).unwrap();
+        let child = node.child.as_mut().expect("node {id} runs");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                node.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node {id} did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The node's log (its stderr) so far.
+    pub fn log_of(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("n{id}.log"))).unwrap_or_default()
+    }
+
     pub fn wipe(&self, id: u64) {
         std::fs::remove_dir_all(self.node_dir(id)).unwrap();
     }
