@@ -27,6 +27,10 @@ pub const TOPIC: &str = "replicated";
 const ADMIN_TIMEOUT_APPEND_TIMEOUTS: u32 = 6;
 /// openraft's answer to a write that failed.
 type WriteError = RaftError<u64, ClientWriteError<u64, BasicNode>>;
+/// Bytes of request frames being read and decoded at once, over every connection.
+const FRAME_BYTES_READING: usize = 256 << 20;
+/// How long a frame's body may take to arrive once its length did.
+const FRAME_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Connections served at once; more are closed as they come.
 const MAX_CONNECTIONS: usize = 256;
 /// A connection with no request for this long is closed (peers send heartbeats far more
@@ -86,6 +90,8 @@ pub struct Node {
     proposer: Proposer,
     /// [`NodeConfig::append_timeout_ms`].
     append_timeout: Duration,
+    /// Room for request frames being read: one permit a byte, [`FRAME_BYTES_READING`].
+    frame_room: Semaphore,
 }
 
 impl std::fmt::Debug for Node {
@@ -150,6 +156,7 @@ impl Node {
             applied,
             blocked,
             append_timeout,
+            frame_room: Semaphore::new(FRAME_BYTES_READING),
         }))
     }
 
@@ -373,13 +380,25 @@ async fn connection(node: &Node, stream: TcpStream) -> std::io::Result<()> {
     let mut stream = BufStream::new(stream);
     // Bounded by the peer: each pass answers one request; an idle connection is closed.
     loop {
-        let next =
-            tokio::time::timeout(IDLE_TIMEOUT, wire::read_frame::<_, Request>(&mut stream)).await;
-        let request = match next {
-            Ok(Ok(Some(request))) => request,
+        let len = match tokio::time::timeout(IDLE_TIMEOUT, wire::read_frame_len(&mut stream)).await
+        {
+            Ok(Ok(Some(len))) => len,
             Ok(Ok(None)) | Err(_) => return Ok(()),
             Ok(Err(e)) => return Err(e),
         };
+        // Room for the body first: the frames being read at once hold at most
+        // FRAME_BYTES_READING, however many connections send large ones.
+        let Ok(room) = node.frame_room.acquire_many(len).await else {
+            return Ok(());
+        };
+        let body = wire::read_frame_body::<_, Request>(&mut stream, len);
+        let request = match tokio::time::timeout(FRAME_BODY_TIMEOUT, body).await {
+            Ok(Ok(request)) => request,
+            Ok(Err(e)) => return Err(e),
+            // A body trickled in (or never sent) would hold its room.
+            Err(_) => return Ok(()),
+        };
+        drop(room);
         if !acceptable(&request) {
             tracing::warn!(
                 "refused a Raft message beyond the log's bounds; closing the connection"

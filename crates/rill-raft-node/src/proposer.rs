@@ -28,6 +28,9 @@ use tokio::time::Instant;
 
 /// Appends waiting for the proposer; a full queue makes clients wait (backpressure).
 const QUEUE_APPENDS: usize = 1024;
+/// Bytes of records taken by appends not yet answered (queued, proposed or committing):
+/// more appends wait for room, so what clients make a node hold is bounded in bytes too.
+const QUEUE_BYTES: usize = 64 << 20;
 /// Entries proposed and not yet answered. One: while it is in flight the queue fills, and
 /// the next entry takes all of it. Measured (`rill bench --workload raft`): two in flight
 /// were no faster and had longer tails, four were slower (smaller entries, as many flushes).
@@ -46,6 +49,8 @@ struct Waiting {
 pub struct Proposer {
     queue: mpsc::Sender<Waiting>,
     max_batch_bytes: usize,
+    /// Room for records not yet answered: one permit a byte, [`QUEUE_BYTES`].
+    room: Arc<Semaphore>,
 }
 
 /// What the proposer needs of its node.
@@ -78,6 +83,7 @@ impl Proposer {
         Self {
             queue,
             max_batch_bytes,
+            room: Arc::new(Semaphore::new(QUEUE_BYTES)),
         }
     }
 
@@ -88,10 +94,16 @@ impl Proposer {
         rill_raft::check_records(&records, self.max_batch_bytes)
             .map_err(|e| ClientError::BadRequest(e.to_string()))?;
         let count = records.len() as u64;
+        let bytes = rill_raft::records_bound(&records);
+        // Held until answered. At most a batch (checked above), far below the room.
+        let room_bytes = u32::try_from(bytes.min(QUEUE_BYTES)).unwrap_or(u32::MAX);
+        let Ok(_room) = self.room.acquire_many(room_bytes).await else {
+            return Err(ClientError::Failed("the proposer stopped".into()));
+        };
         let (answer, answered) = oneshot::channel();
         let waiting = Waiting {
-            bytes: rill_raft::records_bound(&records),
             records,
+            bytes,
             answer,
         };
         if self.queue.send(waiting).await.is_err() {

@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// The largest frame read or written.
-pub const MAX_FRAME_BYTES: usize = 64 << 20;
+/// The largest frame read or written. The largest a node sends: a read reply
+/// ([`MAX_READ_BYTES`]), an AppendEntries (`rill_raft::MAX_APPEND_ENTRIES_BYTES` of entries, or
+/// one entry of at most a batch), a snapshot chunk (openraft's 3 MiB).
+pub const MAX_FRAME_BYTES: usize = 16 << 20;
 /// The most records one append request may carry.
 pub const MAX_RECORDS_PER_APPEND: usize = 10_000;
 /// The most bytes one read request returns.
@@ -220,21 +222,65 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
 pub async fn read_frame<R: AsyncReadExt + Unpin, T: DeserializeOwned>(
     reader: &mut R,
 ) -> std::io::Result<Option<T>> {
+    match read_frame_len(reader).await? {
+        Some(len) => read_frame_body(reader, len).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads a frame's length prefix (at most [`MAX_FRAME_BYTES`]); `None` at a clean end of
+/// stream. The body, [`read_frame_body`], follows.
+pub async fn read_frame_len<R: AsyncReadExt + Unpin>(
+    reader: &mut R,
+) -> std::io::Result<Option<u32>> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME_BYTES {
+    let len = u32::from_be_bytes(len);
+    if len as usize > MAX_FRAME_BYTES {
         return Err(std::io::Error::other(format!(
             "a frame of {len} bytes exceeds {MAX_FRAME_BYTES}"
         )));
     }
-    let mut body = vec![0u8; len];
+    Ok(Some(len))
+}
+
+/// Reads and decodes a frame's body of `len` bytes.
+pub async fn read_frame_body<R: AsyncReadExt + Unpin, T: DeserializeOwned>(
+    reader: &mut R,
+    len: u32,
+) -> std::io::Result<T> {
+    let mut body = vec![0u8; len as usize];
     reader.read_exact(&mut body).await?;
-    rmp_serde::from_slice(&body)
-        .map(Some)
-        .map_err(std::io::Error::other)
+    rmp_serde::from_slice(&body).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_an_oversized_length_is_refused_before_its_body() {
+        let frame = encode_frame(&Request::Metrics).unwrap();
+        let mut reader = &frame[..];
+        let read: Option<Request> = read_frame(&mut reader).await.unwrap();
+        assert!(matches!(read, Some(Request::Metrics)));
+        let read: Option<Request> = read_frame(&mut reader).await.unwrap();
+        assert!(read.is_none(), "a clean end of stream");
+
+        // Only the length is there: refused without waiting for (or allocating) a body.
+        let too_long = u32::try_from(MAX_FRAME_BYTES + 1).unwrap().to_be_bytes();
+        let mut reader = &too_long[..];
+        assert!(read_frame_len(&mut reader).await.is_err());
+        let at_bound = u32::try_from(MAX_FRAME_BYTES).unwrap().to_be_bytes();
+        let mut reader = &at_bound[..];
+        assert_eq!(
+            read_frame_len(&mut reader).await.unwrap(),
+            Some(MAX_FRAME_BYTES as u32)
+        );
+    }
 }
