@@ -11,6 +11,10 @@ use tokio::net::TcpStream;
 
 /// How many times an append follows a redirect or retries a connection before giving up.
 const MAX_REDIRECTS: usize = 5;
+/// How often, and how long apart, a call is sent again to a node that knows no leader (an
+/// election under way, or a node that has not heard from the new leader yet): 5 s in all.
+const MAX_LEADER_WAITS: usize = 50;
+const LEADER_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -129,25 +133,33 @@ impl Client {
 
     /// Sends `request` to this node and, while `answer` makes its response `NotLeader`
     /// naming another node, to that one (at most [`MAX_REDIRECTS`] times; this client then
-    /// talks to the leader). A node answers `NotLeader` only for what it did not propose, so
+    /// talks to the leader), and, while it knows no leader, again a little later (at most
+    /// [`MAX_LEADER_WAITS`] times). A node answers `NotLeader` only for what it did not propose, so
     /// sending again is safe.
     async fn at_leader<T>(
         &mut self,
         request: &Request,
         answer: fn(&Self, Response) -> Result<T, CallError>,
     ) -> Result<T, CallError> {
-        let mut attempt = 0;
+        let (mut redirects, mut waits) = (0, 0);
+        // Bounded: each pass redirects or waits, each at most so many times, or returns.
         loop {
             let response = self.call(request).await?;
             match answer(self, response) {
                 Err(CallError::Client(ClientError::NotLeader {
                     leader: Some((_, addr)),
-                })) if attempt < MAX_REDIRECTS && addr != self.addr => {
+                })) if redirects < MAX_REDIRECTS && addr != self.addr => {
                     *self = Self::new(addr);
+                    redirects += 1;
+                }
+                Err(CallError::Client(ClientError::NotLeader { leader: None }))
+                    if waits < MAX_LEADER_WAITS =>
+                {
+                    tokio::time::sleep(LEADER_WAIT).await;
+                    waits += 1;
                 }
                 other => return other,
             }
-            attempt += 1;
         }
     }
 
