@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long any awaited state may take.
@@ -28,9 +29,26 @@ pub struct Cluster {
     serve_args: Vec<String>,
 }
 
+/// A port for a node: free now, below the kernel's ephemeral range (where outgoing
+/// connections take their local ports, so none can take it before the node binds it, nor
+/// while it is down between restarts), and not handed out before by this process (whose
+/// tests run at once).
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (low, span) = (ephemeral_low.saturating_sub(12_000).max(1_024), 10_000u16);
+    let first = (std::process::id() % u32::from(span)) as u16;
+    // Bounded: every port of the span is tried once at most.
+    for _ in 0..span {
+        let port = low + (first + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        if port < ephemeral_low && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{}", low + span);
 }
 
 impl Cluster {
@@ -74,10 +92,13 @@ impl Cluster {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        assert!(
-            line.contains("listening"),
-            "node {id} did not start: {line:?}"
-        );
+        if !line.contains("listening") {
+            let _ = child.wait();
+            panic!(
+                "node {id} did not start: {line:?}; its log:\n{}",
+                self.log_of(id)
+            );
+        }
         self.nodes.insert(
             id,
             NodeProc {
