@@ -138,13 +138,9 @@ async fn acknowledged_appends_survive_killing_the_leader_under_load() {
 /// same offsets (entries of 1 to 3 records: an index is not an offset).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_node_rejoins_through_a_snapshot() {
-    let mut cluster = Cluster::new(&["--snapshot-every", "50", "--keep-below-snapshot", "10"]);
     let ids = [1, 2, 3];
-    for id in ids {
-        cluster.start(id);
-    }
-    cluster.init(&ids).await;
-    let (leader, _) = cluster.leader(&ids, 0).await;
+    let serve_args = ["--snapshot-every", "50", "--keep-below-snapshot", "10"];
+    let (mut cluster, leader) = Cluster::started(&serve_args, &ids).await;
     let mut client = cluster.client(leader);
     let mut next = 0;
     for append in 0..150u64 {
@@ -240,13 +236,8 @@ fn chattr(dir: &Path, flag: &str) {
 /// again, the restarted node recovers its log from disk and catches up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_disk_refuses_writes_exits_and_recovers_on_restart() {
-    let mut cluster = Cluster::new(&[]);
     let ids = [1, 2, 3];
-    for id in ids {
-        cluster.start(id);
-    }
-    cluster.init(&ids).await;
-    let (leader, _) = cluster.leader(&ids, 0).await;
+    let (mut cluster, leader) = Cluster::started(&[], &ids).await;
     let mut client = cluster.client(leader);
     let first = client.append((0..10).map(record).collect()).await.unwrap();
     let follower = *common::others(&ids, leader).iter().next().unwrap();

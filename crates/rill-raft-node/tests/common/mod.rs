@@ -168,6 +168,18 @@ impl Cluster {
             .collect()
     }
 
+    /// Starts nodes `ids` (each `serve` with `serve_args`), makes them the voters and waits
+    /// for a leader; the cluster and the leader.
+    pub async fn started(serve_args: &[&str], ids: &[u64]) -> (Self, u64) {
+        let mut cluster = Self::new(serve_args);
+        for &id in ids {
+            cluster.start(id);
+        }
+        cluster.init(ids).await;
+        let (leader, _) = cluster.leader(ids, 0).await;
+        (cluster, leader)
+    }
+
     /// Makes the cluster of `voters` through the first.
     pub async fn init(&self, voters: &[u64]) {
         let members = voters.iter().map(|id| (*id, self.addr(*id))).collect();
