@@ -45,7 +45,7 @@ pub use log_index::MAX_RECENT_ENTRIES;
 pub use log_store::{LogStore, topic_config};
 pub use meta::META_FILE;
 pub use openraft;
-pub use reading::LogReader;
+pub use reading::{LogReader, MAX_APPEND_ENTRIES_BYTES};
 pub use state_machine::{
     AppliedState, MAX_SNAPSHOT_BYTES, SNAPSHOT_FILE, SnapshotBuilder, SnapshotPoint, StateMachine,
 };

@@ -227,12 +227,9 @@ impl LogStore {
     /// Moves an empty log whose first entry will be `index` to where it goes.
     async fn start_empty_log(&mut self, index: u64) -> Result<(), Error> {
         match self.empty_log_start(index) {
-            Some(start) if start != self.partition.offsets().log_end => {
-                self.partition.truncate_fully_and_start_at(start).await?;
-            }
-            _ => {}
+            Some(start) => empty_at(&self.partition, start).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     async fn append_entries(&mut self, entries: &[Entry]) -> Result<(), Error> {
@@ -287,10 +284,16 @@ async fn finish_purge(
             partition.delete_before(start).await?;
         }
     } else {
-        let start = empty_start.unwrap_or(offsets.log_end);
-        if offsets.log_start < offsets.log_end || start != offsets.log_end {
-            partition.truncate_fully_and_start_at(start).await?;
-        }
+        empty_at(partition, empty_start.unwrap_or(offsets.log_end)).await?;
+    }
+    Ok(())
+}
+
+/// Leaves the partition empty, its next offset `start` (nothing to do if it is so already).
+async fn empty_at(partition: &Partition, start: i64) -> Result<(), Error> {
+    let offsets = partition.offsets();
+    if offsets.log_start < offsets.log_end || start != offsets.log_end {
+        partition.truncate_fully_and_start_at(start).await?;
     }
     Ok(())
 }

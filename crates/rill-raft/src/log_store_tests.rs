@@ -23,6 +23,14 @@ fn entry(index: u64) -> Entry {
     }
 }
 
+/// [`entry`], written in `term`.
+fn entry_of_term(term: u64, index: u64) -> Entry {
+    Entry {
+        log_id: log_id(term, index),
+        ..entry(index)
+    }
+}
+
 fn open_log(dir: &Path) -> (Log, Partition) {
     let (log, _) = Log::open(Config::new(dir.join("data"))).unwrap();
     if log.partition("raft", 0).is_err() {
@@ -30,6 +38,15 @@ fn open_log(dir: &Path) -> (Log, Partition) {
     }
     let partition = log.partition("raft", 0).unwrap();
     (log, partition)
+}
+
+/// A log and a store on its partition, state in `dir/raft`.
+async fn open_store(dir: &Path) -> (Log, Partition, LogStore) {
+    let (log, partition) = open_log(dir);
+    let store = LogStore::open(partition.clone(), &dir.join("raft"))
+        .await
+        .unwrap();
+    (log, partition, store)
 }
 
 /// A log with entries 0..20 and a meta file that records `purged` without the purge done.
@@ -98,11 +115,7 @@ async fn entries_are_found_by_index_after_a_restart_forgot_their_offsets() {
     assert_eq!(reader.try_get_log_entries(50..60).await.unwrap().len(), 10);
     store.truncate(log_id(1, 55)).await.unwrap();
     assert_eq!(partition.offsets().log_end, 110);
-    let rewritten = |i: u64| {
-        let mut e = entry(i);
-        e.log_id = log_id(2, i);
-        e
-    };
+    let rewritten = |i: u64| entry_of_term(2, i);
     store
         .blocking_append((55..58).map(rewritten))
         .await
@@ -159,10 +172,7 @@ fn big_entry(term: u64, index: u64, value_bytes: usize) -> Entry {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_entries_read_is_bounded_in_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, partition) = open_log(dir.path());
-    let mut store = LogStore::open(partition.clone(), &dir.path().join("raft"))
-        .await
-        .unwrap();
+    let (log, partition, mut store) = open_store(dir.path()).await;
     let value_bytes = 400 << 10;
     store
         .blocking_append((0..10).map(|i| big_entry(1, i, value_bytes)))
@@ -200,10 +210,7 @@ async fn an_append_entries_read_is_bounded_in_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_racing_truncations_and_purges_are_short_never_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, partition) = open_log(dir.path());
-    let mut store = LogStore::open(partition.clone(), &dir.path().join("raft"))
-        .await
-        .unwrap();
+    let (log, partition, mut store) = open_store(dir.path()).await;
     store
         .blocking_append((0..40).map(|i| big_entry(1, i, 100)))
         .await
@@ -280,10 +287,7 @@ async fn reads_racing_truncations_and_purges_are_short_never_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_gone_under_a_read_shorten_it_entries_missing_fail_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, partition) = open_log(dir.path());
-    let mut store = LogStore::open(partition.clone(), &dir.path().join("raft"))
-        .await
-        .unwrap();
+    let (log, partition, mut store) = open_store(dir.path()).await;
     store.blocking_append((0..20).map(entry)).await.unwrap();
     let log_index = Arc::clone(&store.log_index);
     let before = LogView::of(&log_index);
@@ -321,19 +325,12 @@ async fn entries_gone_under_a_read_shorten_it_entries_missing_fail_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replication_reader_of_an_ended_leadership_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, partition) = open_log(dir.path());
-    let mut store = LogStore::open(partition.clone(), &dir.path().join("raft"))
-        .await
-        .unwrap();
+    let (log, _, mut store) = open_store(dir.path()).await;
     store.blocking_append((0..10).map(entry)).await.unwrap();
     let mut old = store.get_log_reader().await;
     assert_eq!(old.limited_get_log_entries(0, 5).await.unwrap().len(), 5);
     store.truncate(log_id(1, 5)).await.unwrap();
-    let newer = |i: u64| {
-        let mut e = entry(i);
-        e.log_id = log_id(2, i);
-        e
-    };
+    let newer = |i: u64| entry_of_term(2, i);
     store.blocking_append((5..10).map(newer)).await.unwrap();
     assert_eq!(old.limited_get_log_entries(5, 10).await.unwrap(), vec![]);
     assert_eq!(old.limited_get_log_entries(0, 10).await.unwrap(), vec![]);
