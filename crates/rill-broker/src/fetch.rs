@@ -8,15 +8,14 @@
 //! to one of its partitions. Then the frame goes out in pieces: the bytes the broker encodes
 //! (sizes, offsets, errors) are the header of each partition's [`rill::Partition::send`],
 //! which splices the located batches ([`rill::SendOptions::exact_bytes`]) straight after them.
-//! The sends are all asked for before the first is awaited: the socket's gate keeps their
-//! order and starts each one as the previous ends, without a trip through this task.
+//! The sends are one [`rill::send_in_order`] list: one request to each shard for its
+//! partitions, run in order without a trip through this task.
 
 use crate::broker::Broker;
 use crate::errors::kafka_code;
 use crate::protocol::{self, FetchPartitionHeader, FetchRequest, error_code as code};
 use crate::topics::PartitionHandle;
 use futures_util::future::{join_all, select_all};
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -282,62 +281,58 @@ async fn write_response(
     let batch_bytes: u64 = plan.iter().map(|p| p.batch_bytes).sum();
     protocol::finish_frame(&mut buf, batch_bytes)?;
 
-    // Every partition's send is asked for before any is awaited (at most SENDS_AHEAD at a
-    // time): the socket's gate queues them in this order and each one's end dispatches the
-    // next straight to its shard, so the task does not wake between partitions.
-    let mut in_flight = VecDeque::with_capacity(SENDS_AHEAD.min(sends.len()));
+    // One list of sends: each shard gets one request per run of consecutive partitions it
+    // holds (the order above makes a topic's partitions one run per shard), and sends them
+    // one after another; the socket's gate starts the next shard's run as one ends.
+    let mut entries = Vec::with_capacity(sends.len());
+    let mut sent_parts = Vec::with_capacity(sends.len());
     let mut written = 0;
     for (end, p) in sends {
         let header = buf.split_to(end - written).freeze();
         written = end;
         let Some(handle) = &p.handle else { continue };
-        if in_flight.len() >= SENDS_AHEAD
-            && let Some(oldest) = in_flight.pop_front()
-        {
-            check_sent(request, oldest).await?;
-        }
-        let options = rill::SendOptions {
-            exact_bytes: Some(p.batch_bytes),
-            ..rill::SendOptions::default()
-        };
-        let expected = header.len() as u64 + p.batch_bytes;
-        let sent = handle
-            .partition
-            .send_with(p.offset, p.batch_bytes, &*stream, header, options);
-        in_flight.push_back((sent, p, expected));
+        sent_parts.push((p, header.len() as u64 + p.batch_bytes));
+        entries.push(rill::PartitionSend {
+            partition: &handle.partition,
+            offset: p.offset,
+            max_bytes: p.batch_bytes,
+            header: header.into(),
+            options: rill::SendOptions {
+                exact_bytes: Some(p.batch_bytes),
+                ..rill::SendOptions::default()
+            },
+        });
     }
-    // Bounded by SENDS_AHEAD.
-    while let Some(oldest) = in_flight.pop_front() {
-        check_sent(request, oldest).await?;
+    let infos = rill::send_in_order(&*stream, entries)
+        .await
+        .map_err(|e| send_error(request, &sent_parts, e))?;
+    for (info, (p, expected)) in infos.iter().zip(&sent_parts) {
+        if info.bytes_sent != *expected {
+            return Err(FetchError::ShortSend {
+                topic: request.topics[p.topic].name.clone(),
+                partition: p.index,
+                sent: info.bytes_sent,
+                expected: *expected,
+            });
+        }
     }
     stream.write_all(&buf).await?;
     Ok(())
 }
 
-/// Sends of a response asked for ahead of the one awaited: far below the engine's per-socket
-/// queue (`queue_depth`), so asking never fails for room.
-const SENDS_AHEAD: usize = 64;
-
-/// Awaits one partition's send and checks it moved exactly its header and batches. A failed
-/// send leaves the frame short: the caller closes the connection (sends already queued behind
-/// it write into a stream that is being dropped).
-async fn check_sent(
-    request: &FetchRequest,
-    (sent, p, expected): (rill::Pending<rill::SendInfo>, &Planned, u64),
-) -> Result<(), FetchError> {
-    let topic = &request.topics[p.topic].name;
-    let sent = sent.await.map_err(|source| FetchError::Send {
-        topic: topic.clone(),
-        partition: p.index,
+/// A failed list of sends as the partition whose send failed. A failed send leaves the frame
+/// short: the caller closes the connection.
+fn send_error(request: &FetchRequest, parts: &[(&Planned, u64)], e: rill::Error) -> FetchError {
+    let (index, source) = match e {
+        rill::Error::SendPart { index, source } => (index, *source),
+        e => (0, e),
+    };
+    let (topic, partition) = parts.get(index).map_or((String::new(), -1), |(p, _)| {
+        (request.topics[p.topic].name.clone(), p.index)
+    });
+    FetchError::Send {
+        topic,
+        partition,
         source,
-    })?;
-    if sent.bytes_sent != expected {
-        return Err(FetchError::ShortSend {
-            topic: topic.clone(),
-            partition: p.index,
-            sent: sent.bytes_sent,
-            expected,
-        });
     }
-    Ok(())
 }

@@ -82,7 +82,7 @@ enum Step {
 
 fn header_step(t: &mut Transfer) -> Step {
     let mut flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
-    if t.body_follows() {
+    if t.more_after_header() {
         flags |= SendFlags::MORE;
     }
     match rustix::net::send(&t.job().socket, t.header_rest(), flags) {
@@ -165,7 +165,7 @@ fn splice_step(t: &mut Transfer, pipes: &mut PipePool, config: &SendConfig) -> S
         return Step::Moved;
     }
     let mut flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
-    if t.untaken() > 0 {
+    if t.more_after(t.untaken()) {
         flags |= SpliceFlags::MORE;
     }
     let len = t.in_between() as usize;
@@ -213,7 +213,7 @@ fn copy_step(t: &mut Transfer, config: &SendConfig) -> Step {
     }
     let start = t.staged_end - t.in_between() as usize;
     let mut flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
-    if t.untaken() > 0 {
+    if t.more_after(t.untaken()) {
         flags |= SendFlags::MORE;
     }
     match rustix::net::send(&t.job().socket, &t.staging[start..t.staged_end], flags) {

@@ -29,6 +29,11 @@ pub struct SendJob {
     pub header: Bytes,
     /// How the range's bytes move.
     pub strategy: SendStrategy,
+    /// Another send to the socket starts as soon as this one ends (an entry of a
+    /// list that is not its last): its last piece too is sent with `MSG_MORE`, so the kernel
+    /// may put the two in one segment and wake the receiver once. Not for `Sendfile`, which
+    /// takes no flags.
+    pub more_follows: bool,
 }
 
 impl fmt::Debug for SendJob {
@@ -41,6 +46,7 @@ impl fmt::Debug for SendJob {
             .field("len", &self.len)
             .field("header_len", &self.header.len())
             .field("strategy", &self.strategy)
+            .field("more_follows", &self.more_follows)
             .finish()
     }
 }
@@ -122,6 +128,18 @@ impl Transfer {
     /// Whether bytes of the file range are still to be sent (after the header).
     pub fn body_follows(&self) -> bool {
         self.sent < self.job.len
+    }
+
+    /// Whether the socket gets more bytes right after a piece of the header (`MSG_MORE`):
+    /// the file range, or the next send (`SendJob::more_follows`).
+    pub fn more_after_header(&self) -> bool {
+        self.body_follows() || self.job.more_follows
+    }
+
+    /// Whether the socket gets more bytes right after a piece of the range that leaves
+    /// `untaken_after` bytes of it to take (`MSG_MORE`).
+    pub fn more_after(&self, untaken_after: u64) -> bool {
+        untaken_after > 0 || self.job.more_follows
     }
 
     /// Bytes taken from the file and not yet sent (in the pipe or staging buffer).

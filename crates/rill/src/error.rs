@@ -135,6 +135,16 @@ pub enum Error {
         /// The batch bytes found now.
         found: u64,
     },
+    /// One send of a [`crate::send_in_order`] list failed (`index` is its place in the list);
+    /// the sends after it were not made. Bytes of this one and of the sends before it are on
+    /// the wire: close the connection.
+    #[error("send {index} of the list: {source}")]
+    SendPart {
+        /// The failed send's place in the list.
+        index: usize,
+        /// Why it failed.
+        source: Box<Error>,
+    },
     /// An idempotent producer's batch does not follow its last one (a batch in between is
     /// missing; in a new epoch, it does not start at 0). Nothing was written. Kafka's
     /// `OUT_OF_ORDER_SEQUENCE_NUMBER`.

@@ -47,6 +47,7 @@ mod producer_ids;
 mod queue;
 mod request;
 mod send;
+mod send_in_order;
 mod shard;
 mod shared;
 mod topic;
@@ -65,6 +66,7 @@ pub use pending::Pending;
 pub use producer_ids::ProducerId;
 pub use queue::QueueStats;
 pub use send::{SendHeader, SendInfo, SendOptions, SendRange};
+pub use send_in_order::{PartitionSend, SendsInOrder, send_in_order};
 pub use topic::{MAX_PARTITIONS, MAX_TOPIC_NAME_BYTES, validate_name as validate_topic_name};
 pub use topic_config::{TopicConfig, TopicKey};
 

@@ -6,13 +6,15 @@ use crate::locate::{Want, locate_range};
 use crate::pending::{self, Pending};
 use crate::queue::ShardHandle;
 use crate::request::Request;
-use crate::send::{Entered, SendHeader, SendInfo, SendOptions, SendRange, SocketGates};
+use crate::send::{
+    Entered, PreparedSocket, SendHeader, SendInfo, SendItem, SendOptions, SendRange, SendReply,
+    SocketGates,
+};
 use crate::shared::{OrderGuard, PartitionShared};
 use bytes::Bytes;
 use rill_segment::batch::{self, Header};
 use rill_segment::partition::{ReadLimit, RollStats};
 use rill_segment::{Durability, Offsets};
-use rill_send::{self, SocketId};
 use rill_uring::ReadBuf;
 use std::fmt;
 use std::os::fd::AsFd;
@@ -408,6 +410,28 @@ impl Partition {
         self.send_with(offset, max_bytes, socket, header, SendOptions::default())
     }
 
+    /// This partition's send as its shard runs it, the partition's defaults filled in.
+    pub(crate) fn send_item(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        header: SendHeader,
+        options: SendOptions,
+    ) -> SendItem {
+        SendItem {
+            part: Arc::clone(&self.shared),
+            offset,
+            max_bytes: options
+                .exact_bytes
+                .unwrap_or_else(|| max_bytes.min(self.max_read_bytes)),
+            limit: options.limit.unwrap_or(self.read_limit),
+            strategy: options.strategy,
+            header,
+            exact_bytes: options.exact_bytes,
+            more_follows: false,
+        }
+    }
+
     /// [`Partition::send`] with a chosen strategy or read limit.
     pub fn send_with(
         &self,
@@ -417,33 +441,18 @@ impl Partition {
         header: impl Into<SendHeader>,
         options: SendOptions,
     ) -> Pending<SendInfo> {
-        let socket = socket.as_fd();
-        let prepared = rill_send::check_stream_socket(socket).and_then(|()| {
-            Ok((
-                SocketId::of(socket)?,
-                rill_send::is_nonblocking(socket)?,
-                socket.try_clone_to_owned()?,
-            ))
-        });
-        let (id, socket_nonblocking, socket) = match prepared {
-            Ok(prepared) => prepared,
-            Err(e) => return Pending::ready(Err(Error::Socket(e))),
+        let socket = match PreparedSocket::new(socket.as_fd()) {
+            Ok(socket) => socket,
+            Err(e) => return Pending::ready(Err(e)),
         };
         let (reply, slot) = pending::channel();
+        let id = socket.id;
         let request = Request::Send {
-            part: Arc::clone(&self.shared),
-            offset,
-            max_bytes: options
-                .exact_bytes
-                .unwrap_or_else(|| max_bytes.min(self.max_read_bytes)),
-            limit: options.limit.unwrap_or(self.read_limit),
-            strategy: options.strategy,
-            socket,
-            socket_nonblocking,
-            header: header.into(),
-            exact_bytes: options.exact_bytes,
+            item: self.send_item(offset, max_bytes, header.into(), options),
+            socket: socket.fd,
+            socket_nonblocking: socket.nonblocking,
             gate: self.gates.ticket(id),
-            reply,
+            reply: SendReply::One(reply),
         };
         match self.gates.enter(id, &self.shard, request) {
             Entered::Go(request) => Pending::send(&self.shard, request, slot),

@@ -53,6 +53,7 @@ pooled!(
     rill_segment::Offsets,
     crate::partition::ReadBatches,
     crate::send::SendInfo,
+    Vec<crate::send::SendInfo>,
     rill_segment::compaction::CompactionReport,
     i64,
     ()

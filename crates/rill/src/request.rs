@@ -4,11 +4,10 @@
 use crate::partition::ReadBatches;
 use crate::pending::Reply;
 use crate::queue::BytesGuard;
-use crate::send::{GateTicket, SendHeader, SendInfo};
+use crate::send::{GateTicket, SendItem, SendReply};
 use crate::shared::{OrderGuard, PartitionShared};
 use rill_segment::partition::{ReadLimit, ValidBatch};
 use rill_segment::{AppendInfo, Durability, Offsets};
-use rill_send::SendStrategy;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
@@ -51,20 +50,14 @@ pub(crate) enum Request {
         reply: Reply<Offsets>,
     },
     /// Whole batches to a socket (see [`crate::send`]).
+    /// One partition's send, or the current one of a run of sends on this shard (a run's next
+    /// item is queued as its own `Send` when the current one ends).
     Send {
-        part: Arc<PartitionShared>,
-        offset: i64,
-        max_bytes: u64,
-        limit: ReadLimit,
-        /// `None`: the configured strategy for the located size (`SendConfig::strategy_for`).
-        strategy: Option<SendStrategy>,
+        item: SendItem,
         socket: OwnedFd,
         socket_nonblocking: bool,
-        header: SendHeader,
-        /// Fail with `RangeChanged` unless the located batches are exactly this long.
-        exact_bytes: Option<u64>,
         gate: GateTicket,
-        reply: Reply<SendInfo>,
+        reply: SendReply,
     },
     TruncateTo {
         part: Arc<PartitionShared>,
@@ -120,7 +113,10 @@ impl Request {
             | Self::WantSync { part }
             | Self::Read { part, .. }
             | Self::Flush { part, .. }
-            | Self::Send { part, .. }
+            | Self::Send {
+                item: SendItem { part, .. },
+                ..
+            }
             | Self::TruncateTo { part, .. }
             | Self::DeleteBefore { part, .. }
             | Self::StartAt { part, .. }
@@ -159,8 +155,9 @@ impl Request {
             Self::Read { reply, .. } => reply.send(Err(e)),
             Self::Flush { reply, .. } => reply.send(Err(e)),
             Self::Send { reply, gate, .. } => {
+                reply.stop_list();
                 drop(gate);
-                reply.send(Err(e));
+                reply.answer(Err(e));
             }
             Self::TruncateTo { reply, .. }
             | Self::DeleteBefore { reply, .. }

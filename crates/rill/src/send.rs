@@ -6,15 +6,20 @@
 //! dispatched when the previous one's [`GateTicket`] drops, which the shard does before it
 //! answers, so a caller that awaited one send finds the socket free for the next.
 
+use crate::error::{Error, Result};
+use crate::pending::Reply;
 use crate::queue::ShardHandle;
 use crate::request::Request;
+use crate::shared::PartitionShared;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rill_segment::partition::ReadLimit;
 use rill_send::{SendStrategy, SocketId};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What a send found to ship, given to a [`SendHeader::build`] closure so that the header can
 /// frame exactly these bytes (a Kafka fetch response carries the records' length and the high
@@ -134,6 +139,116 @@ pub struct SendInfo {
     pub log_start_offset: i64,
     /// The end of the written log then.
     pub log_end_offset: i64,
+}
+
+/// One partition's send as its shard runs it: where to start, how much, and the header.
+#[derive(Debug)]
+pub(crate) struct SendItem {
+    pub(crate) part: Arc<PartitionShared>,
+    pub(crate) offset: i64,
+    pub(crate) max_bytes: u64,
+    pub(crate) limit: ReadLimit,
+    /// `None`: the configured strategy for the located size (`SendConfig::strategy_for`).
+    pub(crate) strategy: Option<SendStrategy>,
+    pub(crate) header: SendHeader,
+    /// Fail with `RangeChanged` unless the located batches are exactly this long.
+    pub(crate) exact_bytes: Option<u64>,
+    /// Another send to the socket follows at once (`SendJob::more_follows`).
+    pub(crate) more_follows: bool,
+}
+
+/// Who a send's request answers.
+#[derive(Debug)]
+pub(crate) enum SendReply {
+    /// A single send ([`crate::Partition::send`]).
+    One(Reply<SendInfo>),
+    /// A run of [`crate::send_in_order`]: consecutive sends on one shard, answered together.
+    Run(Box<RunRest>),
+}
+
+/// What is left of a run while one of its items is sent.
+#[derive(Debug)]
+pub(crate) struct RunRest {
+    /// The items after the current one, in order.
+    pub(crate) rest: VecDeque<SendItem>,
+    /// What the items before the current one sent.
+    pub(crate) sent: Vec<SendInfo>,
+    pub(crate) reply: Reply<Vec<SendInfo>>,
+    /// Set when a run of the list failed, before its gate opens: the list's later runs, queued
+    /// behind it at the gate, then send nothing.
+    pub(crate) list_failed: Arc<AtomicBool>,
+}
+
+impl SendReply {
+    /// Whether the caller gave up: nothing more should go to the socket.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        match self {
+            Self::One(reply) => reply.is_abandoned(),
+            Self::Run(run) => run.reply.is_abandoned() || run.list_failed.load(Ordering::SeqCst),
+        }
+    }
+
+    /// The current item failed: a run's list stops (see [`RunRest::list_failed`]). Call it
+    /// before the gate opens.
+    pub(crate) fn stop_list(&self) {
+        if let Self::Run(run) = self {
+            run.list_failed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether an item follows the current one.
+    pub(crate) fn has_more(&self) -> bool {
+        matches!(self, Self::Run(run) if !run.rest.is_empty())
+    }
+
+    /// Answers with the current item's result (the last item's, or a failure, for a run). A
+    /// run's error names the failed item by its place in the run.
+    pub(crate) fn answer(self, result: Result<SendInfo>) {
+        match self {
+            Self::One(reply) => reply.send(result),
+            Self::Run(run) => {
+                let RunRest {
+                    mut sent, reply, ..
+                } = *run;
+                let result = match result {
+                    Ok(info) => {
+                        sent.push(info);
+                        Ok(sent)
+                    }
+                    Err(e) => Err(Error::SendPart {
+                        index: sent.len(),
+                        source: Box::new(e),
+                    }),
+                };
+                reply.send(result);
+            }
+        }
+    }
+}
+
+/// A socket checked for sends: its identity for the gate, its mode and a duplicate of it.
+pub(crate) struct PreparedSocket {
+    pub(crate) id: SocketId,
+    pub(crate) nonblocking: bool,
+    pub(crate) fd: OwnedFd,
+}
+
+impl PreparedSocket {
+    pub(crate) fn new(socket: BorrowedFd<'_>) -> Result<Self> {
+        let prepared = rill_send::check_stream_socket(socket).and_then(|()| {
+            Ok(Self {
+                id: SocketId::of(socket)?,
+                nonblocking: rill_send::is_nonblocking(socket)?,
+                fd: socket.try_clone_to_owned()?,
+            })
+        });
+        prepared.map_err(Error::Socket)
+    }
+
+    /// Another descriptor of the same socket.
+    pub(crate) fn duplicate(&self) -> Result<OwnedFd> {
+        self.fd.as_fd().try_clone_to_owned().map_err(Error::Socket)
+    }
 }
 
 /// Sends queued behind a socket's current one, each with the shard to dispatch it to.

@@ -340,7 +340,7 @@ impl UringDriver {
         if !rt.t.header_rest().is_empty() {
             let header = rt.t.header_rest();
             let mut flags = libc::MSG_NOSIGNAL;
-            if rt.t.body_follows() {
+            if rt.t.more_after_header() {
                 flags |= libc::MSG_MORE;
             }
             let entry = opcode::Send::new(socket, header.as_ptr(), header.len() as u32)
@@ -419,7 +419,7 @@ impl UringDriver {
         if rt.t.in_between() > 0 {
             // Bytes left in the pipe by a short send: send them first.
             let mut flags = move_flag;
-            if rt.t.untaken() > 0 {
+            if rt.t.more_after(rt.t.untaken()) {
                 flags |= libc::SPLICE_F_MORE;
             }
             let entry = opcode::Splice::new(
@@ -438,7 +438,10 @@ impl UringDriver {
         let pair_bytes = splice_pair_bytes(pipe.capacity, transfers);
         let len = pipe.chunk_at(position, rt.t.untaken().min(pair_bytes)) as u32;
         let mut out_flags = move_flag;
-        if rt.t.untaken() > u64::from(len) {
+        if rt
+            .t
+            .more_after(rt.t.untaken().saturating_sub(u64::from(len)))
+        {
             out_flags |= libc::SPLICE_F_MORE;
         }
         let Some(file) = rt.t.file().map(|f| types::Fd(f.as_raw_fd())) else {
@@ -468,7 +471,7 @@ impl UringDriver {
         let mut flags = libc::MSG_NOSIGNAL;
         if rt.t.in_between() > 0 {
             // Bytes read and not yet sent (a short send).
-            if rt.t.untaken() > 0 {
+            if rt.t.more_after(rt.t.untaken()) {
                 flags |= libc::MSG_MORE;
             }
             let Some(buf) = rt.staging.as_ref() else {
@@ -491,7 +494,7 @@ impl UringDriver {
                 .unwrap_or_else(|| ReadBuf::from_vec(vec![0; chunk_bytes]))
         });
         debug_assert!(len <= buf.len());
-        if rt.t.untaken() > len as u64 {
+        if rt.t.more_after(rt.t.untaken().saturating_sub(len as u64)) {
             flags |= libc::MSG_MORE;
         }
         let ptr = buf.as_mut_ptr();
@@ -691,6 +694,7 @@ mod tests {
             len: 0,
             header: bytes::Bytes::from(vec![7u8; 8 << 20]),
             strategy: SendStrategy::Copy,
+            more_follows: false,
         };
         driver.start_send(Transfer::new(1, job));
         let mut out = Vec::new();

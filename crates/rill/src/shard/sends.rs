@@ -1,16 +1,18 @@
 //! Sends: located under the partition's lock, handed to the driver as transfers (at most
 //! `SendConfig::max_transfers` at once; more wait here, in order), answered when they finish.
+//! A run of [`crate::send_in_order`] is one request: when one of its items ends, the next is
+//! queued on its partition here, on the shard, and the run is answered once, after its last.
 
 use super::Shard;
 use crate::error::{Error, Result};
 use crate::locate::{Want, locate_range};
-use crate::pending::Reply;
 use crate::request::Request;
-use crate::send::{GateTicket, SendHeader, SendInfo, SendRange};
-use crate::shared::{PartitionKey, PartitionShared};
+use crate::send::{GateTicket, SendInfo, SendItem, SendRange, SendReply};
+use crate::shared::PartitionKey;
 use rill_segment::disk::Disk;
 use rill_send::{SendJob, Transfer};
 use std::collections::{HashMap, VecDeque};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,8 +23,17 @@ const SEND_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 struct SendWaiter {
     key: PartitionKey,
     range: SendRange,
+    owner: SocketOwner,
+}
+
+/// What a send holds of its socket until its item ends: the gate, and for a run with items
+/// left, the socket for the next one.
+struct SocketOwner {
     gate: GateTicket,
-    reply: Reply<SendInfo>,
+    /// The run's own descriptor while a duplicate of it is in the transfer.
+    socket: Option<OwnedFd>,
+    socket_nonblocking: bool,
+    reply: SendReply,
 }
 
 /// The shard's sends.
@@ -39,8 +50,10 @@ impl Sends {
     /// Answers every send held, started or waiting, with an error made by `error`.
     pub(super) fn fail_all(self, error: impl Fn() -> Error) {
         for (_, waiter) in self.started {
-            drop(waiter.gate);
-            waiter.reply.send(Err(error()));
+            let SocketOwner { gate, reply, .. } = waiter.owner;
+            reply.stop_list();
+            drop(gate);
+            reply.answer(Err(error()));
         }
         for request in self.deferred {
             request.fail(error());
@@ -72,70 +85,103 @@ impl Shard {
             return;
         }
         let Request::Send {
-            part,
-            offset,
-            max_bytes,
-            limit,
-            strategy,
+            item,
             socket,
             socket_nonblocking,
-            header,
-            exact_bytes,
             gate,
             reply,
         } = request
         else {
             return;
         };
-        // The gate opens before the answer, so a caller that saw it can send again at once.
-        let answer = |gate: GateTicket, reply: Reply<SendInfo>, result| {
-            drop(gate);
-            reply.send(result);
+        let key = item.part.key;
+        let mut owner = SocketOwner {
+            gate,
+            socket: Some(socket),
+            socket_nonblocking,
+            reply,
         };
-        if reply.is_abandoned() {
+        if owner.reply.is_abandoned() {
             // Nobody waits for it: never put bytes on the socket.
-            self.send_ended(part.key);
-            return answer(gate, reply, Err(Error::ShuttingDown));
+            return self.ended_early(key, owner, Err(Error::ShuttingDown));
         }
-        let want = Want {
-            offset,
-            max_bytes,
-            limit,
-            exact_bytes,
-        };
-        match locate_send(&part, &self.disk, want, header) {
-            Err(e) => {
-                self.send_ended(part.key);
-                answer(gate, reply, Err(e));
-            }
+        let (strategy, more_follows) = (item.strategy, item.more_follows);
+        let (range, file, header) = match locate_send(&self.disk, item) {
+            Err(e) => return self.ended_early(key, owner, Err(e)),
             Ok((range, None, header)) if header.is_empty() => {
-                self.send_ended(part.key);
-                answer(gate, reply, Ok(send_info(&range, 0)));
+                return self.ended_early(key, owner, Ok(send_info(&range, 0)));
             }
-            Ok((range, file, header)) => {
-                let bytes = header.len() as u64 + range.batch_bytes;
-                let strategy = strategy.unwrap_or_else(|| self.config.send.strategy_for(bytes));
-                let job = SendJob {
+            Ok(located) => located,
+        };
+        // A run with items left keeps its descriptor for them; the transfer gets a duplicate.
+        let job_socket = match owner.socket.take() {
+            Some(socket) if owner.reply.has_more() => match socket.try_clone() {
+                Ok(duplicate) => {
+                    owner.socket = Some(socket);
+                    duplicate
+                }
+                Err(e) => return self.ended_early(key, owner, Err(Error::Socket(e))),
+            },
+            Some(socket) => socket,
+            None => return self.ended_early(key, owner, Err(Error::ShuttingDown)),
+        };
+        let bytes = header.len() as u64 + range.batch_bytes;
+        let job = SendJob {
+            socket: job_socket,
+            socket_nonblocking,
+            position: file.as_ref().map_or(0, |(_, position)| *position),
+            file: file.map(|(fd, _)| fd),
+            len: range.batch_bytes,
+            header,
+            strategy: strategy.unwrap_or_else(|| self.config.send.strategy_for(bytes)),
+            more_follows,
+        };
+        let token = self.sends.next_token;
+        self.sends.next_token += 1;
+        self.sends
+            .started
+            .insert(token, SendWaiter { key, range, owner });
+        self.driver.start_send(Transfer::new(token, job));
+    }
+
+    /// A send ended without a transfer (counted in its partition's `sends_in_flight` since it
+    /// was served, as a transfer is until it finishes).
+    fn ended_early(&mut self, key: PartitionKey, owner: SocketOwner, result: Result<SendInfo>) {
+        self.send_ended(key);
+        self.item_ended(owner, result);
+    }
+
+    /// An item ended with `result`: a run with items left queues its next one on this shard,
+    /// holding on to the socket's gate; otherwise the gate opens and the caller is answered.
+    fn item_ended(&mut self, owner: SocketOwner, result: Result<SendInfo>) {
+        let SocketOwner {
+            gate,
+            socket,
+            socket_nonblocking,
+            reply,
+        } = owner;
+        match (result, reply, socket) {
+            (Ok(info), SendReply::Run(mut run), Some(socket)) if !run.rest.is_empty() => {
+                run.sent.push(info);
+                let Some(item) = run.rest.pop_front() else {
+                    return;
+                };
+                // The item's partition is on this shard (runs are cut where the shard changes).
+                self.accept(Request::Send {
+                    item,
                     socket,
                     socket_nonblocking,
-                    position: file.as_ref().map_or(0, |(_, position)| *position),
-                    file: file.map(|(fd, _)| fd),
-                    len: range.batch_bytes,
-                    header,
-                    strategy,
-                };
-                let token = self.sends.next_token;
-                self.sends.next_token += 1;
-                self.sends.started.insert(
-                    token,
-                    SendWaiter {
-                        key: part.key,
-                        range,
-                        gate,
-                        reply,
-                    },
-                );
-                self.driver.start_send(Transfer::new(token, job));
+                    gate,
+                    reply: SendReply::Run(run),
+                });
+            }
+            (result, reply, _) => {
+                if result.is_err() {
+                    reply.stop_list();
+                }
+                // The gate opens before the answer, so a caller that saw it can send again.
+                drop(gate);
+                reply.answer(result);
             }
         }
     }
@@ -155,8 +201,7 @@ impl Shard {
                 .result
                 .map(|bytes| send_info(&waiter.range, bytes))
                 .map_err(Error::Send);
-            drop(waiter.gate);
-            waiter.reply.send(result);
+            self.item_ended(waiter.owner, result);
         }
         self.finished = done;
         self.start_deferred_sends();
@@ -210,12 +255,22 @@ impl Shard {
     }
 }
 
-fn locate_send(
-    part: &PartitionShared,
-    disk: &Arc<dyn Disk>,
-    want: Want,
-    header: SendHeader,
-) -> Result<Located> {
+fn locate_send(disk: &Arc<dyn Disk>, item: SendItem) -> Result<Located> {
+    let SendItem {
+        part,
+        offset,
+        max_bytes,
+        limit,
+        header,
+        exact_bytes,
+        ..
+    } = item;
+    let want = Want {
+        offset,
+        max_bytes,
+        limit,
+        exact_bytes,
+    };
     let (range, located) = {
         let log = part.log.lock();
         locate_range(&log, want)?
