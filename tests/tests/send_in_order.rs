@@ -23,6 +23,10 @@ use std::thread::JoinHandle;
 const DRIVERS: [DriverChoice; 2] = [DriverChoice::Uring, DriverChoice::Syscall];
 
 fn open(dir: &std::path::Path, driver: DriverChoice) -> Log {
+    open_with(dir, driver, |_| {})
+}
+
+fn open_with(dir: &std::path::Path, driver: DriverChoice, adjust: impl FnOnce(&mut Config)) -> Log {
     let mut config = Config::new(dir);
     config.driver = driver;
     config.shards = 2;
@@ -32,6 +36,7 @@ fn open(dir: &std::path::Path, driver: DriverChoice) -> Log {
         max_batch_bytes: 1 << 20,
         ..LogConfig::default()
     };
+    adjust(&mut config);
     Log::open(config).unwrap().0
 }
 
@@ -262,6 +267,39 @@ fn dropping_the_list_stops_it_before_its_next_entry() {
             rest.len(),
             first.len() - 8
         );
+        log.close().unwrap();
+    }
+}
+
+#[test]
+fn a_list_of_many_runs_fits_the_smallest_queue() {
+    for driver in DRIVERS {
+        let dir = tempfile::tempdir().unwrap();
+        // One send may wait behind a socket's current one: the list asks for one run at a time.
+        let log = open_with(dir.path(), driver, |config| config.queue_depth = 1);
+        let parts = filled(&log, 2);
+        assert_ne!(parts[0].shard(), parts[1].shard());
+        let (tx, rx) = UnixStream::pair().unwrap();
+        let received = receive_all(rx);
+        let mut expected = Vec::new();
+        // 40 runs: the shard changes at every entry.
+        let entries: Vec<_> = (0..40)
+            .map(|entry| {
+                let p = &parts[entry % 2];
+                expected.extend(expected_bytes(p, entry as i64, 1 << 16, entry));
+                PartitionSend {
+                    partition: p,
+                    offset: entry as i64,
+                    max_bytes: 1 << 16,
+                    header: header(entry).into(),
+                    options: SendOptions::default(),
+                }
+            })
+            .collect();
+        let sent = send_in_order(&tx, entries).wait().unwrap();
+        assert_eq!(sent.len(), 40);
+        drop(tx);
+        assert!(received.join().unwrap() == expected, "{driver:?}");
         log.close().unwrap();
     }
 }

@@ -306,6 +306,11 @@ impl SocketGates {
         }
     }
 
+    /// How many sends may wait behind a socket's current one.
+    pub(crate) fn max_waiting(&self) -> usize {
+        self.max_waiting
+    }
+
     /// A ticket for `socket`, to put into the request passed to [`SocketGates::enter`].
     pub(crate) fn ticket(self: &Arc<Self>, socket: SocketId) -> GateTicket {
         GateTicket {

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
 
-/// Runs asked of their shards ahead of the one awaited. The socket's gate queues them (it
-/// takes `queue_depth` per socket); later runs are asked for as earlier ones end.
+/// Runs asked of their shards ahead of the one awaited, at most (and at most what the socket's
+/// gate queues, `queue_depth`); later runs are asked for as earlier ones end.
 const RUNS_AHEAD: usize = 32;
 
 /// One partition's part of a [`send_in_order`] list: the arguments of
@@ -198,8 +198,12 @@ impl SendsInOrder {
 
     /// Asks for runs until `RUNS_AHEAD` are asked for and unanswered (or one cannot be).
     fn enter_runs(&mut self) {
-        // Bounded by RUNS_AHEAD.
-        while self.failed.is_none() && self.entered.len() < RUNS_AHEAD {
+        let ahead = self
+            .gates
+            .as_ref()
+            .map_or(1, |gates| RUNS_AHEAD.min(gates.max_waiting()).max(1));
+        // Bounded by `ahead`.
+        while self.failed.is_none() && self.entered.len() < ahead {
             let Some(run) = self.runs.pop_front() else {
                 return;
             };

@@ -160,6 +160,11 @@ impl Shard {
             socket_nonblocking,
             reply,
         } = owner;
+        // A closing shard ends a run here: its next item would be dropped unanswered.
+        let result = match result {
+            Ok(_) if reply.has_more() && !self.shutdown.is_empty() => Err(Error::ShuttingDown),
+            result => result,
+        };
         match (result, reply, socket) {
             (Ok(info), SendReply::Run(mut run), Some(socket)) if !run.rest.is_empty() => {
                 run.sent.push(info);
