@@ -291,10 +291,10 @@ impl ShardHandle {
             }
         };
         if let Some(mut request) = rejected {
-            // Dropped outside the lock, which answers its caller; a send's gate stays with the
-            // send in progress.
+            // Answered outside the lock; a send's gate stays with the send in progress, and a
+            // list of sends it belongs to stops (see `SendReply::stop_list`).
             request.disarm_gate();
-            drop(request);
+            request.fail(crate::error::Error::ShuttingDown);
             return Err(NoRoom::Closed);
         }
         self.doorbell.ring();
