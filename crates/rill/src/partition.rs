@@ -1,14 +1,12 @@
 //! `Partition`: a cheap, clonable handle to one partition of a topic.
 
-use crate::error::Error;
 use crate::growth::{BatchStream, DataWait};
 use crate::locate::{Want, locate_range};
 use crate::pending::{self, Pending};
 use crate::queue::ShardHandle;
 use crate::request::Request;
 use crate::send::{
-    Entered, PreparedSocket, SendHeader, SendInfo, SendItem, SendOptions, SendRange, SendReply,
-    SocketGates,
+    PreparedSocket, SendHeader, SendInfo, SendItem, SendOptions, SendRange, SendReply, SocketGates,
 };
 use crate::shared::{OrderGuard, PartitionShared};
 use bytes::Bytes;
@@ -454,15 +452,8 @@ impl Partition {
             gate: self.gates.ticket(id),
             reply: SendReply::One(reply),
         };
-        match self.gates.enter(id, &self.shard, request) {
-            Entered::Go(request) => Pending::send(&self.shard, request, slot),
-            Entered::Queued => Pending::sent(slot),
-            Entered::Full(mut request) => {
-                // Its ticket must not open the gate held by the send in progress.
-                request.disarm_gate();
-                drop(request);
-                Pending::ready(Err(Error::QueueFull))
-            }
-        }
+        self.gates
+            .dispatch(id, &self.shard, request, slot)
+            .unwrap_or_else(|e| Pending::ready(Err(e)))
     }
 }

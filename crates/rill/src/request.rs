@@ -49,9 +49,9 @@ pub(crate) enum Request {
         part: Arc<PartitionShared>,
         reply: Reply<Offsets>,
     },
-    /// Whole batches to a socket (see [`crate::send`]).
-    /// One partition's send, or the current one of a run of sends on this shard (a run's next
-    /// item is queued as its own `Send` when the current one ends).
+    /// Whole batches of one partition to a socket (see [`crate::send`]): a single send, or the
+    /// current item of a run of sends on this shard (the run's next item is queued as its own
+    /// `Send` when this one ends).
     Send {
         item: SendItem,
         socket: OwnedFd,

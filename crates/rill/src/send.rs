@@ -7,7 +7,7 @@
 //! answers, so a caller that awaited one send finds the socket free for the next.
 
 use crate::error::{Error, Result};
-use crate::pending::Reply;
+use crate::pending::{Pending, Pooled, Reply, Slot};
 use crate::queue::ShardHandle;
 use crate::request::Request;
 use crate::shared::PartitionShared;
@@ -289,7 +289,7 @@ impl Drop for GateTicket {
 }
 
 /// Where [`SocketGates::enter`] put a request.
-pub(crate) enum Entered {
+enum Entered {
     /// The socket was free: send the request to its shard now.
     Go(Request),
     /// Queued behind the socket's current send.
@@ -320,13 +320,30 @@ impl SocketGates {
         }
     }
 
-    /// Lets `request` (holding a ticket for `socket`) go if the socket is free, else queues it.
-    pub(crate) fn enter(
+    /// Sends `request` (holding a ticket for `socket`, answered through `slot`) to `shard`
+    /// through the socket's gate: at once if the socket is free, else when the sends before it
+    /// ended. `QueueFull`, with nothing sent, when `max_waiting` sends already wait.
+    pub(crate) fn dispatch<T: Pooled>(
         &self,
         socket: SocketId,
         shard: &Arc<ShardHandle>,
         request: Request,
-    ) -> Entered {
+        slot: Arc<Slot<T>>,
+    ) -> Result<Pending<T>> {
+        match self.enter(socket, shard, request) {
+            Entered::Go(request) => Ok(Pending::send(shard, request, slot)),
+            Entered::Queued => Ok(Pending::sent(slot)),
+            Entered::Full(mut request) => {
+                // Its ticket must not open the gate held by the send in progress.
+                request.disarm_gate();
+                drop(request);
+                Err(Error::QueueFull)
+            }
+        }
+    }
+
+    /// Lets `request` (holding a ticket for `socket`) go if the socket is free, else queues it.
+    fn enter(&self, socket: SocketId, shard: &Arc<ShardHandle>, request: Request) -> Entered {
         let mut busy = self.busy.lock();
         if let Some(queue) = busy.get_mut(&socket) {
             if queue.len() >= self.max_waiting {

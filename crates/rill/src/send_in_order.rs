@@ -15,8 +15,7 @@ use crate::pending::{self, Pending};
 use crate::queue::ShardHandle;
 use crate::request::Request;
 use crate::send::{
-    Entered, PreparedSocket, RunRest, SendHeader, SendInfo, SendItem, SendOptions, SendReply,
-    SocketGates,
+    PreparedSocket, RunRest, SendHeader, SendInfo, SendItem, SendOptions, SendReply, SocketGates,
 };
 use std::collections::VecDeque;
 use std::future::Future;
@@ -102,16 +101,16 @@ pub fn send_in_order<'a>(
         list_failed: Arc::new(AtomicBool::new(false)),
     };
     match plan_runs(sends) {
-        Ok((runs, gates, count)) if !runs.is_empty() => {
-            match PreparedSocket::new(socket.as_fd()) {
-                Ok(socket) => pending.socket = Some(socket),
-                Err(e) => pending.failed = Some(part_error(0, e)),
+        Ok((runs, gates, count)) if !runs.is_empty() => match PreparedSocket::new(socket.as_fd()) {
+            Ok(socket) => {
+                pending.socket = Some(socket);
+                pending.runs = runs;
+                pending.gates = gates;
+                pending.sent.reserve_exact(count);
+                pending.enter_runs();
             }
-            pending.runs = runs;
-            pending.gates = gates;
-            pending.sent.reserve_exact(count);
-            pending.enter_runs();
-        }
+            Err(e) => pending.failed = Some(part_error(0, e)),
+        },
         Ok(_) => {}
         Err(e) => pending.failed = Some(e),
     }
@@ -235,16 +234,7 @@ impl SendsInOrder {
                 list_failed: Arc::clone(&self.list_failed),
             })),
         };
-        match gates.enter(socket.id, &run.shard, request) {
-            Entered::Go(request) => Ok(Pending::send(&run.shard, request, slot)),
-            Entered::Queued => Ok(Pending::sent(slot)),
-            Entered::Full(mut request) => {
-                // Its ticket must not open the gate held by the send in progress.
-                request.disarm_gate();
-                drop(request);
-                Err(Error::QueueFull)
-            }
-        }
+        gates.dispatch(socket.id, &run.shard, request, slot)
     }
 }
 
