@@ -337,3 +337,27 @@ pub fn partition_records(p: &rill::Partition) -> Vec<ReadRecord> {
     }
     out
 }
+
+/// The wall clock in milliseconds: timestamps that time-based retention (7 days by default)
+/// keeps.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Reads everything until EOF on a thread (the receiving side of a send test). Panics on a
+/// read error (a test helper).
+pub fn receive_all(
+    mut rx: impl std::io::Read + Send + 'static,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        rx.read_to_end(&mut out).expect("reading a test socket");
+        out
+    })
+}
+
+/// A socket a send test can hand across threads.
+pub trait AsFdSend: std::os::fd::AsFd + Send {}
+impl<T: std::os::fd::AsFd + Send> AsFdSend for T {}

@@ -398,10 +398,7 @@ fn retention_runs_in_the_background() {
 fn retention_runs_when_the_wall_clock_steps_back() {
     use std::sync::atomic::AtomicI64;
     let dir = tempfile::tempdir().unwrap();
-    let start_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let start_ms = rill_tests::now_ms();
     let wall = Arc::new(AtomicI64::new(start_ms));
     let mut config = retention_config(dir.path());
     config.wall_clock = {

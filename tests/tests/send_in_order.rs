@@ -14,11 +14,10 @@ use rill::{
     Config, DriverChoice, Error, Log, LogConfig, Partition, PartitionSend, SendConfig, SendOptions,
     SendStrategy, send_in_order,
 };
-use rill_tests::make_batch;
+use rill_tests::{AsFdSend, make_batch, now_ms, receive_all};
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::thread::JoinHandle;
 
 const DRIVERS: [DriverChoice; 2] = [DriverChoice::Uring, DriverChoice::Syscall];
 
@@ -38,13 +37,6 @@ fn open_with(dir: &std::path::Path, driver: DriverChoice, adjust: impl FnOnce(&m
     };
     adjust(&mut config);
     Log::open(config).unwrap().0
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// A topic `t` of `partitions` partitions, each with batches of mixed sizes (some larger than
@@ -76,14 +68,6 @@ fn filled(log: &Log, partitions: u32) -> Vec<Partition> {
 /// An 8-byte header naming the entry.
 fn header(entry: usize) -> Vec<u8> {
     format!("[{entry:06}]").into_bytes()
-}
-
-fn receive_all(mut rx: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        rx.read_to_end(&mut out).unwrap();
-        out
-    })
 }
 
 /// What `read` returns for an entry, which its send must deliver after its header.
@@ -154,9 +138,6 @@ fn a_list_across_shards_arrives_whole_and_in_order() {
         }
     }
 }
-
-trait AsFdSend: AsFd + Send {}
-impl<T: AsFd + Send> AsFdSend for T {}
 
 /// A connected pair of stream sockets, TCP on loopback or Unix: the sender (in the mode
 /// asked for) and the receiver.

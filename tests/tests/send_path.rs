@@ -18,7 +18,7 @@ use rill::{
     SendError, SendHeader, SendOptions, SendStrategy,
 };
 use rill_segment::batch;
-use rill_tests::make_batch;
+use rill_tests::{AsFdSend, make_batch, receive_all};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
@@ -68,10 +68,7 @@ fn filled_with(
 /// Batches of mixed sizes, one larger than a 1 MiB pipe; about 5 MiB over three segments.
 fn fill(p: &Partition) {
     // Current timestamps: time-based retention (7 days by default) keeps them.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now_ms = rill_tests::now_ms();
     for i in 0..40u64 {
         let (records, value_bytes) = match i % 8 {
             0 => (1, 1_500_000),
@@ -185,15 +182,6 @@ fn pair(kind: SocketKind) -> Pair {
     }
 }
 
-/// Reads everything until EOF on a thread.
-fn receive_all(mut rx: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        rx.read_to_end(&mut out).unwrap();
-        out
-    })
-}
-
 /// Splits a pair into the sender and a thread collecting what the receiver gets.
 fn split(pair: Pair) -> (Box<dyn AsFdSend>, JoinHandle<Vec<u8>>) {
     match pair {
@@ -201,9 +189,6 @@ fn split(pair: Pair) -> (Box<dyn AsFdSend>, JoinHandle<Vec<u8>>) {
         Pair::Unix(tx, rx) => (Box::new(rx_guard(tx)), receive_all(rx)),
     }
 }
-
-trait AsFdSend: AsFd + Send {}
-impl<T: AsFd + Send> AsFdSend for T {}
 
 fn rx_guard(tx: UnixStream) -> UnixStream {
     tx
