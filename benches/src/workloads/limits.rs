@@ -149,7 +149,9 @@ fn sequential_write(root: &std::path::Path, bytes: u64) -> Result<Sample> {
     Ok(Sample::from([("mb_per_s", mb_per_s(at, seconds))]))
 }
 
-fn sequential_read(path: &std::path::Path) -> Result<Sample> {
+/// Drops the page cache, then reads `path` from start to end with 1 MiB `pread`s: the
+/// sequential-read limit (also measured by `recovery` on the file it replays).
+pub(crate) fn sequential_read(path: &std::path::Path) -> Result<Sample> {
     drop_caches()?;
     let file = File::open(path)?;
     let mut chunk = vec![0u8; 1 << 20];

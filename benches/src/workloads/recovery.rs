@@ -7,10 +7,16 @@
 //! recovery point stays at offset 0 and the next open scans (reads, CRC-checks and indexes)
 //! every batch. The "cold" case drops the page cache first (needs root), so the scan reads
 //! the disk; the "warm" case scans what the child left in the page cache.
+//!
+//! The cold case has a third engine, [`SAME_FILE_READ`]: a child fills and is killed the same
+//! way, then the segment file is read with 1 MiB `pread`s from a dropped page cache, as the
+//! `limits` workload reads its own file. It is the read limit of the file recovery replays,
+//! in the state it replays it (just written, the disk still busy with it), interleaved with
+//! the opens; `limits` measures a file written and synced before its reads.
 
 use super::{
     BASELINE, RILL_ENGINES, URING, append_copies, build_batch, can_drop_caches, driver_arg,
-    drop_caches, parse_driver_arg, run_child,
+    drop_caches, limits, parse_driver_arg, run_child,
 };
 use crate::harness::{Bench, Engine, Sample};
 use crate::report::WorkloadResult;
@@ -19,6 +25,9 @@ use rill::{Config, DriverChoice, Log};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
+
+/// The engine that reads the replayed file with plain `pread`s, in the cold case.
+pub const SAME_FILE_READ: &str = "sequential read, same file";
 
 /// Set in the child's environment to `fill:<driver>:<bytes>:<dir>`.
 pub const CHILD_ENV: &str = "RILL_BENCH_RECOVERY_CHILD";
@@ -108,11 +117,50 @@ fn recovery_run(bench: &Bench, driver: DriverChoice, bytes: u64, cold: bool) -> 
     ]))
 }
 
+/// Fills and kills a child as [`recovery_run`] does, then reads the segment file it left
+/// from a dropped page cache with 1 MiB `pread`s (the `limits` workload's sequential read).
+fn same_file_read(bench: &Bench, bytes: u64) -> Result<Sample> {
+    let dir = bench.scratch_dir("recovery-read")?;
+    fill_and_kill(dir.path(), DriverChoice::Syscall, bytes)?;
+    let segment = largest_segment_file(dir.path())?;
+    let mut sample = limits::sequential_read(&segment)?;
+    let mb_per_s = sample.get("mb_per_s").copied().unwrap_or(0.0);
+    let file_bytes = std::fs::metadata(&segment)?.len();
+    sample.insert("gb_per_s", mb_per_s / 1e3);
+    sample.insert("open_s", file_bytes as f64 / (mb_per_s.max(1e-9) * 1e6));
+    sample.insert("mib_scanned", file_bytes as f64 / f64::from(1u32 << 20));
+    Ok(sample)
+}
+
+/// The largest `.log` file in the partition directories under `dir`: the one segment the
+/// child filled (its preallocated length included).
+fn largest_segment_file(dir: &Path) -> Result<std::path::PathBuf> {
+    let mut best: Option<(u64, std::path::PathBuf)> = None;
+    for partition in std::fs::read_dir(dir)? {
+        let partition = partition?.path();
+        if !partition.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&partition)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let len = std::fs::metadata(&path)?.len();
+                if best.as_ref().is_none_or(|(l, _)| len > *l) {
+                    best = Some((len, path));
+                }
+            }
+        }
+    }
+    best.map(|(_, path)| path)
+        .ok_or_else(|| anyhow!("no segment file under {}", dir.display()))
+}
+
 pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
     let bytes = bench.scale.recovery_bytes;
     let mut cases = Vec::new();
     let mut notes = vec![
         "the child fills one partition with 64 KiB batches, flushes, and is SIGKILLed; open_s is Log::open".into(),
+        format!("{SAME_FILE_READ} (cold case): a child fills and is killed as for the opens, then its segment file is read with 1 MiB preads from a dropped page cache; open_s is the read's time"),
     ];
     let colds: &[bool] = if can_drop_caches() {
         &[false, true]
@@ -122,7 +170,7 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
     };
     for &cold in colds {
         let bench_ref: &Bench = bench;
-        let engines = RILL_ENGINES
+        let mut engines: Vec<Engine<'_>> = RILL_ENGINES
             .into_iter()
             .map(|(name, driver)| {
                 Engine::new(name, format!("rill, {driver:?} driver"), move || {
@@ -130,6 +178,15 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
                 })
             })
             .collect();
+        let mut ratios = vec![(URING, BASELINE)];
+        if cold {
+            engines.push(Engine::new(
+                SAME_FILE_READ,
+                "the segment file a killed child left, read with 1 MiB preads from a dropped page cache",
+                move || same_file_read(bench_ref, bytes),
+            ));
+            ratios.extend([(URING, SAME_FILE_READ), (BASELINE, SAME_FILE_READ)]);
+        }
         let cache = if cold {
             "cold (page cache dropped)"
         } else {
@@ -144,7 +201,7 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
             &format!("{} MiB to replay, {cache}", bytes >> 20),
             params,
             engines,
-            &[(URING, BASELINE)],
+            &ratios,
             "gb_per_s",
         ));
     }
