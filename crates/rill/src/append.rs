@@ -236,7 +236,7 @@ impl Partition {
             .append_seconds
             .record(started.elapsed().as_secs_f64());
         if let Some(permit) = permit {
-            let (reply, slot) = crate::pending::channel();
+            let (reply, slot) = crate::reply::channel();
             permit.push(Request::AwaitDurable {
                 part: Arc::clone(&self.shared),
                 durable_offset: info.last_offset + 1,
@@ -286,7 +286,7 @@ impl Partition {
         };
         Ok(match permit {
             Some(permit) => {
-                let (reply, slot) = crate::pending::channel();
+                let (reply, slot) = crate::reply::channel();
                 permit.push(make(Arc::clone(&self.shared), reply));
                 Pending::sent(slot)
             }

@@ -17,7 +17,7 @@
 
 use crate::error::Result;
 use crate::locate::locate_error;
-use crate::partition::ReadBatches;
+use crate::read_batches::ReadBatches;
 use crate::shared::PartitionShared;
 use rill_segment::partition::{ReadLimit, ReadPlan, Walked, walk};
 use rill_uring::ReadBuf;

@@ -9,55 +9,35 @@
 //! removes its waker (cancel-safe); nothing polls in a loop.
 
 use crate::error::{Error, Result};
-use crate::partition::{Partition, ReadBatches};
+use crate::partition::Partition;
+use crate::read_batches::ReadBatches;
 use crate::shared::PartitionShared;
-use parking_lot::Mutex;
 use rill_segment::Offsets;
 use rill_segment::partition::ReadLimit;
-use slab::Slab;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// The wakers of a partition's waits. Bounded by the waits alive (each holds one slot).
-#[derive(Debug, Default)]
-pub(crate) struct Waiters {
-    wakers: Mutex<Slab<Waker>>,
-    /// Registered wakers, readable without the lock: publications skip the lock when 0.
-    count: AtomicUsize,
-}
-
-impl Waiters {
-    /// Registers (or refreshes) the waker of the wait holding `slot`.
-    fn register(&self, slot: &mut Option<usize>, waker: &Waker) {
-        let mut wakers = self.wakers.lock();
-        if let Some(registered) = slot.and_then(|key| wakers.get_mut(key)) {
-            registered.clone_from(waker);
-        } else {
-            *slot = Some(wakers.insert(waker.clone()));
-            self.count.store(wakers.len(), Ordering::SeqCst);
-        }
+/// Waiting for a partition to grow (this module's two futures).
+impl Partition {
+    /// Resolves once the partition holds data past `offset`: its written end (with
+    /// [`ReadLimit::Written`]) or durable end ([`ReadLimit::Durable`]) is beyond it. It also
+    /// resolves when the log was cut below `offset` (the next read reports it out of range),
+    /// and fails when the partition fails, is closed or its topic deleted. No polling: every
+    /// change of the partition's offsets wakes it; dropping it cancels the wait. A deadline is
+    /// the caller's: wrap it in its runtime's timeout, or block with
+    /// [`DataWait::wait_timeout`].
+    pub fn wait_for_data(&self, offset: i64, limit: ReadLimit) -> DataWait {
+        DataWait::new(Arc::clone(&self.shared), offset, limit)
     }
 
-    fn deregister(&self, slot: &mut Option<usize>) {
-        if let Some(key) = slot.take() {
-            let mut wakers = self.wakers.lock();
-            wakers.try_remove(key);
-            self.count.store(wakers.len(), Ordering::SeqCst);
-        }
-    }
-
-    /// Wakes every wait (they check their condition again).
-    pub(crate) fn wake_all(&self) {
-        if self.count.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        for (_, waker) in self.wakers.lock().iter() {
-            waker.wake_by_ref();
-        }
+    /// Batches from `offset` on, following the tail: see [`BatchStream::next`]. Each read
+    /// takes up to `max_bytes` (at least one batch) with the `Config`'s read limit.
+    pub fn stream_from(&self, offset: i64, max_bytes: u64) -> BatchStream {
+        BatchStream::new(self.clone(), offset, max_bytes, self.read_limit)
     }
 }
 

@@ -2,7 +2,7 @@
 //! [`crate::Partition::locate`] (on the caller's thread) and the shard's sends.
 
 use crate::error::{Error, Result};
-use crate::send::SendRange;
+use crate::send_item::SendRange;
 use rill_segment::partition::{BatchRange, ReadLimit};
 use rill_segment::{LogError, PartitionLog};
 

@@ -5,9 +5,10 @@ use crate::cleaner::Cleaner;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::partition::Partition;
-use crate::pending::{self, Pending};
+use crate::pending::Pending;
 use crate::producer_ids::{ProducerId, ProducerIds};
 use crate::queue::ShardHandle;
+use crate::reply;
 use crate::request::Request;
 use crate::send::SocketGates;
 use crate::shard;
@@ -312,7 +313,7 @@ impl Log {
             log,
         ));
         let handle = Arc::clone(&inner.shards[shard]);
-        let (reply, slot) = pending::channel();
+        let (reply, slot) = reply::channel();
         let request = Request::Attach {
             shared: Arc::clone(&shared),
             reply,
@@ -487,7 +488,7 @@ impl LogInner {
         let mut first_error = None;
         let mut waits = Vec::new();
         for shard in &self.shards {
-            let (reply, slot) = pending::channel();
+            let (reply, slot) = reply::channel();
             if shard.push_control(Request::Shutdown { reply }).is_ok() {
                 waits.push(Pending::sent(slot));
             }
@@ -547,7 +548,7 @@ fn start_shards(config: &Arc<Config>, storage: Storage) -> Result<LogInner> {
     let mut driver = DriverKind::Syscall;
     let stop = |shards: &[Arc<ShardHandle>], threads: Vec<JoinHandle<()>>| {
         for shard in shards {
-            let (reply, _slot) = pending::channel::<()>();
+            let (reply, _slot) = reply::channel::<()>();
             let _ = shard.push_control(Request::Shutdown { reply });
         }
         for thread in threads {

@@ -1,19 +1,17 @@
 //! `Partition`: a cheap, clonable handle to one partition of a topic.
 
-use crate::growth::{BatchStream, DataWait};
 use crate::locate::{Want, locate_range};
-use crate::pending::{self, Pending};
+use crate::pending::Pending;
 use crate::queue::ShardHandle;
+use crate::read_batches::ReadBatches;
+use crate::reply::{self, Reply};
 use crate::request::Request;
-use crate::send::{
-    PreparedSocket, SendHeader, SendInfo, SendItem, SendOptions, SendRange, SendReply, SocketGates,
-};
+use crate::send::{PreparedSocket, SocketGates};
+use crate::send_item::{SendHeader, SendInfo, SendItem, SendOptions, SendRange, SendReply};
 use crate::shared::{OrderGuard, PartitionShared};
-use bytes::Bytes;
-use rill_segment::batch::{self, Header};
+use rill_segment::batch::Header;
 use rill_segment::partition::{ReadLimit, RollStats};
 use rill_segment::{Durability, Offsets};
-use rill_uring::ReadBuf;
 use std::fmt;
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -41,69 +39,6 @@ impl<'a> Record<'a> {
             value: Some(value),
             headers: &[],
         }
-    }
-}
-
-/// Whole batches read from a partition.
-///
-/// The bytes live in a read buffer (a registered one on the io_uring driver) that returns to
-/// its pool when this value, or the [`Bytes`] made from it, drops.
-#[derive(Debug)]
-pub struct ReadBatches {
-    pub(crate) buf: Option<ReadBuf>,
-    /// Where the next read starts (after the last batch returned).
-    pub next_offset: i64,
-    /// The durable offset (a single node's high watermark) when the read was made.
-    pub high_watermark: i64,
-    /// The end of the written log when the read was made.
-    pub log_end_offset: i64,
-    /// The first offset of the log when the read was made.
-    pub log_start_offset: i64,
-}
-
-impl ReadBatches {
-    /// The batches in `buf` (`None` at the end of the log), the next read's offset, and the
-    /// log's offsets as of the read.
-    pub(crate) fn new(buf: Option<ReadBuf>, next_offset: i64, offsets: Offsets) -> Self {
-        Self {
-            buf,
-            next_offset,
-            high_watermark: offsets.durable,
-            log_end_offset: offsets.log_end,
-            log_start_offset: offsets.log_start,
-        }
-    }
-
-    /// The batches, back to back, as stored (Kafka RecordBatch v2).
-    pub fn bytes(&self) -> &[u8] {
-        self.buf.as_deref().unwrap_or(&[])
-    }
-
-    /// Whether no batch was returned (the read was at the end of the log).
-    pub fn is_empty(&self) -> bool {
-        self.bytes().is_empty()
-    }
-
-    /// The batches as [`Bytes`], without copying.
-    pub fn into_bytes(self) -> Bytes {
-        self.buf.map(ReadBuf::into_bytes).unwrap_or_default()
-    }
-
-    /// The owned buffer guard, if any batch was returned.
-    pub fn into_buf(self) -> Option<ReadBuf> {
-        self.buf
-    }
-
-    /// Iterates over the batches (each a whole stored batch, CRC-checked by the read).
-    pub fn batches(&self) -> impl Iterator<Item = &[u8]> {
-        let mut rest = self.bytes();
-        std::iter::from_fn(move || {
-            let header = batch::BatchHeader::parse(rest).ok()?;
-            let len = usize::try_from(header.total_bytes()).ok()?.min(rest.len());
-            let (one, tail) = rest.split_at(len);
-            rest = tail;
-            Some(one)
-        })
     }
 }
 
@@ -196,11 +131,11 @@ impl Partition {
         self.shared.log.lock().config().clone()
     }
 
-    pub(crate) fn request<T: pending::Pooled>(
+    pub(crate) fn request<T: reply::Pooled>(
         &self,
-        make: impl FnOnce(Arc<PartitionShared>, pending::Reply<T>) -> Request,
+        make: impl FnOnce(Arc<PartitionShared>, Reply<T>) -> Request,
     ) -> Pending<T> {
-        let (reply, slot) = pending::channel();
+        let (reply, slot) = reply::channel();
         Pending::send(&self.shard, make(Arc::clone(&self.shared), reply), slot)
     }
 
@@ -208,9 +143,9 @@ impl Partition {
     /// [`PartitionShared::ordered_behind`]), holding its [`OrderGuard`]. Counted and queued
     /// under the log's lock, so every append either was written and queued its durable wait
     /// before it, or sees it and queues behind it.
-    pub(crate) fn ordered_request<T: pending::Pooled>(
+    pub(crate) fn ordered_request<T: reply::Pooled>(
         &self,
-        make: impl FnOnce(Arc<PartitionShared>, pending::Reply<T>, OrderGuard) -> Request,
+        make: impl FnOnce(Arc<PartitionShared>, Reply<T>, OrderGuard) -> Request,
     ) -> Pending<T> {
         let _log = self.shared.log.lock();
         let order = OrderGuard::new(&self.shared);
@@ -254,26 +189,9 @@ impl Partition {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Resolves once the partition holds data past `offset`: its written end (with
-    /// [`ReadLimit::Written`]) or durable end ([`ReadLimit::Durable`]) is beyond it. It also
-    /// resolves when the log was cut below `offset` (the next read reports it out of range),
-    /// and fails when the partition fails, is closed or its topic deleted. No polling: every
-    /// change of the partition's offsets wakes it; dropping it cancels the wait. A deadline is
-    /// the caller's: wrap it in its runtime's timeout, or block with
-    /// [`DataWait::wait_timeout`].
-    pub fn wait_for_data(&self, offset: i64, limit: ReadLimit) -> DataWait {
-        DataWait::new(Arc::clone(&self.shared), offset, limit)
-    }
-
     /// The read limit reads and sends use by default (the `Config`'s).
     pub fn read_limit(&self) -> ReadLimit {
         self.read_limit
-    }
-
-    /// Batches from `offset` on, following the tail: see [`BatchStream::next`]. Each read
-    /// takes up to `max_bytes` (at least one batch) with the `Config`'s read limit.
-    pub fn stream_from(&self, offset: i64, max_bytes: u64) -> BatchStream {
-        BatchStream::new(self.clone(), offset, max_bytes, self.read_limit)
     }
 
     /// Start, end and durable offsets, as of the last append, sync or change.
@@ -443,7 +361,7 @@ impl Partition {
             Ok(socket) => socket,
             Err(e) => return Pending::ready(Err(e)),
         };
-        let (reply, slot) = pending::channel();
+        let (reply, slot) = reply::channel();
         let id = socket.id;
         let request = Request::Send {
             item: self.send_item(offset, max_bytes, header.into(), options),

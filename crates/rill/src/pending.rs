@@ -11,148 +11,12 @@
 
 use crate::error::{Error, Result};
 use crate::queue::{NoRoom, ShardHandle};
+use crate::reply::{Pooled, Slot, recycle};
 use crate::request::Request;
-use parking_lot::Mutex;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-
-/// The shard's answer, once it arrives.
-#[derive(Debug)]
-pub(crate) struct Slot<T> {
-    state: Mutex<SlotState<T>>,
-}
-
-/// Answer types whose slots are recycled through a small per-thread pool, so a request in
-/// steady state allocates nothing.
-pub(crate) trait Pooled: Sized + 'static {
-    /// Runs `f` with this thread's pool of free slots.
-    fn with_pool<R>(f: impl FnOnce(&mut Vec<Arc<Slot<Self>>>) -> R) -> R;
-}
-
-/// Free slots kept per thread and answer type.
-const POOL_SLOTS: usize = 16;
-
-macro_rules! pooled {
-    ($($t:ty),*) => {$(
-        impl Pooled for $t {
-            fn with_pool<R>(f: impl FnOnce(&mut Vec<Arc<Slot<Self>>>) -> R) -> R {
-                thread_local! {
-                    static POOL: std::cell::RefCell<Vec<Arc<Slot<$t>>>> =
-                        const { std::cell::RefCell::new(Vec::new()) };
-                }
-                POOL.with(|pool| f(&mut pool.borrow_mut()))
-            }
-        }
-    )*};
-}
-
-pooled!(
-    rill_segment::AppendInfo,
-    rill_segment::Offsets,
-    crate::partition::ReadBatches,
-    crate::send::SendInfo,
-    Vec<crate::send::SendInfo>,
-    rill_segment::compaction::CompactionReport,
-    i64,
-    ()
-);
-
-/// Gives a slot whose answer was taken back to this thread's pool.
-fn recycle<T: Pooled>(slot: Arc<Slot<T>>) {
-    T::with_pool(|pool| {
-        if pool.len() < POOL_SLOTS {
-            pool.push(slot);
-        }
-    });
-}
-
-/// A slot from this thread's pool, if one is free (nobody else holds it), else a new one.
-fn pooled_slot<T: Pooled>() -> Arc<Slot<T>> {
-    let reused = T::with_pool(|pool| {
-        let at = pool.iter().position(|slot| Arc::strong_count(slot) == 1)?;
-        Some(pool.swap_remove(at))
-    });
-    match reused {
-        Some(slot) => {
-            let mut state = slot.state.lock();
-            state.value = None;
-            state.waker = None;
-            drop(state);
-            slot
-        }
-        None => Slot::new(),
-    }
-}
-
-#[derive(Debug)]
-struct SlotState<T> {
-    value: Option<Result<T>>,
-    waker: Option<Waker>,
-}
-
-impl<T> Slot<T> {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            state: Mutex::new(SlotState {
-                value: None,
-                waker: None,
-            }),
-        })
-    }
-}
-
-/// The shard's side of a slot. Dropping it unanswered answers [`Error::ShuttingDown`], so no
-/// caller waits forever.
-#[derive(Debug)]
-pub(crate) struct Reply<T> {
-    slot: Option<Arc<Slot<T>>>,
-}
-
-impl<T> Reply<T> {
-    /// Whether the caller dropped its [`Pending`]: nobody will see the answer.
-    pub(crate) fn is_abandoned(&self) -> bool {
-        self.slot
-            .as_ref()
-            .is_none_or(|slot| Arc::strong_count(slot) == 1)
-    }
-
-    pub(crate) fn send(mut self, value: Result<T>) {
-        if let Some(slot) = self.slot.take() {
-            let waker = {
-                let mut state = slot.state.lock();
-                state.value = Some(value);
-                state.waker.take()
-            };
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        }
-    }
-}
-
-impl<T> Drop for Reply<T> {
-    fn drop(&mut self) {
-        if self.slot.is_some() {
-            Self {
-                slot: self.slot.take(),
-            }
-            .send(Err(Error::ShuttingDown));
-        }
-    }
-}
-
-/// A slot, recycled when one is free: the reply for the shard and the slot for the caller.
-pub(crate) fn channel<T: Pooled>() -> (Reply<T>, Arc<Slot<T>>) {
-    let slot = pooled_slot();
-    (
-        Reply {
-            slot: Some(Arc::clone(&slot)),
-        },
-        slot,
-    )
-}
 
 enum State<T> {
     Sent(Arc<Slot<T>>),
@@ -297,20 +161,14 @@ impl<T> Future for Pending<T> {
             }
             State::Sent(slot) | State::Waiting { slot, .. } => Arc::clone(slot),
         };
-        let mut state = slot.state.lock();
-        if let Some(value) = state.value.take() {
-            drop(state);
-            this.state = State::Done;
-            if let Some(recycle) = this.recycle {
-                recycle(slot);
-            }
-            return Poll::Ready(value);
+        let Some(value) = slot.take_or_wake(cx.waker()) else {
+            return Poll::Pending;
+        };
+        this.state = State::Done;
+        if let Some(recycle) = this.recycle {
+            recycle(slot);
         }
-        let waker = cx.waker();
-        if !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            state.waker = Some(waker.clone());
-        }
-        Poll::Pending
+        Poll::Ready(value)
     }
 }
 

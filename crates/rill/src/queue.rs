@@ -13,6 +13,7 @@
 //! and a partition's unwaited sync, asked once until the shard starts it), and a send
 //! dispatched when its socket came free (at most one per socket; it took room when asked).
 
+use crate::release::{BytesGuard, ReleaseBytes};
 use crate::request::Request;
 use parking_lot::Mutex;
 use rill_uring::{Doorbell, DriverStats};
@@ -89,18 +90,11 @@ pub(crate) struct Permit {
     used: bool,
 }
 
-/// Bytes of a batch counted inside the library until the request carrying it is done with it.
-#[derive(Debug)]
-pub(crate) struct BytesGuard {
-    handle: Arc<ShardHandle>,
-    bytes: usize,
-}
-
-impl Drop for BytesGuard {
-    fn drop(&mut self) {
+impl ReleaseBytes for ShardHandle {
+    fn release_bytes(&self, bytes: usize) {
         let waker = {
-            let mut state = self.handle.state.lock();
-            state.bytes -= self.bytes;
+            let mut state = self.state.lock();
+            state.bytes -= bytes;
             head_waker(&mut state)
         };
         wake(waker);
@@ -115,10 +109,8 @@ impl Permit {
         self.used = true;
         let bytes = std::mem::take(&mut self.bytes);
         if bytes > 0 {
-            request.hold_bytes(BytesGuard {
-                handle: Arc::clone(&self.handle),
-                bytes,
-            });
+            let owner: Arc<dyn ReleaseBytes> = Arc::clone(&self.handle) as Arc<dyn ReleaseBytes>;
+            request.hold_bytes(BytesGuard::new(owner, bytes));
         }
         let rejected = {
             let mut state = self.handle.state.lock();

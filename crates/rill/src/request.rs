@@ -1,10 +1,10 @@
 //! What a shard is asked to do: plain data, one variant per request, each with the reply slot
 //! its caller waits on.
 
-use crate::partition::ReadBatches;
-use crate::pending::Reply;
-use crate::queue::BytesGuard;
-use crate::send::{GateTicket, SendItem, SendReply};
+use crate::read_batches::ReadBatches;
+use crate::release::{BytesGuard, GateTicket};
+use crate::reply::Reply;
+use crate::send_item::{SendItem, SendReply};
 use crate::shared::{OrderGuard, PartitionShared};
 use rill_segment::partition::{ReadLimit, ValidBatch};
 use rill_segment::{AppendInfo, Durability, Offsets};

@@ -11,12 +11,12 @@
 
 use crate::error::{Error, Result};
 use crate::partition::Partition;
-use crate::pending::{self, Pending};
+use crate::pending::Pending;
 use crate::queue::ShardHandle;
+use crate::reply;
 use crate::request::Request;
-use crate::send::{
-    PreparedSocket, RunRest, SendHeader, SendInfo, SendItem, SendOptions, SendReply, SocketGates,
-};
+use crate::send::{PreparedSocket, SocketGates};
+use crate::send_item::{RunRest, SendHeader, SendInfo, SendItem, SendOptions, SendReply};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::os::fd::AsFd;
@@ -192,7 +192,7 @@ impl SendsInOrder {
     /// Blocks the calling thread until every entry is sent or one fails. Do not call it on an
     /// async executor's thread; `.await` the future there.
     pub fn wait(self) -> Result<Vec<SendInfo>> {
-        pending::block_on(self)
+        crate::pending::block_on(self)
     }
 
     /// Asks for runs until `RUNS_AHEAD` are asked for and unanswered (or one cannot be).
@@ -221,7 +221,7 @@ impl SendsInOrder {
         else {
             return Err(Error::ShuttingDown);
         };
-        let (reply, slot) = pending::channel();
+        let (reply, slot) = reply::channel();
         let request = Request::Send {
             item: first,
             socket: socket.duplicate()?,

@@ -6,9 +6,11 @@ use crate::error::Error;
 use parking_lot::Mutex;
 use rill_segment::batch::TimestampType;
 use rill_segment::{LogConfig, LogError, Offsets, PartitionLog};
+use slab::Slab;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::Waker;
 
 /// A partition's key inside its shard.
 pub(crate) type PartitionKey = u64;
@@ -40,7 +42,7 @@ pub(crate) struct PartitionShared {
     /// Reads answered on the caller's thread.
     pub(crate) direct_reads: AtomicU64,
     /// Long-polling waits, woken by every publication.
-    pub(crate) waiters: crate::growth::Waiters,
+    pub(crate) waiters: Waiters,
     /// The log failed or was closed, as of the last publication: waits read it without
     /// taking the log's lock on every wake-up.
     pub(crate) ended: AtomicBool,
@@ -71,7 +73,7 @@ impl PartitionShared {
             detached: AtomicBool::new(false),
             truncations: AtomicU64::new(0),
             direct_reads: AtomicU64::new(0),
-            waiters: crate::growth::Waiters::default(),
+            waiters: Waiters::default(),
             ended: AtomicBool::new(false),
             metrics,
             max_batch_bytes: AtomicUsize::new(max_batch_bytes),
@@ -138,6 +140,45 @@ impl PartitionShared {
 /// A queued request that later appends of its partition must not overtake: counted in
 /// [`PartitionShared::ordered_behind`] from its making until it drops (the shard ran it, it
 /// failed, or its caller gave up before the shard took it).
+/// The wakers of a partition's waits. Bounded by the waits alive (each holds one slot).
+#[derive(Debug, Default)]
+pub(crate) struct Waiters {
+    wakers: Mutex<Slab<Waker>>,
+    /// Registered wakers, readable without the lock: publications skip the lock when 0.
+    count: AtomicUsize,
+}
+
+impl Waiters {
+    /// Registers (or refreshes) the waker of the wait holding `slot`.
+    pub(crate) fn register(&self, slot: &mut Option<usize>, waker: &Waker) {
+        let mut wakers = self.wakers.lock();
+        if let Some(registered) = slot.and_then(|key| wakers.get_mut(key)) {
+            registered.clone_from(waker);
+        } else {
+            *slot = Some(wakers.insert(waker.clone()));
+            self.count.store(wakers.len(), Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn deregister(&self, slot: &mut Option<usize>) {
+        if let Some(key) = slot.take() {
+            let mut wakers = self.wakers.lock();
+            wakers.try_remove(key);
+            self.count.store(wakers.len(), Ordering::SeqCst);
+        }
+    }
+
+    /// Wakes every wait (they check their condition again).
+    pub(crate) fn wake_all(&self) {
+        if self.count.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        for (_, waker) in self.wakers.lock().iter() {
+            waker.wake_by_ref();
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct OrderGuard(Arc<PartitionShared>);
 

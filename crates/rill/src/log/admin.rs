@@ -4,7 +4,8 @@
 
 use super::Log;
 use crate::error::{Error, Result};
-use crate::pending::{self, Pending};
+use crate::pending::Pending;
+use crate::reply;
 use crate::request::Request;
 use crate::shared::OrderGuard;
 use crate::topic;
@@ -86,7 +87,7 @@ impl Log {
         };
         self.inner.stored_topics.write().remove(name);
         for partition in &partitions {
-            let (reply, slot) = pending::channel();
+            let (reply, slot) = reply::channel();
             let pushed = {
                 // Under the log's lock, as every request appends stay behind.
                 let _log = partition.shared.log.lock();

@@ -10,7 +10,7 @@
 
 use super::{InFlight, Shard};
 use crate::error::{Error, Result};
-use crate::pending::Reply;
+use crate::reply::Reply;
 use crate::shared::PartitionKey;
 use rill_segment::disk::FileId;
 use rill_segment::partition::{SyncTicket, WatermarkTicket};

@@ -23,8 +23,8 @@ mod serve;
 
 use crate::config::{Config, DriverChoice};
 use crate::error::{Error, Result};
-use crate::pending::Reply;
 use crate::queue::ShardHandle;
+use crate::reply::Reply;
 use crate::request::Request;
 use crate::shared::{PartitionKey, PartitionShared};
 use rill_segment::disk::{Disk, FileId};

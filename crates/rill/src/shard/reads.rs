@@ -3,8 +3,8 @@
 
 use super::{InFlight, Shard};
 use crate::locate::locate_error;
-use crate::partition::ReadBatches;
-use crate::pending::Reply;
+use crate::read_batches::ReadBatches;
+use crate::reply::Reply;
 use crate::shared::PartitionKey;
 use rill_segment::Offsets;
 use rill_segment::partition::{BatchRange, ReadLimit};

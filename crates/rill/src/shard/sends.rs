@@ -6,8 +6,9 @@
 use super::Shard;
 use crate::error::{Error, Result};
 use crate::locate::{Want, locate_range};
+use crate::release::GateTicket;
 use crate::request::Request;
-use crate::send::{GateTicket, SendInfo, SendItem, SendRange, SendReply};
+use crate::send_item::{SendInfo, SendItem, SendRange, SendReply};
 use crate::shared::PartitionKey;
 use rill_segment::disk::Disk;
 use rill_send::{SendJob, Transfer};

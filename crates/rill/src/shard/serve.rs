@@ -8,7 +8,7 @@
 
 use super::commit::Answer;
 use super::{PartitionState, Shard};
-use crate::pending::Reply;
+use crate::reply::Reply;
 use crate::request::Request;
 use crate::shared::{OrderGuard, PartitionKey, PartitionShared};
 use rill_segment::{Durability, LogError, PartitionLog};
