@@ -410,7 +410,7 @@ impl CompactionPlan {
         let Some(indexes) = segment.resident().cloned() else {
             return Ok(None);
         };
-        crate::partition::write_indexes_named(
+        crate::index_files::write_indexes_named(
             disk,
             &self.dir,
             base,

@@ -23,6 +23,7 @@ pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 pub mod index;
+mod index_files;
 pub mod partition;
 pub mod producers;
 pub mod recovery;

@@ -16,9 +16,8 @@ use crate::config::LogConfig;
 use crate::disk::{self, Disk, FileId};
 use crate::error::{Corruption, LogError};
 use crate::index::SegmentBounds;
-use crate::partition::{
-    PartitionLog, create_segment, load_index_files, preallocate, write_index_files,
-};
+use crate::index_files::write_index_files;
+use crate::partition::{PartitionLog, create_segment, load_index_files, preallocate};
 use crate::scan::{self, Scanner, Step};
 use crate::segment::{self, FileKind, Indexes, Segment};
 use crate::watermark::Watermark;

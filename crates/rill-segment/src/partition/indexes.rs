@@ -7,10 +7,11 @@
 //! and written again, as Kafka does at load; a segment whose batches are damaged gives
 //! [`LogError::Corrupt`], never a wrong answer.
 
-use super::{PartitionLog, write_index_files};
+use super::PartitionLog;
 use crate::disk::{self, Disk, OpenMode};
 use crate::error::LogError;
 use crate::index::{OffsetIndex, SegmentBounds, SegmentIndexes, TIME_ENTRY_BYTES, TimeIndex};
+use crate::index_files::write_index_files;
 use crate::scan;
 use crate::segment::{FileKind, Indexes, Segment};
 use std::path::Path;

@@ -4,9 +4,10 @@
 //! it must not lead the data (truncation lowers the recovery point before cutting), and
 //! files are removed only after the log start that makes them dead is durable.
 
-use super::{PartitionLog, create_segment, preallocate, write_index_files};
+use super::{PartitionLog, create_segment, preallocate};
 use crate::checkpoint::{self, Checkpoint};
 use crate::error::LogError;
+use crate::index_files::write_index_files;
 use crate::scan;
 use crate::segment::FileKind;
 

@@ -29,11 +29,12 @@
 //! ([`PartitionLog::run_roll_jobs`], from `flush` and `close`).
 
 use super::producer_files::write_snapshot;
-use super::{PartitionLog, create_segment, preallocate, write_index_files, write_indexes};
+use super::{PartitionLog, create_segment, preallocate};
 use crate::config::LogConfig;
 use crate::disk::{Disk, FileId, OpenMode};
 use crate::error::LogError;
 use crate::index::SegmentIndexes;
+use crate::index_files::{write_index_files, write_indexes};
 use crate::producers::ProducerSnapshot;
 use crate::segment::{FileKind, Segment};
 use std::io;
