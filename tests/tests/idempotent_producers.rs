@@ -157,6 +157,65 @@ fn a_retry_is_answered_with_the_original_offsets_across_restarts() {
     log.close().unwrap();
 }
 
+/// A batch of no producer (`producer_id` -1), as `Partition::append_records` makes.
+fn plain_batch(records: usize, seed: u64) -> BytesMut {
+    let mut builder = BatchBuilder::new();
+    for i in 0..records {
+        let value = format!("plain {seed}:{i}");
+        builder
+            .append(1_000 + i as i64, None, Some(value.as_bytes()), &[])
+            .unwrap();
+    }
+    BytesMut::from(&builder.build().unwrap()[..])
+}
+
+#[test]
+fn after_a_crash_the_state_is_rebuilt_without_reading_segments_of_no_producer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(config(dir.path())).unwrap();
+    log.create_topic("t", 1).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    // Several 1 KiB segments of plain batches, the last one left active.
+    for i in 0..30 {
+        p.append_with(plain_batch(3, i), Durability::Durable)
+            .wait()
+            .unwrap();
+    }
+    drop(p);
+    std::mem::forget(log); // no clean close: the next open recovers
+    let (log, report) = Log::open(config(dir.path())).unwrap();
+    let recovered = &report.partitions[0].report;
+    assert!(!recovered.clean_load);
+    assert!(recovered.segments_scanned > 0, "{recovered:?}");
+    assert_eq!(
+        recovered.producer_headers_read, 0,
+        "the rescanned segments hold no producer's batch: nothing to read again"
+    );
+
+    // A producer's batches in the active segment are still found after the next crash.
+    let producer = log.init_producer_id().unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let first = p
+        .append_with(batch(producer.id, 0, 0, 2, 1), Durability::Durable)
+        .wait()
+        .unwrap();
+    p.append_with(plain_batch(2, 99), Durability::Durable)
+        .wait()
+        .unwrap();
+    drop(p);
+    std::mem::forget(log);
+    let (log, report) = Log::open(config(dir.path())).unwrap();
+    assert!(!report.partitions[0].report.clean_load);
+    let p = log.partition("t", 0).unwrap();
+    let retry = p
+        .append_with(batch(producer.id, 0, 0, 2, 1), Durability::Durable)
+        .wait()
+        .unwrap();
+    assert!(retry.duplicate, "the producer's batch was stored twice");
+    assert_eq!(retry.base_offset, first.base_offset);
+    log.close().unwrap();
+}
+
 #[test]
 fn truncation_and_retention_keep_the_state_consistent() {
     let dir = tempfile::tempdir().unwrap();

@@ -96,7 +96,9 @@ fn in_sequence(last: i32, next: i32) -> bool {
 
 /// Whether `header` is checked against producer state: it has a producer id and is not a
 /// control batch.
-fn is_sequenced(header: &BatchHeader) -> bool {
+/// Whether the producer state records `header`'s batch: an idempotent or transactional
+/// producer's data (control batches are the transactions' markers).
+pub(crate) fn is_sequenced(header: &BatchHeader) -> bool {
     header.producer_id >= 0 && !header.attributes.is_control()
 }
 

@@ -86,6 +86,9 @@ pub struct RecoveryReport {
     pub log_start_offset: i64,
     /// Log end offset after recovery.
     pub log_end_offset: i64,
+    /// Batch headers read to rebuild the idempotent producers' state from its snapshot
+    /// (segments known to hold no such batch are skipped unread).
+    pub producer_headers_read: u64,
 }
 
 fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LogError {
@@ -123,7 +126,7 @@ impl PartitionLog {
             std::mem::take(&mut recovery.snapshots),
             recovery.has_clean_point,
         );
-        let report = recovery.report;
+        let mut report = recovery.report;
         let mut log = PartitionLog::assemble(
             disk,
             dir.to_path_buf(),
@@ -135,7 +138,7 @@ impl PartitionLog {
         );
         // What recovery's listing found: no second listing, no open of a file not there.
         log.snapshots = snapshots;
-        log.load_producers(options.now_ms)?;
+        report.producer_headers_read = log.load_producers(options.now_ms)?;
         if has_clean_point {
             log.load_clean_point();
         }

@@ -80,6 +80,19 @@ pub(crate) enum Indexes {
     OnDisk,
 }
 
+/// Whether a segment holds batches the producer state records ([`crate::producers`]): what
+/// lets the rebuild of that state after an unclean stop skip a segment without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sequenced {
+    /// Not known: the segment's batches were not all seen by this process (loaded from its
+    /// index files, or made by a cleaning).
+    Unknown,
+    /// Every batch was seen (appended, or scanned from the start) and none was sequenced.
+    None,
+    /// At least one batch was.
+    Some,
+}
+
 /// One segment as the partition log keeps it in memory.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -98,6 +111,8 @@ pub(crate) struct Segment {
     pub bytes_since_index_entry: u64,
     /// When the segment was created or, after a restart, opened (for `segment_ms`).
     pub created_ms: i64,
+    /// Whether it holds batches of idempotent or transactional producers.
+    pub sequenced: Sequenced,
 }
 
 impl Segment {
@@ -116,6 +131,7 @@ impl Segment {
             offset_of_max_timestamp: base_offset,
             bytes_since_index_entry: 0,
             created_ms: now_ms,
+            sequenced: Sequenced::Unknown,
         }
     }
 
@@ -139,6 +155,7 @@ impl Segment {
             offset_of_max_timestamp: base_offset,
             bytes_since_index_entry: 0,
             created_ms: now_ms,
+            sequenced: Sequenced::Unknown,
         }
     }
 
@@ -192,6 +209,9 @@ impl Segment {
             Arc::make_mut(&mut indexes.offset).append(header.base_offset, position as u32);
             Arc::make_mut(&mut indexes.time).maybe_append(max_timestamp, offset, false);
             self.bytes_since_index_entry = 0;
+        }
+        if self.sequenced == Sequenced::None && crate::producers::is_sequenced(header) {
+            self.sequenced = Sequenced::Some;
         }
         self.bytes_since_index_entry += header.total_bytes();
         self.size_bytes += header.total_bytes();

@@ -17,6 +17,7 @@ use super::headers::HeaderWindow;
 use crate::disk::{self, Disk, OpenMode};
 use crate::error::LogError;
 use crate::producers::{ProducerSnapshot, ProducerState};
+use crate::segment::Sequenced;
 use rill_format::producer_snapshot::file_name;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -165,8 +166,8 @@ impl PartitionLog {
     /// below the end, then the batches after it (see the module documentation). Snapshots
     /// beyond the end are removed.
     /// `self.snapshots` names the snapshot files on disk: filled from recovery's listing at
-    /// open, kept as snapshots are written and removed.
-    pub(crate) fn load_producers(&mut self, now_ms: i64) -> Result<(), LogError> {
+    /// open, kept as snapshots are written and removed. Returns the batch headers it read.
+    pub(crate) fn load_producers(&mut self, now_ms: i64) -> Result<u64, LogError> {
         let end = self.written_offset;
         let disk = std::sync::Arc::clone(&self.disk);
         let beyond: Vec<i64> = self.snapshots.range(end + 1..).copied().collect();
@@ -208,22 +209,24 @@ impl PartitionLog {
                 .copied()
                 .unwrap_or(end)
         };
-        self.rebuild_producers(from.max(self.log_start_offset), now_ms)?;
+        let headers_read = self.rebuild_producers(from.max(self.log_start_offset), now_ms)?;
         self.producers.truncate_head(self.log_start_offset);
         if loaded.is_none() {
             // From now on a snapshot is always there to rebuild from: a new partition gets its
             // first here, and a log from before snapshots is rebuilt partially only once.
             self.write_snapshot_now()?;
         }
-        Ok(())
+        Ok(headers_read)
     }
 
     /// Records every batch from `from` to the end in the producer state, reading their headers
-    /// (through a window: a read per 4 KiB of small batches).
-    fn rebuild_producers(&mut self, from: i64, now_ms: i64) -> Result<(), LogError> {
+    /// (through a window: a read per 4 KiB of small batches). A segment known to hold no
+    /// batch of an idempotent or transactional producer ([`Sequenced::None`]: written, or
+    /// scanned by recovery, in this process) is skipped unread. Returns the headers read.
+    fn rebuild_producers(&mut self, from: i64, now_ms: i64) -> Result<u64, LogError> {
         let end = self.written_offset;
         if from >= end {
-            return Ok(());
+            return Ok(0);
         }
         let first = self
             .segments
@@ -232,11 +235,15 @@ impl PartitionLog {
             .map_or(from, |(base, _)| *base);
         let bases: Vec<i64> = self.segments.range(first..).map(|(b, _)| *b).collect();
         let mut state = std::mem::replace(&mut self.producers, ProducerState::new(1));
+        let mut headers_read = 0u64;
         let result = (|| {
             for base in bases {
                 let Some(segment) = self.segments.get(&base) else {
                     continue;
                 };
+                if segment.sequenced == Sequenced::None {
+                    continue;
+                }
                 let (mut expected, position) = if base < from {
                     let indexes = self.indexes_of(segment)?;
                     indexes.offset.lookup(from)
@@ -248,6 +255,7 @@ impl PartitionLog {
                 // Bounded by the segment size: each step moves past one batch.
                 while position < segment.size_bytes && expected < end {
                     let header = self.header_in(segment, &mut window, position, expected)?;
+                    headers_read += 1;
                     if header.next_offset() > from {
                         state.record(&header, now_ms);
                     }
@@ -258,6 +266,6 @@ impl PartitionLog {
             Ok(())
         })();
         self.producers = state;
-        result
+        result.map(|()| headers_read)
     }
 }
