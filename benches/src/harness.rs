@@ -103,6 +103,10 @@ pub struct Options {
     pub out_dir: PathBuf,
     /// Progress bars on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Only the cases whose name contains one of these (all when empty), for a closer look at
+    /// a few cases with more repetitions. The `limits` workload always runs whole; a
+    /// workload's setup (filling logs) runs even when none of its cases is chosen.
+    pub cases: Vec<String>,
 }
 
 /// Sizes and durations derived from [`Options::quick`].
@@ -241,6 +245,8 @@ pub struct Bench {
     progress: ProgressBar,
     /// The machine limits, once measured: metric name → median.
     pub limits: BTreeMap<String, f64>,
+    /// Whether [`Options::cases`] applies to the workload running now (not to `limits`).
+    filtering: bool,
 }
 
 impl Bench {
@@ -274,7 +280,15 @@ impl Bench {
             scratch,
             progress,
             limits: BTreeMap::new(),
+            filtering: false,
         })
+    }
+
+    /// Whether the case `name` runs (see [`Options::cases`]).
+    fn chosen(&self, name: &str) -> bool {
+        !self.filtering
+            || self.options.cases.is_empty()
+            || self.options.cases.iter().any(|c| name.contains(c.as_str()))
     }
 
     /// The directory every log of this run lives under.
@@ -310,6 +324,16 @@ impl Bench {
         ratios: &[(&str, &str)],
         primary: &str,
     ) -> CaseResult {
+        if !self.chosen(name) {
+            // Left out by `Options::cases`: no engine runs, and `run` drops the case.
+            return CaseResult {
+                name: name.to_string(),
+                params: BTreeMap::new(),
+                primary_metric: primary.to_string(),
+                engines: Vec::new(),
+                ratios: Vec::new(),
+            };
+        }
         let reps = self.options.reps.max(1);
         self.progress.inc_length((reps * engines.len()) as u64);
         let mut samples: Vec<Vec<Sample>> = engines.iter().map(|_| Vec::new()).collect();
@@ -409,7 +433,10 @@ pub fn run(options: Options) -> Result<Report> {
     println!("{}", machine.describe());
     let mut report = Report::new(machine, &bench);
     for workload in chosen {
-        let result: WorkloadResult = crate::workloads::run(workload, &mut bench)?;
+        bench.filtering = workload != Workload::Limits;
+        let mut result: WorkloadResult = crate::workloads::run(workload, &mut bench)?;
+        // Cases left out by `Options::cases` ran no engine.
+        result.cases.retain(|case| !case.engines.is_empty());
         bench.progress.suspend(|| {
             println!("{}", crate::report::table(&result));
         });

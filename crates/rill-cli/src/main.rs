@@ -78,6 +78,11 @@ struct BenchArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Only the cases whose name contains this text (repeat for several), e.g. `--case
+    /// "x 1000 records, 16 partition(s), 16 producer(s), durable" --reps 15`; `limits` always
+    /// runs whole.
+    #[arg(long = "case")]
+    cases: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -197,6 +202,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         data_dir: args.dir,
         out_dir: args.out,
         progress: !args.no_progress,
+        cases: args.cases,
     })?;
     Ok(())
 }

@@ -77,6 +77,50 @@ fn the_smoke_benchmark_runs_every_workload_and_writes_its_results() {
 }
 
 #[test]
+fn chosen_cases_run_alone_and_limits_run_whole() {
+    let out = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args(["bench", "--smoke", "--reps", "1", "--no-progress"])
+        .args([
+            "--workload",
+            "append",
+            "--case",
+            "x 1000 records, 1 partition(s), 1 producer(s), durable",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .arg("--dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    let workloads = json["workloads"].as_array().unwrap();
+    let cases = |name: &str| -> Vec<String> {
+        let workload = workloads.iter().find(|w| w["name"] == name).unwrap();
+        workload["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let append = cases("append");
+    assert_eq!(append.len(), 1, "{stdout}");
+    for case in &append {
+        assert!(
+            case.ends_with("x 1000 records, 1 partition(s), 1 producer(s), durable"),
+            "{case} ran"
+        );
+    }
+    assert!(cases("limits").len() >= 3, "limits run whole");
+}
+
+#[test]
 fn unknown_workloads_are_refused() {
     let output = Command::new(env!("CARGO_BIN_EXE_rill"))
         .args(["bench", "--smoke", "--workload", "nope"])
