@@ -11,22 +11,49 @@
 
 use std::process::Command;
 
-#[test]
-fn the_smoke_benchmark_runs_every_workload_and_writes_its_results() {
+/// What a `rill bench --smoke` run left: its stdout, its results.json, the output directory
+/// and the data directory it was given.
+struct SmokeRun {
+    stdout: String,
+    json: serde_json::Value,
+    out: tempfile::TempDir,
+    data: tempfile::TempDir,
+}
+
+/// Runs `rill bench --smoke --no-progress` with `args`; it must succeed.
+fn smoke_bench(args: &[&str]) -> SmokeRun {
     let out = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_rill"))
-        .args(["bench", "--smoke", "--reps", "2", "--no-progress", "--out"])
+        .args(["bench", "--smoke", "--no-progress"])
+        .args(args)
+        .arg("--out")
         .arg(out.path())
         .arg("--dir")
         .arg(data.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    let json: serde_json::Value =
+    let json =
         serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    SmokeRun {
+        stdout,
+        json,
+        out,
+        data,
+    }
+}
+
+#[test]
+fn the_smoke_benchmark_runs_every_workload_and_writes_its_results() {
+    let SmokeRun {
+        stdout,
+        json,
+        out,
+        data,
+    } = smoke_bench(&["--reps", "2"]);
     assert!(
         json["machine"]["kernel"]
             .as_str()
@@ -78,27 +105,9 @@ fn the_smoke_benchmark_runs_every_workload_and_writes_its_results() {
 
 #[test]
 fn chosen_cases_run_alone_and_limits_run_whole() {
-    let out = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_rill"))
-        .args(["bench", "--smoke", "--reps", "1", "--no-progress"])
-        .args([
-            "--workload",
-            "append",
-            "--case",
-            "x 1000 records, 1 partition(s), 1 producer(s), durable",
-        ])
-        .arg("--out")
-        .arg(out.path())
-        .arg("--dir")
-        .arg(data.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    let chosen = "x 1000 records, 1 partition(s), 1 producer(s), durable";
+    let run = smoke_bench(&["--reps", "1", "--workload", "append", "--case", chosen]);
+    let (stdout, json) = (&run.stdout, &run.json);
     let workloads = json["workloads"].as_array().unwrap();
     let cases = |name: &str| -> Vec<String> {
         let workload = workloads.iter().find(|w| w["name"] == name).unwrap();
@@ -112,10 +121,7 @@ fn chosen_cases_run_alone_and_limits_run_whole() {
     let append = cases("append");
     assert_eq!(append.len(), 1, "{stdout}");
     for case in &append {
-        assert!(
-            case.ends_with("x 1000 records, 1 partition(s), 1 producer(s), durable"),
-            "{case} ran"
-        );
+        assert!(case.ends_with(chosen), "{case} ran");
     }
     assert!(cases("limits").len() >= 3, "limits run whole");
 }
