@@ -69,6 +69,22 @@ struct Producer {
     batches: VecDeque<SequencedBatch>,
 }
 
+impl Producer {
+    /// Adds `batch` of epoch `epoch` (a new epoch forgets the old one's batches), keeping the
+    /// last [`BATCHES_PER_PRODUCER`].
+    fn record(&mut self, epoch: i16, batch: SequencedBatch, now_ms: i64) {
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+        }
+        if self.batches.len() == BATCHES_PER_PRODUCER {
+            self.batches.pop_front();
+        }
+        self.batches.push_back(batch);
+        self.last_append_ms = self.last_append_ms.max(now_ms);
+    }
+}
+
 /// The producers of one partition.
 #[derive(Debug, Clone)]
 pub struct ProducerState {
@@ -197,28 +213,21 @@ impl ProducerState {
             last_offset: header.last_offset(),
             max_timestamp: header.max_timestamp,
         };
-        if !self.producers.contains_key(&header.producer_id)
-            && self.producers.len() >= self.max_producers
-        {
+        // A known producer (the usual case) costs one lookup.
+        if let Some(producer) = self.producers.get_mut(&header.producer_id) {
+            producer.record(header.producer_epoch, batch, now_ms);
+            return;
+        }
+        if self.producers.len() >= self.max_producers {
             self.evict_least_recent();
         }
-        let producer = self
-            .producers
-            .entry(header.producer_id)
-            .or_insert_with(|| Producer {
-                epoch: header.producer_epoch,
-                last_append_ms: now_ms,
-                batches: VecDeque::with_capacity(BATCHES_PER_PRODUCER),
-            });
-        if header.producer_epoch != producer.epoch {
-            producer.epoch = header.producer_epoch;
-            producer.batches.clear();
-        }
-        if producer.batches.len() == BATCHES_PER_PRODUCER {
-            producer.batches.pop_front();
-        }
-        producer.batches.push_back(batch);
-        producer.last_append_ms = producer.last_append_ms.max(now_ms);
+        let mut producer = Producer {
+            epoch: header.producer_epoch,
+            last_append_ms: now_ms,
+            batches: VecDeque::with_capacity(BATCHES_PER_PRODUCER),
+        };
+        producer.record(header.producer_epoch, batch, now_ms);
+        self.producers.insert(header.producer_id, producer);
     }
 
     /// Evicts the least recently appending tenth (at least one), so a stream of new producers
