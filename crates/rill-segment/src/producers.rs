@@ -110,9 +110,7 @@ fn in_sequence(last: i32, next: i32) -> bool {
     next == last.wrapping_add(1) || (last == i32::MAX && next == 0)
 }
 
-/// Whether `header` is checked against producer state: it has a producer id and is not a
-/// control batch.
-/// Whether the producer state records `header`'s batch: an idempotent or transactional
+/// Whether the producer state checks and records `header`'s batch: an idempotent or transactional
 /// producer's data (control batches are the transactions' markers).
 pub(crate) fn is_sequenced(header: &BatchHeader) -> bool {
     header.producer_id >= 0 && !header.attributes.is_control()

@@ -463,6 +463,8 @@ impl Recovery<'_> {
             return self.rebuild_segment(o, next_offset);
         };
         let mut segment = Segment::new(o.base, o.file, max, self.options.now_ms);
+        // Its batches come from the index files, not from a scan.
+        segment.sequenced = segment::Sequenced::Unknown;
         segment.size_bytes = o.file_len;
         segment.file_len = o.file_len;
         segment.next_offset = next_offset;

@@ -216,8 +216,6 @@ pub(crate) fn rebuild_segment(
     now_ms: i64,
 ) -> Rebuilt {
     let mut segment = Segment::new(base_offset, file, config.max_index_entries, now_ms);
-    // Scanned from its start: every batch it keeps is pushed here.
-    segment.sequenced = crate::segment::Sequenced::None;
     let mut scanner = Scanner::new(disk, file, 0, end);
     let max_batch = config.segment_bytes;
     // Bounded: every step consumes a batch of at least HEADER_BYTES or ends the loop.

@@ -116,6 +116,9 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
+    /// An empty segment: the batches it comes to hold are pushed to it ([`Segment::push_batch`]),
+    /// so it knows whether one is sequenced. A caller that sets its size without pushing the
+    /// batches must set [`Segment::sequenced`] to [`Sequenced::Unknown`].
     pub fn new(base_offset: i64, log: FileId, max_index_entries: usize, now_ms: i64) -> Self {
         Self {
             base_offset,
@@ -131,7 +134,7 @@ impl Segment {
             offset_of_max_timestamp: base_offset,
             bytes_since_index_entry: 0,
             created_ms: now_ms,
-            sequenced: Sequenced::Unknown,
+            sequenced: Sequenced::None,
         }
     }
 

@@ -35,7 +35,7 @@ use crate::disk::{self, Disk, FileId, OpenMode};
 use crate::error::{FailReason, LogError};
 use crate::index::IndexCache;
 use crate::producers::{ProducerSnapshot, ProducerState};
-use crate::segment::{self, FileKind, Segment, Sequenced};
+use crate::segment::{self, FileKind, Segment};
 use crate::watermark::Watermark;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -410,8 +410,6 @@ pub(crate) fn create_segment(
         .open(&path, OpenMode::CreateNew)
         .map_err(|e| (path.clone(), e))?;
     let mut segment = Segment::new(base_offset, file, config.max_index_entries, now_ms);
-    // A new file: every batch it will hold is pushed in this process.
-    segment.sequenced = Sequenced::None;
     let setup = preallocate(disk, file, config, 0, 0).and_then(|len| {
         segment.file_len = len;
         disk.sync_dir(dir)

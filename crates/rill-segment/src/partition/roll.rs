@@ -484,8 +484,6 @@ impl PartitionLog {
         }
         let mut segment = Segment::new(base_offset, file, self.config.max_index_entries, now_ms);
         segment.file_len = file_len;
-        // An empty file: every batch it will hold is pushed in this process.
-        segment.sequenced = crate::segment::Sequenced::None;
         self.pending_names.push(base_offset);
         self.pending_seals.push(old_base);
         self.queue_roll_work(Queued::SyncNames);
