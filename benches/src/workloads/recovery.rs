@@ -9,10 +9,11 @@
 //! the disk; the "warm" case scans what the child left in the page cache.
 //!
 //! The cold case has a third engine, [`SAME_FILE_READ`]: a child fills and is killed the same
-//! way, then the segment file is read with 1 MiB `pread`s from a dropped page cache, as the
-//! `limits` workload reads its own file. It is the read limit of the file recovery replays,
-//! in the state it replays it (just written, the disk still busy with it), interleaved with
-//! the opens; `limits` measures a file written and synced before its reads.
+//! way, then the segment file is read with 1 MiB `pread`s from a dropped page cache, with
+//! read-ahead advised 8 MiB ahead (the faster of the `limits` workload's two reads). It is the
+//! read limit of the file recovery replays, in the state it replays it (just written, the disk
+//! still busy with it), interleaved with the opens; `limits` measures a file written and
+//! synced before its read.
 
 use super::{
     BASELINE, RILL_ENGINES, URING, append_copies, build_batch, can_drop_caches, driver_arg,
@@ -118,12 +119,13 @@ fn recovery_run(bench: &Bench, driver: DriverChoice, bytes: u64, cold: bool) -> 
 }
 
 /// Fills and kills a child as [`recovery_run`] does, then reads the segment file it left
-/// from a dropped page cache with 1 MiB `pread`s (the `limits` workload's sequential read).
+/// from a dropped page cache with 1 MiB `pread`s and advised read-ahead (the `limits`
+/// workload's sequential read).
 fn same_file_read(bench: &Bench, bytes: u64) -> Result<Sample> {
     let dir = bench.scratch_dir("recovery-read")?;
     fill_and_kill(dir.path(), DriverChoice::Syscall, bytes)?;
     let segment = largest_segment_file(dir.path())?;
-    let mut sample = limits::sequential_read(&segment)?;
+    let mut sample = limits::sequential_read(&segment, limits::ReadAhead::Advised)?;
     let mb_per_s = sample.get("mb_per_s").copied().unwrap_or(0.0);
     let file_bytes = std::fs::metadata(&segment)?.len();
     sample.insert("gb_per_s", mb_per_s / 1e3);
@@ -160,7 +162,7 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
     let mut cases = Vec::new();
     let mut notes = vec![
         "the child fills one partition with 64 KiB batches, flushes, and is SIGKILLed; open_s is Log::open".into(),
-        format!("{SAME_FILE_READ} (cold case): a child fills and is killed as for the opens, then its segment file is read with 1 MiB preads from a dropped page cache; open_s is the read's time"),
+        format!("{SAME_FILE_READ} (cold case): a child fills and is killed as for the opens, then its segment file is read with 1 MiB preads from a dropped page cache, 8 MiB advised ahead; open_s is the read's time"),
     ];
     let colds: &[bool] = if can_drop_caches() {
         &[false, true]
@@ -182,7 +184,7 @@ pub fn run(bench: &mut Bench) -> Result<WorkloadResult> {
         if cold {
             engines.push(Engine::new(
                 SAME_FILE_READ,
-                "the segment file a killed child left, read with 1 MiB preads from a dropped page cache",
+                "the segment file a killed child left, read with 1 MiB preads from a dropped page cache, 8 MiB advised ahead",
                 move || same_file_read(bench_ref, bytes),
             ));
             ratios.extend([(URING, SAME_FILE_READ), (BASELINE, SAME_FILE_READ)]);
